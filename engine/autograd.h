@@ -1,0 +1,87 @@
+#pragma once
+// Reverse mode (tape), forward mode (tangents) and forward-over-reverse HVPs.
+// See docs/autodiff.md for how they fit together.
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "engine/op_registry.h"
+#include "engine/tensor.h"
+
+namespace bissl {
+
+// A recorded op application on the tape.
+struct Node {
+  const OpDef* op = nullptr;
+  Attrs attrs;
+  uint64_t seq = 0;  // creation order: a node's inputs are always older
+  std::vector<Tensor> saved_inputs;   // undefined where not saved
+  std::vector<Tensor> saved_outputs;  // detached aliases (no grad_fn: no cycles)
+  std::vector<Shape> in_shapes;
+  std::vector<DType> in_dtypes;
+  std::vector<Shape> out_shapes;
+  std::vector<DType> out_dtypes;
+  struct Edge {
+    std::shared_ptr<Node> node;         // producer of this input, or
+    std::shared_ptr<TensorImpl> leaf;   // a leaf that requires grad, or neither
+    int output_nr = 0;
+  };
+  std::vector<Edge> next;  // one per input
+};
+
+// Thread-local modes.
+bool grad_enabled();
+bool forward_ad_enabled();
+class NoGradGuard {
+ public:
+  NoGradGuard();
+  ~NoGradGuard();
+ private:
+  bool prev_;
+};
+class EnableGradGuard {
+ public:
+  explicit EnableGradGuard(bool on = true);
+  ~EnableGradGuard();
+ private:
+  bool prev_;
+};
+// Stops tangent propagation (used around JVP rules so they do not recurse).
+class NoForwardADGuard {
+ public:
+  explicit NoForwardADGuard(bool off = true);
+  ~NoForwardADGuard();
+ private:
+  bool prev_;
+};
+
+// Accumulates d(sum of outputs·seeds)/d(leaf) into leaf.grad() for every
+// leaf that requires grad. Seeds default to ones (outputs must be scalars).
+void backward(const Tensor& output, const Tensor& seed = Tensor(), bool create_graph = false);
+void backward(const std::vector<Tensor>& outputs, const std::vector<Tensor>& seeds, bool create_graph = false);
+
+// Gradients of outputs w.r.t. inputs (leaves or intermediates), returned
+// rather than accumulated. An input that does not influence the outputs gets
+// zeros (allow_unused) or raises. With create_graph the result is on the tape.
+std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<Tensor>& inputs,
+                         const std::vector<Tensor>& seeds = {}, bool create_graph = false,
+                         bool allow_unused = true);
+
+// Forward mode: runs f on primals carrying the given tangents.
+// Returns (outputs, output tangents); no tape is recorded.
+std::pair<std::vector<Tensor>, std::vector<Tensor>> jvp(
+    const std::function<std::vector<Tensor>(const std::vector<Tensor>&)>& f, const std::vector<Tensor>& primals,
+    const std::vector<Tensor>& tangents);
+
+struct HvpResult {
+  Tensor loss;
+  std::vector<Tensor> grad;  // ∇L(params)
+  std::vector<Tensor> hv;    // H·v
+};
+// Forward-over-reverse: params carry v as tangents during one forward and one
+// backward; the gradient's tangent is H·v. loss_fn reads the params itself
+// (e.g. a closure over a module); they must be leaves requiring grad.
+HvpResult hvp(const std::function<Tensor()>& loss_fn, const std::vector<Tensor>& params,
+              const std::vector<Tensor>& v);
+
+}  // namespace bissl

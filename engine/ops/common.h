@@ -1,0 +1,90 @@
+#pragma once
+// Helpers shared by the op registrations (engine/ops/*.cpp).
+#include <algorithm>
+#include <numeric>
+
+#include "engine/autograd.h"
+#include "engine/op_registry.h"
+#include "engine/ops.h"
+#include "kernels/cpu/kernels.h"
+
+namespace bissl::ops {
+
+inline Tensor out_empty(const Shape& s, DType t) { return empty(s, t, Device::CPU); }
+
+inline void same_dtype(const char* op, const Tensor& a, const Tensor& b) {
+  BISSL_CHECK(a.dtype() == b.dtype(), op, ": operands have dtypes ", dtype_name(a.dtype()), " and ",
+              dtype_name(b.dtype()), "; convert one with .to()");
+}
+
+// x's shape viewed as [outer, shape[axis], inner].
+struct Mid {
+  int64_t outer = 1, n = 1, inner = 1;
+};
+inline Mid mid_of(const Shape& s, int64_t axis) {
+  Mid m;
+  for (int64_t i = 0; i < int64_t(s.size()); ++i) {
+    if (i < axis) m.outer *= s[size_t(i)];
+    else if (i == axis) m.n = s[size_t(i)];
+    else m.inner *= s[size_t(i)];
+  }
+  return m;
+}
+
+// Sorted, unique, non-negative axes; empty means all.
+inline std::vector<int64_t> norm_axes(std::vector<int64_t> axes, int64_t ndim, const char* op) {
+  if (axes.empty()) {
+    axes.resize(size_t(ndim));
+    std::iota(axes.begin(), axes.end(), 0);
+  }
+  for (auto& a : axes) a = normalize_axis(a, ndim, op);
+  std::sort(axes.begin(), axes.end());
+  axes.erase(std::unique(axes.begin(), axes.end()), axes.end());
+  return axes;
+}
+inline Shape keepdim_shape(const Shape& s, const std::vector<int64_t>& axes) {
+  Shape r = s;
+  for (auto a : axes) r[size_t(a)] = 1;
+  return r;
+}
+inline Shape reduced_shape(const Shape& s, const std::vector<int64_t>& axes, bool keepdim) {
+  if (keepdim) return keepdim_shape(s, axes);
+  Shape r;
+  for (int64_t i = 0; i < int64_t(s.size()); ++i)
+    if (!std::binary_search(axes.begin(), axes.end(), i)) r.push_back(s[size_t(i)]);
+  return r;
+}
+inline int64_t reduced_count(const Shape& s, const std::vector<int64_t>& axes) {
+  int64_t n = 1;
+  for (auto a : axes) n *= s[size_t(a)];
+  return n;
+}
+
+// Brings the reduced axes of x together as one middle block: returns a
+// contiguous tensor and its [outer, n, inner] view. Permutes (copies) only
+// when the reduced axes are not already adjacent.
+Tensor gather_axes(const Tensor& x, const std::vector<int64_t>& axes, Mid& mid);
+
+// Expands t (a tangent or gradient) to `shape` if it is smaller.
+inline Tensor bcast(const Tensor& t, const Shape& shape) { return t.shape() == shape ? t : expand(t, shape); }
+inline Tensor tan_or_zero(const Tensor& t, const Shape& s, DType d) { return t.defined() ? t : zeros(s, d); }
+// a + b where either may be undefined (= zero).
+inline Tensor add_opt(const Tensor& a, const Tensor& b) {
+  if (!a.defined()) return b;
+  if (!b.defined()) return a;
+  return add(a, b);
+}
+
+inline OpDef make_op(const std::string& name, int nin, int nout, const std::string& doc) {
+  OpDef d;
+  d.name = name;
+  d.num_inputs = nin;
+  d.num_outputs = nout;
+  d.doc = doc;
+  return d;
+}
+
+// The dtype-dispatch for kernels of floating ops.
+#define BISSL_FLOAT_KERNEL(DT, OP, ...) BISSL_DISPATCH_FLOAT(DT, OP, [&] { __VA_ARGS__; })
+
+}  // namespace bissl::ops

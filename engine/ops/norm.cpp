@@ -1,0 +1,278 @@
+// Batch norm (train: batch statistics, eval: running statistics) and layer
+// norm, each with a fused backward op. The fused backward ops take their JVP
+// from the unfused composite (jvp_of_composite), so forward-over-reverse is
+// exact through batch statistics.
+#include <cmath>
+
+#include "engine/ops/common.h"
+
+namespace bissl {
+namespace ops {
+namespace {
+
+// All axes but the last: batch norm's reduction axes for [..., C].
+std::vector<int64_t> stat_axes(int64_t ndim) {
+  std::vector<int64_t> a;
+  for (int64_t i = 0; i + 1 < ndim; ++i) a.push_back(i);
+  return a;
+}
+
+// Unfused batch-norm train forward: (y, mean, invstd).
+std::vector<Tensor> bn_composite(const std::vector<Tensor>& in, double eps) {
+  const Tensor &x = in[0], &gamma = in[1], &beta = in[2];
+  auto axes = stat_axes(x.dim());
+  Tensor m = mean(x, axes);
+  Tensor xc = sub(x, m);
+  Tensor invstd = rsqrt(add(mean(mul(xc, xc), axes), eps));
+  Tensor y = mul(xc, invstd);
+  if (gamma.defined()) y = mul(y, gamma);
+  if (beta.defined()) y = add(y, beta);
+  return {y, m, invstd};
+}
+
+// Unfused batch-norm backward: (dx, dgamma, dbeta) from (gy, x, mean, invstd, gamma).
+std::vector<Tensor> bn_backward_composite(const std::vector<Tensor>& in) {
+  const Tensor &gy = in[0], &x = in[1], &m = in[2], &invstd = in[3], &gamma = in[4];
+  auto axes = stat_axes(x.dim());
+  double n = double(x.numel() / x.shape().back());
+  Tensor xhat = mul(sub(x, m), invstd);
+  Tensor sg = sum(gy, axes);
+  Tensor sgx = sum(mul(gy, xhat), axes);
+  Tensor inner = sub(sub(gy, mul(sg, 1.0 / n)), mul(xhat, mul(sgx, 1.0 / n)));
+  Tensor k = gamma.defined() ? mul(gamma, invstd) : invstd;
+  return {mul(inner, k), sgx, sg};
+}
+
+std::vector<Tensor> ln_composite(const std::vector<Tensor>& in, double eps) {
+  const Tensor &x = in[0], &gamma = in[1], &beta = in[2];
+  Tensor m = mean(x, {-1}, true);
+  Tensor xc = sub(x, m);
+  Tensor rstd = rsqrt(add(mean(mul(xc, xc), {-1}, true), eps));
+  Tensor y = mul(xc, rstd);
+  if (gamma.defined()) y = mul(y, gamma);
+  if (beta.defined()) y = add(y, beta);
+  Shape rs(x.shape().begin(), x.shape().end() - 1);
+  return {y, reshape(m, rs), reshape(rstd, rs)};
+}
+
+std::vector<Tensor> ln_backward_composite(const std::vector<Tensor>& in) {
+  const Tensor &gy = in[0], &x = in[1], &gamma = in[4];
+  Shape ks = x.shape();
+  ks.back() = 1;
+  Tensor m = reshape(in[2], ks), rstd = reshape(in[3], ks);
+  double c = double(x.shape().back());
+  Tensor xhat = mul(sub(x, m), rstd);
+  Tensor d = gamma.defined() ? mul(gy, gamma) : gy;
+  Tensor a = sum(d, {-1}, true), b = sum(mul(d, xhat), {-1}, true);
+  Tensor dx = mul(sub(sub(d, mul(a, 1.0 / c)), mul(xhat, mul(b, 1.0 / c))), rstd);
+  auto rows = stat_axes(x.dim());
+  return {dx, gamma.defined() ? sum(mul(gy, xhat), rows) : Tensor(), in[5].defined() ? sum(gy, rows) : Tensor()};
+}
+
+void check_channel_param(const Tensor& p, int64_t c, const char* what, const char* op) {
+  if (!p.defined()) return;
+  BISSL_CHECK(p.shape() == Shape{c}, op, ": ", what, " has shape ", shape_str(p.shape()), ", expected [", c, "]");
+}
+
+}  // namespace
+
+void register_norm(OpRegistry& r) {
+  {
+    OpDef op = make_op("batch_norm_train", 5, 3,
+                       "batch norm over all axes but the last, batch statistics: (y, mean, invstd); updates running "
+                       "stats (inputs 3, 4) in place when given");
+    op.attrs = {"momentum: float", "eps: float"};
+    op.nondiff_inputs = {3, 4};
+    op.save_inputs = {0, 1};
+    op.save_outputs = {1, 2};
+    op.forward[0] = [](const std::vector<Tensor>& in, const Attrs& a) {
+      const Tensor &x = in[0], &gamma = in[1], &beta = in[2], &rm = in[3], &rv = in[4];
+      BISSL_CHECK(x.dim() >= 2, "batch_norm_train: expected rank >= 2 ([..., C]), found ", shape_str(x.shape()));
+      int64_t c = x.shape().back(), rows = x.numel() / c;
+      BISSL_CHECK(rows > 1, "batch_norm_train: needs more than one value per channel, found ", rows);
+      check_channel_param(gamma, c, "gamma", "batch_norm_train");
+      check_channel_param(beta, c, "beta", "batch_norm_train");
+      check_channel_param(rm, c, "running_mean", "batch_norm_train");
+      check_channel_param(rv, c, "running_var", "batch_norm_train");
+      double eps = a.f("eps"), mom = a.f("momentum");
+      Tensor y = out_empty(x.shape(), x.dtype()), m = out_empty({c}, x.dtype()), inv = out_empty({c}, x.dtype());
+      BISSL_FLOAT_KERNEL(x.dtype(), "batch_norm_train", {
+        std::vector<scalar_t> var(static_cast<size_t>(c));
+        cpu::batch_norm_stats<scalar_t>(x.data<scalar_t>(), rows, c, m.data<scalar_t>(), var.data());
+        scalar_t* ip = inv.data<scalar_t>();
+        for (int64_t j = 0; j < c; ++j) ip[j] = scalar_t(1.0 / std::sqrt(double(var[size_t(j)]) + eps));
+        cpu::batch_norm_apply<scalar_t>(x.data<scalar_t>(), m.data<scalar_t>(), ip,
+                                        gamma.defined() ? gamma.data<scalar_t>() : nullptr,
+                                        beta.defined() ? beta.data<scalar_t>() : nullptr, y.data<scalar_t>(), rows, c);
+        if (rm.defined() && rv.defined()) {
+          scalar_t *rmp = rm.data<scalar_t>(), *rvp = rv.data<scalar_t>();
+          const scalar_t* mp = m.data<scalar_t>();
+          double unbias = double(rows) / double(rows - 1);
+          for (int64_t j = 0; j < c; ++j) {
+            rmp[j] = scalar_t((1 - mom) * rmp[j] + mom * mp[j]);
+            rvp[j] = scalar_t((1 - mom) * rvp[j] + mom * var[size_t(j)] * unbias);
+          }
+        }
+      });
+      return std::vector<Tensor>{y, m, inv};
+    };
+    op.vjp = [](const OpCtx& c, const std::vector<Tensor>& g) {
+      const Tensor &x = c.input(0), &m = c.output(1), &inv = c.output(2);
+      Tensor gamma = c.input_opt(1);
+      Tensor gy = g[0].defined() ? g[0] : zeros(x.shape(), x.dtype());
+      auto r = batch_norm_backward(gy, x, m, inv, gamma);
+      Tensor gx = r[0];
+      double n = double(x.numel() / x.shape().back());
+      if (g[1].defined()) gx = add(gx, mul(g[1], 1.0 / n));  // d mean / dx
+      if (g[2].defined())                                   // d invstd / dx = -invstd³ (x - mean) / n
+        gx = add(gx, mul(mul(g[2], mul(pow(inv, 3.0), -1.0 / n)), sub(x, m)));
+      return std::vector<Tensor>{gx, c.needs_grad(1) ? r[1] : Tensor(), c.needs_grad(2) ? r[2] : Tensor(), Tensor(),
+                                 Tensor()};
+    };
+    op.jvp = [](const OpCtx& c, const std::vector<Tensor>& t) {
+      double eps = c.attrs.f("eps");
+      auto outs = jvp_of_composite([eps](const std::vector<Tensor>& in) { return bn_composite(in, eps); },
+                                   {c.input(0), c.input_opt(1), c.input_opt(2)}, {t[0], t[1], t[2]});
+      return outs;
+    };
+    r.add(std::move(op));
+  }
+  {
+    OpDef op = make_op("batch_norm_backward", 5, 3,
+                       "fused VJP of batch_norm_train: (gy, x, mean, invstd, gamma) -> (dx, dgamma, dbeta)");
+    op.save_all_inputs = true;
+    op.forward[0] = [](const std::vector<Tensor>& in, const Attrs&) {
+      const Tensor &gy = in[0], &x = in[1], &m = in[2], &inv = in[3], &gamma = in[4];
+      int64_t c = x.shape().back(), rows = x.numel() / c;
+      BISSL_CHECK(gy.shape() == x.shape(), "batch_norm_backward: gradient shape ", shape_str(gy.shape()),
+                  " differs from input ", shape_str(x.shape()));
+      Tensor gx = out_empty(x.shape(), x.dtype()), gg = out_empty({c}, x.dtype()), gb = out_empty({c}, x.dtype());
+      BISSL_FLOAT_KERNEL(x.dtype(), "batch_norm_backward",
+                         cpu::batch_norm_backward<scalar_t>(gy.data<scalar_t>(), x.data<scalar_t>(), m.data<scalar_t>(),
+                                                            inv.data<scalar_t>(),
+                                                            gamma.defined() ? gamma.data<scalar_t>() : nullptr,
+                                                            gx.data<scalar_t>(), gg.data<scalar_t>(),
+                                                            gb.data<scalar_t>(), rows, c));
+      return std::vector<Tensor>{gx, gg, gb};
+    };
+    op.vjp = [](const OpCtx& c, const std::vector<Tensor>& g) {
+      std::vector<Tensor> in;
+      for (int i = 0; i < 5; ++i) in.push_back(c.input_opt(i));
+      return vjp_of_composite(bn_backward_composite, in, g);
+    };
+    op.jvp = [](const OpCtx& c, const std::vector<Tensor>& t) {
+      return jvp_of_composite(bn_backward_composite,
+                              {c.input(0), c.input(1), c.input(2), c.input(3), c.input_opt(4)}, t);
+    };
+    r.add(std::move(op));
+  }
+  {
+    OpDef op = make_op("layer_norm", 3, 3, "layer norm over the last dim: (y, mean, rstd)");
+    op.attrs = {"eps: float"};
+    op.save_inputs = {0, 1, 2};
+    op.save_outputs = {1, 2};
+    op.forward[0] = [](const std::vector<Tensor>& in, const Attrs& a) {
+      const Tensor &x = in[0], &gamma = in[1], &beta = in[2];
+      BISSL_CHECK(x.dim() >= 1, "layer_norm: expected rank >= 1");
+      int64_t c = x.shape().back(), rows = x.numel() / c;
+      check_channel_param(gamma, c, "gamma", "layer_norm");
+      check_channel_param(beta, c, "beta", "layer_norm");
+      Shape rs(x.shape().begin(), x.shape().end() - 1);
+      Tensor y = out_empty(x.shape(), x.dtype()), m = out_empty(rs, x.dtype()), rstd = out_empty(rs, x.dtype());
+      BISSL_FLOAT_KERNEL(x.dtype(), "layer_norm",
+                         cpu::layer_norm_forward<scalar_t>(x.data<scalar_t>(),
+                                                           gamma.defined() ? gamma.data<scalar_t>() : nullptr,
+                                                           beta.defined() ? beta.data<scalar_t>() : nullptr,
+                                                           y.data<scalar_t>(), m.data<scalar_t>(),
+                                                           rstd.data<scalar_t>(), rows, c, a.f("eps")));
+      return std::vector<Tensor>{y, m, rstd};
+    };
+    op.vjp = [](const OpCtx& c, const std::vector<Tensor>& g) {
+      const Tensor &x = c.input(0), &m = c.output(1), &rstd = c.output(2);
+      Tensor gy = g[0].defined() ? g[0] : zeros(x.shape(), x.dtype());
+      auto r = call_op("layer_norm_backward", {gy, x, m, rstd, c.input_opt(1), c.input_opt(2)});
+      Tensor gx = r[0];
+      Shape ks = x.shape();
+      ks.back() = 1;
+      double n = double(x.shape().back());
+      if (g[1].defined()) gx = add(gx, mul(reshape(g[1], ks), 1.0 / n));
+      if (g[2].defined())
+        gx = add(gx, mul(mul(reshape(g[2], ks), mul(pow(reshape(rstd, ks), 3.0), -1.0 / n)), sub(x, reshape(m, ks))));
+      return std::vector<Tensor>{gx, r[1], r[2]};
+    };
+    op.jvp = [](const OpCtx& c, const std::vector<Tensor>& t) {
+      double eps = c.attrs.f("eps");
+      return jvp_of_composite([eps](const std::vector<Tensor>& in) { return ln_composite(in, eps); },
+                              {c.input(0), c.input_opt(1), c.input_opt(2)}, t);
+    };
+    r.add(std::move(op));
+  }
+  {
+    OpDef op = make_op("layer_norm_backward", 6, 3,
+                       "fused VJP of layer_norm: (gy, x, mean, rstd, gamma, beta) -> (dx, dgamma, dbeta); beta is "
+                       "read only for whether it exists");
+    op.save_all_inputs = true;
+    op.nondiff_inputs = {5};
+    op.forward[0] = [](const std::vector<Tensor>& in, const Attrs&) {
+      const Tensor &gy = in[0], &x = in[1], &m = in[2], &rstd = in[3], &gamma = in[4], &beta = in[5];
+      int64_t c = x.shape().back(), rows = x.numel() / c;
+      Tensor gx = out_empty(x.shape(), x.dtype());
+      Tensor gg = gamma.defined() ? out_empty({c}, x.dtype()) : Tensor();
+      Tensor gb = beta.defined() ? out_empty({c}, x.dtype()) : Tensor();
+      BISSL_FLOAT_KERNEL(x.dtype(), "layer_norm_backward",
+                         cpu::layer_norm_backward<scalar_t>(gy.data<scalar_t>(), x.data<scalar_t>(), m.data<scalar_t>(),
+                                                            rstd.data<scalar_t>(),
+                                                            gamma.defined() ? gamma.data<scalar_t>() : nullptr,
+                                                            gx.data<scalar_t>(),
+                                                            gg.defined() ? gg.data<scalar_t>() : nullptr,
+                                                            gb.defined() ? gb.data<scalar_t>() : nullptr, rows, c));
+      return std::vector<Tensor>{gx, gg, gb};
+    };
+    op.vjp = [](const OpCtx& c, const std::vector<Tensor>& g) {
+      std::vector<Tensor> in;
+      for (int i = 0; i < 6; ++i) in.push_back(c.input_opt(i));
+      auto r = vjp_of_composite(ln_backward_composite, in, g);
+      r.resize(6);
+      r[5] = Tensor();
+      return r;
+    };
+    op.jvp = [](const OpCtx& c, const std::vector<Tensor>& t) {
+      std::vector<Tensor> in;
+      for (int i = 0; i < 6; ++i) in.push_back(c.input_opt(i));
+      return jvp_of_composite(ln_backward_composite, in, t);
+    };
+    r.add(std::move(op));
+  }
+}
+
+}  // namespace ops
+
+BatchNormOut batch_norm_train(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
+                              const Tensor& running_var, double momentum, double eps) {
+  static const OpDef& op = OpRegistry::get().op("batch_norm_train");
+  auto r = call_op(op, {x, gamma, beta, running_mean, running_var}, {{"momentum", momentum}, {"eps", eps}});
+  return {r[0], r[1], r[2]};
+}
+
+std::vector<Tensor> batch_norm_backward(const Tensor& gy, const Tensor& x, const Tensor& mean, const Tensor& invstd,
+                                        const Tensor& gamma) {
+  static const OpDef& op = OpRegistry::get().op("batch_norm_backward");
+  return call_op(op, {gy, x, mean, invstd, gamma});
+}
+
+Tensor batch_norm_eval(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
+                       const Tensor& running_var, double eps) {
+  // An affine map of x: composed of differentiable ops; the running
+  // statistics are constants (detached).
+  Tensor scale = rsqrt(add(running_var.detach(), eps));
+  if (gamma.defined()) scale = mul(scale, gamma);
+  Tensor y = mul(sub(x, running_mean.detach()), scale);
+  return beta.defined() ? add(y, beta) : y;
+}
+
+Tensor layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, double eps) {
+  static const OpDef& op = OpRegistry::get().op("layer_norm");
+  return call_op(op, {x, gamma, beta}, {{"eps", eps}})[0];
+}
+
+}  // namespace bissl

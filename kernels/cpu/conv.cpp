@@ -1,0 +1,120 @@
+#include <cstring>
+#include <vector>
+
+#include "kernels/cpu/kernels.h"
+
+namespace bissl::cpu {
+
+// Convolution as im2col + GEMM, one image at a time, one GEMM per group.
+// col is [Ho*Wo, kh*kw*Cg] so that NHWC rows and OHWI weight rows line up.
+
+namespace {
+template <class T>
+void im2col(const ConvShape& s, const T* x, int64_t g, T* col) {
+  int64_t cg = s.c / s.groups, kk = s.kh * s.kw * cg;
+#pragma omp parallel for if (s.ho * s.wo * kk > 32768)
+  for (int64_t oh = 0; oh < s.ho; ++oh)
+    for (int64_t ow = 0; ow < s.wo; ++ow) {
+      T* row = col + (oh * s.wo + ow) * kk;
+      for (int64_t ki = 0; ki < s.kh; ++ki) {
+        int64_t ih = oh * s.sh - s.ph + ki * s.dh;
+        for (int64_t kj = 0; kj < s.kw; ++kj) {
+          int64_t iw = ow * s.sw - s.pw + kj * s.dw;
+          T* dst = row + (ki * s.kw + kj) * cg;
+          if (ih < 0 || ih >= s.h || iw < 0 || iw >= s.w) {
+            std::memset(dst, 0, size_t(cg) * sizeof(T));
+          } else {
+            std::memcpy(dst, x + (ih * s.w + iw) * s.c + g * cg, size_t(cg) * sizeof(T));
+          }
+        }
+      }
+    }
+}
+
+template <class T>
+void col2im(const ConvShape& s, const T* col, int64_t g, T* gx) {
+  int64_t cg = s.c / s.groups, kk = s.kh * s.kw * cg;
+  // Output rows overlap in the input; split across threads by input row to stay race-free.
+#pragma omp parallel for if (s.ho * s.wo * kk > 32768)
+  for (int64_t ih = 0; ih < s.h; ++ih)
+    for (int64_t oh = 0; oh < s.ho; ++oh)
+      for (int64_t ki = 0; ki < s.kh; ++ki) {
+        if (oh * s.sh - s.ph + ki * s.dh != ih) continue;
+        for (int64_t ow = 0; ow < s.wo; ++ow) {
+          const T* row = col + (oh * s.wo + ow) * kk;
+          for (int64_t kj = 0; kj < s.kw; ++kj) {
+            int64_t iw = ow * s.sw - s.pw + kj * s.dw;
+            if (iw < 0 || iw >= s.w) continue;
+            T* dst = gx + (ih * s.w + iw) * s.c + g * cg;
+            const T* src = row + (ki * s.kw + kj) * cg;
+            for (int64_t ci = 0; ci < cg; ++ci) dst[ci] += src[ci];
+          }
+        }
+      }
+}
+
+bool pointwise(const ConvShape& s) {
+  return s.kh == 1 && s.kw == 1 && s.sh == 1 && s.sw == 1 && s.ph == 0 && s.pw == 0 && s.groups == 1;
+}
+}  // namespace
+
+template <class T>
+void conv2d_forward(const ConvShape& s, const T* x, const T* w, T* y) {
+  int64_t cg = s.c / s.groups, og = s.o / s.groups, kk = s.kh * s.kw * cg, p = s.ho * s.wo;
+  if (pointwise(s)) {  // a 1x1 conv is one GEMM over all pixels
+    gemm<T>(false, true, s.n * p, s.o, s.c, T(1), x, s.c, w, s.c, T(0), y, s.o);
+    return;
+  }
+  std::vector<T> col(size_t(p * kk));
+  for (int64_t n = 0; n < s.n; ++n) {
+    const T* xn = x + n * s.h * s.w * s.c;
+    T* yn = y + n * p * s.o;
+    for (int64_t g = 0; g < s.groups; ++g) {
+      im2col(s, xn, g, col.data());
+      gemm<T>(false, true, p, og, kk, T(1), col.data(), kk, w + g * og * kk, kk, T(0), yn + g * og, s.o);
+    }
+  }
+}
+
+template <class T>
+void conv2d_input_grad(const ConvShape& s, const T* gy, const T* w, T* gx) {
+  int64_t cg = s.c / s.groups, og = s.o / s.groups, kk = s.kh * s.kw * cg, p = s.ho * s.wo;
+  if (pointwise(s)) {
+    gemm<T>(false, false, s.n * p, s.c, s.o, T(1), gy, s.o, w, s.c, T(0), gx, s.c);
+    return;
+  }
+  std::memset(gx, 0, size_t(s.n * s.h * s.w * s.c) * sizeof(T));
+  std::vector<T> col(size_t(p * kk));
+  for (int64_t n = 0; n < s.n; ++n)
+    for (int64_t g = 0; g < s.groups; ++g) {
+      gemm<T>(false, false, p, kk, og, T(1), gy + n * p * s.o + g * og, s.o, w + g * og * kk, kk, T(0), col.data(),
+              kk);
+      col2im(s, col.data(), g, gx + n * s.h * s.w * s.c);
+    }
+}
+
+template <class T>
+void conv2d_weight_grad(const ConvShape& s, const T* x, const T* gy, T* gw) {
+  int64_t cg = s.c / s.groups, og = s.o / s.groups, kk = s.kh * s.kw * cg, p = s.ho * s.wo;
+  if (pointwise(s)) {
+    gemm<T>(true, false, s.o, s.c, s.n * p, T(1), gy, s.o, x, s.c, T(0), gw, s.c);
+    return;
+  }
+  std::memset(gw, 0, size_t(s.o * kk) * sizeof(T));
+  std::vector<T> col(size_t(p * kk));
+  for (int64_t n = 0; n < s.n; ++n)
+    for (int64_t g = 0; g < s.groups; ++g) {
+      im2col(s, x + n * s.h * s.w * s.c, g, col.data());
+      gemm<T>(true, false, og, kk, p, T(1), gy + n * p * s.o + g * og, s.o, col.data(), kk, T(1),
+              gw + g * og * kk, kk);
+    }
+}
+
+#define INST(T)                                                                \
+  template void conv2d_forward<T>(const ConvShape&, const T*, const T*, T*);   \
+  template void conv2d_input_grad<T>(const ConvShape&, const T*, const T*, T*); \
+  template void conv2d_weight_grad<T>(const ConvShape&, const T*, const T*, T*);
+INST(float)
+INST(double)
+
+}  // namespace bissl::cpu
