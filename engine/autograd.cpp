@@ -186,7 +186,13 @@ void backward(const std::vector<Tensor>& outputs, const std::vector<Tensor>& see
       outputs, s, create_graph, true, {}, {},
       [&](const std::shared_ptr<TensorImpl>& leaf, const Tensor& g) {
         Tensor cur(leaf->grad);
+        // A stored gradient owns its buffer: VJPs may hand the same tensor to
+        // several inputs (add), and optimisers and clipping write in place.
         Tensor ng = cur.defined() ? add(cur, g) : g;
+        if (!cur.defined() && !create_graph) {
+          ng = g.clone();
+          ng.impl().tangent = g.impl().tangent;
+        }
         if (!create_graph) {
           Tensor d = ng.detach();
           d.impl().tangent = ng.impl().tangent;

@@ -32,11 +32,12 @@ std::set<std::string> split(const std::string& s) {
 }
 
 std::vector<const check::OpEntry*> select(const std::string& only) {
-  auto want = split(only);
+  const auto want = split(only);
+  auto missing = want;
   std::vector<const check::OpEntry*> r;
   for (auto& e : check::op_table())
-    if (want.empty() || want.count(e.op)) r.push_back(&e), want.erase(e.op);
-  BISSL_CHECK(want.empty(), "bissl-ops: no table entry for '", *want.begin(), "' (see `bissl-ops list`)");
+    if (want.empty() || want.count(e.op)) r.push_back(&e), missing.erase(e.op);
+  BISSL_CHECK(missing.empty(), "bissl-ops: no table entry for '", *missing.begin(), "' (see `bissl-ops list`)");
   return r;
 }
 

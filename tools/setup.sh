@@ -2,7 +2,7 @@
 # Installs the Debian packages the build needs, only those that are missing.
 # Safe to run repeatedly; uses sudo when not root.
 set -euo pipefail
-pkgs=(cmake g++ doctest-dev libstb-dev libopenblas-dev zlib1g-dev libcli11-dev
+pkgs=(cmake g++ doctest-dev libstb-dev libopenblas-dev libopenblas-openmp-dev zlib1g-dev libcli11-dev
       nlohmann-json3-dev libtomlplusplus-dev libopenmpi-dev dataset-fashion-mnist)
 missing=()
 for p in "${pkgs[@]}"; do

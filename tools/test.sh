@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The README's test command: installs missing packages, builds (CUDA too when
+# the toolkit exists), runs every non-slow test. CUDA tests skip loudly
+# without a GPU.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash tools/setup.sh
+jobs=$(nproc)
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release
+cmake --build build -j"$jobs"
+ctest --test-dir build -LE slow --output-on-failure -j"$jobs"
+# Say plainly whether the GPU checks ran.
+./build/tests/test_cuda | grep -E "SKIPPED|backend" || true
