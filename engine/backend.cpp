@@ -2,9 +2,12 @@
 
 #include <omp.h>
 
+#include <cstring>
+
 #include "engine/error.h"
 #ifdef BISSL_WITH_CUDA
 #include "kernels/cuda/device.h"
+#include "kernels/cuda/kernels.h"
 #endif
 
 namespace bissl {
@@ -33,6 +36,85 @@ std::string backend_summary() {
   s += "; cuda: not built";
 #endif
   return s;
+}
+
+AllocFn device_allocator(Device d) {
+  if (d == Device::CPU) return nullptr;  // tensor.cpp owns the CPU allocator
+#ifdef BISSL_WITH_CUDA
+  if (cuda::device_count() == 0) return nullptr;
+  return [](size_t nbytes) {
+    auto s = std::make_shared<Storage>();
+    try {
+      s->data = cuda::alloc(nbytes);
+    } catch (const std::exception& e) {
+      throw Error(str("out of GPU memory: ", e.what()));
+    }
+    s->nbytes = nbytes;
+    s->device = Device::CUDA;
+    s->deleter = [](void* p) { cuda::release(p); };
+    return s;
+  };
+#else
+  return nullptr;
+#endif
+}
+
+void copy_bytes(void* dst, Device dd, const void* src, Device sd, size_t bytes) {
+  if (!bytes) return;
+  if (dd == Device::CPU && sd == Device::CPU) {
+    std::memcpy(dst, src, bytes);
+    return;
+  }
+#ifdef BISSL_WITH_CUDA
+  if (dd == Device::CUDA && sd == Device::CPU) cuda::copy_h2d(dst, src, bytes);
+  else if (dd == Device::CPU && sd == Device::CUDA) cuda::copy_d2h(dst, src, bytes);
+  else cuda::copy_d2d(dst, src, bytes);
+#else
+  throw Error("copy: a cuda tensor in a build without the CUDA backend");
+#endif
+}
+
+void zero_bytes(void* dst, Device d, size_t bytes) {
+  if (d == Device::CPU) {
+    std::memset(dst, 0, bytes);
+    return;
+  }
+#ifdef BISSL_WITH_CUDA
+  cuda::memset_zero(dst, bytes);
+#else
+  throw Error("zero: a cuda tensor in a build without the CUDA backend");
+#endif
+}
+
+size_t cuda_peak_bytes() {
+#ifdef BISSL_WITH_CUDA
+  return cuda_device_count() ? cuda::peak_bytes() : 0;
+#else
+  return 0;
+#endif
+}
+void cuda_reset_peak_bytes() {
+#ifdef BISSL_WITH_CUDA
+  if (cuda_device_count()) cuda::reset_peak_bytes();
+#endif
+}
+void cuda_synchronize() {
+#ifdef BISSL_WITH_CUDA
+  if (cuda_device_count()) cuda::synchronize();
+#endif
+}
+
+void cuda_set_poison(bool on) {
+#ifdef BISSL_WITH_CUDA
+  if (cuda_device_count()) cuda::set_poison(on);
+#endif
+  (void)on;
+}
+void cuda_set_tf32(bool on) {
+#ifdef BISSL_WITH_CUDA
+  if (cuda_device_count()) cuda::set_tf32(on);
+#endif
+  (void)on;
 }
 
 }  // namespace bissl

@@ -2,10 +2,26 @@
 // What this build and machine can run on.
 #include <string>
 
+#include "engine/tensor.h"
+
 namespace bissl {
 
 bool cuda_built();            // compiled with the CUDA backend
 int cuda_device_count();      // 0 when not built or no device
 std::string backend_summary();  // one line for logs: "cpu (2 threads); cuda: ..."
+
+// The allocator for a device (null when the device is unavailable).
+AllocFn device_allocator(Device d);
+// Byte copies between any two devices, and zero fills.
+void copy_bytes(void* dst, Device dd, const void* src, Device sd, size_t bytes);
+void zero_bytes(void* dst, Device d, size_t bytes);
+// CUDA pool statistics (0 without CUDA).
+size_t cuda_peak_bytes();
+void cuda_reset_peak_bytes();
+void cuda_synchronize();
+// Fill new CUDA allocations with NaN bytes (parity tests: catches unwritten outputs).
+void cuda_set_poison(bool on);
+// TF32 tensor cores for f32 GEMMs on CUDA (off by default).
+void cuda_set_tf32(bool on);
 
 }  // namespace bissl

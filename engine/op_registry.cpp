@@ -5,6 +5,7 @@
 #include <mutex>
 
 #include "engine/autograd.h"
+#include "engine/kern.h"
 
 namespace bissl {
 
@@ -67,6 +68,10 @@ OpRegistry& OpRegistry::get() {
 
 void OpRegistry::add(OpDef def) {
   BISSL_CHECK(!ops_.count(def.name), "op registry: op '", def.name, "' registered twice");
+  // Forwards call kernels through engine/kern.h, which picks the backend of
+  // the running op, so one forward serves every device unless an op says otherwise.
+  for (int d = 1; d < kNumDevices; ++d)
+    if (!def.forward[d]) def.forward[d] = def.forward[0];
   ops_[def.name] = std::move(def);
 }
 
@@ -116,7 +121,16 @@ std::vector<Tensor> call_op(const OpDef& op, const std::vector<Tensor>& inputs, 
     // an implementation detail and must not touch the tape or tangents.
     NoGradGuard ng;
     NoForwardADGuard nf;
-    outs = fwd(inputs, attrs);
+    kern::DeviceScope ds(dev);
+    try {
+      outs = fwd(inputs, attrs);
+    } catch (const Error&) {
+      throw;
+    } catch (const std::exception& e) {  // backend failures (CUDA, cuBLAS, allocation): name the op and shapes
+      std::string shapes;
+      for (auto& t : inputs) shapes += (shapes.empty() ? "" : ", ") + (t.defined() ? shape_str(t.shape()) : "-");
+      throw Error(str(op.name, " on ", device_name(dev), " with inputs ", shapes, ": ", e.what()));
+    }
   }
   BISSL_CHECK(int(outs.size()) == op.num_outputs, op.name, ": forward returned ", outs.size(),
               " outputs, expected ", op.num_outputs);

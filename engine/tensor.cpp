@@ -6,6 +6,8 @@
 #include <sstream>
 
 #include "engine/autograd.h"
+#include "engine/backend.h"
+#include "engine/kern.h"
 #include "engine/ops.h"
 #include "engine/random.h"
 
@@ -25,7 +27,7 @@ std::shared_ptr<Storage> cpu_alloc(size_t nbytes) {
 }
 
 AllocFn& allocator(Device d) {
-  static AllocFn fns[kNumDevices] = {cpu_alloc, nullptr};
+  static AllocFn fns[kNumDevices] = {cpu_alloc, device_allocator(Device::CUDA)};
   return fns[int(d)];
 }
 
@@ -46,6 +48,9 @@ void write_elem(void* p, DType t, int64_t i, double v) {
     case DType::BF16: static_cast<uint16_t*>(p)[i] = f32_to_bf16(float(v)); break;
   }
 }
+
+// A CPU copy of t (t itself when already on the CPU).
+Tensor host(const Tensor& t) { return t.device() == Device::CPU ? t : t.to(Device::CPU); }
 
 void require_cpu(const Tensor& t, const char* what) {
   BISSL_CHECK(t.device() == Device::CPU, what, ": expected a cpu tensor, found one on ", device_name(t.device()));
@@ -76,21 +81,26 @@ double Tensor::at(std::initializer_list<int64_t> idx) const {
 }
 
 double Tensor::flat(int64_t i) const {
-  require_cpu(*this, "flat");
   BISSL_CHECK(i >= 0 && i < numel(), "flat: index ", i, " out of range for ", numel(), " elements");
+  if (device() != Device::CPU) {  // one element back from the device
+    Tensor one = bissl::empty({}, dtype());
+    size_t es = dtype_size(dtype());
+    copy_bytes(one.raw(), Device::CPU, static_cast<const char*>(raw()) + size_t(i) * es, device(), es);
+    return read_elem(one.raw(), dtype(), 0);
+  }
   return read_elem(raw(), dtype(), i);
 }
 
 void Tensor::set_flat(int64_t i, double v) {
-  require_cpu(*this, "set_flat");
+  require_cpu(*this, "set_flat (build the tensor on the cpu, then .to(device))");
   BISSL_CHECK(i >= 0 && i < numel(), "set_flat: index ", i, " out of range for ", numel(), " elements");
   write_elem(raw(), dtype(), i, v);
 }
 
 std::vector<double> Tensor::to_vector() const {
-  require_cpu(*this, "to_vector");
+  Tensor h = host(*this);
   std::vector<double> v(static_cast<size_t>(numel()));
-  for (int64_t i = 0; i < numel(); ++i) v[size_t(i)] = read_elem(raw(), dtype(), i);
+  for (int64_t i = 0; i < numel(); ++i) v[size_t(i)] = read_elem(h.raw(), dtype(), i);
   return v;
 }
 
@@ -130,13 +140,16 @@ Tensor Tensor::clone() const {
 void Tensor::copy_(const Tensor& src) {
   BISSL_CHECK(src.shape() == shape() && src.dtype() == dtype(), "copy_: expected ", shape_str(shape()), " ",
               dtype_name(dtype()), ", found ", shape_str(src.shape()), " ", dtype_name(src.dtype()));
-  BISSL_CHECK(device() == Device::CPU && src.device() == Device::CPU,
-              "copy_: only cpu tensors are supported in this build");
-  if (raw() != src.raw()) std::memcpy(raw(), src.raw(), nbytes());
+  if (raw() != src.raw()) copy_bytes(raw(), device(), src.raw(), src.device(), nbytes());
 }
 
 Tensor& Tensor::fill_(double v) {
-  require_cpu(*this, "fill_");
+  if (device() != Device::CPU) {  // fill on the host, copy over (fills are rare outside creation)
+    Tensor h = bissl::empty(shape(), dtype());
+    h.fill_(v);
+    copy_(h);
+    return *this;
+  }
   for (int64_t i = 0; i < numel(); ++i) write_elem(raw(), dtype(), i, v);
   return *this;
 }
@@ -145,7 +158,10 @@ Tensor Tensor::to(DType t) const { return t == dtype() ? *this : cast(*this, t);
 
 Tensor Tensor::to(Device d) const {
   if (d == device()) return *this;
-  throw Error(bissl::str("to: copies to ", device_name(d), " need the CUDA backend, which this build does not have"));
+  // Not recorded on the tape: models and batches move once, before training.
+  Tensor r = bissl::empty(shape(), dtype(), d);
+  r.copy_(*this);
+  return r;
 }
 
 Tensor Tensor::reshape(const Shape& s) const { return bissl::reshape(*this, s); }
@@ -159,10 +175,10 @@ std::string Tensor::str(int max_elems) const {
   if (grad_fn()) os << ", grad_fn=" << grad_fn()->op->name;
   else if (requires_grad()) os << ", requires_grad";
   os << ")";
-  if (device() != Device::CPU) return os.str();
+  Tensor h = host(*this);
   os << " [" << std::setprecision(6);
   int64_t n = std::min<int64_t>(numel(), max_elems);
-  for (int64_t i = 0; i < n; ++i) os << (i ? ", " : "") << flat(i);
+  for (int64_t i = 0; i < n; ++i) os << (i ? ", " : "") << h.flat(i);
   if (numel() > n) os << ", ...";
   os << "]";
   return os.str();
@@ -173,7 +189,7 @@ std::ostream& operator<<(std::ostream& os, const Tensor& t) { return os << t.str
 Tensor empty(const Shape& s, DType t, Device d) {
   for (auto x : s) BISSL_CHECK(x >= 0, "empty: negative dimension in shape ", shape_str(s));
   auto& fn = allocator(d);
-  BISSL_CHECK(fn, "empty: no allocator for ", device_name(d), " (this build has no CUDA backend or no device)");
+  BISSL_CHECK(fn, "empty: no ", device_name(d), " device: ", backend_summary());
   auto p = std::make_shared<TensorImpl>();
   p->storage = fn(size_t(numel(s)) * dtype_size(t));
   p->shape = s;
@@ -184,7 +200,7 @@ Tensor empty(const Shape& s, DType t, Device d) {
 Tensor full(const Shape& s, double v, DType t, Device d) {
   Tensor r = empty(s, t, d);
   if (v == 0.0) {
-    std::memset(r.raw(), 0, r.nbytes());
+    zero_bytes(r.raw(), d, r.nbytes());
     return r;
   }
   return r.fill_(v);

@@ -109,13 +109,21 @@ double median_ms(F f, int reps) {
   return t[t.size() / 2];
 }
 
-int cmd_perf(const std::string& only, int reps, int scale) {
+int cmd_perf(const std::string& only, int reps, int scale, Device dev, bool tf32) {
+  if (dev == Device::CUDA) cuda_set_tf32(tf32);
   nlohmann::json rows = nlohmann::json::array();
   for (auto* e : select(only)) {
     Generator g(1);
-    for (auto& c : e->cases(g, DType::F32, scale)) {
+    for (auto c : e->cases(g, DType::F32, scale)) {
+      for (auto& t : c.inputs) t = t.defined() ? t.to(dev) : t;
       std::vector<Tensor> outs;
-      double fwd = median_ms([&] { NoGradGuard ng; outs = c.fn(c.inputs); }, reps);
+      double fwd = median_ms(
+          [&] {
+            NoGradGuard ng;
+            outs = c.fn(c.inputs);
+            cuda_synchronize();
+          },
+          reps);
       double bytes = 0;
       for (auto& t : c.inputs) bytes += t.defined() ? double(t.nbytes()) : 0.0;
       for (auto& t : outs) bytes += t.defined() ? double(t.nbytes()) : 0.0;
@@ -133,9 +141,10 @@ int cmd_perf(const std::string& only, int reps, int scale) {
             for (auto& y : ys)
               if (y.defined() && is_floating(y.dtype()) && y.requires_grad()) L = L.defined() ? add(L, sum(y)) : sum(y);
             if (L.defined()) grad({L}, leaves);
+            cuda_synchronize();
           },
           reps);
-      nlohmann::json row = {{"op", e->op}, {"case", c.label}, {"dtype", "f32"},
+      nlohmann::json row = {{"op", e->op}, {"case", c.label}, {"dtype", "f32"}, {"device", device_name(dev)},
                             {"forward_ms", fwd}, {"forward_backward_ms", fb}};
       double fl = flops_of(e->op, c, outs);
       if (fl > 0) row["forward_gflops"] = fl / (fwd * 1e6);
@@ -160,15 +169,19 @@ int main(int argc, char** argv) {
   gradc->add_option("-o,--ops", only, "comma-separated op names (default: all)");
   gradc->add_option("--seed", seed, "seed for inputs and directions");
   int reps = 10, scale = 16;
+  std::string device = "cpu";
+  bool tf32 = false;
   auto* perf = app.add_subcommand("perf", "CPU timings of every op's cases as JSON");
   perf->add_option("-o,--ops", only, "comma-separated op names (default: all)");
   perf->add_option("--reps", reps, "timed repetitions (median reported)");
   perf->add_option("--scale", scale, "shape multiplier for the table's sample shapes");
+  perf->add_option("--device", device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
+  perf->add_flag("--tf32", tf32, "TF32 tensor cores for f32 GEMMs (cuda)");
   CLI11_PARSE(app, argc, argv);
   try {
     if (*list) return cmd_list();
     if (*gradc) return cmd_grad(only, seed);
-    if (*perf) return cmd_perf(only, reps, scale);
+    if (*perf) return cmd_perf(only, reps, scale, device == "cuda" ? Device::CUDA : Device::CPU, tf32);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bissl-ops: %s\n", e.what());
     return 2;

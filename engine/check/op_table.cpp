@@ -301,7 +301,8 @@ std::vector<OpEntry> build() {
   // ---- normalisation ----
   auto bn = [](double eps) {
     return [eps](const std::vector<Tensor>& in) {
-      Tensor rm = zeros({in[0].shape().back()}, in[0].dtype()), rv = ones({in[0].shape().back()}, in[0].dtype());
+      int64_t c = in[0].shape().back();
+      Tensor rm = zeros({c}, in[0].dtype(), in[0].device()), rv = ones({c}, in[0].dtype(), in[0].device());
       auto r = batch_norm_train(in[0], in[1], in[2], rm, rv, 0.1, eps);
       return std::vector<Tensor>{r.y, r.mean, r.invstd};
     };
@@ -325,7 +326,8 @@ std::vector<OpEntry> build() {
                  Tensor rm = G.rn({c}), rv = G.pos({c});
                  return Cases{one("2d", {G.rn({2, 2, 2, c}), G.rn({c}), G.rn({c})}, {true, true, true},
                                   [rm, rv](const std::vector<Tensor>& in) {
-                                    return std::vector<Tensor>{batch_norm_eval(in[0], in[1], in[2], rm, rv, 1e-5)};
+                                    Device d = in[0].device();
+                                    return std::vector<Tensor>{batch_norm_eval(in[0], in[1], in[2], rm.to(d), rv.to(d), 1e-5)};
                                   })};
                }});
   t.push_back({"layer_norm", false, [](Generator& g, DType dt, int s) {

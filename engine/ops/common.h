@@ -6,11 +6,14 @@
 #include "engine/autograd.h"
 #include "engine/op_registry.h"
 #include "engine/ops.h"
-#include "kernels/cpu/kernels.h"
+#include "engine/kern.h"
 
 namespace bissl::ops {
 
-inline Tensor out_empty(const Shape& s, DType t) { return empty(s, t, Device::CPU); }
+// Outputs of a forward live on the device the op runs on.
+inline Tensor out_empty(const Shape& s, DType t) { return empty(s, t, kern::current()); }
+inline Tensor out_zeros(const Shape& s, DType t) { return zeros(s, t, kern::current()); }
+inline Tensor out_full(const Shape& s, double v, DType t) { return full(s, v, t, kern::current()); }
 
 inline void same_dtype(const char* op, const Tensor& a, const Tensor& b) {
   BISSL_CHECK(a.dtype() == b.dtype(), op, ": operands have dtypes ", dtype_name(a.dtype()), " and ",
@@ -67,7 +70,9 @@ Tensor gather_axes(const Tensor& x, const std::vector<int64_t>& axes, Mid& mid);
 
 // Expands t (a tangent or gradient) to `shape` if it is smaller.
 inline Tensor bcast(const Tensor& t, const Shape& shape) { return t.shape() == shape ? t : expand(t, shape); }
-inline Tensor tan_or_zero(const Tensor& t, const Shape& s, DType d) { return t.defined() ? t : zeros(s, d); }
+inline Tensor tan_or_zero(const Tensor& t, const Shape& s, DType d, Device dev) {
+  return t.defined() ? t : zeros(s, d, dev);
+}
 // a + b where either may be undefined (= zero).
 inline Tensor add_opt(const Tensor& a, const Tensor& b) {
   if (!a.defined()) return b;

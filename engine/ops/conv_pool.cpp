@@ -21,7 +21,7 @@ Conv2dParams conv_params(const Attrs& a) {
   return {s[0], s[1], pd[0], pd[1], d[0], d[1], a.i("groups")};
 }
 
-cpu::ConvShape conv_shape(const Shape& x, const Shape& w, const Conv2dParams& p) {
+kern::ConvShape conv_shape(const Shape& x, const Shape& w, const Conv2dParams& p) {
   BISSL_CHECK(x.size() == 4, "conv2d: expected an NHWC input of rank 4, found ", shape_str(x));
   BISSL_CHECK(w.size() == 4, "conv2d: expected an OHWI weight of rank 4, found ", shape_str(w));
   BISSL_CHECK(p.groups >= 1 && x[3] % p.groups == 0 && w[0] % p.groups == 0, "conv2d: groups ", p.groups,
@@ -30,7 +30,7 @@ cpu::ConvShape conv_shape(const Shape& x, const Shape& w, const Conv2dParams& p)
               " (", w[3], " per group × ", p.groups, " groups)");
   BISSL_CHECK(p.stride_h > 0 && p.stride_w > 0 && p.dil_h > 0 && p.dil_w > 0 && p.pad_h >= 0 && p.pad_w >= 0,
               "conv2d: expected positive stride/dilation and non-negative padding");
-  cpu::ConvShape s{x[0], x[1], x[2], x[3], w[0], w[1], w[2], 0, 0,
+  kern::ConvShape s{x[0], x[1], x[2], x[3], w[0], w[1], w[2], 0, 0,
                    p.stride_h, p.stride_w, p.pad_h, p.pad_w, p.dil_h, p.dil_w, p.groups};
   s.ho = (s.h + 2 * s.ph - s.dh * (s.kh - 1) - 1) / s.sh + 1;
   s.wo = (s.w + 2 * s.pw - s.dw * (s.kw - 1) - 1) / s.sw + 1;
@@ -44,16 +44,16 @@ Tensor conv_fwd(const Tensor& x, const Tensor& w, const Conv2dParams& p) {
   auto s = conv_shape(x.shape(), w.shape(), p);
   Tensor y = out_empty({s.n, s.ho, s.wo, s.o}, x.dtype());
   BISSL_FLOAT_KERNEL(x.dtype(), "conv2d",
-                     cpu::conv2d_forward<scalar_t>(s, x.data<scalar_t>(), w.data<scalar_t>(), y.data<scalar_t>()));
+                     kern::conv2d_forward<scalar_t>(s, x.data<scalar_t>(), w.data<scalar_t>(), y.data<scalar_t>()));
   return y;
 }
 
-cpu::PoolShape pool_shape(const Shape& x, const Attrs& a, const char* op) {
+kern::PoolShape pool_shape(const Shape& x, const Attrs& a, const char* op) {
   BISSL_CHECK(x.size() == 4, op, ": expected an NHWC input of rank 4, found ", shape_str(x));
   int64_t k = a.i("kernel"), st = a.i("stride"), pd = a.i("padding");
   BISSL_CHECK(k > 0 && st > 0 && pd >= 0 && 2 * pd <= k, op, ": expected kernel > 0, stride > 0, 0 <= padding <= kernel/2;"
               " found kernel ", k, ", stride ", st, ", padding ", pd);
-  cpu::PoolShape s{x[0], x[1], x[2], x[3], (x[1] + 2 * pd - k) / st + 1, (x[2] + 2 * pd - k) / st + 1, k, st, pd};
+  kern::PoolShape s{x[0], x[1], x[2], x[3], (x[1] + 2 * pd - k) / st + 1, (x[2] + 2 * pd - k) / st + 1, k, st, pd};
   BISSL_CHECK(s.ho > 0 && s.wo > 0, op, ": kernel ", k, " does not fit the ", x[1], "x", x[2], " input");
   return s;
 }
@@ -97,7 +97,7 @@ void register_conv_pool(OpRegistry& r) {
                   shape_str(gy.shape()), ", expected ", shape_str({s.n, s.ho, s.wo, s.o}));
       Tensor gx = out_empty(a.ints("x_shape"), gy.dtype());
       BISSL_FLOAT_KERNEL(gy.dtype(), "conv2d_input_grad",
-                         cpu::conv2d_input_grad<scalar_t>(s, gy.data<scalar_t>(), w.data<scalar_t>(),
+                         kern::conv2d_input_grad<scalar_t>(s, gy.data<scalar_t>(), w.data<scalar_t>(),
                                                           gx.data<scalar_t>()));
       return std::vector<Tensor>{gx};
     };
@@ -128,7 +128,7 @@ void register_conv_pool(OpRegistry& r) {
                   shape_str(gy.shape()), ", expected ", shape_str({s.n, s.ho, s.wo, s.o}));
       Tensor gw = out_empty(a.ints("w_shape"), x.dtype());
       BISSL_FLOAT_KERNEL(x.dtype(), "conv2d_weight_grad",
-                         cpu::conv2d_weight_grad<scalar_t>(s, x.data<scalar_t>(), gy.data<scalar_t>(),
+                         kern::conv2d_weight_grad<scalar_t>(s, x.data<scalar_t>(), gy.data<scalar_t>(),
                                                            gw.data<scalar_t>()));
       return std::vector<Tensor>{gw};
     };
@@ -157,7 +157,7 @@ void register_conv_pool(OpRegistry& r) {
       auto s = pool_shape(x.shape(), a, "max_pool2d");
       Tensor y = out_empty({s.n, s.ho, s.wo, s.c}, x.dtype()), idx = out_empty({s.n, s.ho, s.wo, s.c}, DType::I64);
       BISSL_FLOAT_KERNEL(x.dtype(), "max_pool2d",
-                         cpu::max_pool2d<scalar_t>(s, x.data<scalar_t>(), y.data<scalar_t>(), idx.data<int64_t>()));
+                         kern::max_pool2d<scalar_t>(s, x.data<scalar_t>(), y.data<scalar_t>(), idx.data<int64_t>()));
       return std::vector<Tensor>{y, idx};
     };
     op.vjp = [](const OpCtx& c, const std::vector<Tensor>& g) {
@@ -176,7 +176,7 @@ void register_conv_pool(OpRegistry& r) {
       auto s = pool_shape(x.shape(), a, "avg_pool2d");
       Tensor y = out_empty({s.n, s.ho, s.wo, s.c}, x.dtype());
       BISSL_FLOAT_KERNEL(x.dtype(), "avg_pool2d",
-                         cpu::avg_pool2d<scalar_t>(s, x.data<scalar_t>(), y.data<scalar_t>(), a.b("count_include_pad")));
+                         kern::avg_pool2d<scalar_t>(s, x.data<scalar_t>(), y.data<scalar_t>(), a.b("count_include_pad")));
       return std::vector<Tensor>{y};
     };
     op.vjp = [](const OpCtx& c, const std::vector<Tensor>& g) {
@@ -199,7 +199,7 @@ void register_conv_pool(OpRegistry& r) {
                   shape_str(g.shape()), ", expected ", shape_str({s.n, s.ho, s.wo, s.c}));
       Tensor gx = out_empty(a.ints("x_shape"), g.dtype());
       BISSL_FLOAT_KERNEL(g.dtype(), "avg_pool2d_backward",
-                         cpu::avg_pool2d_backward<scalar_t>(s, g.data<scalar_t>(), gx.data<scalar_t>(),
+                         kern::avg_pool2d_backward<scalar_t>(s, g.data<scalar_t>(), gx.data<scalar_t>(),
                                                             a.b("count_include_pad")));
       return std::vector<Tensor>{gx};
     };

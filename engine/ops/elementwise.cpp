@@ -7,11 +7,11 @@ namespace bissl {
 namespace ops {
 namespace {
 
-using cpu::Unary;
+using kern::Unary;
 
 Tensor run_unary(Unary k, const Tensor& x, double s, const char* name) {
   Tensor y = out_empty(x.shape(), x.dtype());
-  BISSL_FLOAT_KERNEL(x.dtype(), name, cpu::unary<scalar_t>(k, x.data<scalar_t>(), y.data<scalar_t>(), x.numel(), s));
+  BISSL_FLOAT_KERNEL(x.dtype(), name, kern::unary<scalar_t>(k, x.data<scalar_t>(), y.data<scalar_t>(), x.numel(), s));
   return y;
 }
 
@@ -52,17 +52,17 @@ void nondiff_unary_op(OpRegistry& r, const std::string& name, Unary k, const std
   r.add(std::move(op));
 }
 
-Tensor run_binary(cpu::Binary k, const Tensor& a, const Tensor& b, const char* name) {
+Tensor run_binary(kern::Binary k, const Tensor& a, const Tensor& b, const char* name) {
   same_dtype(name, a, b);
   Shape out = broadcast_shapes(a.shape(), b.shape(), name);
   Tensor y = out_empty(out, a.dtype());
   auto sa = broadcast_strides(a.shape(), out), sb = broadcast_strides(b.shape(), out);
   BISSL_FLOAT_KERNEL(a.dtype(), name,
-                     cpu::binary<scalar_t>(k, a.data<scalar_t>(), sa, b.data<scalar_t>(), sb, y.data<scalar_t>(), out));
+                     kern::binary<scalar_t>(k, a.data<scalar_t>(), sa, b.data<scalar_t>(), sb, y.data<scalar_t>(), out));
   return y;
 }
 
-void binary_op(OpRegistry& r, const std::string& name, cpu::Binary k, const std::string& doc,
+void binary_op(OpRegistry& r, const std::string& name, kern::Binary k, const std::string& doc,
                std::vector<int> saved, VjpFn vjp, JvpFn jvp) {
   OpDef op = make_op(name, 2, 1, doc);
   std::string nm = name;
@@ -162,7 +162,7 @@ void register_elementwise(OpRegistry& r) {
   }());
 
   binary_op(
-      r, "add", cpu::Binary::Add, "a + b (broadcast)", {},
+      r, "add", kern::Binary::Add, "a + b (broadcast)", {},
       [](const OpCtx& c, const std::vector<Tensor>& g) {
         return std::vector<Tensor>{sum_to(g[0], c.input_shape(0)), sum_to(g[0], c.input_shape(1))};
       },
@@ -172,7 +172,7 @@ void register_elementwise(OpRegistry& r) {
         return std::vector<Tensor>{bcast(t[0].defined() ? t[0] : t[1], s)};
       });
   binary_op(
-      r, "sub", cpu::Binary::Sub, "a - b (broadcast)", {},
+      r, "sub", kern::Binary::Sub, "a - b (broadcast)", {},
       [](const OpCtx& c, const std::vector<Tensor>& g) {
         return std::vector<Tensor>{sum_to(g[0], c.input_shape(0)),
                                    c.needs_grad(1) ? sum_to(neg(g[0]), c.input_shape(1)) : Tensor()};
@@ -183,7 +183,7 @@ void register_elementwise(OpRegistry& r) {
         return std::vector<Tensor>{t[0].defined() ? bcast(t[0], s) : bcast(neg(t[1]), s)};
       });
   binary_op(
-      r, "mul", cpu::Binary::Mul, "a · b (broadcast)", {0, 1},
+      r, "mul", kern::Binary::Mul, "a · b (broadcast)", {0, 1},
       [](const OpCtx& c, const std::vector<Tensor>& g) {
         return std::vector<Tensor>{c.needs_grad(0) ? sum_to(mul(g[0], c.input(1)), c.input_shape(0)) : Tensor(),
                                    c.needs_grad(1) ? sum_to(mul(g[0], c.input(0)), c.input_shape(1)) : Tensor()};
@@ -194,7 +194,7 @@ void register_elementwise(OpRegistry& r) {
         return std::vector<Tensor>{bcast(add_opt(r0, r1), c.output(0).shape())};
       });
   binary_op(
-      r, "div", cpu::Binary::Div, "a / b (broadcast)", {0, 1},
+      r, "div", kern::Binary::Div, "a / b (broadcast)", {0, 1},
       [](const OpCtx& c, const std::vector<Tensor>& g) {
         const Tensor &a = c.input(0), &b = c.input(1);
         Tensor ga = c.needs_grad(0) ? sum_to(div(g[0], b), c.input_shape(0)) : Tensor();
@@ -219,21 +219,21 @@ void register_elementwise(OpRegistry& r) {
       Shape out = broadcast_shapes(broadcast_shapes(c.shape(), a.shape(), "where"), b.shape(), "where");
       Tensor y = out_empty(out, a.dtype());
       BISSL_FLOAT_KERNEL(a.dtype(), "where",
-                         cpu::where<scalar_t>(c.data<scalar_t>(), broadcast_strides(c.shape(), out),
+                         kern::where<scalar_t>(c.data<scalar_t>(), broadcast_strides(c.shape(), out),
                                               a.data<scalar_t>(), broadcast_strides(a.shape(), out),
                                               b.data<scalar_t>(), broadcast_strides(b.shape(), out),
                                               y.data<scalar_t>(), out));
       return std::vector<Tensor>{y};
     };
     op.vjp = [](const OpCtx& c, const std::vector<Tensor>& g) {
-      Tensor z = zeros({}, g[0].dtype());
+      Tensor z = zeros({}, g[0].dtype(), g[0].device());
       const Tensor& cond = c.input(0);
       return std::vector<Tensor>{
           Tensor(), c.needs_grad(1) ? sum_to(where(cond, g[0], z), c.input_shape(1)) : Tensor(),
           c.needs_grad(2) ? sum_to(where(cond, z, g[0]), c.input_shape(2)) : Tensor()};
     };
     op.jvp = [](const OpCtx& c, const std::vector<Tensor>& t) {
-      Tensor z = zeros({}, c.output(0).dtype());
+      Tensor z = zeros({}, c.output(0).dtype(), c.output(0).device());
       Tensor ta = t[1].defined() ? t[1] : z, tb = t[2].defined() ? t[2] : z;
       return std::vector<Tensor>{bcast(where(c.input(0), ta, tb), c.output(0).shape())};
     };
@@ -249,10 +249,10 @@ void register_elementwise(OpRegistry& r) {
       Tensor y = out_empty(x.shape(), to);
       int kind = int(x.dtype());
       switch (to) {
-        case DType::F32: cpu::convert<float>(x.raw(), kind, y.data<float>(), x.numel()); break;
-        case DType::F64: cpu::convert<double>(x.raw(), kind, y.data<double>(), x.numel()); break;
-        case DType::I64: cpu::convert_to_i64(x.raw(), kind, y.data<int64_t>(), x.numel()); break;
-        case DType::BF16: cpu::convert_to_bf16(x.raw(), kind, y.data<uint16_t>(), x.numel()); break;
+        case DType::F32: kern::convert<float>(x.raw(), kind, y.data<float>(), x.numel()); break;
+        case DType::F64: kern::convert<double>(x.raw(), kind, y.data<double>(), x.numel()); break;
+        case DType::I64: kern::convert_to_i64(x.raw(), kind, y.data<int64_t>(), x.numel()); break;
+        case DType::BF16: kern::convert_to_bf16(x.raw(), kind, y.data<uint16_t>(), x.numel()); break;
       }
       return std::vector<Tensor>{y};
     };
@@ -306,7 +306,7 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   return call_op(op, {c, a, b})[0];
 }
 Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
-  return where(mask, full({}, value, x.dtype()), x);
+  return where(mask, full({}, value, x.dtype(), x.device()), x);
 }
 Tensor cast(const Tensor& x, DType t) {
   OP1("cast");

@@ -45,7 +45,7 @@ void run_matmul(const MatmulPlan& p, const T* a, const T* b, T* c, bool ta, bool
       oa += id * p.sa[d];
       ob += id * p.sb[d];
     }
-    cpu::gemm<T>(ta, tb, p.m, p.n, p.k, T(1), a + oa * am, lda, b + ob * bm, ldb, T(0), c + i * cm, p.n);
+    kern::gemm<T>(ta, tb, p.m, p.n, p.k, T(1), a + oa * am, lda, b + ob * bm, ldb, T(0), c + i * cm, p.n);
   }
 }
 
@@ -109,12 +109,10 @@ void register_linalg(OpRegistry& r) {
       }
       BISSL_FLOAT_KERNEL(x.dtype(), "linear", {
         scalar_t* yp = y.data<scalar_t>();
-        if (b.defined()) {
-          const scalar_t* bp = b.data<scalar_t>();
-          for (int64_t i = 0; i < rows; ++i)
-            for (int64_t j = 0; j < out_f; ++j) yp[i * out_f + j] = bp[j];
-        }
-        cpu::gemm<scalar_t>(false, true, rows, out_f, w.shape()[1], scalar_t(1), x.data<scalar_t>(), w.shape()[1],
+        if (b.defined())  // rows of y start as the bias; the GEMM accumulates onto them
+          kern::strided_copy(yp, kern::Dims{out_f, 1}, b.raw(), kern::Dims{0, 1}, kern::Dims{rows, out_f},
+                             int64_t(sizeof(scalar_t)));
+        kern::gemm<scalar_t>(false, true, rows, out_f, w.shape()[1], scalar_t(1), x.data<scalar_t>(), w.shape()[1],
                             w.data<scalar_t>(), w.shape()[1], b.defined() ? scalar_t(1) : scalar_t(0), yp, out_f);
       });
       return std::vector<Tensor>{y};

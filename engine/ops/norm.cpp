@@ -96,30 +96,23 @@ void register_norm(OpRegistry& r) {
       check_channel_param(rv, c, "running_var", "batch_norm_train");
       double eps = a.f("eps"), mom = a.f("momentum");
       Tensor y = out_empty(x.shape(), x.dtype()), m = out_empty({c}, x.dtype()), inv = out_empty({c}, x.dtype());
+      Tensor var = out_empty({c}, x.dtype());
+      bool running = rm.defined() && rv.defined();
       BISSL_FLOAT_KERNEL(x.dtype(), "batch_norm_train", {
-        std::vector<scalar_t> var(static_cast<size_t>(c));
-        cpu::batch_norm_stats<scalar_t>(x.data<scalar_t>(), rows, c, m.data<scalar_t>(), var.data());
-        scalar_t* ip = inv.data<scalar_t>();
-        for (int64_t j = 0; j < c; ++j) ip[j] = scalar_t(1.0 / std::sqrt(double(var[size_t(j)]) + eps));
-        cpu::batch_norm_apply<scalar_t>(x.data<scalar_t>(), m.data<scalar_t>(), ip,
-                                        gamma.defined() ? gamma.data<scalar_t>() : nullptr,
-                                        beta.defined() ? beta.data<scalar_t>() : nullptr, y.data<scalar_t>(), rows, c);
-        if (rm.defined() && rv.defined()) {
-          scalar_t *rmp = rm.data<scalar_t>(), *rvp = rv.data<scalar_t>();
-          const scalar_t* mp = m.data<scalar_t>();
-          double unbias = double(rows) / double(rows - 1);
-          for (int64_t j = 0; j < c; ++j) {
-            rmp[j] = scalar_t((1 - mom) * rmp[j] + mom * mp[j]);
-            rvp[j] = scalar_t((1 - mom) * rvp[j] + mom * var[size_t(j)] * unbias);
-          }
-        }
+        kern::batch_norm_stats<scalar_t>(x.data<scalar_t>(), rows, c, m.data<scalar_t>(), var.data<scalar_t>());
+        kern::batch_norm_finish<scalar_t>(m.data<scalar_t>(), var.data<scalar_t>(), inv.data<scalar_t>(),
+                                          running ? rm.data<scalar_t>() : nullptr,
+                                          running ? rv.data<scalar_t>() : nullptr, c, eps, mom, rows);
+        kern::batch_norm_apply<scalar_t>(x.data<scalar_t>(), m.data<scalar_t>(), inv.data<scalar_t>(),
+                                         gamma.defined() ? gamma.data<scalar_t>() : nullptr,
+                                         beta.defined() ? beta.data<scalar_t>() : nullptr, y.data<scalar_t>(), rows, c);
       });
       return std::vector<Tensor>{y, m, inv};
     };
     op.vjp = [](const OpCtx& c, const std::vector<Tensor>& g) {
       const Tensor &x = c.input(0), &m = c.output(1), &inv = c.output(2);
       Tensor gamma = c.input_opt(1);
-      Tensor gy = g[0].defined() ? g[0] : zeros(x.shape(), x.dtype());
+      Tensor gy = g[0].defined() ? g[0] : zeros(x.shape(), x.dtype(), x.device());
       auto r = batch_norm_backward(gy, x, m, inv, gamma);
       Tensor gx = r[0];
       double n = double(x.numel() / x.shape().back());
@@ -148,7 +141,7 @@ void register_norm(OpRegistry& r) {
                   " differs from input ", shape_str(x.shape()));
       Tensor gx = out_empty(x.shape(), x.dtype()), gg = out_empty({c}, x.dtype()), gb = out_empty({c}, x.dtype());
       BISSL_FLOAT_KERNEL(x.dtype(), "batch_norm_backward",
-                         cpu::batch_norm_backward<scalar_t>(gy.data<scalar_t>(), x.data<scalar_t>(), m.data<scalar_t>(),
+                         kern::batch_norm_backward<scalar_t>(gy.data<scalar_t>(), x.data<scalar_t>(), m.data<scalar_t>(),
                                                             inv.data<scalar_t>(),
                                                             gamma.defined() ? gamma.data<scalar_t>() : nullptr,
                                                             gx.data<scalar_t>(), gg.data<scalar_t>(),
@@ -180,7 +173,7 @@ void register_norm(OpRegistry& r) {
       Shape rs(x.shape().begin(), x.shape().end() - 1);
       Tensor y = out_empty(x.shape(), x.dtype()), m = out_empty(rs, x.dtype()), rstd = out_empty(rs, x.dtype());
       BISSL_FLOAT_KERNEL(x.dtype(), "layer_norm",
-                         cpu::layer_norm_forward<scalar_t>(x.data<scalar_t>(),
+                         kern::layer_norm_forward<scalar_t>(x.data<scalar_t>(),
                                                            gamma.defined() ? gamma.data<scalar_t>() : nullptr,
                                                            beta.defined() ? beta.data<scalar_t>() : nullptr,
                                                            y.data<scalar_t>(), m.data<scalar_t>(),
@@ -189,7 +182,7 @@ void register_norm(OpRegistry& r) {
     };
     op.vjp = [](const OpCtx& c, const std::vector<Tensor>& g) {
       const Tensor &x = c.input(0), &m = c.output(1), &rstd = c.output(2);
-      Tensor gy = g[0].defined() ? g[0] : zeros(x.shape(), x.dtype());
+      Tensor gy = g[0].defined() ? g[0] : zeros(x.shape(), x.dtype(), x.device());
       auto r = call_op("layer_norm_backward", {gy, x, m, rstd, c.input_opt(1), c.input_opt(2)});
       Tensor gx = r[0];
       Shape ks = x.shape();
@@ -220,7 +213,7 @@ void register_norm(OpRegistry& r) {
       Tensor gg = gamma.defined() ? out_empty({c}, x.dtype()) : Tensor();
       Tensor gb = beta.defined() ? out_empty({c}, x.dtype()) : Tensor();
       BISSL_FLOAT_KERNEL(x.dtype(), "layer_norm_backward",
-                         cpu::layer_norm_backward<scalar_t>(gy.data<scalar_t>(), x.data<scalar_t>(), m.data<scalar_t>(),
+                         kern::layer_norm_backward<scalar_t>(gy.data<scalar_t>(), x.data<scalar_t>(), m.data<scalar_t>(),
                                                             rstd.data<scalar_t>(),
                                                             gamma.defined() ? gamma.data<scalar_t>() : nullptr,
                                                             gx.data<scalar_t>(),

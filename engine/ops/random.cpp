@@ -8,25 +8,17 @@
 
 namespace bissl {
 namespace ops {
-namespace {
-template <class T>
-void fill_mask(T* d, int64_t n, double p, uint64_t seed, uint64_t off) {
-  T keep = T(1.0 / (1.0 - p));
-#pragma omp parallel for if (n > 65536)
-  for (int64_t i = 0; i < n; ++i) d[i] = philox_uniform(philox_at(seed, off, uint64_t(i))) >= p ? keep : T(0);
-}
-}  // namespace
-
 void register_random(OpRegistry& r) {
   OpDef op = make_op("dropout_mask", 0, 1, "Bernoulli(1-p) mask scaled by 1/(1-p), Philox(seed, offset)");
-  op.attrs = {"shape: ints", "p: float", "seed: int", "offset: int", "dtype: int"};
+  op.attrs = {"shape: ints", "p: float", "seed: int", "offset: int", "dtype: int", "device: int"};
   op.nondiff_outputs = {0};
   op.forward[0] = [](const std::vector<Tensor>&, const Attrs& a) {
     double p = a.f("p");
     BISSL_CHECK(p >= 0 && p < 1, "dropout: expected 0 <= p < 1, found ", p);
-    Tensor m = empty(a.ints("shape"), DType(a.i("dtype")));
+    Tensor m = empty(a.ints("shape"), DType(a.i("dtype")), Device(a.i("device")));
+    kern::DeviceScope ds(m.device());  // no inputs: the device is an attribute
     uint64_t seed = uint64_t(a.i("seed")), off = uint64_t(a.i("offset"));
-    BISSL_FLOAT_KERNEL(m.dtype(), "dropout_mask", fill_mask<scalar_t>(m.data<scalar_t>(), m.numel(), p, seed, off));
+    BISSL_FLOAT_KERNEL(m.dtype(), "dropout_mask", kern::dropout_mask<scalar_t>(m.data<scalar_t>(), m.numel(), p, seed, off));
     return std::vector<Tensor>{m};
   };
   r.add(std::move(op));
@@ -34,23 +26,23 @@ void register_random(OpRegistry& r) {
 
 }  // namespace ops
 
-Tensor dropout_mask(const Shape& s, double p, Generator& g, DType t) {
+Tensor dropout_mask(const Shape& s, double p, Generator& g, DType t, Device d) {
   static const OpDef& op = OpRegistry::get().op("dropout_mask");
   uint64_t off = g.advance(uint64_t(numel(s)));
   return call_op(op, {}, {{"shape", s}, {"p", p}, {"seed", int64_t(g.seed())}, {"offset", int64_t(off)},
-                          {"dtype", int64_t(t)}})[0];
+                          {"dtype", int64_t(t)}, {"device", int64_t(d)}})[0];
 }
 
 Tensor dropout(const Tensor& x, double p, Generator& g, bool training) {
   if (!training || p == 0.0) return x;
-  return mul(x, dropout_mask(x.shape(), p, g, x.dtype()));
+  return mul(x, dropout_mask(x.shape(), p, g, x.dtype(), x.device()));
 }
 
 Tensor drop_path(const Tensor& x, double p, Generator& g, bool training) {
   if (!training || p == 0.0) return x;
   Shape s(size_t(x.dim()), 1);
   s[0] = x.shape()[0];
-  return mul(x, dropout_mask(s, p, g, x.dtype()));
+  return mul(x, dropout_mask(s, p, g, x.dtype(), x.device()));
 }
 
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal, double scale) {
@@ -64,7 +56,7 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
     Tensor mask = zeros({lq, lk}, q.dtype());
     for (int64_t i = 0; i < lq; ++i)
       for (int64_t j = i + 1 + (lk - lq); j < lk; ++j) mask.set_flat(i * lk + j, 1.0);
-    scores = masked_fill(scores, mask, -std::numeric_limits<double>::infinity());
+    scores = masked_fill(scores, mask.to(q.device()), -std::numeric_limits<double>::infinity());
   }
   return matmul(softmax(scores, -1), v);
 }

@@ -34,7 +34,7 @@ Tensor sum_impl(const Tensor& x, const std::vector<int64_t>& axes, bool keepdim,
   Tensor xs = gather_axes(x, axes, m);
   Tensor y = out_empty(reduced_shape(x.shape(), axes, keepdim), x.dtype());
   BISSL_FLOAT_KERNEL(x.dtype(), "sum",
-                     cpu::sum_mid<scalar_t>(xs.data<scalar_t>(), y.data<scalar_t>(), m.outer, m.n, m.inner, scale));
+                     kern::sum_mid<scalar_t>(xs.data<scalar_t>(), y.data<scalar_t>(), m.outer, m.n, m.inner, scale));
   return y;
 }
 
@@ -128,7 +128,7 @@ void register_reduce(OpRegistry& r) {
       Shape os = reduced_shape(x.shape(), {axis}, a.b("keepdim"));
       Tensor v = out_empty(os, x.dtype()), idx = out_empty(os, DType::I64);
       BISSL_FLOAT_KERNEL(x.dtype(), "max",
-                         cpu::max_mid<scalar_t>(x.data<scalar_t>(), v.data<scalar_t>(), idx.data<int64_t>(),
+                         kern::max_mid<scalar_t>(x.data<scalar_t>(), v.data<scalar_t>(), idx.data<int64_t>(),
                                                 m.outer, m.n, m.inner));
       return std::vector<Tensor>{v, idx};
     };
@@ -160,7 +160,7 @@ void register_reduce(OpRegistry& r) {
       Tensor xs = gather_axes(x, axes, m);
       Tensor y = out_empty(reduced_shape(x.shape(), axes, a.b("keepdim")), x.dtype());
       BISSL_FLOAT_KERNEL(x.dtype(), "logsumexp",
-                         cpu::logsumexp_mid<scalar_t>(xs.data<scalar_t>(), y.data<scalar_t>(), m.outer, m.n, m.inner));
+                         kern::logsumexp_mid<scalar_t>(xs.data<scalar_t>(), y.data<scalar_t>(), m.outer, m.n, m.inner));
       return std::vector<Tensor>{y};
     };
     auto weights = [](const OpCtx& c, std::vector<int64_t>& axes) {  // softmax over the reduced axes
@@ -188,7 +188,7 @@ void register_reduce(OpRegistry& r) {
       Shape chk = broadcast_shapes(x.shape(), out, "expand");
       BISSL_CHECK(chk == out, "expand: cannot expand ", shape_str(x.shape()), " to ", shape_str(out));
       Tensor y = out_empty(out, x.dtype());
-      cpu::strided_copy(y.raw(), contiguous_strides(out), x.raw(), broadcast_strides(x.shape(), out), out,
+      kern::strided_copy(y.raw(), contiguous_strides(out), x.raw(), broadcast_strides(x.shape(), out), out,
                         int64_t(dtype_size(x.dtype())));
       return std::vector<Tensor>{y};
     };

@@ -35,7 +35,7 @@ void copy_into(Tensor& dst, const Tensor& x, const std::vector<int64_t>& start, 
   int64_t off = 0;
   std::vector<int64_t> st(ds.size());
   for (size_t i = 0; i < ds.size(); ++i) off += start[i] * ds[i], st[i] = ds[i] * step[i];
-  cpu::strided_copy(static_cast<char*>(dst.raw()) + off * esize(dst), st, x.raw(), contiguous_strides(x.shape()),
+  kern::strided_copy(static_cast<char*>(dst.raw()) + off * esize(dst), st, x.raw(), contiguous_strides(x.shape()),
                     x.shape(), esize(x));
 }
 
@@ -47,7 +47,7 @@ Tensor copy_from(const Tensor& x, const Shape& out, const std::vector<int64_t>& 
   int64_t off = 0;
   std::vector<int64_t> st(xs.size());
   for (size_t i = 0; i < xs.size(); ++i) off += start[i] * xs[i], st[i] = xs[i] * step[i];
-  cpu::strided_copy(y.raw(), contiguous_strides(out), static_cast<const char*>(x.raw()) + off * esize(x), st, out,
+  kern::strided_copy(y.raw(), contiguous_strides(out), static_cast<const char*>(x.raw()) + off * esize(x), st, out,
                     esize(x));
   return y;
 }
@@ -58,9 +58,7 @@ int64_t slice_len(int64_t start, int64_t end, int64_t step) {
 
 void check_index(const Tensor& idx, int64_t n, const char* op) {
   BISSL_CHECK(idx.dtype() == DType::I64, op, ": expected i64 indices, found ", dtype_name(idx.dtype()));
-  const int64_t* p = idx.data<int64_t>();
-  for (int64_t i = 0; i < idx.numel(); ++i)
-    BISSL_CHECK(p[i] >= 0 && p[i] < n, op, ": index ", p[i], " out of range [0, ", n, ")");
+  kern::check_indices(idx.data<int64_t>(), idx.numel(), n, op);
 }
 
 OpDef linear_pair_op(const std::string& name, int nin, const std::string& doc, std::vector<std::string> attrs,
@@ -113,7 +111,7 @@ void register_shape(OpRegistry& r) {
           st[i] = xs[size_t(p)];
         }
         Tensor y = out_empty(out, x.dtype());
-        cpu::strided_copy(y.raw(), contiguous_strides(out), x.raw(), st, out, esize(x));
+        kern::strided_copy(y.raw(), contiguous_strides(out), x.raw(), st, out, esize(x));
         return std::vector<Tensor>{y};
       },
       [](const Tensor& g, const OpCtx& c) {
@@ -153,7 +151,7 @@ void register_shape(OpRegistry& r) {
       {"axis: int", "start: int", "step: int", "shape: ints"},
       [](const std::vector<Tensor>& in, const Attrs& a) {
         const Tensor& g = in[0];
-        Tensor y = zeros(a.ints("shape"), g.dtype());
+        Tensor y = out_zeros(a.ints("shape"), g.dtype());
         int64_t axis = normalize_axis(a.i("axis"), y.dim(), "slice_backward");
         std::vector<int64_t> st(size_t(y.dim()), 0), sp(size_t(y.dim()), 1);
         st[size_t(axis)] = a.i("start"), sp[size_t(axis)] = a.i("step");
@@ -207,7 +205,7 @@ void register_shape(OpRegistry& r) {
     };
     op.jvp = [](const OpCtx& c, const std::vector<Tensor>& t) {
       std::vector<Tensor> ts;
-      for (int i = 0; i < c.num_inputs(); ++i) ts.push_back(tan_or_zero(t[size_t(i)], c.input_shape(i), c.input_dtype(i)));
+      for (int i = 0; i < c.num_inputs(); ++i) ts.push_back(tan_or_zero(t[size_t(i)], c.input_shape(i), c.input_dtype(i), c.output(0).device()));
       return std::vector<Tensor>{concat(ts, c.attrs.i("axis"))};
     };
     r.add(std::move(op));
@@ -230,7 +228,7 @@ void register_shape(OpRegistry& r) {
           dst[i] = std::max<int64_t>(0, p[2 * i]);
           box[i] = std::max<int64_t>(0, std::min(x.shape()[i] - src[i], out[i] - dst[i]));
         }
-        Tensor y = full(out, a.f("value"), x.dtype());
+        Tensor y = out_full(out, a.f("value"), x.dtype());
         if (numel(box) > 0) copy_into(y, copy_from(x, box, src, one), dst, one);
         return std::vector<Tensor>{y};
       },
@@ -253,7 +251,7 @@ void register_shape(OpRegistry& r) {
         out[size_t(axis)] = idx.numel();
         Tensor y = out_empty(out, x.dtype());
         BISSL_FLOAT_KERNEL(x.dtype(), "index_select",
-                           cpu::index_select<scalar_t>(x.data<scalar_t>(), idx.data<int64_t>(), y.data<scalar_t>(),
+                           kern::index_select<scalar_t>(x.data<scalar_t>(), idx.data<int64_t>(), y.data<scalar_t>(),
                                                        m.outer, m.n, idx.numel(), m.inner));
         return std::vector<Tensor>{y};
       },
@@ -274,10 +272,10 @@ void register_shape(OpRegistry& r) {
         Shape out = g.shape();
         out[size_t(axis)] = a.i("size");
         check_index(idx, a.i("size"), "index_add");
-        Tensor y = zeros(out, g.dtype());
+        Tensor y = out_zeros(out, g.dtype());
         Mid m = mid_of(out, axis);
         BISSL_FLOAT_KERNEL(g.dtype(), "index_add",
-                           cpu::index_add<scalar_t>(g.data<scalar_t>(), idx.data<int64_t>(), y.data<scalar_t>(),
+                           kern::index_add<scalar_t>(g.data<scalar_t>(), idx.data<int64_t>(), y.data<scalar_t>(),
                                                     m.outer, m.n, idx.numel(), m.inner));
         return std::vector<Tensor>{y};
       },
@@ -297,7 +295,7 @@ void register_shape(OpRegistry& r) {
         check_index(idx, m.n, "gather");
         Tensor y = out_empty(idx.shape(), x.dtype());
         BISSL_FLOAT_KERNEL(x.dtype(), "gather",
-                           cpu::gather_mid<scalar_t>(x.data<scalar_t>(), idx.data<int64_t>(), y.data<scalar_t>(),
+                           kern::gather_mid<scalar_t>(x.data<scalar_t>(), idx.data<int64_t>(), y.data<scalar_t>(),
                                                      m.outer, m.n, idx.shape()[size_t(axis)], m.inner));
         return std::vector<Tensor>{y};
       },
@@ -317,9 +315,9 @@ void register_shape(OpRegistry& r) {
                     " differs from source ", shape_str(g.shape()));
         Mid m = mid_of(out, axis);
         check_index(idx, m.n, "scatter_add");
-        Tensor y = zeros(out, g.dtype());
+        Tensor y = out_zeros(out, g.dtype());
         BISSL_FLOAT_KERNEL(g.dtype(), "scatter_add",
-                           cpu::scatter_add_mid<scalar_t>(g.data<scalar_t>(), idx.data<int64_t>(), y.data<scalar_t>(),
+                           kern::scatter_add_mid<scalar_t>(g.data<scalar_t>(), idx.data<int64_t>(), y.data<scalar_t>(),
                                                           m.outer, m.n, g.shape()[size_t(axis)], m.inner));
         return std::vector<Tensor>{y};
       },
@@ -333,7 +331,7 @@ void register_shape(OpRegistry& r) {
         check_index(idx, x.numel(), "take");
         Tensor y = out_empty(idx.shape(), x.dtype());
         BISSL_FLOAT_KERNEL(x.dtype(), "take",
-                           cpu::take_flat<scalar_t>(x.data<scalar_t>(), idx.data<int64_t>(), y.data<scalar_t>(),
+                           kern::take_flat<scalar_t>(x.data<scalar_t>(), idx.data<int64_t>(), y.data<scalar_t>(),
                                                     idx.numel()));
         return std::vector<Tensor>{y};
       },
@@ -348,10 +346,10 @@ void register_shape(OpRegistry& r) {
         const Tensor &g = in[0], &idx = in[1];
         BISSL_CHECK(idx.shape() == g.shape(), "put_add: index shape ", shape_str(idx.shape()), " differs from source ",
                     shape_str(g.shape()));
-        Tensor y = zeros(a.ints("shape"), g.dtype());
+        Tensor y = out_zeros(a.ints("shape"), g.dtype());
         check_index(idx, y.numel(), "put_add");
         BISSL_FLOAT_KERNEL(g.dtype(), "put_add",
-                           cpu::scatter_add_flat<scalar_t>(g.data<scalar_t>(), idx.data<int64_t>(), y.data<scalar_t>(),
+                           kern::scatter_add_flat<scalar_t>(g.data<scalar_t>(), idx.data<int64_t>(), y.data<scalar_t>(),
                                                            g.numel()));
         return std::vector<Tensor>{y};
       },

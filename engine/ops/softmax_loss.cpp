@@ -13,7 +13,7 @@ Tensor softmax_fwd(const Tensor& x, int64_t axis, bool log) {
   Mid m = mid_of(x.shape(), ax);
   Tensor y = out_empty(x.shape(), x.dtype());
   BISSL_FLOAT_KERNEL(x.dtype(), "softmax",
-                     cpu::softmax_mid<scalar_t>(x.data<scalar_t>(), y.data<scalar_t>(), m.outer, m.n, m.inner, log));
+                     kern::softmax_mid<scalar_t>(x.data<scalar_t>(), y.data<scalar_t>(), m.outer, m.n, m.inner, log));
   return y;
 }
 
@@ -76,13 +76,12 @@ void register_softmax_loss(OpRegistry& r) {
                   z.shape()[0], "], found ", dtype_name(t.dtype()), " ", shape_str(t.shape()));
       int64_t c = z.shape()[1];
       const int64_t* tp = t.data<int64_t>();
-      for (int64_t i = 0; i < t.numel(); ++i)
-        BISSL_CHECK(tp[i] >= 0 && tp[i] < c, "cross_entropy: target ", tp[i], " at row ", i, " is outside [0, ", c, ")");
+      kern::check_indices(tp, t.numel(), c, "cross_entropy (targets)");
       double ls = a.f("label_smoothing");
       double v = BISSL_DISPATCH_FLOAT(z.dtype(), "cross_entropy", [&] {
-        return cpu::cross_entropy<scalar_t>(z.data<scalar_t>(), tp, z.shape()[0], c, ls);
+        return kern::cross_entropy<scalar_t>(z.data<scalar_t>(), tp, z.shape()[0], c, ls);
       });
-      return std::vector<Tensor>{full({}, v, z.dtype())};
+      return std::vector<Tensor>{out_full({}, v, z.dtype())};
     };
     // d/dlogits = (softmax - q) / N.
     auto dlogits = [](const OpCtx& c) {
@@ -139,12 +138,9 @@ void register_softmax_loss(OpRegistry& r) {
       BISSL_CHECK(idx.dtype() == DType::I64, "one_hot: expected i64 indices, found ", dtype_name(idx.dtype()));
       Shape s = idx.shape();
       s.push_back(c);
-      Tensor y = zeros(s, DType(a.i("dtype")));
-      const int64_t* p = idx.data<int64_t>();
-      for (int64_t i = 0; i < idx.numel(); ++i) {
-        BISSL_CHECK(p[i] >= 0 && p[i] < c, "one_hot: index ", p[i], " outside [0, ", c, ")");
-        y.set_flat(i * c + p[i], 1.0);
-      }
+      Tensor y = out_empty(s, DType(a.i("dtype")));
+      kern::check_indices(idx.data<int64_t>(), idx.numel(), c, "one_hot");
+      BISSL_FLOAT_KERNEL(y.dtype(), "one_hot", kern::one_hot<scalar_t>(idx.data<int64_t>(), y.data<scalar_t>(), idx.numel(), c));
       return std::vector<Tensor>{y};
     };
     r.add(std::move(op));
@@ -157,7 +153,7 @@ void register_softmax_loss(OpRegistry& r) {
     op.forward[0] = [](const std::vector<Tensor>& in, const Attrs& a) {
       const Tensor& x = in[0];
       Tensor n = sqrt(sum(mul(x, x), {a.i("axis")}, true));
-      Tensor d = where(compare(n, "gt", a.f("eps")), n, full({}, a.f("eps"), x.dtype()));
+      Tensor d = where(compare(n, "gt", a.f("eps")), n, out_full({}, a.f("eps"), x.dtype()));
       return std::vector<Tensor>{div(x, d)};
     };
     // Jacobian (I - y yᵀ)/‖x‖ where ‖x‖ > eps, I/eps where clamped: symmetric.
@@ -167,7 +163,7 @@ void register_softmax_loss(OpRegistry& r) {
       double eps = c.attrs.f("eps");
       Tensor n = sqrt(sum(mul(x, x), {ax}, true));
       Tensor live = compare(n, "gt", eps);
-      Tensor d = where(live, n, full({}, eps, x.dtype()));
+      Tensor d = where(live, n, full({}, eps, x.dtype(), x.device()));
       return div(sub(v, mul(mul(y, sum(mul(v, y), {ax}, true)), live)), d);
     };
     op.vjp = [rule](const OpCtx& c, const std::vector<Tensor>& g) { return std::vector<Tensor>{rule(c, g[0])}; };

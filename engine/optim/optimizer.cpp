@@ -5,7 +5,7 @@
 #include <set>
 
 #include "engine/autograd.h"
-#include "kernels/cpu/kernels.h"
+#include "engine/kern.h"
 
 namespace bissl::optim {
 
@@ -17,12 +17,11 @@ std::vector<ParamGroup> one_group(std::vector<Tensor> params) {
   return {std::move(g)};
 }
 
-// The update kernels see raw buffers: parameter, grad and state must be
-// cpu, same dtype, same shape.
+// The update kernels see raw buffers: parameter, grad and state must share
+// device, dtype and shape.
 void check_update_operands(const std::string& who, size_t index, const Tensor& p, const Tensor& g) {
-  BISSL_CHECK(p.device() == Device::CPU && g.device() == Device::CPU, who, ": parameter ", index, " is on ",
-              device_name(p.device()), " (grad on ", device_name(g.device()),
-              "); this build's optimisers update cpu tensors only");
+  BISSL_CHECK(p.device() == g.device(), who, ": parameter ", index, " is on ", device_name(p.device()),
+              " but its grad is on ", device_name(g.device()));
   BISSL_CHECK(g.dtype() == p.dtype(), who, ": parameter ", index, " is ", dtype_name(p.dtype()), " but its grad is ",
               dtype_name(g.dtype()));
   BISSL_CHECK(g.shape() == p.shape(), who, ": parameter ", index, " has shape ", shape_str(p.shape()),
@@ -200,9 +199,10 @@ std::vector<std::string> SGD::state_names() const {
 }
 
 void SGD::update(const Tensor& p, const Tensor& g, ParamState& st, double lr_, double wd) {
+  kern::DeviceScope ds(p.device());
   BISSL_DISPATCH_FLOAT(p.dtype(), "SGD", [&] {
     scalar_t* mom = st.bufs.empty() ? nullptr : st.bufs[0].data<scalar_t>();
-    cpu::sgd_update<scalar_t>(p.data<scalar_t>(), g.data<scalar_t>(), mom, p.numel(), lr_, momentum, wd, nesterov,
+    kern::sgd_update<scalar_t>(p.data<scalar_t>(), g.data<scalar_t>(), mom, p.numel(), lr_, momentum, wd, nesterov,
                               st.step == 1);
   });
 }
@@ -219,8 +219,9 @@ LARS::LARS(std::vector<ParamGroup> groups, double lr, double momentum_, double w
 }
 
 void LARS::update(const Tensor& p, const Tensor& g, ParamState& st, double lr_, double wd) {
+  kern::DeviceScope ds(p.device());
   BISSL_DISPATCH_FLOAT(p.dtype(), "LARS", [&] {
-    cpu::lars_update<scalar_t>(p.data<scalar_t>(), g.data<scalar_t>(), st.bufs[0].data<scalar_t>(), p.numel(), lr_,
+    kern::lars_update<scalar_t>(p.data<scalar_t>(), g.data<scalar_t>(), st.bufs[0].data<scalar_t>(), p.numel(), lr_,
                                momentum, wd, eta);
   });
 }
@@ -238,8 +239,9 @@ AdamW::AdamW(std::vector<ParamGroup> groups, double lr, double b1, double b2, do
 }
 
 void AdamW::update(const Tensor& p, const Tensor& g, ParamState& st, double lr_, double wd) {
+  kern::DeviceScope ds(p.device());
   BISSL_DISPATCH_FLOAT(p.dtype(), "AdamW", [&] {
-    cpu::adamw_update<scalar_t>(p.data<scalar_t>(), g.data<scalar_t>(), st.bufs[0].data<scalar_t>(),
+    kern::adamw_update<scalar_t>(p.data<scalar_t>(), g.data<scalar_t>(), st.bufs[0].data<scalar_t>(),
                                 st.bufs[1].data<scalar_t>(), p.numel(), lr_, beta1, beta2, eps, wd, st.step);
   });
 }
@@ -251,10 +253,9 @@ double grad_norm(const std::vector<Tensor>& params) {
   for (size_t i = 0; i < params.size(); ++i) {
     Tensor g = params[i].grad();
     if (!g.defined()) continue;
-    BISSL_CHECK(g.device() == Device::CPU, "clip_grad_norm: the grad of parameter ", i, " is on ",
-                device_name(g.device()), "; only cpu grads are supported in this build");
+    kern::DeviceScope ds(g.device());
     ss += BISSL_DISPATCH_FLOAT(g.dtype(), "clip_grad_norm",
-                               [&] { return cpu::sum_squares<scalar_t>(g.data<scalar_t>(), g.numel()); });
+                               [&] { return kern::sum_squares<scalar_t>(g.data<scalar_t>(), g.numel()); });
   }
   return std::sqrt(ss);
 }
@@ -272,8 +273,9 @@ double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
     for (const Tensor& p : params) {
       Tensor g = p.grad();
       if (!g.defined() || !done.insert(g.raw()).second) continue;
+      kern::DeviceScope ds(g.device());
       BISSL_DISPATCH_FLOAT(g.dtype(), "clip_grad_norm",
-                           [&] { cpu::scale_inplace<scalar_t>(g.data<scalar_t>(), g.numel(), coef); });
+                           [&] { kern::scale_inplace<scalar_t>(g.data<scalar_t>(), g.numel(), coef); });
     }
   }
   return norm;

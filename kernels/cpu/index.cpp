@@ -1,6 +1,7 @@
 #include <cstring>
 
 #include "kernels/cpu/kernels.h"
+#include "kernels/philox.h"
 
 namespace bissl::cpu {
 
@@ -57,13 +58,36 @@ void scatter_add_flat(const T* g, const int64_t* idx, T* out, int64_t n) {
   for (int64_t i = 0; i < n; ++i) out[idx[i]] += g[i];
 }
 
+template <class T>
+void one_hot(const int64_t* idx, T* out, int64_t n, int64_t classes) {
+  for (int64_t i = 0; i < n * classes; ++i) out[i] = T(idx[i / classes] == i % classes);
+}
+
+template <class T>
+void dropout_mask(T* out, int64_t n, double p, uint64_t seed, uint64_t offset) {
+  T keep = T(1.0 / (1.0 - p));
+#pragma omp parallel for if (n > 65536)
+  for (int64_t i = 0; i < n; ++i) out[i] = philox_unit(philox_words(seed, offset, uint64_t(i))) >= p ? keep : T(0);
+}
+
+bool indices_in_range(const int64_t* idx, int64_t n, int64_t hi, int64_t* bad) {
+  for (int64_t i = 0; i < n; ++i)
+    if (idx[i] < 0 || idx[i] >= hi) {
+      *bad = idx[i];
+      return false;
+    }
+  return true;
+}
+
 #define INST(T)                                                                                \
   template void index_select<T>(const T*, const int64_t*, T*, int64_t, int64_t, int64_t, int64_t); \
   template void index_add<T>(const T*, const int64_t*, T*, int64_t, int64_t, int64_t, int64_t);    \
   template void gather_mid<T>(const T*, const int64_t*, T*, int64_t, int64_t, int64_t, int64_t);   \
   template void scatter_add_mid<T>(const T*, const int64_t*, T*, int64_t, int64_t, int64_t, int64_t); \
   template void take_flat<T>(const T*, const int64_t*, T*, int64_t);                           \
-  template void scatter_add_flat<T>(const T*, const int64_t*, T*, int64_t);
+  template void scatter_add_flat<T>(const T*, const int64_t*, T*, int64_t);                           \
+  template void one_hot<T>(const int64_t*, T*, int64_t, int64_t);                                     \
+  template void dropout_mask<T>(T*, int64_t, double, uint64_t, uint64_t);
 INST(float)
 INST(double)
 

@@ -5,19 +5,22 @@
 #include <cstdint>
 #include <vector>
 
+#include "kernels/common.h"
+
 namespace bissl::cpu {
 
-using Dims = std::vector<int64_t>;
+using kern::Dims;
+using kern::Unary;
+using kern::Binary;
+using kern::ConvShape;
+using kern::PoolShape;
 
 // ---- elementwise ----
-enum class Unary {
-  Neg, Exp, Log, Sqrt, Rsqrt, Abs, Relu, GeluErf, GeluTanh, Sigmoid, Tanh, Erf, Sign,
-  AddScalar, MulScalar, PowScalar, Gt, Ge, Lt, Le, Eq, Ne
-};
+template <class T>
+void fill(T* y, int64_t n, double v);
 template <class T>
 void unary(Unary op, const T* x, T* y, int64_t n, double scalar);
 
-enum class Binary { Add, Sub, Mul, Div };
 // out[shape] = a op b; sa/sb are element strides of a/b viewed at `shape`
 // (0 on broadcast dims).
 template <class T>
@@ -63,18 +66,20 @@ void take_flat(const T* x, const int64_t* idx, T* out, int64_t n);
 template <class T>
 void scatter_add_flat(const T* g, const int64_t* idx, T* out, int64_t n);
 
+template <class T>
+void one_hot(const int64_t* idx, T* out, int64_t n, int64_t classes);
+// Bernoulli(1-p) scaled by 1/(1-p), Philox(seed, offset + i) per element.
+template <class T>
+void dropout_mask(T* out, int64_t n, double p, uint64_t seed, uint64_t offset);
+// Returns false and the first offending value when some idx is outside [0, hi).
+bool indices_in_range(const int64_t* idx, int64_t n, int64_t hi, int64_t* bad);
+
 // ---- GEMM (OpenBLAS): C = alpha op(A) op(B) + beta C, row-major ----
 template <class T>
 void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda, const T* b,
           int64_t ldb, T beta, T* c, int64_t ldc);
 
 // ---- convolution, NHWC activations, OHWI weights ----
-struct ConvShape {
-  int64_t n, h, w, c;         // input
-  int64_t o, kh, kw;          // weight [o, kh, kw, c/groups]
-  int64_t ho, wo;             // output
-  int64_t sh, sw, ph, pw, dh, dw, groups;
-};
 template <class T>
 void conv2d_forward(const ConvShape& s, const T* x, const T* w, T* y);
 template <class T>
@@ -83,9 +88,6 @@ template <class T>
 void conv2d_weight_grad(const ConvShape& s, const T* x, const T* gy, T* gw);
 
 // ---- pooling, NHWC ----
-struct PoolShape {
-  int64_t n, h, w, c, ho, wo, k, stride, pad;
-};
 // idx holds flat indices into x (for the max-pool VJP).
 template <class T>
 void max_pool2d(const PoolShape& s, const T* x, T* y, int64_t* idx);
@@ -97,6 +99,10 @@ void avg_pool2d_backward(const PoolShape& s, const T* gy, T* gx, bool count_incl
 // ---- normalisation: x viewed [rows, c]; stats per column (batch norm) ----
 template <class T>
 void batch_norm_stats(const T* x, int64_t rows, int64_t c, T* mean, T* var_biased);
+// invstd = 1/sqrt(var + eps); running stats updated when given (unbiased var).
+template <class T>
+void batch_norm_finish(const T* mean, const T* var, T* invstd, T* running_mean, T* running_var, int64_t c,
+                       double eps, double momentum, int64_t rows);
 // y = (x - mean) * invstd * gamma + beta (gamma/beta may be null).
 template <class T>
 void batch_norm_apply(const T* x, const T* mean, const T* invstd, const T* gamma, const T* beta, T* y,

@@ -41,6 +41,19 @@ void batch_norm_stats(const T* x, int64_t rows, int64_t c, T* mean, T* var) {
 }
 
 template <class T>
+void batch_norm_finish(const T* mean, const T* var, T* invstd, T* rm, T* rv, int64_t c, double eps, double mom,
+                       int64_t rows) {
+  double unbias = double(rows) / double(rows - 1);
+  for (int64_t j = 0; j < c; ++j) {
+    invstd[j] = T(1.0 / std::sqrt(double(var[j]) + eps));
+    if (rm && rv) {
+      rm[j] = T((1 - mom) * double(rm[j]) + mom * double(mean[j]));
+      rv[j] = T((1 - mom) * double(rv[j]) + mom * double(var[j]) * unbias);
+    }
+  }
+}
+
+template <class T>
 void batch_norm_apply(const T* x, const T* mean, const T* invstd, const T* gamma, const T* beta, T* y, int64_t rows,
                       int64_t c) {
   std::vector<T> scale(static_cast<size_t>(c)), shift(static_cast<size_t>(c));
@@ -127,6 +140,7 @@ void layer_norm_backward(const T* gy, const T* x, const T* mean, const T* rstd, 
 
 #define INST(T)                                                                                         \
   template void batch_norm_stats<T>(const T*, int64_t, int64_t, T*, T*);                                \
+  template void batch_norm_finish<T>(const T*, const T*, T*, T*, T*, int64_t, double, double, int64_t); \
   template void batch_norm_apply<T>(const T*, const T*, const T*, const T*, const T*, T*, int64_t, int64_t); \
   template void batch_norm_backward<T>(const T*, const T*, const T*, const T*, const T*, T*, T*, T*, int64_t, \
                                        int64_t);                                                        \

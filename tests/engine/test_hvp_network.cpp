@@ -9,6 +9,7 @@
 #include "engine/autograd.h"
 #include "engine/check/gradcheck.h"
 #include "engine/ops.h"
+#include "tests/engine/small_nets.h"
 
 using namespace bissl;
 
@@ -74,17 +75,6 @@ Tensor param(const Shape& s, Generator& g, double scale) {
   return t;
 }
 
-Tensor nt_xent(const Tensor& h1, const Tensor& h2, double tau) {
-  Tensor z = l2_normalize(concat({h1, h2}, 0), 1);
-  int64_t n2 = z.shape()[0], n = n2 / 2;
-  Tensor sim = mul(matmul(z, z, false, true), 1.0 / tau);
-  Tensor eye = zeros({n2, n2}, DType::F64);
-  std::vector<int64_t> pos(static_cast<size_t>(n2));
-  for (int64_t i = 0; i < n2; ++i) eye.set_flat(i * n2 + i, 1.0), pos[size_t(i)] = (i + n) % n2;
-  sim = masked_fill(sim, eye, -std::numeric_limits<double>::infinity());
-  return cross_entropy(sim, from_ints(pos, {n2}));
-}
-
 }  // namespace
 
 TEST_SUITE("hvp_network") {
@@ -92,18 +82,8 @@ TEST_SUITE("hvp_network") {
     Generator g(2024);
     Tensor x = randn({4, 6, 6, 2}, g, DType::F64);
     Tensor y = from_ints({0, 2, 1, 2}, {4});
-    std::vector<Tensor> p = {param({4, 3, 3, 2}, g, 0.4), param({4}, g, 1.0), param({4}, g, 0.3),
-                             param({5, 3, 3, 4}, g, 0.3), param({3, 5}, g, 0.5), param({3}, g, 0.1)};
-    p[1].copy_(add(p[1].detach(), 1.0));  // gamma around 1
-    Tensor rm = zeros({4}, DType::F64), rv = ones({4}, DType::F64);
-    auto loss = [&] {
-      Tensor h = conv2d(x, p[0], Conv2dParams::make(1, 1));
-      h = batch_norm_train(h, p[1], p[2], rm, rv, 0.1, 1e-5).y;
-      h = relu(h);
-      h = conv2d(h, p[3], Conv2dParams::make(2, 1));
-      h = global_avg_pool(h);
-      return cross_entropy(linear(h, p[4], p[5]), y);
-    };
+    std::vector<Tensor> p = testnets::convnet_params(g);
+    auto loss = [&] { return testnets::convnet_loss(p, x, y); };
     check_hvp(loss, p, g);
   }
 
@@ -118,7 +98,7 @@ TEST_SUITE("hvp_network") {
         h = relu(batch_norm_train(h, p[1], p[2], Tensor(), Tensor(), 0.1, 1e-5).y);
         return linear(h, p[3]);
       };
-      return nt_xent(proj(x1), proj(x2), 0.5);
+      return testnets::nt_xent(proj(x1), proj(x2), 0.5);
     };
     check_hvp(loss, p, g);
   }

@@ -1,0 +1,128 @@
+// Convolution as im2col + cuBLAS GEMM over chunks of images, for f32 and f64
+// alike. The data gradient gathers (no atomics), so results are
+// deterministic. cuDNN is the planned fast path for f32 (see README).
+#include <algorithm>
+
+#include "kernels/cuda/common.cuh"
+
+namespace bissl::cuda {
+
+namespace {
+
+constexpr size_t kColBytes = size_t(256) << 20;  // im2col buffer per chunk
+
+template <class T>
+__global__ void k_im2col(ConvShape s, const T* x, int64_t n0, int64_t nimg, int64_t g, T* col) {
+  int64_t cg = s.c / s.groups, kk = s.kh * s.kw * cg, p = s.ho * s.wo;
+  BISSL_GRID_LOOP(q, nimg * p * kk) {
+    int64_t e = q % kk, row = q / kk;
+    int64_t ci = e % cg, kj = (e / cg) % s.kw, ki = e / (cg * s.kw);
+    int64_t ow = row % s.wo, oh = (row / s.wo) % s.ho, n = n0 + row / p;
+    int64_t ih = oh * s.sh - s.ph + ki * s.dh, iw = ow * s.sw - s.pw + kj * s.dw;
+    col[q] = (ih < 0 || ih >= s.h || iw < 0 || iw >= s.w) ? T(0)
+                                                          : x[((n * s.h + ih) * s.w + iw) * s.c + g * cg + ci];
+  }
+}
+
+// gx[n, ih, iw, g*cg + ci] = Σ over kernel taps that read it of dcol.
+template <class T>
+__global__ void k_col2im(ConvShape s, const T* col, int64_t n0, int64_t nimg, int64_t g, T* gx) {
+  int64_t cg = s.c / s.groups, kk = s.kh * s.kw * cg, p = s.ho * s.wo;
+  BISSL_GRID_LOOP(q, nimg * s.h * s.w * cg) {
+    int64_t ci = q % cg, iw = (q / cg) % s.w, ih = (q / (cg * s.w)) % s.h, nl = q / (cg * s.w * s.h);
+    T acc = 0;
+    for (int64_t ki = 0; ki < s.kh; ++ki) {
+      int64_t th = ih + s.ph - ki * s.dh;
+      if (th < 0 || th % s.sh) continue;
+      int64_t oh = th / s.sh;
+      if (oh >= s.ho) continue;
+      for (int64_t kj = 0; kj < s.kw; ++kj) {
+        int64_t tw = iw + s.pw - kj * s.dw;
+        if (tw < 0 || tw % s.sw) continue;
+        int64_t ow = tw / s.sw;
+        if (ow >= s.wo) continue;
+        acc += col[(nl * p + oh * s.wo + ow) * kk + (ki * s.kw + kj) * cg + ci];
+      }
+    }
+    gx[(((n0 + nl) * s.h + ih) * s.w + iw) * s.c + g * cg + ci] = acc;
+  }
+}
+
+bool pointwise(const ConvShape& s) {
+  return s.kh == 1 && s.kw == 1 && s.sh == 1 && s.sw == 1 && s.ph == 0 && s.pw == 0 && s.groups == 1;
+}
+
+template <class T>
+int64_t images_per_chunk(const ConvShape& s) {
+  int64_t per = s.ho * s.wo * s.kh * s.kw * (s.c / s.groups) * int64_t(sizeof(T));
+  return std::max<int64_t>(1, std::min<int64_t>(s.n, int64_t(kColBytes) / std::max<int64_t>(per, 1)));
+}
+
+struct Buffer {
+  void* p;
+  explicit Buffer(size_t bytes) : p(alloc(bytes)) {}
+  ~Buffer() { release(p); }
+};
+
+}  // namespace
+
+template <class T>
+void conv2d_forward(const ConvShape& s, const T* x, const T* w, T* y) {
+  int64_t cg = s.c / s.groups, og = s.o / s.groups, kk = s.kh * s.kw * cg, p = s.ho * s.wo;
+  if (pointwise(s)) return gemm<T>(false, true, s.n * p, s.o, s.c, T(1), x, s.c, w, s.c, T(0), y, s.o);
+  int64_t chunk = images_per_chunk<T>(s);
+  Buffer col(size_t(chunk * p * kk) * sizeof(T));
+  for (int64_t n0 = 0; n0 < s.n; n0 += chunk) {
+    int64_t nb = std::min(chunk, s.n - n0);
+    for (int64_t g = 0; g < s.groups; ++g) {
+      k_im2col<T><<<blocks_for(nb * p * kk), kThreads, 0, stream()>>>(s, x, n0, nb, g, static_cast<T*>(col.p));
+      BISSL_LAUNCH_OK("conv2d im2col");
+      gemm<T>(false, true, nb * p, og, kk, T(1), static_cast<T*>(col.p), kk, w + g * og * kk, kk, T(0),
+              y + n0 * p * s.o + g * og, s.o);
+    }
+  }
+}
+
+template <class T>
+void conv2d_input_grad(const ConvShape& s, const T* gy, const T* w, T* gx) {
+  int64_t cg = s.c / s.groups, og = s.o / s.groups, kk = s.kh * s.kw * cg, p = s.ho * s.wo;
+  if (pointwise(s)) return gemm<T>(false, false, s.n * p, s.c, s.o, T(1), gy, s.o, w, s.c, T(0), gx, s.c);
+  int64_t chunk = images_per_chunk<T>(s);
+  Buffer col(size_t(chunk * p * kk) * sizeof(T));
+  for (int64_t n0 = 0; n0 < s.n; n0 += chunk) {
+    int64_t nb = std::min(chunk, s.n - n0);
+    for (int64_t g = 0; g < s.groups; ++g) {
+      gemm<T>(false, false, nb * p, kk, og, T(1), gy + n0 * p * s.o + g * og, s.o, w + g * og * kk, kk, T(0),
+              static_cast<T*>(col.p), kk);
+      k_col2im<T><<<blocks_for(nb * s.h * s.w * cg), kThreads, 0, stream()>>>(s, static_cast<T*>(col.p), n0, nb, g,
+                                                                               gx);
+      BISSL_LAUNCH_OK("conv2d col2im");
+    }
+  }
+}
+
+template <class T>
+void conv2d_weight_grad(const ConvShape& s, const T* x, const T* gy, T* gw) {
+  int64_t cg = s.c / s.groups, og = s.o / s.groups, kk = s.kh * s.kw * cg, p = s.ho * s.wo;
+  if (pointwise(s)) return gemm<T>(true, false, s.o, s.c, s.n * p, T(1), gy, s.o, x, s.c, T(0), gw, s.c);
+  int64_t chunk = images_per_chunk<T>(s);
+  Buffer col(size_t(chunk * p * kk) * sizeof(T));
+  for (int64_t n0 = 0; n0 < s.n; n0 += chunk) {
+    int64_t nb = std::min(chunk, s.n - n0);
+    for (int64_t g = 0; g < s.groups; ++g) {
+      k_im2col<T><<<blocks_for(nb * p * kk), kThreads, 0, stream()>>>(s, x, n0, nb, g, static_cast<T*>(col.p));
+      BISSL_LAUNCH_OK("conv2d im2col");
+      gemm<T>(true, false, og, kk, nb * p, T(1), gy + n0 * p * s.o + g * og, s.o, static_cast<T*>(col.p), kk,
+              n0 == 0 ? T(0) : T(1), gw + g * og * kk, kk);
+    }
+  }
+}
+
+#define INST(T)                                                                \
+  template void conv2d_forward<T>(const ConvShape&, const T*, const T*, T*);   \
+  template void conv2d_input_grad<T>(const ConvShape&, const T*, const T*, T*); \
+  template void conv2d_weight_grad<T>(const ConvShape&, const T*, const T*, T*);
+INST(float)
+INST(double)
+
+}  // namespace bissl::cuda

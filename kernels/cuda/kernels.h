@@ -1,0 +1,146 @@
+#pragma once
+// CUDA kernels: the same problems as kernels/cpu/kernels.h on device
+// pointers, on one compute stream. Every CUDA, cuBLAS and cuDNN status is
+// checked and reported with the kernel's name. Declared without CUDA types so
+// the engine includes this from plain C++.
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "kernels/common.h"
+
+namespace bissl::cuda {
+
+using kern::Binary;
+using kern::ConvShape;
+using kern::Dims;
+using kern::PoolShape;
+using kern::Unary;
+
+// ---- memory: the stream-ordered pool (cudaMallocAsync) ----
+void* alloc(size_t bytes);
+void release(void* p);
+size_t bytes_in_use();
+size_t peak_bytes();
+void reset_peak_bytes();
+// Fill new allocations with 0xFF bytes (NaN for floats) to catch reads of
+// unwritten outputs (parity tests turn this on).
+void set_poison(bool on);
+void copy_h2d(void* dst, const void* src, size_t bytes);
+void copy_d2h(void* dst, const void* src, size_t bytes);  // waits for the stream
+void copy_d2d(void* dst, const void* src, size_t bytes);
+void memset_zero(void* p, size_t bytes);
+void synchronize();
+// TF32 for f32 GEMM/conv (off by default: f32 means f32).
+void set_tf32(bool on);
+bool tf32();
+
+// ---- elementwise ----
+template <class T>
+void fill(T* y, int64_t n, double v);
+template <class T>
+void unary(Unary op, const T* x, T* y, int64_t n, double scalar);
+template <class T>
+void binary(Binary op, const T* a, const Dims& sa, const T* b, const Dims& sb, T* out, const Dims& shape);
+template <class T>
+void where(const T* c, const Dims& sc, const T* a, const Dims& sa, const T* b, const Dims& sb, T* out,
+           const Dims& shape);
+void strided_copy(void* dst, const Dims& sdst, const void* src, const Dims& ssrc, const Dims& shape,
+                  int64_t elem_size);
+template <class T>
+void convert(const void* src, int src_kind, T* dst, int64_t n);
+void convert_to_bf16(const void* src, int src_kind, uint16_t* dst, int64_t n);
+void convert_to_i64(const void* src, int src_kind, int64_t* dst, int64_t n);
+
+// ---- reductions over [outer, n, inner] ----
+template <class T>
+void sum_mid(const T* x, T* out, int64_t outer, int64_t n, int64_t inner, double scale);
+template <class T>
+void max_mid(const T* x, T* out, int64_t* idx, int64_t outer, int64_t n, int64_t inner);
+template <class T>
+void logsumexp_mid(const T* x, T* out, int64_t outer, int64_t n, int64_t inner);
+template <class T>
+void softmax_mid(const T* x, T* out, int64_t outer, int64_t n, int64_t inner, bool log);
+template <class T>
+double cross_entropy(const T* logits, const int64_t* target, int64_t rows, int64_t c, double label_smoothing);
+
+// ---- indexing ----
+template <class T>
+void index_select(const T* x, const int64_t* idx, T* out, int64_t outer, int64_t n, int64_t k, int64_t inner);
+template <class T>
+void index_add(const T* g, const int64_t* idx, T* out, int64_t outer, int64_t n, int64_t k, int64_t inner);
+template <class T>
+void gather_mid(const T* x, const int64_t* idx, T* out, int64_t outer, int64_t n, int64_t k, int64_t inner);
+template <class T>
+void scatter_add_mid(const T* g, const int64_t* idx, T* out, int64_t outer, int64_t n, int64_t k, int64_t inner);
+template <class T>
+void take_flat(const T* x, const int64_t* idx, T* out, int64_t n);
+template <class T>
+void scatter_add_flat(const T* g, const int64_t* idx, T* out, int64_t n);
+// Checks 0 <= idx < hi on the device; returns the first bad value or -1... (hi if none bad)
+bool indices_in_range(const int64_t* idx, int64_t n, int64_t hi, int64_t* bad);
+template <class T>
+void one_hot(const int64_t* idx, T* out, int64_t n, int64_t classes);
+template <class T>
+void dropout_mask(T* out, int64_t n, double p, uint64_t seed, uint64_t offset);
+
+// ---- GEMM (cuBLAS), row-major like the CPU wrapper ----
+template <class T>
+void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda, const T* b,
+          int64_t ldb, T beta, T* c, int64_t ldc);
+// Batched with fixed strides between matrices (stride 0 = broadcast).
+template <class T>
+void gemm_strided_batched(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, int64_t sa,
+                          const T* b, int64_t ldb, int64_t sb, T* c, int64_t ldc, int64_t sc, int64_t batch);
+
+// ---- convolution (NHWC / OHWI) ----
+template <class T>
+void conv2d_forward(const ConvShape& s, const T* x, const T* w, T* y);
+template <class T>
+void conv2d_input_grad(const ConvShape& s, const T* gy, const T* w, T* gx);
+template <class T>
+void conv2d_weight_grad(const ConvShape& s, const T* x, const T* gy, T* gw);
+
+// ---- pooling ----
+template <class T>
+void max_pool2d(const PoolShape& s, const T* x, T* y, int64_t* idx);
+template <class T>
+void avg_pool2d(const PoolShape& s, const T* x, T* y, bool count_include_pad);
+template <class T>
+void avg_pool2d_backward(const PoolShape& s, const T* gy, T* gx, bool count_include_pad);
+
+// ---- normalisation ----
+template <class T>
+void batch_norm_stats(const T* x, int64_t rows, int64_t c, T* mean, T* var_biased);
+// invstd = 1/sqrt(var + eps); running stats updated when given (unbiased var).
+template <class T>
+void batch_norm_finish(const T* mean, const T* var, T* invstd, T* running_mean, T* running_var, int64_t c,
+                       double eps, double momentum, int64_t rows);
+template <class T>
+void batch_norm_apply(const T* x, const T* mean, const T* invstd, const T* gamma, const T* beta, T* y,
+                      int64_t rows, int64_t c);
+template <class T>
+void batch_norm_backward(const T* gy, const T* x, const T* mean, const T* invstd, const T* gamma, T* gx, T* ggamma,
+                         T* gbeta, int64_t rows, int64_t c);
+template <class T>
+void layer_norm_forward(const T* x, const T* gamma, const T* beta, T* y, T* mean, T* rstd, int64_t rows, int64_t c,
+                        double eps);
+template <class T>
+void layer_norm_backward(const T* gy, const T* x, const T* mean, const T* rstd, const T* gamma, T* gx, T* ggamma,
+                         T* gbeta, int64_t rows, int64_t c);
+
+// ---- optimisers ----
+template <class T>
+void sgd_update(T* p, const T* g, T* mom, int64_t n, double lr, double momentum, double wd, bool nesterov,
+                bool first_step);
+template <class T>
+void lars_update(T* p, const T* g, T* mom, int64_t n, double lr, double momentum, double wd, double eta);
+template <class T>
+void adamw_update(T* p, const T* g, T* m, T* v, int64_t n, double lr, double b1, double b2, double eps, double wd,
+                  int64_t step);
+template <class T>
+double sum_squares(const T* x, int64_t n);
+template <class T>
+void scale_inplace(T* x, int64_t n, double s);
+
+}  // namespace bissl::cuda

@@ -1,0 +1,88 @@
+// Fused optimiser updates. LARS reads two norms back to the host (one sync
+// per tensor); a device-side trust ratio is future work.
+#include "kernels/cuda/common.cuh"
+
+namespace bissl::cuda {
+
+namespace {
+
+template <class T>
+__global__ void k_sgd(T* p, const T* g, T* mom, int64_t n, double lr, double m, double wd, bool nesterov, bool first) {
+  BISSL_GRID_LOOP(i, n) {
+    double d = double(g[i]) + wd * double(p[i]);
+    if (m != 0.0) {
+      double b = first ? d : m * double(mom[i]) + d;
+      mom[i] = T(b);
+      d = nesterov ? d + m * b : b;
+    }
+    p[i] = T(double(p[i]) - lr * d);
+  }
+}
+
+template <class T>
+__global__ void k_decayed(const T* p, const T* g, T* out, int64_t n, double wd) {
+  BISSL_GRID_LOOP(i, n) out[i] = T(double(g[i]) + wd * double(p[i]));
+}
+
+template <class T>
+__global__ void k_lars(T* p, const T* g, T* mom, int64_t n, double lr, double m, double wd, double trust) {
+  BISSL_GRID_LOOP(i, n) {
+    double u = (double(g[i]) + wd * double(p[i])) * trust;
+    double b = m * double(mom[i]) + u;
+    mom[i] = T(b);
+    p[i] = T(double(p[i]) - lr * b);
+  }
+}
+
+template <class T>
+__global__ void k_adamw(T* p, const T* g, T* m, T* v, int64_t n, double lr, double b1, double b2, double eps,
+                        double wd, double bc1, double bc2) {
+  BISSL_GRID_LOOP(i, n) {
+    double pi = double(p[i]) * (1.0 - lr * wd);
+    double mi = b1 * double(m[i]) + (1.0 - b1) * double(g[i]);
+    double vi = b2 * double(v[i]) + (1.0 - b2) * double(g[i]) * double(g[i]);
+    m[i] = T(mi), v[i] = T(vi);
+    p[i] = T(pi - lr * (mi / bc1) / (sqrt(vi / bc2) + eps));
+  }
+}
+
+}  // namespace
+
+template <class T>
+void sgd_update(T* p, const T* g, T* mom, int64_t n, double lr, double momentum, double wd, bool nesterov,
+                bool first_step) {
+  if (!n) return;
+  k_sgd<T><<<blocks_for(n), kThreads, 0, stream()>>>(p, g, mom, n, lr, momentum, wd, nesterov, first_step);
+  BISSL_LAUNCH_OK("sgd_update");
+}
+
+template <class T>
+void lars_update(T* p, const T* g, T* mom, int64_t n, double lr, double momentum, double wd, double eta) {
+  if (!n) return;
+  T* u = static_cast<T*>(alloc(size_t(n) * sizeof(T)));
+  k_decayed<T><<<blocks_for(n), kThreads, 0, stream()>>>(p, g, u, n, wd);
+  BISSL_LAUNCH_OK("lars_update (decay)");
+  double pn = sqrt(sum_squares<T>(p, n)), un = sqrt(sum_squares<T>(u, n));
+  release(u);
+  double trust = (pn > 0.0 && un > 0.0) ? eta * pn / un : 1.0;
+  k_lars<T><<<blocks_for(n), kThreads, 0, stream()>>>(p, g, mom, n, lr, momentum, wd, trust);
+  BISSL_LAUNCH_OK("lars_update");
+}
+
+template <class T>
+void adamw_update(T* p, const T* g, T* m, T* v, int64_t n, double lr, double b1, double b2, double eps, double wd,
+                  int64_t step) {
+  if (!n) return;
+  double bc1 = 1.0 - pow(b1, double(step)), bc2 = 1.0 - pow(b2, double(step));
+  k_adamw<T><<<blocks_for(n), kThreads, 0, stream()>>>(p, g, m, v, n, lr, b1, b2, eps, wd, bc1, bc2);
+  BISSL_LAUNCH_OK("adamw_update");
+}
+
+#define INST(T)                                                                                           \
+  template void sgd_update<T>(T*, const T*, T*, int64_t, double, double, double, bool, bool);             \
+  template void lars_update<T>(T*, const T*, T*, int64_t, double, double, double, double);                \
+  template void adamw_update<T>(T*, const T*, T*, T*, int64_t, double, double, double, double, double, int64_t);
+INST(float)
+INST(double)
+
+}  // namespace bissl::cuda

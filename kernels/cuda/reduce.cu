@@ -1,0 +1,229 @@
+// Reductions over [outer, n, inner] (accumulating in double), softmax,
+// cross-entropy, squared norms.
+#include <cfloat>
+
+#include "kernels/cuda/common.cuh"
+
+namespace bissl::cuda {
+
+namespace {
+
+__device__ inline double warp_sum(double v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
+  return v;
+}
+// Block-wide sum; every thread gets the result.
+__device__ inline double block_sum(double v) {
+  __shared__ double part[32];
+  __shared__ double total;
+  int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+  v = warp_sum(v);
+  if (lane == 0) part[w] = v;
+  __syncthreads();
+  if (w == 0) {
+    double s = lane < int((blockDim.x + 31) >> 5) ? part[lane] : 0.0;
+    s = warp_sum(s);
+    if (lane == 0) total = s;
+  }
+  __syncthreads();
+  double r = total;
+  __syncthreads();
+  return r;
+}
+
+// inner == 1: one block per row.
+template <class T>
+__global__ void k_row_sum(const T* x, T* out, int64_t n, double scale) {
+  const T* p = x + int64_t(blockIdx.x) * n;
+  double acc = 0;
+  for (int64_t j = threadIdx.x; j < n; j += blockDim.x) acc += double(p[j]);
+  acc = block_sum(acc);
+  if (threadIdx.x == 0) out[blockIdx.x] = T(acc * scale);
+}
+
+// inner > 1: one thread per (outer, inner) column, coalesced along inner.
+template <class T>
+__global__ void k_col_sum(const T* x, T* out, int64_t outer, int64_t n, int64_t inner, double scale) {
+  BISSL_GRID_LOOP(q, outer * inner) {
+    int64_t o = q / inner, i = q % inner;
+    const T* p = x + o * n * inner + i;
+    double acc = 0;
+    for (int64_t j = 0; j < n; ++j) acc += double(p[j * inner]);
+    out[q] = T(acc * scale);
+  }
+}
+
+template <class T>
+__global__ void k_max(const T* x, T* out, int64_t* idx, int64_t outer, int64_t n, int64_t inner) {
+  BISSL_GRID_LOOP(q, outer * inner) {
+    int64_t o = q / inner, i = q % inner;
+    const T* p = x + o * n * inner + i;
+    T best = p[0];
+    int64_t bi = 0;
+    for (int64_t j = 1; j < n; ++j) {
+      T v = p[j * inner];
+      if (v > best || (isnan(v) && !isnan(best))) best = v, bi = j;
+    }
+    out[q] = best;
+    if (idx) idx[q] = bi;
+  }
+}
+
+template <class T>
+__global__ void k_lse(const T* x, T* out, int64_t outer, int64_t n, int64_t inner) {
+  BISSL_GRID_LOOP(q, outer * inner) {
+    int64_t o = q / inner, i = q % inner;
+    const T* p = x + o * n * inner + i;
+    double m = -DBL_MAX;
+    for (int64_t j = 0; j < n; ++j) m = fmax(m, double(p[j * inner]));
+    if (isinf(m) || m == -DBL_MAX) {
+      out[q] = T(m == -DBL_MAX ? -INFINITY : m);
+      continue;
+    }
+    double acc = 0;
+    for (int64_t j = 0; j < n; ++j) acc += exp(double(p[j * inner]) - m);
+    out[q] = T(m + log(acc));
+  }
+}
+
+template <class T>
+__global__ void k_softmax(const T* x, T* out, int64_t outer, int64_t n, int64_t inner, bool logp) {
+  BISSL_GRID_LOOP(q, outer * inner) {
+    int64_t o = q / inner, i = q % inner;
+    const T* p = x + o * n * inner + i;
+    T* r = out + o * n * inner + i;
+    double m = -DBL_MAX;
+    for (int64_t j = 0; j < n; ++j) m = fmax(m, double(p[j * inner]));
+    double acc = 0;
+    for (int64_t j = 0; j < n; ++j) acc += exp(double(p[j * inner]) - m);
+    if (logp) {
+      double lse = log(acc);
+      for (int64_t j = 0; j < n; ++j) r[j * inner] = T(double(p[j * inner]) - m - lse);
+    } else {
+      for (int64_t j = 0; j < n; ++j) r[j * inner] = T(exp(double(p[j * inner]) - m) / acc);
+    }
+  }
+}
+
+template <class T>
+__global__ void k_ce_rows(const T* z, const int64_t* t, double* row_loss, int64_t rows, int64_t c, double ls) {
+  BISSL_GRID_LOOP(r, rows) {
+    const T* p = z + r * c;
+    double m = -DBL_MAX, acc = 0, sum_z = 0;
+    for (int64_t j = 0; j < c; ++j) m = fmax(m, double(p[j]));
+    for (int64_t j = 0; j < c; ++j) acc += exp(double(p[j]) - m), sum_z += double(p[j]);
+    double lse = m + log(acc);
+    row_loss[r] = (1.0 - ls) * (lse - double(p[t[r]])) + ls * (lse - sum_z / double(c));
+  }
+}
+
+template <class T>
+__global__ void k_sumsq(const T* x, int64_t n, double* out) {
+  double acc = 0;
+  BISSL_GRID_LOOP(i, n) acc += double(x[i]) * double(x[i]);
+  acc = block_sum(acc);
+  if (threadIdx.x == 0) atomicAdd(out, acc);
+}
+
+__global__ void k_sum_double(const double* x, int64_t n, double* out) {
+  double acc = 0;
+  BISSL_GRID_LOOP(i, n) acc += x[i];
+  acc = block_sum(acc);
+  if (threadIdx.x == 0) atomicAdd(out, acc);
+}
+
+template <class T>
+__global__ void k_scale(T* x, int64_t n, double s) {
+  BISSL_GRID_LOOP(i, n) x[i] = T(double(x[i]) * s);
+}
+
+// A device double, read back to the host.
+struct DeviceScalar {
+  double* p = nullptr;
+  DeviceScalar() {
+    p = static_cast<double*>(alloc(sizeof(double)));
+    memset_zero(p, sizeof(double));
+  }
+  ~DeviceScalar() { release(p); }
+  double get() const {
+    double v = 0;
+    copy_d2h(&v, p, sizeof(double));
+    return v;
+  }
+};
+
+}  // namespace
+
+template <class T>
+void sum_mid(const T* x, T* out, int64_t outer, int64_t n, int64_t inner, double scale) {
+  if (outer * inner == 0) return;
+  if (inner == 1) {
+    k_row_sum<T><<<unsigned(outer), kThreads, 0, stream()>>>(x, out, n, scale);
+  } else {
+    k_col_sum<T><<<blocks_for(outer * inner), kThreads, 0, stream()>>>(x, out, outer, n, inner, scale);
+  }
+  BISSL_LAUNCH_OK("sum");
+}
+
+template <class T>
+void max_mid(const T* x, T* out, int64_t* idx, int64_t outer, int64_t n, int64_t inner) {
+  if (outer * inner == 0) return;
+  k_max<T><<<blocks_for(outer * inner), kThreads, 0, stream()>>>(x, out, idx, outer, n, inner);
+  BISSL_LAUNCH_OK("max");
+}
+
+template <class T>
+void logsumexp_mid(const T* x, T* out, int64_t outer, int64_t n, int64_t inner) {
+  if (outer * inner == 0) return;
+  k_lse<T><<<blocks_for(outer * inner), kThreads, 0, stream()>>>(x, out, outer, n, inner);
+  BISSL_LAUNCH_OK("logsumexp");
+}
+
+template <class T>
+void softmax_mid(const T* x, T* out, int64_t outer, int64_t n, int64_t inner, bool logp) {
+  if (outer * inner == 0) return;
+  k_softmax<T><<<blocks_for(outer * inner), kThreads, 0, stream()>>>(x, out, outer, n, inner, logp);
+  BISSL_LAUNCH_OK("softmax");
+}
+
+template <class T>
+double cross_entropy(const T* z, const int64_t* t, int64_t rows, int64_t c, double ls) {
+  double* rl = static_cast<double*>(alloc(size_t(rows) * sizeof(double)));
+  k_ce_rows<T><<<blocks_for(rows), kThreads, 0, stream()>>>(z, t, rl, rows, c, ls);
+  BISSL_LAUNCH_OK("cross_entropy");
+  DeviceScalar s;
+  k_sum_double<<<1, kThreads, 0, stream()>>>(rl, rows, s.p);
+  BISSL_LAUNCH_OK("cross_entropy (sum)");
+  release(rl);
+  return s.get() / double(rows);
+}
+
+template <class T>
+double sum_squares(const T* x, int64_t n) {
+  DeviceScalar s;
+  if (n > 0) {
+    k_sumsq<T><<<std::min<unsigned>(blocks_for(n), 1024), kThreads, 0, stream()>>>(x, n, s.p);
+    BISSL_LAUNCH_OK("sum_squares");
+  }
+  return s.get();
+}
+
+template <class T>
+void scale_inplace(T* x, int64_t n, double s) {
+  if (n == 0) return;
+  k_scale<T><<<blocks_for(n), kThreads, 0, stream()>>>(x, n, s);
+  BISSL_LAUNCH_OK("scale_inplace");
+}
+
+#define INST(T)                                                                  \
+  template void sum_mid<T>(const T*, T*, int64_t, int64_t, int64_t, double);     \
+  template void max_mid<T>(const T*, T*, int64_t*, int64_t, int64_t, int64_t);   \
+  template void logsumexp_mid<T>(const T*, T*, int64_t, int64_t, int64_t);       \
+  template void softmax_mid<T>(const T*, T*, int64_t, int64_t, int64_t, bool);   \
+  template double cross_entropy<T>(const T*, const int64_t*, int64_t, int64_t, double); \
+  template double sum_squares<T>(const T*, int64_t);                             \
+  template void scale_inplace<T>(T*, int64_t, double);
+INST(float)
+INST(double)
+
+}  // namespace bissl::cuda
