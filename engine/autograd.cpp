@@ -110,9 +110,6 @@ void run_backward(const std::vector<Tensor>& outputs, const std::vector<Tensor>&
     if (captured && node_targets.count(n)) (*captured)[n] = grads;
     if (!run.needed[n]) continue;
     const OpDef& op = *n->op;
-    for (size_t k = 0; k < grads.size(); ++k)
-      if (!grads[k].defined() && op.output_differentiable(int(k)))
-        grads[k] = zeros(n->out_shapes[k], n->out_dtypes[k]);
     std::vector<bool> needs(n->next.size());
     for (size_t i = 0; i < n->next.size(); ++i) {
       auto& e = n->next[i];

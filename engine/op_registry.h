@@ -74,8 +74,9 @@ class OpCtx {
 };
 
 using ForwardFn = std::function<std::vector<Tensor>(const std::vector<Tensor>& inputs, const Attrs&)>;
-// grads: one per output (zeros where an output received none; undefined for
-// non-differentiable outputs). Returns one per input (undefined = no gradient).
+// grads: one per output; undefined where an output received no gradient
+// (only possible for ops with several outputs: a node runs because some
+// output got one). Returns one per input (undefined = no gradient).
 using VjpFn = std::function<std::vector<Tensor>(const OpCtx&, const std::vector<Tensor>& grads)>;
 // tangents: one per input (undefined = zero). Returns one per output.
 using JvpFn = std::function<std::vector<Tensor>(const OpCtx&, const std::vector<Tensor>& tangents)>;

@@ -101,8 +101,8 @@ double cross_entropy(const T* logits, const int64_t* target, int64_t rows, int64
     for (int64_t j = 0; j < c; ++j) acc += std::exp(double(p[j] - m)), sum_logits += p[j];
     double lse = double(m) + std::log(acc);
     double nll = lse - double(p[target[r]]);
-    double smooth = lse - sum_logits / double(c);
-    total += (1.0 - ls) * nll + ls * smooth;
+    // Only with smoothing: a -inf logit (masked similarity) makes this +inf.
+    total += ls > 0 ? (1.0 - ls) * nll + ls * (lse - sum_logits / double(c)) : nll;
   }
   return total / double(rows);
 }

@@ -113,7 +113,8 @@ __global__ void k_ce_rows(const T* z, const int64_t* t, double* row_loss, int64_
     for (int64_t j = 0; j < c; ++j) m = fmax(m, double(p[j]));
     for (int64_t j = 0; j < c; ++j) acc += exp(double(p[j]) - m), sum_z += double(p[j]);
     double lse = m + log(acc);
-    row_loss[r] = (1.0 - ls) * (lse - double(p[t[r]])) + ls * (lse - sum_z / double(c));
+    double nll = lse - double(p[t[r]]);
+    row_loss[r] = ls > 0 ? (1.0 - ls) * nll + ls * (lse - sum_z / double(c)) : nll;  // -inf logits: see cpu
   }
 }
 

@@ -1,6 +1,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <limits>
 
 #include "engine/autograd.h"
 #include "engine/ops.h"
@@ -150,6 +151,9 @@ TEST_SUITE("tensor") {
     CHECK(std::abs(ce.item() + std::log(0.75)) < 1e-12);
     Tensor ls = cross_entropy(from_vector({0, std::log(3.0)}, {1, 2}, DType::F64), from_ints({1}, {1}), 0.2);
     CHECK(std::abs(ls.item() - (-(0.9 * std::log(0.75) + 0.1 * std::log(0.25)))) < 1e-12);
+    // A -inf logit (a masked similarity) is a zero probability, not a NaN.
+    Tensor masked = from_vector({-std::numeric_limits<double>::infinity(), 0, std::log(3.0)}, {1, 3}, DType::F64);
+    CHECK(std::abs(cross_entropy(masked, from_ints({2}, {1})).item() + std::log(0.75)) < 1e-12);
     Tensor n = l2_normalize(from_vector({3, 4}, {1, 2}, DType::F64), 1);
     CHECK(std::abs(n.flat(0) - 0.6) < 1e-12);
     // Max pool and avg pool on a known 4x4 image (NHWC, one channel).
