@@ -6,6 +6,7 @@
 #include <unordered_set>
 
 #include "engine/ops.h"
+#include "engine/profile.h"
 
 namespace bissl {
 
@@ -132,6 +133,8 @@ void run_backward(const std::vector<Tensor>& outputs, const std::vector<Tensor>&
       }
     }
     OpCtx ctx(n->attrs, n->saved_inputs, outs, n->in_shapes, n->in_dtypes, needs);
+    std::string range_name = op.name + ":vjp";
+    ScopedRange range(range_name.c_str());
     auto gin = op.vjp(ctx, grads);
     BISSL_CHECK(gin.size() == n->next.size(), op.name, ": VJP returned ", gin.size(), " gradients for ",
                 n->next.size(), " inputs");

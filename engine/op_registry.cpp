@@ -6,6 +6,7 @@
 
 #include "engine/autograd.h"
 #include "engine/kern.h"
+#include "engine/profile.h"
 
 namespace bissl {
 
@@ -122,6 +123,7 @@ std::vector<Tensor> call_op(const OpDef& op, const std::vector<Tensor>& inputs, 
     NoGradGuard ng;
     NoForwardADGuard nf;
     kern::DeviceScope ds(dev);
+    ScopedRange range(op.name.c_str());
     try {
       outs = fwd(inputs, attrs);
     } catch (const Error&) {

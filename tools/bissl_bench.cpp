@@ -1,0 +1,146 @@
+// bissl-bench: the shapes of ../shared/bench/torch_anchor.py, timed in bissl,
+// printed as JSON (and written to --out). Run beside torch_anchor.py on the
+// same GPU to compare (tools/gpu_check.sh does both).
+//   R50 96px b256 SGD train step, fp32 and TF32; R18 CIFAR-stem 32px b512 fp32;
+//   NT-Xent (R50 backbone + 2048-256-256-256 projector, 256 images, τ 0.5):
+//   gradient and forward-over-reverse H·v w.r.t. the backbone; peak memory.
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+
+#include "engine/autograd.h"
+#include "engine/backend.h"
+#include "engine/optim/optimizer.h"
+#include "models/heads.h"
+#include "models/resnet.h"
+#include "ssl/simclr.h"
+
+using namespace bissl;
+
+namespace {
+
+struct Opts {
+  Device dev = Device::CUDA;
+  int warm = 3, iters = 10;
+  bool small = false;  // tiny shapes: a smoke test that runs anywhere
+};
+
+template <class F>
+double median_ms(F f, const Opts& o, int iters) {
+  for (int i = 0; i < o.warm; ++i) f();
+  cuda_synchronize();
+  std::vector<double> t;
+  for (int i = 0; i < iters; ++i) {
+    auto a = std::chrono::steady_clock::now();
+    f();
+    cuda_synchronize();
+    t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - a).count());
+  }
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+double gib(size_t b) { return double(b) / double(1ull << 30); }
+
+void move_to(nn::Module& m, Device d) { m.to(d); }
+
+void train_step(nlohmann::json& res, const std::string& tag, std::shared_ptr<models::ResNet> model, int64_t batch,
+                int64_t px, int64_t classes, const Opts& o) {
+  Generator g(1);
+  move_to(*model, o.dev);
+  Tensor x = randn({batch, px, px, 3}, g).to(o.dev);
+  Tensor y = randint({batch}, 0, classes, g).to(o.dev);
+  optim::SGD opt(model->parameters(), 0.01, 0.9);
+  auto step = [&] {
+    opt.zero_grad();
+    Tensor loss = cross_entropy(model->forward(x), y);
+    backward(loss);
+    opt.step();
+  };
+  cuda_reset_peak_bytes();
+  double ms = median_ms(step, o, o.iters);
+  res[tag + "_ms"] = ms;
+  res[tag + "_img_s"] = double(batch) / ms * 1e3;
+  res[tag + "_peak_GiB"] = gib(cuda_peak_bytes());
+  std::fprintf(stderr, "[ok] %s: %.1f ms\n", tag.c_str(), ms);
+}
+
+void hvp_bench(nlohmann::json& res, const Opts& o) {
+  Generator g(2);
+  int64_t batch = o.small ? 4 : 256, px = o.small ? 32 : 96;
+  auto bb = models::resnet50(g);
+  models::MLPHead head(bb->feature_dim(), 256, 256, g);
+  move_to(*bb, o.dev);
+  move_to(head, o.dev);
+  Tensor x = randn({batch, px, px, 3}, g).to(o.dev);
+  auto params = bb->parameters();
+  std::vector<Tensor> v;
+  for (auto& p : params) v.push_back(randn(p.shape(), g).to(o.dev));
+  auto loss = [&] {
+    Tensor z = head.forward(bb->forward(x));
+    return ssl::nt_xent(slice(z, 0, 0, batch / 2), slice(z, 0, batch / 2, batch), 0.5);
+  };
+  auto grad_only = [&] { return grad({loss()}, params); };
+  res["ntxent_r50_grad_ms"] = median_ms(grad_only, o, o.iters);
+  cuda_reset_peak_bytes();
+  grad_only();
+  res["ntxent_r50_grad_peak_GiB"] = gib(cuda_peak_bytes());
+  std::fprintf(stderr, "[ok] ntxent grad\n");
+  auto hvp_for = [&] { return hvp(loss, params, v); };
+  res["ntxent_r50_hvp_fwd_rev_ms"] = median_ms(hvp_for, o, std::max(3, o.iters / 2));
+  cuda_reset_peak_bytes();
+  hvp_for();
+  res["ntxent_r50_hvp_fwd_rev_peak_GiB"] = gib(cuda_peak_bytes());
+  double ratio = res["ntxent_r50_hvp_fwd_rev_ms"].get<double>() / res["ntxent_r50_grad_ms"].get<double>();
+  res["hvp_over_grad"] = ratio;
+  res["bissl_upper_step_est_ms"] =
+      res["ntxent_r50_grad_ms"].get<double>() + 5 * res["ntxent_r50_hvp_fwd_rev_ms"].get<double>();
+  std::fprintf(stderr, "[ok] ntxent hvp (%.2fx grad)\n", ratio);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"bissl-bench: torch_anchor.py's shapes in bissl, as JSON"};
+  Opts o;
+  std::string device = "cuda", out, only = "r50,r18,hvp";
+  app.add_option("--device", device, "cuda or cpu")->check(CLI::IsMember({"cpu", "cuda"}));
+  app.add_option("--iters", o.iters, "timed iterations (median reported)");
+  app.add_option("--warm", o.warm, "untimed warm-up iterations");
+  app.add_option("--only", only, "comma list of r50, r18, hvp");
+  app.add_option("--out", out, "also write the JSON here");
+  app.add_flag("--small", o.small, "tiny shapes (a smoke test, e.g. on the CPU)");
+  CLI11_PARSE(app, argc, argv);
+  o.dev = device == "cuda" ? Device::CUDA : Device::CPU;
+  try {
+    nlohmann::json res;
+    res["backend"] = backend_summary();
+    res["device"] = device;
+    res["small"] = o.small;
+    auto want = [&](const char* k) { return only.find(k) != std::string::npos; };
+    Generator g(0);
+    int64_t b50 = o.small ? 2 : 256, px50 = o.small ? 32 : 96, b18 = o.small ? 2 : 512;
+    if (want("r50")) {
+      cuda_set_tf32(false);
+      train_step(res, "r50_96px_b256_fp32", models::resnet50(g, 100), b50, px50, 100, o);
+      if (o.dev == Device::CUDA) {
+        cuda_set_tf32(true);
+        train_step(res, "r50_96px_b256_tf32", models::resnet50(g, 100), b50, px50, 100, o);
+        cuda_set_tf32(false);
+      }
+    }
+    if (want("r18")) train_step(res, "r18cifar_32px_b512_fp32", models::resnet18(g, 10, models::ResNetStem::Cifar), b18, 32, 10, o);
+    if (want("hvp")) hvp_bench(res, o);
+    std::cout << res.dump(1) << std::endl;
+    if (!out.empty()) std::ofstream(out) << res.dump(1) << "\n";
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bissl-bench: %s\n", e.what());
+    return 2;
+  }
+  return 0;
+}
