@@ -2,25 +2,15 @@
 #include <vector>
 
 #include "kernels/cpu/kernels.h"
+#include "kernels/cpu/parallel.h"
 
 namespace bissl::cpu {
 
 namespace {
-// Column sums of f(x) over rows, in double, split across threads.
+// Column sums of f(value, column, row) over rows, in double, deterministic.
 template <class T, class F>
 void column_sums(const T* x, int64_t rows, int64_t c, std::vector<double>& acc, F f) {
-  acc.assign(size_t(c), 0.0);
-#pragma omp parallel if (rows * c > 32768)
-  {
-    std::vector<double> local(size_t(c), 0.0);
-#pragma omp for schedule(static)
-    for (int64_t r = 0; r < rows; ++r) {
-      const T* p = x + r * c;
-      for (int64_t j = 0; j < c; ++j) local[size_t(j)] += f(p[j], j, r);
-    }
-#pragma omp critical
-    for (int64_t j = 0; j < c; ++j) acc[size_t(j)] += local[size_t(j)];
-  }
+  det_column_sums(rows, c, acc, [&](int64_t r, int64_t j) { return f(x[r * c + j], j, r); });
 }
 }  // namespace
 

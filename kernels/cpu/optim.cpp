@@ -1,6 +1,7 @@
 #include <cmath>
 
 #include "kernels/cpu/kernels.h"
+#include "kernels/cpu/parallel.h"
 
 namespace bissl::cpu {
 
@@ -22,14 +23,11 @@ void sgd_update(T* p, const T* g, T* mom, int64_t n, double lr, double momentum,
 
 template <class T>
 void lars_update(T* p, const T* g, T* mom, int64_t n, double lr, double momentum, double wd, double eta) {
-  double pn = 0, un = 0;
-#pragma omp parallel for reduction(+ : pn, un) if (n > 65536)
-  for (int64_t i = 0; i < n; ++i) {
+  double pn = std::sqrt(det_sum(n, [&](int64_t i) { return double(p[i]) * double(p[i]); }));
+  double un = std::sqrt(det_sum(n, [&](int64_t i) {
     double u = double(g[i]) + wd * double(p[i]);
-    pn += double(p[i]) * double(p[i]);
-    un += u * u;
-  }
-  pn = std::sqrt(pn), un = std::sqrt(un);
+    return u * u;
+  }));
   double trust = (pn > 0.0 && un > 0.0) ? eta * pn / un : 1.0;
 #pragma omp parallel for if (n > 65536)
   for (int64_t i = 0; i < n; ++i) {

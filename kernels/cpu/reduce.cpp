@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "kernels/cpu/kernels.h"
+#include "kernels/cpu/parallel.h"
 
 namespace bissl::cpu {
 
@@ -91,9 +92,7 @@ void softmax_mid(const T* x, T* out, int64_t outer, int64_t n, int64_t inner, bo
 
 template <class T>
 double cross_entropy(const T* logits, const int64_t* target, int64_t rows, int64_t c, double ls) {
-  double total = 0;
-#pragma omp parallel for reduction(+ : total) if (rows * c > 32768)
-  for (int64_t r = 0; r < rows; ++r) {
+  auto row_loss = [&](int64_t r) {
     const T* p = logits + r * c;
     T m = p[0];
     for (int64_t j = 1; j < c; ++j) m = std::max(m, p[j]);
@@ -102,17 +101,14 @@ double cross_entropy(const T* logits, const int64_t* target, int64_t rows, int64
     double lse = double(m) + std::log(acc);
     double nll = lse - double(p[target[r]]);
     // Only with smoothing: a -inf logit (masked similarity) makes this +inf.
-    total += ls > 0 ? (1.0 - ls) * nll + ls * (lse - sum_logits / double(c)) : nll;
-  }
-  return total / double(rows);
+    return ls > 0 ? (1.0 - ls) * nll + ls * (lse - sum_logits / double(c)) : nll;
+  };
+  return det_sum(rows, row_loss) / double(rows);
 }
 
 template <class T>
 double sum_squares(const T* x, int64_t n) {
-  double acc = 0;
-#pragma omp parallel for reduction(+ : acc) if (n > 65536)
-  for (int64_t i = 0; i < n; ++i) acc += double(x[i]) * double(x[i]);
-  return acc;
+  return det_sum(n, [&](int64_t i) { return double(x[i]) * double(x[i]); });
 }
 
 template <class T>
