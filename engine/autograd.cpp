@@ -115,7 +115,7 @@ void run_backward(const std::vector<Tensor>& outputs, const std::vector<Tensor>&
     for (size_t i = 0; i < n->next.size(); ++i) {
       auto& e = n->next[i];
       needs[i] = (e.leaf && (all_leaves || leaf_targets.count(e.leaf.get()))) ||
-                 (e.node && run.needed[e.node.get()]);
+                 (e.node && (run.needed[e.node.get()] || node_targets.count(e.node.get())));
     }
     // With create_graph, saved outputs must lead back to this node so the
     // gradient is differentiable through them.

@@ -2,6 +2,8 @@
 # On a machine with an NVIDIA GPU: configure and build with CUDA for sm_90,
 # run the CUDA tests (op-table parity, HVP parity), time every op on the GPU,
 # print a short table. Results land in $OUT (default /tmp/bissl-gpu).
+# With BENCH=1 also runs bissl-bench and, when PyTorch and the anchor script
+# are there (ANCHOR=path/to/torch_anchor.py), the PyTorch anchor beside it.
 # Sized to finish in a few minutes on an H100.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -13,14 +15,14 @@ start=$(date +%s)
 if ! cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 >"$OUT/configure.log" 2>&1; then
   tail -40 "$OUT/configure.log"; exit 1
 fi
-if ! cmake --build build-gpu -j"$jobs" --target test_cuda test_op_table bissl-ops >"$OUT/build.log" 2>&1; then
+if ! cmake --build build-gpu -j"$jobs" --target test_cuda test_op_table bissl-ops bissl-bench >"$OUT/build.log" 2>&1; then
   grep -E "error" -A3 "$OUT/build.log" | head -80; exit 1
 fi
 echo "build: $(( $(date +%s) - start )) s"
 ./build-gpu/tests/test_cuda 2>&1 | tee "$OUT/test_cuda.log" | grep -vE "^\s*$" | tail -60
 ./build-gpu/bissl-ops perf --device cuda --scale 16 --reps 20 >"$OUT/perf_cuda.json" 2>"$OUT/perf_cuda.err" ||
   tail -5 "$OUT/perf_cuda.err"
-python3 - "$OUT/perf_cuda.json" <<'PY' || true
+python3 - "$OUT/perf_cuda.json" >"$OUT/perf_cuda.txt" <<'PY' || true
 import json, sys
 d = json.load(open(sys.argv[1]))
 print(d["backend"])
@@ -29,4 +31,14 @@ for r in d["results"]:
     rate = f"{r['forward_gflops']:.0f} GFLOP/s" if "forward_gflops" in r else f"{r['forward_gbps']:.1f} GB/s"
     print(f"{r['op']:26s} {r['case']:22s} {r['forward_ms']:9.3f} {r['forward_backward_ms']:11.3f} {rate:>12s}")
 PY
+grep -E "^(cpu|op )|perf_" "$OUT/perf_cuda.txt"
+if [ "${BENCH:-0}" = 1 ]; then
+  ./build-gpu/bissl-bench --device cuda --out "$OUT/bench_bissl.json" 2>&1 | tail -30
+  anchor=${ANCHOR:-../shared/bench/torch_anchor.py}
+  if [ -f "$anchor" ] && python3 -c "import torch" 2>/dev/null; then
+    OUT="$OUT" python3 "$anchor" 2>&1 | tail -30
+  else
+    echo "PyTorch anchor not run (no torch or no $anchor)"
+  fi
+fi
 echo "total: $(( $(date +%s) - start )) s"

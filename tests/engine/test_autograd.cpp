@@ -49,6 +49,15 @@ TEST_SUITE("autograd") {
     CHECK(!x.grad().defined());  // grad() does not accumulate
   }
 
+  TEST_CASE("grad w.r.t. an intermediate alone") {
+    Tensor w = vec({1.0, 2.0, 3.0});
+    w.requires_grad_();
+    Tensor h = mul(w, 2.0);
+    Tensor L = sum(mul(h, h));
+    auto g = grad({L}, {h});  // dL/dh = 2h, with no leaf requested
+    CHECK(g[0].to_vector() == std::vector<double>{4.0, 8.0, 12.0});
+  }
+
   TEST_CASE("seeds for non-scalar outputs") {
     Tensor x = vec({1, 2});
     x.requires_grad_();

@@ -1,0 +1,119 @@
+#pragma once
+// Loader: batches of float32 NHWC tensors (one per view) and int64 labels,
+// shuffled per epoch, built by worker threads into a bounded prefetch window.
+//
+// Determinism: the order of epoch e is a Philox permutation of (seed, e) and
+// sample i of view v is augmented with SampleRng(seed, e, i, v), so batch
+// contents depend only on (seed, epoch, step) — not on the worker count or on
+// thread timing.
+//
+// Stream model: batches form one stream, epoch after epoch. Workers run up
+// to `prefetch` batches ahead of the consumer, across epoch boundaries too,
+// so the first batch of the next epoch is usually ready when asked for.
+// Asking for an epoch that is not the next one in the stream discards the
+// prefetched work and restarts there.
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "data/augment.h"
+#include "data/image_set.h"
+#include "engine/tensor.h"
+
+namespace bissl::data {
+
+struct Batch {
+  std::vector<Tensor> views;     // one per view: [B, H, W, C] f32, normalised
+  Tensor labels;                 // [B] i64 (kNoLabel for unlabelled images)
+  std::vector<int64_t> indices;  // dataset index of each row
+  int64_t epoch = 0, step = 0;   // step = batch number within the epoch
+  int64_t size() const { return int64_t(indices.size()); }
+};
+
+struct LoaderOptions {
+  int64_t batch_size = 256;
+  bool shuffle = true;
+  bool drop_last = false;
+  uint64_t seed = 0;
+  int workers = 2;   // threads building batches; 0 builds them in next() on the caller's thread
+  int prefetch = 0;  // batches finished or in flight ahead of the consumer; 0 = max(2, 2 * workers)
+  // One entry per output view (two for SimCLR/BYOL, one for supervised);
+  // empty = plain_view(channels).
+  std::vector<ViewConfig> views;
+  // The samples (dataset indices, e.g. a split); empty = every image.
+  std::vector<int64_t> indices;
+  // true: next() runs on into the following epoch and never returns false.
+  bool cycle = false;
+  // Runs on every finished batch in the worker thread (extra per-batch work);
+  // must be thread-safe. An exception it throws reaches the consumer.
+  std::function<void(Batch&)> batch_hook;
+};
+
+class Loader {
+ public:
+  Loader(std::shared_ptr<const ImageSet> data, LoaderOptions opts);
+  Loader(ImageSet data, LoaderOptions opts) : Loader(std::make_shared<const ImageSet>(std::move(data)), std::move(opts)) {}
+  ~Loader();
+  Loader(const Loader&) = delete;
+  Loader& operator=(const Loader&) = delete;
+
+  int64_t size() const { return int64_t(samples_.size()); }  // samples per epoch
+  int64_t batches_per_epoch() const { return batches_per_epoch_; }
+  int64_t num_views() const { return int64_t(opts_.views.size()); }
+  const LoaderOptions& options() const { return opts_; }
+
+  // Makes next() continue with step 0 of `epoch`. Starts at epoch 0 without it.
+  void start_epoch(int64_t epoch);
+  // The next batch of the current epoch; false when the epoch is done (never
+  // with cycle). Rethrows a worker's failure as bissl::Error.
+  bool next(Batch& out);
+
+  int64_t epoch() const;      // the epoch next() is in
+  int64_t remaining() const;  // batches left in it
+  int64_t ready() const;      // finished batches waiting to be taken
+  double wait_seconds() const;  // total time next() has spent waiting for workers
+
+  // Dataset indices of epoch `epoch` in the order they are served.
+  std::vector<int64_t> epoch_order(int64_t epoch) const;
+  // Builds batch `step` of `epoch` on the calling thread (what the workers run).
+  Batch make_batch(int64_t epoch, int64_t step) const;
+
+ private:
+  struct Result {
+    Batch batch;
+    std::string error;
+  };
+  void worker_loop();
+  bool can_claim() const;
+  std::shared_ptr<const std::vector<int64_t>> order_for(int64_t epoch) const;
+
+  std::shared_ptr<const ImageSet> data_;
+  LoaderOptions opts_;
+  std::vector<int64_t> samples_;
+  int64_t batches_per_epoch_ = 0;
+  int64_t out_h_ = 0, out_w_ = 0;
+
+  mutable std::mutex mu_;
+  std::condition_variable work_cv_, ready_cv_;
+  bool stop_ = false;
+  uint64_t gen_ = 0;          // bumped when prefetched work is discarded
+  int64_t base_epoch_ = 0;    // epoch of stream position 0
+  int64_t cur_epoch_ = 0;     // the epoch next() is in
+  int64_t consume_pos_ = 0;   // stream position of the next batch to hand out
+  int64_t claim_pos_ = 0;     // next stream position a worker will build
+  int64_t end_pos_ = 0;       // stream position where cur_epoch_ ends
+  std::map<int64_t, Result> ready_;
+  double wait_s_ = 0.0;
+  std::vector<std::thread> threads_;
+
+  mutable std::mutex order_mu_;
+  mutable std::map<int64_t, std::shared_ptr<const std::vector<int64_t>>> orders_;
+};
+
+}  // namespace bissl::data

@@ -1,0 +1,66 @@
+#pragma once
+// The common shape of a self-supervised (pretext) objective, as used by the
+// pretraining loop and by BiSSL's lower level, whose Hessian–vector products
+// differentiate the loss twice w.r.t. the backbone.
+//
+// An objective owns its head(s) φ and any auxiliary state (BYOL's target
+// network) but not the backbone θ: the backbone is passed to every call, so
+// one objective serves θ during pretraining and θP during BiSSL. It is an
+// nn::Module, so `state_dict()` (checkpoints), `to(DType)` (f64 gradient
+// checks), `to(Device)` and `train()/eval()` cover everything it owns.
+//
+// A training step, in order:
+//   obj.before_train_step(backbone);          // BYOL: EMA target update
+//   Tensor L = obj.loss(backbone, batch);     // backbone and heads in train mode
+//   backward(L); optimiser.step();            // over θ and obj.head_parameters()
+// HVPs call only `loss` (e.g. bissl::hvp([&] { return obj.loss(bb, batch); },
+// bb.parameters(), v)); they never call before_train_step.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "engine/nn/module.h"
+#include "engine/tensor.h"
+
+namespace bissl::ssl {
+
+// One batch for a pretext loss: two augmented views of the same N images,
+// NHWC [N, H, W, C] (or whatever the backbone accepts), equal shapes.
+// Single-view objectives (MAE) leave view2 empty. `seed` is for randomness
+// inside the loss (MAE's masks): the same batch with the same seed gives the
+// same loss, which BiSSL's HVPs need (one fixed batch for all CG products).
+struct SslBatch {
+  Tensor view1, view2;
+  uint64_t seed = 0;
+};
+
+class Objective : public nn::Module {
+ public:
+  // L_P(θ, φ) on one batch, differentiable (reverse mode, tangents,
+  // forward-over-reverse) w.r.t. the backbone's and the heads' parameters.
+  // Backbone and heads run in their current mode; in train mode (pretraining,
+  // BiSSL) batch norm uses the batch statistics of each view separately, is
+  // differentiated through them, and updates its running statistics, the
+  // only side effect. Everything else the objective owns (BYOL's target
+  // network, parameters and buffers) is left bit-identical.
+  virtual Tensor loss(nn::Layer& backbone, const SslBatch& batch) = 0;
+
+  // The trainable head(s) φ (the optimiser updates them with the backbone).
+  virtual nn::Module& head() = 0;
+  std::vector<Tensor> head_parameters() { return head().parameters(); }
+
+  // Once per optimiser step, before that step's forward (pretraining and the
+  // BiSSL lower level); never inside HVPs or evaluation. BYOL updates its
+  // EMA target here. Default: nothing.
+  virtual void before_train_step(const nn::Module& backbone) {}
+};
+
+// For two-view objectives: both views defined, equal shapes.
+inline void check_two_views(const SslBatch& b, const char* who) {
+  BISSL_CHECK(b.view1.defined() && b.view2.defined(), who, ": expected two views, found ",
+              b.view1.defined() ? "view2" : "view1", " empty");
+  BISSL_CHECK(b.view1.shape() == b.view2.shape(), who, ": expected views of equal shape, found ",
+              shape_str(b.view1.shape()), " and ", shape_str(b.view2.shape()));
+}
+
+}  // namespace bissl::ssl

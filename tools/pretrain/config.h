@@ -1,0 +1,54 @@
+#pragma once
+// The pretraining configuration: defaults, TOML loading, `section.key=value`
+// overrides, and the resolved config as TOML (printed at start, saved beside
+// the outputs and inside checkpoints).
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace bissl::pretrain {
+
+struct Config {
+  // [data]
+  std::string dataset = "fashion-mnist";  // fashion-mnist | mnist | cifar10 | cifar100 | stl10 | folder
+  std::string root = "/usr/share/datasets/fashion-mnist";
+  int64_t image_size = 28;                // views are cropped/resized to this
+  int64_t limit = 0;                      // use only the first N training images (0 = all)
+  int workers = 2;
+  // [model]
+  std::string arch = "resnet18";          // resnet18 | resnet34 | resnet50 | vit_tiny | vit_small
+  std::string stem = "cifar";             // cifar | imagenet (ResNet)
+  double width = 1.0;                     // ResNet channel multiplier
+  int64_t patch_size = 4;                 // ViT
+  // [method]
+  std::string method = "simclr";          // simclr | byol | mae
+  double temperature = 0.5;
+  int64_t proj_hidden = 256, proj_out = 256;
+  double ema = 0.9995;
+  double mask_ratio = 0.75;
+  int64_t decoder_dim = 128, decoder_depth = 2;
+  // [train]
+  int64_t batch_size = 256;
+  int64_t epochs = 1;
+  int64_t steps = 0;                      // total optimiser steps; 0 = epochs × batches per epoch
+  std::string optimizer = "lars";         // lars | adamw | sgd
+  double lr = 4.8, weight_decay = 1e-6, momentum = 0.9, trust = 0.001;
+  double warmup = 0.1;                    // warm-up length as a fraction of the steps (or >= 1: steps)
+  double final_lr_ratio = 0.001;          // cosine ends at lr × this
+  uint64_t seed = 0;
+  std::string device = "auto";            // cpu | cuda | auto
+  // [output]
+  std::string out = "runs/pretrain";
+  int64_t checkpoint_every = 500;
+  int64_t log_every = 10;
+
+  // Applies one `section.key=value` (or `key=value`); throws on unknown keys
+  // or values of the wrong type.
+  void set(const std::string& assignment);
+  void load_toml(const std::string& path);
+  void load_toml_string(const std::string& text, const std::string& where);
+  std::string to_toml() const;
+  void validate() const;
+};
+
+}  // namespace bissl::pretrain

@@ -1,0 +1,333 @@
+#include "tools/pretrain/run.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "data/augment.h"
+#include "data/datasets.h"
+#include "data/loader.h"
+#include "engine/autograd.h"
+#include "engine/backend.h"
+#include "engine/io/safetensors.h"
+#include "engine/optim/optimizer.h"
+#include "engine/optim/schedule.h"
+#include "engine/profile.h"
+#include "models/resnet.h"
+#include "models/vit.h"
+#include "ssl/byol.h"
+#include "ssl/mae.h"
+#include "ssl/simclr.h"
+
+namespace bissl::pretrain {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* kCheckpointFormat = "bissl-pretrain-checkpoint-1";
+
+// MAE as an ssl::Objective: the decoder is its head; the mask of a step comes
+// from the batch seed, so every evaluation of one batch masks the same patches.
+class MaeObjective : public ssl::Objective {
+ public:
+  MaeObjective(const models::ViTConfig& enc, const ssl::MaeConfig& cfg, Generator& g) {
+    decoder_ = register_module("decoder", std::make_shared<ssl::MaeDecoder>(enc, cfg, g));
+  }
+  Tensor loss(nn::Layer& backbone, const ssl::SslBatch& b) override {
+    auto* vit = dynamic_cast<models::ViT*>(&backbone);
+    BISSL_CHECK(vit, "mae: expected a ViT backbone");
+    Generator g(b.seed);
+    return ssl::mae_loss(*vit, *decoder_, b.view1, Tensor(), g).loss;
+  }
+  nn::Module& head() override { return *decoder_; }
+  std::string type_name() const override { return "MAE"; }
+
+ private:
+  std::shared_ptr<ssl::MaeDecoder> decoder_;
+};
+
+struct Parts {
+  std::shared_ptr<const data::ImageSet> train;
+  std::shared_ptr<nn::Layer> backbone;
+  std::shared_ptr<ssl::Objective> objective;
+  std::unique_ptr<optim::Optimizer> opt;
+  Device dev = Device::CPU;
+};
+
+std::shared_ptr<const data::ImageSet> load_data(const Config& c) {
+  data::ImageSet s;
+  if (c.dataset == "fashion-mnist") s = data::load_fashion_mnist(c.root, true);
+  else if (c.dataset == "mnist") s = data::load_mnist(c.root, true);
+  else if (c.dataset == "cifar10") s = data::load_cifar10(c.root, true);
+  else if (c.dataset == "cifar100") s = data::load_cifar100(c.root, true);
+  else if (c.dataset == "stl10") s = data::load_stl10(c.root, data::Stl10Split::Unlabeled, c.limit > 0 ? c.limit : -1);
+  else if (c.dataset == "folder") {
+    data::ImageFolderOptions o;
+    o.height = o.width = c.image_size;
+    o.resize = true;
+    s = data::load_image_folder(c.root, o);
+  } else {
+    throw Error(str("config: data.dataset must be fashion-mnist, mnist, cifar10, cifar100, stl10 or folder, found '",
+                    c.dataset, "'"));
+  }
+  if (c.limit > 0 && c.limit < s.n) {
+    std::vector<int64_t> idx(static_cast<size_t>(c.limit));
+    for (int64_t i = 0; i < c.limit; ++i) idx[size_t(i)] = i;
+    s = data::subset(s, idx);
+  }
+  return std::make_shared<const data::ImageSet>(std::move(s));
+}
+
+models::ViTConfig vit_config(const Config& c, int64_t channels) {
+  models::ViTConfig v = c.arch == "vit_small" ? models::ViTConfig::small(c.image_size, c.patch_size)
+                                              : models::ViTConfig::tiny(c.image_size, c.patch_size);
+  v.in_channels = channels;
+  return v;
+}
+
+std::shared_ptr<nn::Layer> make_backbone(const Config& c, int64_t channels, Generator& g, int64_t& feature_dim) {
+  if (c.arch.rfind("resnet", 0) == 0) {
+    models::ResNetConfig rc;
+    rc.depth = c.arch == "resnet18" ? 18 : c.arch == "resnet34" ? 34 : c.arch == "resnet50" ? 50 : -1;
+    BISSL_CHECK(rc.depth > 0, "config: model.arch must be resnet18, resnet34, resnet50, vit_tiny or vit_small, found '",
+                c.arch, "'");
+    rc.stem = c.stem == "imagenet" ? models::ResNetStem::ImageNet : models::ResNetStem::Cifar;
+    rc.width = c.width;
+    rc.in_channels = channels;
+    auto m = std::make_shared<models::ResNet>(rc, g);
+    feature_dim = m->feature_dim();
+    return m;
+  }
+  BISSL_CHECK(c.arch == "vit_tiny" || c.arch == "vit_small",
+              "config: model.arch must be resnet18, resnet34, resnet50, vit_tiny or vit_small, found '", c.arch, "'");
+  auto v = std::make_shared<models::ViT>(vit_config(c, channels), g);
+  feature_dim = v->config().embed_dim;
+  return v;
+}
+
+Parts build(const Config& c) {
+  Parts p;
+  p.dev = c.device == "cuda" || (c.device == "auto" && cuda_device_count() > 0) ? Device::CUDA : Device::CPU;
+  p.train = load_data(c);
+  Generator g(c.seed);
+  int64_t fdim = 0;
+  p.backbone = make_backbone(c, p.train->c, g, fdim);
+  p.backbone->to(p.dev);
+  if (c.method == "simclr") {
+    ssl::SimclrOptions o;
+    o.hidden_dim = c.proj_hidden, o.out_dim = c.proj_out, o.temperature = c.temperature;
+    p.objective = std::make_shared<ssl::SimCLR>(fdim, g, o);
+  } else if (c.method == "byol") {
+    ssl::ByolOptions o;
+    o.hidden_dim = c.proj_hidden, o.out_dim = c.proj_out, o.pred_hidden_dim = c.proj_hidden, o.ema_decay = c.ema;
+    int64_t channels = p.train->c;
+    auto factory = [c, channels] {
+      Generator g2(c.seed + 1);
+      int64_t unused = 0;
+      return make_backbone(c, channels, g2, unused);
+    };
+    p.objective = std::make_shared<ssl::BYOL>(*p.backbone, factory, fdim, g, o);
+  } else {
+    ssl::MaeConfig mc;
+    mc.decoder_dim = c.decoder_dim, mc.decoder_depth = c.decoder_depth, mc.mask_ratio = c.mask_ratio;
+    p.objective = std::make_shared<MaeObjective>(vit_config(c, p.train->c), mc, g);
+  }
+  p.objective->to(p.dev);
+  std::vector<Tensor> params = p.backbone->parameters();
+  for (auto& t : p.objective->head_parameters()) params.push_back(t);
+  if (c.optimizer == "lars") p.opt = std::make_unique<optim::LARS>(params, c.lr, c.momentum, c.weight_decay, c.trust);
+  else if (c.optimizer == "adamw") p.opt = std::make_unique<optim::AdamW>(params, c.lr, 0.9, 0.95, 1e-8, c.weight_decay);
+  else p.opt = std::make_unique<optim::SGD>(params, c.lr, c.momentum, c.weight_decay);
+  return p;
+}
+
+io::NamedTensors prefixed(const std::string& prefix, const nn::StateDict& sd) {
+  io::NamedTensors r;
+  for (auto& [k, t] : sd) r.emplace_back(prefix + k, t.to(Device::CPU));
+  return r;
+}
+
+nn::StateDict with_prefix(const io::SafetensorsFile& f, const std::string& prefix) {
+  nn::StateDict r;
+  for (auto& [k, t] : f.tensors)
+    if (k.rfind(prefix, 0) == 0) r.emplace_back(k.substr(prefix.size()), t);
+  return r;
+}
+
+struct Position {
+  int64_t step = 0, epoch = 0, batch_in_epoch = 0;
+};
+
+void save_checkpoint(const std::string& path, const Config& c, Parts& p, const Position& pos) {
+  io::NamedTensors all = prefixed("backbone.", p.backbone->state_dict());
+  for (auto& kv : prefixed("objective.", p.objective->state_dict())) all.push_back(kv);
+  for (auto& kv : prefixed("optim.", p.opt->state_dict())) all.push_back(kv);
+  io::save_safetensors(path, all,
+                       {{"format", kCheckpointFormat},
+                        {"step", std::to_string(pos.step)},
+                        {"epoch", std::to_string(pos.epoch)},
+                        {"batch_in_epoch", std::to_string(pos.batch_in_epoch)},
+                        {"config", c.to_toml()}});
+}
+
+int64_t meta_int(const io::SafetensorsFile& f, const std::string& k, const std::string& path) {
+  auto it = f.metadata.find(k);
+  BISSL_CHECK(it != f.metadata.end(), "resume: checkpoint '", path, "' has no '", k, "' in its metadata");
+  return std::stoll(it->second);
+}
+
+void save_weights(const Config& c, Parts& p, const std::string& dir) {
+  if (auto* r = dynamic_cast<models::ResNet*>(p.backbone.get())) {
+    models::save_torch_state(*r, dir + "/backbone.safetensors");  // PyTorch layout: loads into torchvision
+  } else {
+    io::save_safetensors(dir + "/backbone.safetensors", prefixed("", p.backbone->state_dict()));
+  }
+  io::save_safetensors(dir + "/objective.safetensors", prefixed("", p.objective->state_dict()),
+                       {{"method", c.method}});
+}
+
+std::string eta(double s) {
+  if (!std::isfinite(s) || s < 0) return "?";
+  int64_t t = int64_t(s);
+  char b[32];
+  if (t >= 3600) std::snprintf(b, sizeof b, "%lldh%02lldm", (long long)(t / 3600), (long long)(t % 3600 / 60));
+  else std::snprintf(b, sizeof b, "%lldm%02llds", (long long)(t / 60), (long long)(t % 60));
+  return b;
+}
+
+}  // namespace
+
+Summary run(Config cfg, const std::string& resume_from, int64_t stop_after) {
+  io::SafetensorsFile ckpt;
+  Position pos;
+  if (!resume_from.empty()) {
+    ckpt = io::load_safetensors(resume_from);
+    auto fmt = ckpt.metadata.find("format");
+    BISSL_CHECK(fmt != ckpt.metadata.end() && fmt->second == kCheckpointFormat, "resume: '", resume_from,
+                "' is not a bissl-pretrain checkpoint (expected metadata format=", kCheckpointFormat, ")");
+    Config saved;
+    saved.load_toml_string(ckpt.metadata.at("config"), resume_from + " (saved config)");
+    saved.out = cfg.out;      // outputs may move
+    if (cfg.steps > 0) saved.steps = cfg.steps;
+    cfg = saved;
+    pos = {meta_int(ckpt, "step", resume_from), meta_int(ckpt, "epoch", resume_from),
+           meta_int(ckpt, "batch_in_epoch", resume_from)};
+  }
+  cfg.validate();
+  fs::create_directories(cfg.out);
+  {
+    std::ofstream(cfg.out + "/config.toml") << cfg.to_toml();
+  }
+  std::fprintf(stderr, "bissl-pretrain: resolved config\n%s", cfg.to_toml().c_str());
+  std::fprintf(stderr, "backend: %s\n", backend_summary().c_str());
+
+  Parts p = build(cfg);
+  if (!resume_from.empty()) {
+    p.backbone->load_state_dict(with_prefix(ckpt, "backbone."));
+    p.objective->load_state_dict(with_prefix(ckpt, "objective."));
+    p.opt->load_state_dict(with_prefix(ckpt, "optim."));
+    std::fprintf(stderr, "resumed from %s at step %lld\n", resume_from.c_str(), (long long)pos.step);
+  }
+  p.backbone->train();
+  p.objective->train();
+
+  data::LoaderOptions lo;
+  lo.batch_size = cfg.batch_size;
+  lo.drop_last = true;
+  lo.shuffle = true;
+  lo.seed = cfg.seed;
+  lo.workers = cfg.workers;
+  lo.cycle = true;
+  int64_t ch = p.train->c;
+  if (cfg.method == "mae") lo.views = {data::mae_view(cfg.image_size, ch)};
+  else lo.views = {data::ssl_view(1, cfg.image_size, ch), data::ssl_view(2, cfg.image_size, ch)};
+  data::Loader loader(p.train, lo);
+  BISSL_CHECK(loader.batches_per_epoch() > 0, "pretrain: ", p.train->n, " images make no batch of ", cfg.batch_size);
+  int64_t total = cfg.steps > 0 ? cfg.steps : cfg.epochs * loader.batches_per_epoch();
+  int64_t warm = cfg.warmup >= 1 ? int64_t(cfg.warmup) : int64_t(cfg.warmup * double(total));
+  optim::WarmupCosine sched{cfg.lr, warm, std::max(total, warm), cfg.lr * cfg.final_lr_ratio};
+
+  // Resume: the batch stream is a pure function of (seed, epoch, step).
+  loader.start_epoch(pos.epoch);
+  data::Batch b;
+  for (int64_t i = 0; i < pos.batch_in_epoch; ++i) loader.next(b);
+
+  std::ofstream metrics(cfg.out + "/metrics.jsonl", resume_from.empty() ? std::ios::trunc : std::ios::app);
+  auto t0 = std::chrono::steady_clock::now();
+  auto last = t0;
+  int64_t last_step = pos.step, done_here = 0;
+  double loss_v = 0, rate = 0;
+  bool tty = isatty(2);
+  const std::string ckpt_path = cfg.out + "/checkpoint.safetensors";
+
+  while (pos.step < total && (stop_after <= 0 || done_here < stop_after)) {
+    ScopedRange range("pretrain step");
+    loader.next(b);
+    ssl::SslBatch sb;
+    sb.view1 = b.views[0].to(p.dev);
+    if (b.views.size() > 1) sb.view2 = b.views[1].to(p.dev);
+    sb.seed = cfg.seed * 1000003ull + uint64_t(pos.step);
+    p.objective->before_train_step(*p.backbone);
+    Tensor loss = p.objective->loss(*p.backbone, sb);
+    loss_v = loss.item();
+    if (!std::isfinite(loss_v)) {
+      std::string where = cfg.out + "/checkpoint_nonfinite.safetensors";
+      save_checkpoint(where, cfg, p, pos);
+      throw Error(str("pretrain: the loss is ", loss_v, " at step ", pos.step, " (epoch ", b.epoch, ", batch ", b.step,
+                      "); the state before this step is saved to ", where));
+    }
+    p.opt->zero_grad();
+    backward(loss);
+    p.opt->lr = sched.lr_at(pos.step);
+    p.opt->step();
+    ++pos.step, ++done_here;
+    pos.epoch = b.epoch;
+    pos.batch_in_epoch = b.step + 1;
+    if (pos.batch_in_epoch == loader.batches_per_epoch()) ++pos.epoch, pos.batch_in_epoch = 0;
+
+    bool log_now = pos.step % std::max<int64_t>(cfg.log_every, 1) == 0 || pos.step == total;
+    if (log_now) {
+      auto now = std::chrono::steady_clock::now();
+      double dt = std::chrono::duration<double>(now - last).count();
+      rate = double((pos.step - last_step) * cfg.batch_size) / std::max(dt, 1e-9);
+      last = now, last_step = pos.step;
+      double elapsed = std::chrono::duration<double>(now - t0).count();
+      double eta_s = double(total - pos.step) * cfg.batch_size / std::max(rate, 1e-9);
+      metrics << nlohmann::json{{"step", pos.step},        {"epoch", b.epoch},   {"loss", loss_v},
+                                {"lr", p.opt->lr},          {"images_per_s", rate}, {"elapsed_s", elapsed},
+                                {"data_wait_s", loader.wait_seconds()}}
+                     .dump()
+              << "\n";
+      metrics.flush();
+      std::fprintf(stderr, "%sstep %lld/%lld [%3.0f%%] epoch %lld | loss %.4f | lr %.4g | %.1f img/s | ETA %s%s",
+                   tty ? "\r" : "", (long long)pos.step, (long long)total, 100.0 * double(pos.step) / double(total),
+                   (long long)b.epoch, loss_v, p.opt->lr, rate, eta(eta_s).c_str(), tty ? "   " : "\n");
+    }
+    if (cfg.checkpoint_every > 0 && pos.step % cfg.checkpoint_every == 0) save_checkpoint(ckpt_path, cfg, p, pos);
+  }
+  if (tty) std::fprintf(stderr, "\n");
+  save_checkpoint(ckpt_path, cfg, p, pos);
+  Summary s;
+  s.steps = pos.step;
+  s.final_loss = loss_v;
+  s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  s.images_per_s = double(done_here * cfg.batch_size) / std::max(s.seconds, 1e-9);
+  if (pos.step >= total) save_weights(cfg, p, cfg.out);
+  std::ofstream(cfg.out + "/summary.json") << nlohmann::json{{"steps", s.steps},
+                                                             {"final_loss", s.final_loss},
+                                                             {"images_per_s", s.images_per_s},
+                                                             {"seconds", s.seconds},
+                                                             {"backend", backend_summary()},
+                                                             {"finished", pos.step >= total}}
+                                                  .dump(1)
+                                           << "\n";
+  return s;
+}
+
+}  // namespace bissl::pretrain
