@@ -20,6 +20,7 @@ if ! cmake --build build-gpu -j"$jobs" --target test_cuda test_op_table bissl-op
 fi
 echo "build: $(( $(date +%s) - start )) s"
 ./build-gpu/tests/test_cuda 2>&1 | tee "$OUT/test_cuda.log" | grep -vE "^\s*$" | tail -60
+if [ "${PERF:-1}" = 1 ]; then
 ./build-gpu/bissl-ops perf --device cuda --scale 16 --reps 20 >"$OUT/perf_cuda.json" 2>"$OUT/perf_cuda.err" ||
   tail -5 "$OUT/perf_cuda.err"
 python3 - "$OUT/perf_cuda.json" >"$OUT/perf_cuda.txt" <<'PY' || true
@@ -32,6 +33,7 @@ for r in d["results"]:
     print(f"{r['op']:26s} {r['case']:22s} {r['forward_ms']:9.3f} {r['forward_backward_ms']:11.3f} {rate:>12s}")
 PY
 grep -E "^(cpu|op )|perf_" "$OUT/perf_cuda.txt"
+fi
 if [ "${BENCH:-0}" = 1 ]; then
   ./build-gpu/bissl-bench --device cuda --out "$OUT/bench_bissl.json" 2>&1 | tail -30
   anchor=${ANCHOR:-../shared/bench/torch_anchor.py}

@@ -1,5 +1,6 @@
 // Reductions over [outer, n, inner] (accumulating in double), softmax,
 // cross-entropy, squared norms.
+#include <algorithm>
 #include <cfloat>
 
 #include "kernels/cuda/common.cuh"
@@ -155,13 +156,48 @@ struct DeviceScalar {
 
 }  // namespace
 
+// Few long columns (batch-norm statistics: [N·H·W, C]): the reduced axis is
+// cut into chunks, each chunk's column sums go to a partial buffer, and a
+// second pass adds the partials in order — parallel and deterministic.
+template <class T>
+__global__ void k_col_sum_partial(const T* x, double* part, int64_t outer, int64_t n, int64_t inner, int64_t chunk) {
+  int64_t cols = outer * inner, c0 = int64_t(blockIdx.y) * chunk, c1 = min(n, c0 + chunk);
+  for (int64_t q = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; q < cols; q += int64_t(gridDim.x) * blockDim.x) {
+    int64_t o = q / inner, i = q % inner;
+    const T* p = x + o * n * inner + i;
+    double acc = 0;
+    for (int64_t j = c0; j < c1; ++j) acc += double(p[j * inner]);
+    part[int64_t(blockIdx.y) * cols + q] = acc;
+  }
+}
+template <class T>
+__global__ void k_sum_partials(const double* part, T* out, int64_t cols, int64_t chunks, double scale) {
+  BISSL_GRID_LOOP(q, cols) {
+    double acc = 0;
+    for (int64_t k = 0; k < chunks; ++k) acc += part[k * cols + q];
+    out[q] = T(acc * scale);
+  }
+}
+
 template <class T>
 void sum_mid(const T* x, T* out, int64_t outer, int64_t n, int64_t inner, double scale) {
-  if (outer * inner == 0) return;
-  if (inner == 1) {
+  int64_t cols = outer * inner;
+  if (cols == 0) return;
+  if (inner == 1 && outer >= 64) {
     k_row_sum<T><<<unsigned(outer), kThreads, 0, stream()>>>(x, out, n, scale);
+  } else if (cols >= 16384 || n <= 512) {
+    k_col_sum<T><<<blocks_for(cols), kThreads, 0, stream()>>>(x, out, outer, n, inner, scale);
   } else {
-    k_col_sum<T><<<blocks_for(outer * inner), kThreads, 0, stream()>>>(x, out, outer, n, inner, scale);
+    int64_t chunks = std::min<int64_t>((n + 255) / 256, std::max<int64_t>(1, 65536 / std::max<int64_t>(cols, 1)));
+    chunks = std::max<int64_t>(1, std::min<int64_t>(chunks, 4096));
+    int64_t chunk = (n + chunks - 1) / chunks;
+    chunks = (n + chunk - 1) / chunk;
+    auto* part = static_cast<double*>(alloc(size_t(chunks * cols) * sizeof(double)));
+    dim3 grid(unsigned((cols + kThreads - 1) / kThreads), unsigned(chunks));
+    k_col_sum_partial<T><<<grid, kThreads, 0, stream()>>>(x, part, outer, n, inner, chunk);
+    BISSL_LAUNCH_OK("sum (partials)");
+    k_sum_partials<T><<<blocks_for(cols), kThreads, 0, stream()>>>(part, out, cols, chunks, scale);
+    release(part);
   }
   BISSL_LAUNCH_OK("sum");
 }
