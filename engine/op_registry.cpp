@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <mutex>
 
 #include "engine/autograd.h"
@@ -125,7 +126,13 @@ std::vector<Tensor> call_op(const OpDef& op, const std::vector<Tensor>& inputs, 
     kern::DeviceScope ds(dev);
     ScopedRange range(op.name.c_str());
     try {
-      outs = fwd(inputs, attrs);
+      if (op_profiling()) {
+        auto t0 = std::chrono::steady_clock::now();
+        outs = fwd(inputs, attrs);
+        op_profile_add(op.name, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      } else {
+        outs = fwd(inputs, attrs);
+      }
     } catch (const Error&) {
       throw;
     } catch (const std::exception& e) {  // backend failures (CUDA, cuBLAS, allocation): name the op and shapes

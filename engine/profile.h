@@ -6,7 +6,17 @@
 #include <nvtx3/nvToolsExt.h>
 #endif
 
+#include <cstdint>
+#include <string>
+
 namespace bissl {
+
+// Per-op wall time on the host, enabled by BISSL_PROFILE=1 in the
+// environment (CPU work; on CUDA it measures launch time unless
+// CUDA_LAUNCH_BLOCKING=1). The table is printed to stderr at exit.
+bool op_profiling();
+void op_profile_add(const std::string& name, double seconds, int64_t calls = 1);
+std::string op_profile_table();
 
 class ScopedRange {
  public:

@@ -250,6 +250,11 @@ void register_shape(OpRegistry& r) {
         Shape out = x.shape();
         out[size_t(axis)] = idx.numel();
         Tensor y = out_empty(out, x.dtype());
+        if (x.dtype() == DType::I64) {  // labels and indices select too (not differentiated)
+          kern::index_select<int64_t>(x.data<int64_t>(), idx.data<int64_t>(), y.data<int64_t>(), m.outer, m.n,
+                                      idx.numel(), m.inner);
+          return std::vector<Tensor>{y};
+        }
         BISSL_FLOAT_KERNEL(x.dtype(), "index_select",
                            kern::index_select<scalar_t>(x.data<scalar_t>(), idx.data<int64_t>(), y.data<scalar_t>(),
                                                        m.outer, m.n, idx.numel(), m.inner));

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -58,6 +59,16 @@ bool pointwise(const ConvShape& s) {
 }
 }  // namespace
 
+// Images are processed in chunks: im2col of a whole chunk (threads over
+// images), then one GEMM per group with M = images × output pixels, so small
+// convolutions still make large GEMMs.
+constexpr int64_t kColElems = int64_t(16) << 20;  // im2col buffer per chunk (elements)
+
+int64_t chunk_images(const ConvShape& s) {
+  int64_t per = s.ho * s.wo * s.kh * s.kw * (s.c / s.groups);
+  return std::max<int64_t>(1, std::min<int64_t>(s.n, kColElems / std::max<int64_t>(per, 1)));
+}
+
 template <class T>
 void conv2d_forward(const ConvShape& s, const T* x, const T* w, T* y) {
   int64_t cg = s.c / s.groups, og = s.o / s.groups, kk = s.kh * s.kw * cg, p = s.ho * s.wo;
@@ -65,13 +76,15 @@ void conv2d_forward(const ConvShape& s, const T* x, const T* w, T* y) {
     gemm<T>(false, true, s.n * p, s.o, s.c, T(1), x, s.c, w, s.c, T(0), y, s.o);
     return;
   }
-  std::vector<T> col(size_t(p * kk));
-  for (int64_t n = 0; n < s.n; ++n) {
-    const T* xn = x + n * s.h * s.w * s.c;
-    T* yn = y + n * p * s.o;
+  int64_t chunk = chunk_images(s);
+  std::vector<T> col(static_cast<size_t>(chunk * p * kk));
+  for (int64_t n0 = 0; n0 < s.n; n0 += chunk) {
+    int64_t nb = std::min(chunk, s.n - n0);
     for (int64_t g = 0; g < s.groups; ++g) {
-      im2col(s, xn, g, col.data());
-      gemm<T>(false, true, p, og, kk, T(1), col.data(), kk, w + g * og * kk, kk, T(0), yn + g * og, s.o);
+#pragma omp parallel for if (nb > 1)
+      for (int64_t i = 0; i < nb; ++i) im2col(s, x + (n0 + i) * s.h * s.w * s.c, g, col.data() + i * p * kk);
+      gemm<T>(false, true, nb * p, og, kk, T(1), col.data(), kk, w + g * og * kk, kk, T(0), y + n0 * p * s.o + g * og,
+              s.o);
     }
   }
 }
@@ -84,13 +97,17 @@ void conv2d_input_grad(const ConvShape& s, const T* gy, const T* w, T* gx) {
     return;
   }
   std::memset(gx, 0, size_t(s.n * s.h * s.w * s.c) * sizeof(T));
-  std::vector<T> col(size_t(p * kk));
-  for (int64_t n = 0; n < s.n; ++n)
+  int64_t chunk = chunk_images(s);
+  std::vector<T> col(static_cast<size_t>(chunk * p * kk));
+  for (int64_t n0 = 0; n0 < s.n; n0 += chunk) {
+    int64_t nb = std::min(chunk, s.n - n0);
     for (int64_t g = 0; g < s.groups; ++g) {
-      gemm<T>(false, false, p, kk, og, T(1), gy + n * p * s.o + g * og, s.o, w + g * og * kk, kk, T(0), col.data(),
-              kk);
-      col2im(s, col.data(), g, gx + n * s.h * s.w * s.c);
+      gemm<T>(false, false, nb * p, kk, og, T(1), gy + n0 * p * s.o + g * og, s.o, w + g * og * kk, kk, T(0),
+              col.data(), kk);
+#pragma omp parallel for if (nb > 1)
+      for (int64_t i = 0; i < nb; ++i) col2im(s, col.data() + i * p * kk, g, gx + (n0 + i) * s.h * s.w * s.c);
     }
+  }
 }
 
 template <class T>
@@ -101,13 +118,17 @@ void conv2d_weight_grad(const ConvShape& s, const T* x, const T* gy, T* gw) {
     return;
   }
   std::memset(gw, 0, size_t(s.o * kk) * sizeof(T));
-  std::vector<T> col(size_t(p * kk));
-  for (int64_t n = 0; n < s.n; ++n)
+  int64_t chunk = chunk_images(s);
+  std::vector<T> col(static_cast<size_t>(chunk * p * kk));
+  for (int64_t n0 = 0; n0 < s.n; n0 += chunk) {
+    int64_t nb = std::min(chunk, s.n - n0);
     for (int64_t g = 0; g < s.groups; ++g) {
-      im2col(s, x + n * s.h * s.w * s.c, g, col.data());
-      gemm<T>(true, false, og, kk, p, T(1), gy + n * p * s.o + g * og, s.o, col.data(), kk, T(1),
+#pragma omp parallel for if (nb > 1)
+      for (int64_t i = 0; i < nb; ++i) im2col(s, x + (n0 + i) * s.h * s.w * s.c, g, col.data() + i * p * kk);
+      gemm<T>(true, false, og, kk, nb * p, T(1), gy + n0 * p * s.o + g * og, s.o, col.data(), kk, T(1),
               gw + g * og * kk, kk);
     }
+  }
 }
 
 #define INST(T)                                                                \

@@ -90,5 +90,6 @@ bool indices_in_range(const int64_t* idx, int64_t n, int64_t hi, int64_t* bad) {
   template void dropout_mask<T>(T*, int64_t, double, uint64_t, uint64_t);
 INST(float)
 INST(double)
+template void index_select<int64_t>(const int64_t*, const int64_t*, int64_t*, int64_t, int64_t, int64_t, int64_t);
 
 }  // namespace bissl::cpu

@@ -144,5 +144,6 @@ void dropout_mask(T* out, int64_t n, double p, uint64_t seed, uint64_t offset) {
   template void dropout_mask<T>(T*, int64_t, double, uint64_t, uint64_t);
 INST(float)
 INST(double)
+template void index_select<int64_t>(const int64_t*, const int64_t*, int64_t*, int64_t, int64_t, int64_t, int64_t);
 
 }  // namespace bissl::cuda

@@ -124,6 +124,9 @@ TEST_SUITE("tensor") {
     CHECK(pd.at({1, 0}) == 1.0);
     CHECK(pd.at({2, 4}) == -1.0);
     CHECK(reshape(x, {-1}).shape() == Shape{6});
+    // Integer tensors (labels) select too.
+    Tensor lab = from_ints({5, 6, 7}, {3});
+    CHECK(index_select(lab, 0, from_ints({2, 0}, {2})).to_vector() == std::vector<double>{7, 5});
   }
 
   TEST_CASE("printing") {
