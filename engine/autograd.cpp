@@ -1,6 +1,7 @@
 #include "engine/autograd.h"
 
 #include <algorithm>
+#include <chrono>
 #include <queue>
 #include <unordered_map>
 #include <unordered_set>
@@ -135,7 +136,11 @@ void run_backward(const std::vector<Tensor>& outputs, const std::vector<Tensor>&
     OpCtx ctx(n->attrs, n->saved_inputs, outs, n->in_shapes, n->in_dtypes, needs);
     std::string range_name = op.name + ":vjp";
     ScopedRange range(range_name.c_str());
+    // A VJP is made of ops (profiled on their own); this row is the whole rule.
+    auto t0 = op_profiling() ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
     auto gin = op.vjp(ctx, grads);
+    if (op_profiling())
+      op_profile_add(range_name, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     BISSL_CHECK(gin.size() == n->next.size(), op.name, ": VJP returned ", gin.size(), " gradients for ",
                 n->next.size(), " inputs");
     for (size_t i = 0; i < gin.size(); ++i) {
