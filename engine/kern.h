@@ -93,7 +93,6 @@ BISSL_KERN_T(lars_update)
 BISSL_KERN_T(adamw_update)
 BISSL_KERN_T(sum_squares)
 BISSL_KERN_T(scale_inplace)
-BISSL_KERN_T(fill)
 
 #undef BISSL_KERN_T
 #undef BISSL_KERN

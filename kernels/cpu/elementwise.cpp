@@ -63,12 +63,6 @@ void binary_loop(const T* a, const Dims& sa, const T* b, const Dims& sb, T* out,
 }  // namespace
 
 template <class T>
-void fill(T* y, int64_t n, double v) {
-#pragma omp parallel for if (n > 65536)
-  for (int64_t i = 0; i < n; ++i) y[i] = T(v);
-}
-
-template <class T>
 void unary(Unary op, const T* x, T* y, int64_t n, double scalar) {
   T s = T(scalar);
   switch (op) {  // the hot simple cases get their own loops so they vectorise
@@ -169,7 +163,6 @@ void convert_to_i64(const void* src, int kind, int64_t* dst, int64_t n) {
 }
 
 #define INST(T)                                                                                        \
-  template void fill<T>(T*, int64_t, double);                                                          \
   template void unary<T>(Unary, const T*, T*, int64_t, double);                                       \
   template void binary<T>(Binary, const T*, const Dims&, const T*, const Dims&, T*, const Dims&);      \
   template void where<T>(const T*, const Dims&, const T*, const Dims&, const T*, const Dims&, T*,      \
@@ -177,6 +170,5 @@ void convert_to_i64(const void* src, int kind, int64_t* dst, int64_t n) {
   template void convert<T>(const void*, int, T*, int64_t);
 INST(float)
 INST(double)
-template void fill<int64_t>(int64_t*, int64_t, double);
 
 }  // namespace bissl::cpu

@@ -17,8 +17,6 @@ using kern::PoolShape;
 
 // ---- elementwise ----
 template <class T>
-void fill(T* y, int64_t n, double v);
-template <class T>
 void unary(Unary op, const T* x, T* y, int64_t n, double scalar);
 
 // out[shape] = a op b; sa/sb are element strides of a/b viewed at `shape`

@@ -40,11 +40,6 @@ __device__ inline T unary_one(Unary op, T x, T s) {
 }
 
 template <class T>
-__global__ void k_fill(T* y, int64_t n, T v) {
-  BISSL_GRID_LOOP(i, n) y[i] = v;
-}
-
-template <class T>
 __global__ void k_unary(Unary op, const T* x, T* y, int64_t n, T s) {
   BISSL_GRID_LOOP(i, n) y[i] = unary_one(op, x[i], s);
 }
@@ -135,13 +130,6 @@ int64_t count(const Dims& shape) {
 }  // namespace
 
 template <class T>
-void fill(T* y, int64_t n, double v) {
-  if (n == 0) return;
-  k_fill<T><<<blocks_for(n), kThreads, 0, stream()>>>(y, n, T(v));
-  BISSL_LAUNCH_OK("fill");
-}
-
-template <class T>
 void unary(Unary op, const T* x, T* y, int64_t n, double s) {
   if (n == 0) return;
   k_unary<T><<<blocks_for(n), kThreads, 0, stream()>>>(op, x, y, n, T(s));
@@ -207,7 +195,6 @@ void convert_to_i64(const void* src, int kind, int64_t* dst, int64_t n) {
 }
 
 #define INST(T)                                                                                   \
-  template void fill<T>(T*, int64_t, double);                                                     \
   template void unary<T>(Unary, const T*, T*, int64_t, double);                                   \
   template void binary<T>(Binary, const T*, const Dims&, const T*, const Dims&, T*, const Dims&); \
   template void where<T>(const T*, const Dims&, const T*, const Dims&, const T*, const Dims&, T*, \
@@ -215,6 +202,5 @@ void convert_to_i64(const void* src, int kind, int64_t* dst, int64_t n) {
   template void convert<T>(const void*, int, T*, int64_t);
 INST(float)
 INST(double)
-template void fill<int64_t>(int64_t*, int64_t, double);
 
 }  // namespace bissl::cuda

@@ -37,8 +37,6 @@ bool tf32();
 
 // ---- elementwise ----
 template <class T>
-void fill(T* y, int64_t n, double v);
-template <class T>
 void unary(Unary op, const T* x, T* y, int64_t n, double scalar);
 template <class T>
 void binary(Binary op, const T* a, const Dims& sa, const T* b, const Dims& sb, T* out, const Dims& shape);
