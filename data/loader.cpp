@@ -189,6 +189,12 @@ bool Loader::next(Batch& out) {
   out = std::move(r.batch);
   lk.unlock();
   work_cv_.notify_all();
+  // Hand the batch over on the model's device (a copy on the consumer's
+  // thread; pinned, overlapped copies are not built yet).
+  if (opts_.device != Device::CPU) {
+    for (auto& v : out.views) v = v.to(opts_.device);
+    out.labels = out.labels.to(opts_.device);
+  }
   return true;
 }
 

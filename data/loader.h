@@ -50,6 +50,8 @@ struct LoaderOptions {
   std::vector<int64_t> indices;
   // true: next() runs on into the following epoch and never returns false.
   bool cycle = false;
+  // Device the batches are handed over on (views and labels).
+  Device device = Device::CPU;
   // Runs on every finished batch in the worker thread (extra per-batch work);
   // must be thread-safe. An exception it throws reaches the consumer.
   std::function<void(Batch&)> batch_hook;

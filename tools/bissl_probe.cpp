@@ -40,13 +40,14 @@ Features extract(models::ResNet& net, const data::ImageSet& set, int64_t image_s
   lo.shuffle = false;
   lo.workers = workers;
   lo.views = {data::eval_view(image_size, set.c)};
+  lo.device = dev;
   data::Loader loader(std::make_shared<const data::ImageSet>(set), lo);
   std::vector<Tensor> xs, ys;
   data::Batch b;
   NoGradGuard ng;
   while (loader.next(b)) {
-    xs.push_back(net.forward_features(b.views[0].to(dev)).to(Device::CPU));
-    ys.push_back(b.labels);
+    xs.push_back(net.forward_features(b.views[0]).to(Device::CPU));
+    ys.push_back(b.labels.to(Device::CPU));
   }
   return {concat(xs, 0), concat(ys, 0)};
 }

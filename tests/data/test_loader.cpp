@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "data/loader.h"
+#include "engine/backend.h"
 #include "engine/error.h"
 
 using namespace bissl;
@@ -205,6 +206,24 @@ TEST_CASE("loader: a worker's exception reaches the consumer as bissl::Error") {
       }
     }
   }
+}
+
+TEST_CASE("loader: batches are handed over on the requested device") {
+  auto set = make_set(16);
+  LoaderOptions o;
+  o.batch_size = 8;
+  o.workers = 1;
+  o.device = Device::CUDA;
+  Loader l(set, o);
+  Batch b;
+  if (bissl::cuda_device_count() == 0) {
+    // No GPU here: asking for one is a clear error, not a crash.
+    CHECK_THROWS_WITH_AS(l.next(b), doctest::Contains("cuda"), Error);
+    return;
+  }
+  REQUIRE(l.next(b));
+  CHECK(b.views[0].device() == Device::CUDA);
+  CHECK(b.labels.device() == Device::CUDA);
 }
 
 TEST_CASE("loader: destruction with work in flight returns promptly; bad options are errors") {

@@ -244,6 +244,7 @@ Summary run(Config cfg, const std::string& resume_from, int64_t stop_after) {
   lo.seed = cfg.seed;
   lo.workers = cfg.workers;
   lo.cycle = true;
+  lo.device = p.dev;
   int64_t ch = p.train->c;
   if (cfg.method == "mae") lo.views = {data::mae_view(cfg.image_size, ch)};
   else lo.views = {data::ssl_view(1, cfg.image_size, ch), data::ssl_view(2, cfg.image_size, ch)};
@@ -270,8 +271,8 @@ Summary run(Config cfg, const std::string& resume_from, int64_t stop_after) {
     ScopedRange range("pretrain step");
     loader.next(b);
     ssl::SslBatch sb;
-    sb.view1 = b.views[0].to(p.dev);
-    if (b.views.size() > 1) sb.view2 = b.views[1].to(p.dev);
+    sb.view1 = b.views[0];
+    if (b.views.size() > 1) sb.view2 = b.views[1];
     sb.seed = cfg.seed * 1000003ull + uint64_t(pos.step);
     p.objective->before_train_step(*p.backbone);
     Tensor loss = p.objective->loss(*p.backbone, sb);
