@@ -23,27 +23,15 @@
 #include "data/datasets.h"
 #include "engine/error.h"
 
+#include "tests/support.h"
+
 using namespace bissl;
 using namespace bissl::data;
 namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-  fs::path dir;
-  explicit TempDir(const std::string& tag) {
-    static int counter = 0;
-    dir = fs::temp_directory_path() /
-          ("bissl_test_data_" + std::to_string(::getpid()) + "_" + tag + "_" + std::to_string(counter++));
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-  }
-  std::string file(const std::string& name) const { return (dir / name).string(); }
-};
+using bissl::testing::TempDir;
 
 using Bytes = std::vector<uint8_t>;
 

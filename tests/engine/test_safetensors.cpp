@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "engine/io/safetensors.h"
+#include "tests/support.h"
 
 using namespace bissl;
 using namespace bissl::io;
@@ -21,22 +22,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// A fresh directory per test case, removed afterwards.
-struct TempDir {
-  fs::path dir;
-  explicit TempDir(const std::string& tag) {
-    static int counter = 0;
-    dir = fs::temp_directory_path() /
-          ("bissl_test_safetensors_" + std::to_string(::getpid()) + "_" + tag + "_" + std::to_string(counter++));
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-  }
-  std::string file(const std::string& name) const { return (dir / name).string(); }
-};
+using bissl::testing::TempDir;
 
 template <class T>
 Tensor make(const Shape& s, DType dt, const std::vector<T>& v) {

@@ -16,23 +16,13 @@
 #include "engine/ops.h"
 #include "ssl/byol.h"
 
+#include "tests/support.h"
+
 using namespace bissl;
 
 namespace {
 
-// conv3x3 -> BN2d (train) -> ReLU -> global average pool: [N, H, W, cin] -> [N, c].
-class TinyConvNet : public nn::Layer {
- public:
-  TinyConvNet(int64_t cin, int64_t c, Generator& g) {
-    conv = register_module("conv", std::make_shared<nn::Conv2d>(cin, c, 3, g, 1, 1));
-    bn = register_module("bn", std::make_shared<nn::BatchNorm2d>(c));
-    bn->weight.copy_(add(mul(randn({c}, g), 0.3), 1.0));
-    bn->bias.copy_(mul(randn({c}, g), 0.2));
-  }
-  Tensor forward(const Tensor& x) override { return global_avg_pool(relu(bn->forward(conv->forward(x)))); }
-  std::shared_ptr<nn::Conv2d> conv;
-  std::shared_ptr<nn::BatchNorm2d> bn;
-};
+using testing::TinyConvNet;
 
 // Linear -> BN1d -> ReLU on [N, in]; the smallest backbone with parameters and buffers.
 std::shared_ptr<nn::Sequential> tiny_mlp(int64_t in, int64_t out, Generator& g) {
