@@ -110,6 +110,12 @@ void cuda_set_poison(bool on) {
 #endif
   (void)on;
 }
+void cuda_set_cudnn(bool on) {
+#ifdef BISSL_WITH_CUDA
+  cuda::set_cudnn(on);
+#endif
+  (void)on;
+}
 void cuda_set_tf32(bool on) {
 #ifdef BISSL_WITH_CUDA
   if (cuda_device_count()) cuda::set_tf32(on);

@@ -23,5 +23,7 @@ void cuda_synchronize();
 void cuda_set_poison(bool on);
 // TF32 tensor cores for f32 GEMMs on CUDA (off by default).
 void cuda_set_tf32(bool on);
+// cuDNN for f32 convolutions on CUDA (on by default); off = im2col + cuBLAS.
+void cuda_set_cudnn(bool on);
 
 }  // namespace bissl

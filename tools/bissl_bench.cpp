@@ -115,13 +115,17 @@ int main(int argc, char** argv) {
   app.add_option("--only", only, "comma list of r50, r18, hvp");
   app.add_option("--out", out, "also write the JSON here");
   app.add_flag("--small", o.small, "tiny shapes (a smoke test, e.g. on the CPU)");
+  bool no_cudnn = false;
+  app.add_flag("--no-cudnn", no_cudnn, "f32 convolutions through im2col + cuBLAS instead of cuDNN");
   CLI11_PARSE(app, argc, argv);
   o.dev = device == "cuda" ? Device::CUDA : Device::CPU;
+  cuda_set_cudnn(!no_cudnn);
   try {
     nlohmann::json res;
     res["backend"] = backend_summary();
     res["device"] = device;
     res["small"] = o.small;
+    res["cudnn"] = !no_cudnn;
     auto want = [&](const char* k) { return only.find(k) != std::string::npos; };
     Generator g(0);
     int64_t b50 = o.small ? 2 : 256, px50 = o.small ? 32 : 96, b18 = o.small ? 2 : 512;

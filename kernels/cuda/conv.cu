@@ -1,9 +1,12 @@
-// Convolution as im2col + cuBLAS GEMM over chunks of images, for f32 and f64
-// alike. The data gradient gathers (no atomics), so results are
-// deterministic. cuDNN is the planned fast path for f32 (see README).
+// Convolution: f32 goes to cuDNN first (conv_cudnn.cu); f64, and anything
+// cuDNN declines or when it is switched off, runs as im2col + cuBLAS GEMM over
+// chunks of images. The data gradient gathers (no atomics) here.
 #include <algorithm>
 
+#include <type_traits>
+
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/conv_cudnn.h"
 
 namespace bissl::cuda {
 
@@ -68,6 +71,8 @@ struct Buffer {
 
 template <class T>
 void conv2d_forward(const ConvShape& s, const T* x, const T* w, T* y) {
+  if constexpr (std::is_same_v<T, float>)
+    if (cudnn_conv2d_forward(s, x, w, y)) return;
   int64_t cg = s.c / s.groups, og = s.o / s.groups, kk = s.kh * s.kw * cg, p = s.ho * s.wo;
   if (pointwise(s)) return gemm<T>(false, true, s.n * p, s.o, s.c, T(1), x, s.c, w, s.c, T(0), y, s.o);
   int64_t chunk = images_per_chunk<T>(s);
@@ -85,6 +90,8 @@ void conv2d_forward(const ConvShape& s, const T* x, const T* w, T* y) {
 
 template <class T>
 void conv2d_input_grad(const ConvShape& s, const T* gy, const T* w, T* gx) {
+  if constexpr (std::is_same_v<T, float>)
+    if (cudnn_conv2d_input_grad(s, gy, w, gx)) return;
   int64_t cg = s.c / s.groups, og = s.o / s.groups, kk = s.kh * s.kw * cg, p = s.ho * s.wo;
   if (pointwise(s)) return gemm<T>(false, false, s.n * p, s.c, s.o, T(1), gy, s.o, w, s.c, T(0), gx, s.c);
   int64_t chunk = images_per_chunk<T>(s);
@@ -103,6 +110,8 @@ void conv2d_input_grad(const ConvShape& s, const T* gy, const T* w, T* gx) {
 
 template <class T>
 void conv2d_weight_grad(const ConvShape& s, const T* x, const T* gy, T* gw) {
+  if constexpr (std::is_same_v<T, float>)
+    if (cudnn_conv2d_weight_grad(s, x, gy, gw)) return;
   int64_t cg = s.c / s.groups, og = s.o / s.groups, kk = s.kh * s.kw * cg, p = s.ho * s.wo;
   if (pointwise(s)) return gemm<T>(true, false, s.o, s.c, s.n * p, T(1), gy, s.o, x, s.c, T(0), gw, s.c);
   int64_t chunk = images_per_chunk<T>(s);

@@ -34,6 +34,9 @@ void synchronize();
 // TF32 for f32 GEMM/conv (off by default: f32 means f32).
 void set_tf32(bool on);
 bool tf32();
+// cuDNN for f32 convolutions (on by default; off = im2col + cuBLAS).
+void set_cudnn(bool on);
+bool cudnn_enabled();
 
 // ---- elementwise ----
 template <class T>

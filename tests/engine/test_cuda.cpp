@@ -85,33 +85,47 @@ TEST_SUITE("cuda") {
   TEST_CASE("op table parity: CUDA vs CPU, f64 and f32, outputs / VJP / JVP / HVP") {
     if (!have_gpu()) return;
     cuda_set_poison(true);
-    for (DType dt : {DType::F64, DType::F32}) {
-      double tol = dt == DType::F64 ? 1e-10 : 1e-5;
-      uint64_t seed = 11;
-      for (auto& e : check::op_table()) {
-        Generator g(seed++);
-        for (auto& c : e.cases(g, dt, 1)) {
-          std::vector<Tensor> w, u, v;
-          {
-            NoGradGuard ng;
-            for (auto& y : c.fn(c.inputs))
-              w.push_back(y.defined() && is_floating(y.dtype()) ? randn(y.shape(), g, y.dtype()) : Tensor());
+    // f32 convolutions run twice: through cuDNN (the default) and through
+    // im2col + cuBLAS.
+    for (bool cudnn : {true, false}) {
+      cuda_set_cudnn(cudnn);
+      for (DType dt : {DType::F64, DType::F32}) {
+        if (!cudnn && dt == DType::F64) continue;  // f64 never uses cuDNN
+        double tol = dt == DType::F64 ? 1e-10 : 1e-5;
+        uint64_t seed = 11;
+        for (auto& e : check::op_table()) {
+          Generator g(seed++);
+          bool conv = e.op.rfind("conv2d", 0) == 0;
+          if (!cudnn && !conv) continue;
+          for (auto& c : e.cases(g, dt, 1)) {
+            std::vector<Tensor> w, u, v;
+            {
+              NoGradGuard ng;
+              for (auto& y : c.fn(c.inputs))
+                w.push_back(y.defined() && is_floating(y.dtype()) ? randn(y.shape(), g, y.dtype()) : Tensor());
+            }
+            for (size_t i = 0; i < c.inputs.size(); ++i) {
+              u.push_back(c.diff[i] ? randn(c.inputs[i].shape(), g, dt) : Tensor());
+              v.push_back(c.diff[i] ? randn(c.inputs[i].shape(), g, dt) : Tensor());
+            }
+            Run cpu = run_case(c, Device::CPU, w, u, v);
+            Run gpu = run_case(c, Device::CUDA, w, u, v);
+            for (auto& o : gpu.outs) REQUIRE((!o.defined() || o.device() == Device::CUDA));
+            INFO(e.op, " / ", c.label, " / ", dtype_name(dt), cudnn ? " / cudnn" : " / im2col");
+            double eo = max_rel(cpu.outs, gpu.outs), eg = max_rel(cpu.grads, gpu.grads),
+                   et = max_rel(cpu.tangents, gpu.tangents), eh = max_rel(cpu.hv, gpu.hv);
+            if (conv && dt == DType::F32)
+              MESSAGE(e.op, " / ", c.label, (cudnn ? " cudnn" : " im2col"), ": out ", eo, " vjp ", eg, " jvp ", et,
+                      " hvp ", eh);
+            CHECK(eo <= tol);
+            CHECK(eg <= tol);
+            CHECK(et <= tol);
+            CHECK(eh <= tol * 10);
           }
-          for (size_t i = 0; i < c.inputs.size(); ++i) {
-            u.push_back(c.diff[i] ? randn(c.inputs[i].shape(), g, dt) : Tensor());
-            v.push_back(c.diff[i] ? randn(c.inputs[i].shape(), g, dt) : Tensor());
-          }
-          Run cpu = run_case(c, Device::CPU, w, u, v);
-          Run gpu = run_case(c, Device::CUDA, w, u, v);
-          for (auto& o : gpu.outs) REQUIRE((!o.defined() || o.device() == Device::CUDA));
-          INFO(e.op, " / ", c.label, " / ", dtype_name(dt));
-          CHECK(max_rel(cpu.outs, gpu.outs) <= tol);
-          CHECK(max_rel(cpu.grads, gpu.grads) <= tol);
-          CHECK(max_rel(cpu.tangents, gpu.tangents) <= tol);
-          CHECK(max_rel(cpu.hv, gpu.hv) <= tol * 10);
         }
       }
     }
+    cuda_set_cudnn(true);
     cuda_set_poison(false);
   }
 
