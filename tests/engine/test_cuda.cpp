@@ -111,12 +111,13 @@ TEST_SUITE("cuda") {
             Run cpu = run_case(c, Device::CPU, w, u, v);
             Run gpu = run_case(c, Device::CUDA, w, u, v);
             for (auto& o : gpu.outs) REQUIRE((!o.defined() || o.device() == Device::CUDA));
-            INFO(e.op, " / ", c.label, " / ", dtype_name(dt), cudnn ? " / cudnn" : " / im2col");
+            // (std::string: doctest prints a bare const char* as a pointer)
+            const std::string path = cudnn ? "cudnn" : "im2col", dtn = dtype_name(dt);
+            INFO(e.op, " / ", c.label, " / ", dtn, " / ", path);
             double eo = max_rel(cpu.outs, gpu.outs), eg = max_rel(cpu.grads, gpu.grads),
                    et = max_rel(cpu.tangents, gpu.tangents), eh = max_rel(cpu.hv, gpu.hv);
             if (conv && dt == DType::F32)
-              MESSAGE(e.op, " / ", c.label, (cudnn ? " cudnn" : " im2col"), ": out ", eo, " vjp ", eg, " jvp ", et,
-                      " hvp ", eh);
+              MESSAGE(e.op, " / ", c.label, " / ", path, ": out ", eo, " vjp ", eg, " jvp ", et, " hvp ", eh);
             CHECK(eo <= tol);
             CHECK(eg <= tol);
             CHECK(et <= tol);
