@@ -10,6 +10,14 @@
 
 namespace bissl::cuda {
 
+#ifdef BISSL_WITHOUT_CUDNN  // built without cuDNN: every f32 conv falls back
+void set_cudnn(bool) {}
+bool cudnn_enabled() { return false; }
+bool cudnn_conv2d_forward(const ConvShape&, const float*, const float*, float*) { return false; }
+bool cudnn_conv2d_input_grad(const ConvShape&, const float*, const float*, float*) { return false; }
+bool cudnn_conv2d_weight_grad(const ConvShape&, const float*, const float*, float*) { return false; }
+#endif
+
 namespace {
 
 constexpr size_t kColBytes = size_t(256) << 20;  // im2col buffer per chunk
