@@ -101,6 +101,20 @@ TEST_SUITE("pretrain") {
     CHECK(fb.metadata.at("step") == "10");
   }
 
+  TEST_CASE("MAE with a ViT: the shipped config loads and a few steps lower the loss") {
+    if (!have_fashion_mnist()) return;
+    std::string out = tmpdir("mae");
+    pretrain::Config c;
+    c.load_toml(std::string(BISSL_SOURCE_DIR) + "/configs/pretrain_fashion_mnist_mae.toml");
+    c.limit = 128, c.batch_size = 16, c.steps = 8, c.device = "cpu", c.out = out, c.log_every = 1;
+    c.checkpoint_every = 0, c.warmup = 1;
+    pretrain::run(c);
+    auto l = losses(out);
+    REQUIRE(l.size() == 8);
+    MESSAGE("MAE loss first ", l.front(), ", last ", l.back());
+    CHECK(l.back() < l.front());
+  }
+
   TEST_CASE("config errors are one clear line") {
     pretrain::Config c;
     CHECK_THROWS_WITH_AS(c.set("train.nope=1"), doctest::Contains("unknown key 'train.nope'"), Error);
