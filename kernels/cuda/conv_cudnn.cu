@@ -82,6 +82,31 @@ struct Choice {
 std::mutex g_mu;
 std::map<Key, Choice> g_cache;
 
+// The cached algorithm for (which, shape, tf32), or `find()`'s pick, stored.
+template <class Find>
+Choice choose(int which, const ConvShape& s, Find find) {
+  Key k = key_of(which, s);
+  {
+    std::lock_guard<std::mutex> lock(g_mu);
+    auto it = g_cache.find(k);
+    if (it != g_cache.end()) return it->second;
+  }
+  Choice c = find();
+  if (c.algo >= 0) {
+    std::lock_guard<std::mutex> lock(g_mu);
+    g_cache[k] = c;
+  }
+  return c;
+}
+
+// The fastest successful entry of a cudnnFind* result.
+template <class Perf>
+Choice first_ok(const Perf* perf, int found) {
+  for (int i = 0; i < found; ++i)
+    if (perf[i].status == CUDNN_STATUS_SUCCESS) return {int(perf[i].algo), perf[i].memory};
+  return {};
+}
+
 struct Workspace {
   void* p = nullptr;
   explicit Workspace(size_t bytes) : p(bytes ? alloc(bytes) : nullptr) {}
@@ -96,28 +121,15 @@ bool cudnn_enabled() { return g_enabled; }
 bool cudnn_conv2d_forward(const ConvShape& s, const float* x, const float* w, float* y) {
   if (!g_enabled) return false;
   Problem p(s);
-  Key k = key_of(0, s);
-  Choice c;
-  {
-    std::lock_guard<std::mutex> lock(g_mu);
-    auto it = g_cache.find(k);
-    if (it != g_cache.end()) c = it->second;
-  }
-  if (c.algo < 0) {
+  Choice c = choose(0, s, [&] {
     cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
     int found = 0;
     BISSL_CUDNN_OK(cudnnFindConvolutionForwardAlgorithm(handle(), p.x, p.w, p.conv, p.y,
                                                         CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &found, perf),
                    "cudnnFindConvolutionForwardAlgorithm");
-    for (int i = 0; i < found; ++i)
-      if (perf[i].status == CUDNN_STATUS_SUCCESS) {
-        c = {int(perf[i].algo), perf[i].memory};
-        break;
-      }
-    if (c.algo < 0) return false;
-    std::lock_guard<std::mutex> lock(g_mu);
-    g_cache[k] = c;
-  }
+    return first_ok(perf, found);
+  });
+  if (c.algo < 0) return false;
   Workspace ws(c.workspace);
   float one = 1, zero = 0;
   BISSL_CUDNN_OK(cudnnConvolutionForward(handle(), &one, p.x, x, p.w, w, p.conv, cudnnConvolutionFwdAlgo_t(c.algo),
@@ -129,28 +141,15 @@ bool cudnn_conv2d_forward(const ConvShape& s, const float* x, const float* w, fl
 bool cudnn_conv2d_input_grad(const ConvShape& s, const float* gy, const float* w, float* gx) {
   if (!g_enabled) return false;
   Problem p(s);
-  Key k = key_of(1, s);
-  Choice c;
-  {
-    std::lock_guard<std::mutex> lock(g_mu);
-    auto it = g_cache.find(k);
-    if (it != g_cache.end()) c = it->second;
-  }
-  if (c.algo < 0) {
+  Choice c = choose(1, s, [&] {
     cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
     int found = 0;
     BISSL_CUDNN_OK(cudnnFindConvolutionBackwardDataAlgorithm(handle(), p.w, p.y, p.conv, p.x,
                                                              CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &found, perf),
                    "cudnnFindConvolutionBackwardDataAlgorithm");
-    for (int i = 0; i < found; ++i)
-      if (perf[i].status == CUDNN_STATUS_SUCCESS) {
-        c = {int(perf[i].algo), perf[i].memory};
-        break;
-      }
-    if (c.algo < 0) return false;
-    std::lock_guard<std::mutex> lock(g_mu);
-    g_cache[k] = c;
-  }
+    return first_ok(perf, found);
+  });
+  if (c.algo < 0) return false;
   Workspace ws(c.workspace);
   float one = 1, zero = 0;
   BISSL_CUDNN_OK(cudnnConvolutionBackwardData(handle(), &one, p.w, w, p.y, gy, p.conv,
@@ -163,28 +162,15 @@ bool cudnn_conv2d_input_grad(const ConvShape& s, const float* gy, const float* w
 bool cudnn_conv2d_weight_grad(const ConvShape& s, const float* x, const float* gy, float* gw) {
   if (!g_enabled) return false;
   Problem p(s);
-  Key k = key_of(2, s);
-  Choice c;
-  {
-    std::lock_guard<std::mutex> lock(g_mu);
-    auto it = g_cache.find(k);
-    if (it != g_cache.end()) c = it->second;
-  }
-  if (c.algo < 0) {
+  Choice c = choose(2, s, [&] {
     cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
     int found = 0;
     BISSL_CUDNN_OK(cudnnFindConvolutionBackwardFilterAlgorithm(handle(), p.x, p.y, p.conv, p.w,
                                                                CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &found, perf),
                    "cudnnFindConvolutionBackwardFilterAlgorithm");
-    for (int i = 0; i < found; ++i)
-      if (perf[i].status == CUDNN_STATUS_SUCCESS) {
-        c = {int(perf[i].algo), perf[i].memory};
-        break;
-      }
-    if (c.algo < 0) return false;
-    std::lock_guard<std::mutex> lock(g_mu);
-    g_cache[k] = c;
-  }
+    return first_ok(perf, found);
+  });
+  if (c.algo < 0) return false;
   Workspace ws(c.workspace);
   float one = 1, zero = 0;
   BISSL_CUDNN_OK(cudnnConvolutionBackwardFilter(handle(), &one, p.x, x, p.y, gy, p.conv,
