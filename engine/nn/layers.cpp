@@ -129,7 +129,32 @@ Tensor BatchNorm::forward(const Tensor& x) {
     num_batches_tracked.copy_(from_ints({n}, {}).to(num_batches_tracked.device()));
   }
   double factor = std::isnan(momentum) ? 1.0 / double(n) : momentum;
+  if (ghost_batch > 0 && x.shape()[0] > ghost_batch) return ghost_forward(x, factor);
   return batch_norm_train(x, weight, bias, running_mean, running_var, factor, eps).y;
+}
+
+Tensor BatchNorm::ghost_forward(const Tensor& x, double factor) {
+  int64_t n = x.shape()[0];
+  BISSL_CHECK(n % ghost_batch == 0, type_name(), ": expected a batch that ghost batches of ", ghost_batch,
+              " divide evenly, found a batch of ", n);
+  std::vector<Tensor> parts;
+  for (int64_t s = 0; s < n; s += ghost_batch) {
+    // Running statistics from the first ghost batch only: device 0's, whose
+    // buffers are the ones a data-parallel run saves.
+    bool first = s == 0;
+    parts.push_back(batch_norm_train(slice(x, 0, s, s + ghost_batch), weight, bias, first ? running_mean : Tensor(),
+                                     first ? running_var : Tensor(), first ? factor : 0.0, eps)
+                        .y);
+  }
+  return concat(parts, 0);
+}
+
+int set_ghost_batch(Module& m, int64_t ghost_batch) {
+  BISSL_CHECK(ghost_batch >= 0, "set_ghost_batch: expected a size >= 0 (0 = off), found ", ghost_batch);
+  int count = 0;
+  for (auto& [name, mod] : m.named_modules())
+    if (auto* bn = dynamic_cast<BatchNorm*>(mod)) bn->ghost_batch = ghost_batch, ++count;
+  return count;
 }
 
 std::string BatchNorm::extra_repr() const {

@@ -69,12 +69,21 @@ class BatchNorm : public Layer {
   bool affine, track_running_stats;
   Tensor weight, bias;                                     // [C], undefined without affine
   Tensor running_mean, running_var, num_batches_tracked;  // [C], [C], i64 scalar
+  // Ghost batch norm: > 0 normalises every consecutive `ghost_batch` rows of
+  // a training batch with their own statistics, as data-parallel training
+  // without synchronised BN does per device (BISSL_SPEC.md, "BN during
+  // BiSSL"). The running statistics follow the first ghost batch. 0 = off.
+  int64_t ghost_batch = 0;
 
  protected:
+  Tensor ghost_forward(const Tensor& x, double factor);
   bool optional_on_load(const std::string& local) const override { return local == "num_batches_tracked"; }
   // Rank check of the subclasses (-1 accepts any rank >= 2).
   virtual void check_input(const Tensor& x) const;
 };
+
+// Sets ghost_batch on every BatchNorm in `m` (0 = off); returns how many.
+int set_ghost_batch(Module& m, int64_t ghost_batch);
 
 // [N, C] or [N, L, C].
 class BatchNorm1d : public BatchNorm {

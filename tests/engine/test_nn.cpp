@@ -521,4 +521,36 @@ TEST_SUITE("nn") {
     CHECK_FALSE(net.conv1->weight.grad().defined());
     CHECK_THROWS_AS(net.to(DType::I64), Error);
   }
+
+  TEST_CASE("ghost batch norm: statistics per ghost batch, running statistics from the first") {
+    Generator g(5);
+    nn::BatchNorm2d a(3), first(3), second(3);
+    for (nn::Module* m : {static_cast<nn::Module*>(&a), static_cast<nn::Module*>(&first), static_cast<nn::Module*>(&second)})
+      m->to(DType::F64);
+    Tensor x = add(mul(randn({4, 2, 2, 3}, g, DType::F64), 2.0), 0.5);
+    x.requires_grad_();
+    CHECK(nn::set_ghost_batch(a, 2) == 1);
+    Tensor y = a.forward(x);
+    Tensor want = concat({first.forward(slice(x, 0, 0, 2)), second.forward(slice(x, 0, 2, 4))}, 0);
+    double err = 0;
+    auto vy = y.to_vector(), vw = want.to_vector();
+    for (size_t i = 0; i < vy.size(); ++i) err = std::max(err, std::abs(vy[i] - vw[i]));
+    CHECK(err <= 1e-14);
+    auto rm = a.running_mean.to_vector(), rf = first.running_mean.to_vector();
+    auto vm = a.running_var.to_vector(), vf = first.running_var.to_vector();
+    for (size_t i = 0; i < rm.size(); ++i) {
+      CHECK(rm[i] == rf[i]);
+      CHECK(vm[i] == vf[i]);
+    }
+    backward(sum(mul(y, y)));
+    CHECK(x.grad().defined());
+    // Batches no larger than the ghost size use their own statistics.
+    Tensor small = slice(x.detach(), 0, 0, 2);
+    CHECK_NOTHROW(a.forward(small));
+    nn::set_ghost_batch(a, 3);
+    CHECK_THROWS_WITH_AS(a.forward(x.detach()), doctest::Contains("ghost batches of 3 divide evenly, found a batch of 4"),
+                         Error);
+    a.eval();  // evaluation ignores ghost batches
+    CHECK_NOTHROW(a.forward(x.detach()));
+  }
 }
