@@ -95,6 +95,11 @@ CgResult conjugate_gradient(const MatVec& A, const TensorList& b_in, const CgOpt
     TensorList Ad = apply_A(d);
     TensorList dAd(L), rr_new(L), r_new(L);
     for (size_t l = 0; l < L; ++l) dAd[l] = sum(mul(d[l], Ad[l]));
+    {  // the Rayleigh quotient of A along d: negative = A is not positive definite
+      TensorList dd(L);
+      for (size_t l = 0; l < L; ++l) dd[l] = sum(mul(d[l], d[l]));
+      res.curvature.push_back(host_scalar(div(sum_list(dAd), add(sum_list(dd), 1e-300))));
+    }
     if (opts.layerwise) {
       for (size_t l = 0; l < L; ++l) {
         Tensor alpha = div(rr[l], add(dAd[l], eps));

@@ -50,6 +50,10 @@ struct CgResult {
   std::vector<double> residuals;  // recurrence ‖r_k‖ over all tensors: [0] = ‖b‖, [k] after iteration k
   int iterations = 0;             // iterations run (= residuals.size() - 1)
   int64_t nan_replaced = 0;       // elements of x that were NaN and were set to 0
+  // (d·Ad)/(d·d) over all tensors for each search direction d: the Rayleigh
+  // quotient of A along d. A negative value proves A is not positive
+  // definite (CG's guarantees are then void and residuals may grow).
+  std::vector<double> curvature;
 };
 
 // Solves A x = b. b: one or more f32/f64 tensors, all of one dtype and on

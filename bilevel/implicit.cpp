@@ -39,6 +39,7 @@ ImplicitGradResult implicit_gradient(const std::function<Tensor()>& lower_loss,
   out.residuals = std::move(r.residuals);
   out.iterations = r.iterations;
   out.nan_replaced = r.nan_replaced;
+  out.curvature = std::move(r.curvature);
   return out;
 }
 

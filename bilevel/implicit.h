@@ -28,6 +28,7 @@ struct ImplicitGradResult {
   std::vector<double> residuals;  // CG's ‖r_k‖ over all tensors, [0] = ‖rhs‖
   int iterations = 0;             // CG iterations run = HVPs computed
   int64_t nan_replaced = 0;
+  std::vector<double> curvature;  // CG's Rayleigh quotients of I + H/(λ+δ), one per iteration
 };
 
 // Solves (I + H/(λ+δ)) u = rhs by conjugate gradient (cg: 5 layer-wise

@@ -78,6 +78,10 @@ TEST_SUITE("cg") {
     CHECK(std::abs(r2.residuals[2] - std::sqrt(2754.0) / 1261) <= kHandTol);
     CHECK(r1.residuals[1] == doctest::Approx(r2.residuals[1]).epsilon(1e-15));
     CHECK(r2.nan_replaced == 0);
+    // Rayleigh quotients along d₀ = (1, 2 | 3): 50/14; along d₁ = (−25, 15 | 0)/169: 2425/850.
+    REQUIRE(r2.curvature.size() == 2);
+    CHECK(std::abs(r2.curvature[0] - 50.0 / 14) <= kHandTol);
+    CHECK(std::abs(r2.curvature[1] - 2425.0 / 850) <= kHandTol);
     CHECK(r2.x[0].shape() == Shape{2});
     CHECK(r2.x[1].shape() == Shape{1});
   }

@@ -1,0 +1,335 @@
+#include "bilevel/trainer.h"
+
+#include <cmath>
+#include <limits>
+
+#include "engine/autograd.h"
+#include "engine/nn/layers.h"
+#include "engine/ops.h"
+#include "engine/profile.h"
+#include "ssl/byol.h"
+
+namespace bissl::bilevel {
+
+namespace {
+
+std::vector<Tensor> join(const std::vector<Tensor>& a, const std::vector<Tensor>& b) {
+  std::vector<Tensor> r = a;
+  r.insert(r.end(), b.begin(), b.end());
+  return r;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+// Ghost batch norm on everything a level's forward passes through.
+void set_ghost(const BilevelModels& m, int64_t n) {
+  for (nn::Module* mod : {static_cast<nn::Module*>(m.backbone_d), static_cast<nn::Module*>(m.backbone_p),
+                          static_cast<nn::Module*>(m.pretext), static_cast<nn::Module*>(m.head_d)})
+    if (mod) nn::set_ghost_batch(*mod, n);
+}
+
+optim::StateDict with_prefix(const optim::StateDict& sd, const std::string& p) {
+  optim::StateDict r;
+  for (auto& [k, t] : sd) r.emplace_back(p + k, t);
+  return r;
+}
+
+}  // namespace
+
+Variant parse_variant(const std::string& n) {
+  if (n == "bissl") return Variant::BiSSL;
+  if (n == "ij_discarded") return Variant::IjDiscarded;
+  if (n == "weighted_sum") return Variant::WeightedSum;
+  if (n == "pretext_only") return Variant::PretextOnly;
+  throw Error(str("bilevel: variant must be bissl, ij_discarded, weighted_sum or pretext_only, found '", n, "'"));
+}
+
+const char* variant_name(Variant v) {
+  switch (v) {
+    case Variant::BiSSL: return "bissl";
+    case Variant::IjDiscarded: return "ij_discarded";
+    case Variant::WeightedSum: return "weighted_sum";
+    case Variant::PretextOnly: return "pretext_only";
+  }
+  return "?";
+}
+
+void BilevelOptions::validate() const {
+  BISSL_CHECK(alternations >= 0, "bissl: alternations must be >= 0, found ", alternations);
+  BISSL_CHECK(lower_steps >= 0 && upper_steps >= 0, "bissl: lower_steps and upper_steps must be >= 0, found ",
+              lower_steps, " and ", upper_steps);
+  BISSL_CHECK(lambda >= 0, "bissl: lambda must be >= 0, found ", lambda);
+  BISSL_CHECK(variant != Variant::BiSSL || lambda + delta > 0, "bissl: lambda + delta must be > 0, found ",
+              lambda + delta);
+  BISSL_CHECK(cg.iterations >= 1, "bissl: cg iterations must be >= 1, found ", cg.iterations);
+  BISSL_CHECK(lower_lr > 0 && upper_lr > 0, "bissl: learning rates must be > 0, found lower ", lower_lr, ", upper ",
+              upper_lr);
+  BISSL_CHECK(lower_warmup >= 0 && lower_total >= 0 && upper_total >= 0,
+              "bissl: warm-up and schedule lengths must be >= 0");
+  BISSL_CHECK(clip >= 0, "bissl: clip must be >= 0 (0 = off), found ", clip);
+  BISSL_CHECK(ghost_lower >= 0 && ghost_upper >= 0, "bissl: ghost batch sizes must be >= 0 (0 = off)");
+  BISSL_CHECK(weight >= 0 && weight <= 1, "bissl: weighted_sum weight must be in [0, 1], found ", weight);
+}
+
+Tensor cross_entropy_loss(nn::Layer& backbone, nn::Layer& head, const DownstreamBatch& b) {
+  return cross_entropy(head.forward(backbone.forward(b.x)), b.y);
+}
+
+BilevelTrainer::BilevelTrainer(BilevelModels m, BilevelOptions o, PretextStream& lower, DownstreamStream& upper,
+                               DownstreamLoss loss)
+    : m_(m), o_(o), lower_(lower), upper_(upper), loss_(std::move(loss)) {
+  o_.validate();
+  BISSL_CHECK(m_.backbone_p && m_.pretext, "bissl: the lower backbone and the pretext objective are required");
+  bool needs_d = o_.variant == Variant::BiSSL || o_.variant == Variant::IjDiscarded;
+  BISSL_CHECK(!needs_d || m_.backbone_d, "bissl: variant ", variant_name(o_.variant), " needs the upper backbone θD");
+  BISSL_CHECK(o_.variant == Variant::PretextOnly || m_.head_d, "bissl: variant ", variant_name(o_.variant),
+              " needs the downstream head φD");
+  theta_p_ = m_.backbone_p->parameters();
+  phi_p_ = m_.pretext->head_parameters();
+  if (m_.backbone_d) {
+    theta_d_ = m_.backbone_d->parameters();
+    BISSL_CHECK(theta_d_.size() == theta_p_.size(), "bissl: θD has ", theta_d_.size(), " parameter tensors, θP ",
+                theta_p_.size());
+    for (size_t i = 0; i < theta_d_.size(); ++i)
+      BISSL_CHECK(theta_d_[i].shape() == theta_p_[i].shape(), "bissl: θD and θP differ at parameter ", i, ": ",
+                  shape_str(theta_d_[i].shape()), " vs ", shape_str(theta_p_[i].shape()));
+  }
+  if (m_.head_d) phi_d_ = m_.head_d->parameters();
+
+  std::vector<Tensor> lower_params = join(theta_p_, phi_p_);
+  if (o_.variant == Variant::WeightedSum) lower_params = join(lower_params, phi_d_);
+  lower_opt_ = std::make_unique<optim::LARS>(lower_params, o_.lower_lr, o_.lower_momentum, o_.lower_wd, o_.lower_trust);
+  int64_t lower_per_alt = o_.lower_steps + (o_.variant == Variant::WeightedSum ? o_.upper_steps : 0);
+  int64_t lower_total = o_.lower_total > 0 ? o_.lower_total : o_.alternations * lower_per_alt;
+  int64_t warm = std::min(o_.lower_warmup, lower_total);
+  lower_sched_ = {o_.lower_lr, warm, std::max(lower_total, warm), 0.0};
+  if (needs_d) {
+    upper_opt_ = std::make_unique<optim::SGD>(join(theta_d_, phi_d_), o_.upper_lr, o_.upper_momentum, o_.upper_wd);
+    int64_t upper_total = o_.upper_total > 0 ? o_.upper_total : o_.alternations * o_.upper_steps;
+    upper_sched_ = {o_.upper_lr, 0, upper_total, 0.0};
+  }
+  if (auto* byol = dynamic_cast<ssl::BYOL*>(m_.pretext)) byol->reset_target(*m_.backbone_p);
+}
+
+double BilevelTrainer::distance() const {
+  if (theta_d_.empty()) return 0.0;
+  NoGradGuard ng;
+  double s = 0;
+  for (size_t i = 0; i < theta_d_.size(); ++i) {
+    Tensor d = sub(theta_d_[i].detach(), theta_p_[i].detach());
+    s += sum(mul(d, d)).item();
+  }
+  return std::sqrt(s);
+}
+
+void BilevelTrainer::check_finite(double v, const char* what, int64_t step) const {
+  if (std::isfinite(v)) return;
+  throw Error(str("bissl: ", what, " is ", v, " at alternation ", done_ + 1, ", step ", step,
+                  " (the parameters are those before this step)"));
+}
+
+double BilevelTrainer::clip(const std::vector<Tensor>& params, const char* level, int64_t step) const {
+  double norm = 0;
+  try {
+    if (o_.clip > 0) return optim::clip_grad_norm(params, o_.clip);
+    NoGradGuard ng;
+    for (auto& p : params)
+      if (p.grad().defined()) norm += sum(mul(p.grad(), p.grad())).item();
+    norm = std::sqrt(norm);
+  } catch (const Error&) {  // clip_grad_norm refuses a non-finite norm; say where instead
+    norm = std::nan("");
+  }
+  check_finite(norm, str("the ", level, " gradient norm").c_str(), step);
+  return norm;
+}
+
+Tensor BilevelTrainer::lower_objective(const ssl::SslBatch& b, double& lp, double& reg) {
+  Tensor loss = m_.pretext->loss(*m_.backbone_p, b);
+  lp = loss.item();
+  if (o_.variant == Variant::PretextOnly || o_.variant == Variant::WeightedSum || o_.lambda == 0 || theta_d_.empty()) {
+    reg = 0;
+    return loss;
+  }
+  Tensor r;
+  for (size_t i = 0; i < theta_p_.size(); ++i) {
+    Tensor d = sub(theta_p_[i], theta_d_[i].detach());  // θD is a constant on the lower level
+    Tensor s = sum(mul(d, d));
+    r = r.defined() ? add(r, s) : s;
+  }
+  Tensor rt = mul(r, 0.5 * o_.lambda);
+  reg = rt.item();
+  return add(loss, rt);
+}
+
+void BilevelTrainer::lower_phase(AlternationStats& s) {
+  ScopedRange range("bissl lower phase");
+  bool joint = o_.variant == Variant::WeightedSum;
+  int64_t n = o_.lower_steps + (joint ? o_.upper_steps : 0);
+  lower_.reserve(n);
+  if (joint) upper_.reserve(n);
+  std::vector<Tensor> params = join(theta_p_, phi_p_);
+  if (joint) params = join(params, phi_d_);
+  double sum_lp = 0, sum_reg = 0, sum_gn = 0;
+  for (int64_t k = 0; k < n; ++k) {
+    ssl::SslBatch b = lower_.next();
+    set_ghost(m_, o_.ghost_lower);
+    m_.pretext->before_train_step(*m_.backbone_p);
+    double lp = 0, reg = 0;
+    Tensor loss = lower_objective(b, lp, reg);
+    check_finite(lp, "the lower (pretext) loss", k + 1);
+    if (joint) {
+      DownstreamBatch db = upper_.next();
+      set_ghost(m_, o_.ghost_upper);
+      Tensor ld = loss_(*m_.backbone_p, *m_.head_d, db);
+      check_finite(ld.item(), "the downstream loss", k + 1);
+      loss = add(mul(loss, 1.0 - o_.weight), mul(ld, o_.weight));
+      s.upper_loss_d += ld.item() / double(n);
+    }
+    lower_opt_->zero_grad();
+    backward(loss);
+    double gn = clip(params, "lower", k + 1);
+    lower_opt_->lr = lower_sched_.lr_at(lower_opt_->steps());
+    lower_opt_->step();
+    lower_opt_->zero_grad();
+    sum_lp += lp, sum_reg += reg, sum_gn += gn;
+    s.lower_lr = lower_opt_->lr;
+    ++s.lower_steps;
+  }
+  if (n > 0) s.lower_loss = sum_lp / double(n), s.lower_reg = sum_reg / double(n), s.lower_grad_norm = sum_gn / double(n);
+}
+
+void BilevelTrainer::upper_phase(AlternationStats& s) {
+  if (!upper_opt_ || o_.upper_steps == 0) return;
+  ScopedRange range("bissl upper phase");
+  const bool implicit = o_.variant == Variant::BiSSL;
+  ssl::SslBatch fixed;
+  if (implicit) {
+    lower_.reserve(1);
+    fixed = lower_.next();  // one pretext batch for the whole phase
+  }
+  upper_.reserve(o_.upper_steps);
+  const size_t P = theta_p_.size();
+  std::vector<Tensor> upper_params = join(theta_d_, phi_d_);
+  double sum_ld = 0, sum_lp = 0, sum_gn = 0, sum_r0 = 0, sum_rk = 0;
+  double min_curv = std::numeric_limits<double>::infinity(), max_curv = -min_curv;
+  for (int64_t k = 0; k < o_.upper_steps; ++k) {
+    DownstreamBatch db = upper_.next();
+    std::vector<Tensor> g_theta(P), g_phi(phi_d_.size());
+    if (implicit) {
+      set_ghost(m_, o_.ghost_upper);
+      Tensor lp = loss_(*m_.backbone_p, *m_.head_d, db);
+      check_finite(lp.item(), "the downstream loss of θP", k + 1);
+      sum_lp += lp.item();
+      std::vector<Tensor> g1 = grad({lp}, join(theta_p_, phi_d_));
+      std::vector<Tensor> rhs(g1.begin(), g1.begin() + long(P));
+      for (size_t j = 0; j < phi_d_.size(); ++j) g_phi[j] = g1[P + j];
+
+      set_ghost(m_, o_.ghost_lower);
+      nn::StateDict saved;
+      if (!o_.cg_updates_bn)
+        for (auto& [name, t] : m_.backbone_p->named_buffers()) saved.emplace_back(name, t.clone());
+      ImplicitGradResult ig = implicit_gradient([&] { return m_.pretext->loss(*m_.backbone_p, fixed); }, theta_p_,
+                                                rhs, o_.lambda, o_.delta, o_.cg);
+      if (!o_.cg_updates_bn) m_.backbone_p->load_state_dict(saved, false);
+      if (on_cg) on_cg(fixed);
+      s.hvps += ig.iterations;
+      s.cg_nan_replaced += ig.nan_replaced;
+      sum_r0 += ig.residuals.front(), sum_rk += ig.residuals.back();
+      for (double c : ig.curvature) min_curv = std::min(min_curv, c), max_curv = std::max(max_curv, c);
+      for (size_t i = 0; i < P; ++i) g_theta[i] = ig.u[i];
+    }
+    set_ghost(m_, o_.ghost_upper);
+    Tensor ld = loss_(*m_.backbone_d, *m_.head_d, db);
+    check_finite(ld.item(), "the downstream loss of θD", k + 1);
+    sum_ld += ld.item();
+    std::vector<Tensor> g2 = grad({ld}, upper_params);
+    {
+      NoGradGuard ng;
+      for (size_t i = 0; i < P; ++i) theta_d_[i].set_grad(implicit ? add(g_theta[i], g2[i]) : g2[i]);
+      for (size_t j = 0; j < phi_d_.size(); ++j)
+        phi_d_[j].set_grad(implicit ? add(g_phi[j], g2[P + j]) : g2[P + j]);
+    }
+    double gn = clip(upper_params, "upper", k + 1);
+    upper_opt_->lr = upper_sched_.lr_at(upper_opt_->steps());
+    upper_opt_->step();
+    upper_opt_->zero_grad();
+    sum_gn += gn;
+    s.upper_lr = upper_opt_->lr;
+    ++s.upper_steps;
+  }
+  double n = double(o_.upper_steps);
+  s.upper_loss_d = sum_ld / n, s.upper_loss_p = sum_lp / n, s.upper_grad_norm = sum_gn / n;
+  s.cg_residual_first = sum_r0 / n, s.cg_residual_last = sum_rk / n;
+  if (implicit) s.cg_min_curvature = min_curv, s.cg_max_curvature = max_curv;
+}
+
+AlternationStats BilevelTrainer::alternation() {
+  ScopedRange range("bissl alternation");
+  auto t0 = std::chrono::steady_clock::now();
+  AlternationStats s;
+  // Train mode everywhere (the spec): callers may have evaluated in between.
+  for (nn::Module* mod : {static_cast<nn::Module*>(m_.backbone_d), static_cast<nn::Module*>(m_.backbone_p),
+                          static_cast<nn::Module*>(m_.pretext), static_cast<nn::Module*>(m_.head_d)})
+    if (mod) mod->train();
+  lower_phase(s);
+  upper_phase(s);
+  set_ghost(m_, 0);
+  ++done_;
+  s.alternation = done_;
+  s.distance = distance();
+  s.seconds = seconds_since(t0);
+  return s;
+}
+
+optim::StateDict BilevelTrainer::state_dict() const {
+  optim::StateDict sd = with_prefix(lower_opt_->state_dict(), "lower_opt.");
+  if (upper_opt_)
+    for (auto& kv : with_prefix(upper_opt_->state_dict(), "upper_opt.")) sd.push_back(kv);
+  sd.emplace_back("alternations_done", from_ints({done_}, {}));
+  sd.emplace_back("lower_stream", from_ints({lower_.epoch(), lower_.consumed(), lower_.reshuffles()}, {3}));
+  sd.emplace_back("upper_stream", from_ints({upper_.epoch(), upper_.consumed(), upper_.reshuffles()}, {3}));
+  return sd;
+}
+
+void BilevelTrainer::load_state_dict(const optim::StateDict& sd) {
+  optim::StateDict lo, up;
+  bool have_done = false;
+  for (auto& [k, t] : sd) {
+    if (k.rfind("lower_opt.", 0) == 0) lo.emplace_back(k.substr(10), t);
+    else if (k.rfind("upper_opt.", 0) == 0) up.emplace_back(k.substr(10), t);
+    else if (k == "alternations_done") done_ = int64_t(t.item()), have_done = true;
+    else if (k == "lower_stream" || k == "upper_stream") {
+      auto v = t.to_vector();
+      BISSL_CHECK(v.size() == 3, "bissl: checkpoint entry ", k, " has ", v.size(), " values, expected 3");
+      if (k == "lower_stream") {
+        lower_.seek(int64_t(v[0]), int64_t(v[1]));
+        lower_.set_reshuffles(int64_t(v[2]));
+      } else {
+        upper_.seek(int64_t(v[0]), int64_t(v[1]));
+        upper_.set_reshuffles(int64_t(v[2]));
+      }
+    } else {
+      throw Error(str("bissl: unknown trainer checkpoint entry '", k, "'"));
+    }
+  }
+  BISSL_CHECK(have_done, "bissl: the trainer checkpoint has no alternations_done entry");
+  lower_opt_->load_state_dict(lo);
+  if (upper_opt_) upper_opt_->load_state_dict(up);
+}
+
+void noisytune(nn::Module& m, double lambda, uint64_t seed) {
+  BISSL_CHECK(lambda >= 0, "noisytune: expected lambda >= 0, found ", lambda);
+  Generator g(seed);
+  NoGradGuard ng;
+  for (auto& p : m.parameters()) {
+    if (p.numel() < 2) continue;
+    Tensor cpu = p.detach().to(Device::CPU);
+    double sd = std::sqrt(var(cpu, {}, 1, false).item());
+    Tensor noise = rand(p.shape(), g, p.dtype(), -lambda / 2, lambda / 2);
+    p.copy_(add(cpu, mul(noise, sd)).to(p.device()));
+  }
+}
+
+}  // namespace bissl::bilevel

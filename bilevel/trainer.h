@@ -1,0 +1,178 @@
+#pragma once
+// The BiSSL trainer: Algorithm 1 of BISSL_SPEC.md, plus the training-stage
+// baselines that share its machinery.
+//
+// One alternation (defaults in brackets, the spec's):
+//   lower phase, N_L [20] steps on θP and φP:
+//     pretext batch from the lower stream; objective.before_train_step(θP)
+//     (BYOL's EMA); L = L_P(θP, φP) + λ·½‖θD − θP‖² (backbone parameters
+//     only, θD a constant); clip ‖∇(θP, φP)‖ to 10; LARS (lr 1.0, wd 1e-6,
+//     momentum 0.9, trust 0.001) with linear warm-up [200 steps] then cosine
+//     over [T·N_L] steps, the schedule stepping after the optimiser.
+//   upper phase, N_U [8] steps on θD and φD, with one pretext batch drawn
+//     from the lower stream at the start of the phase and kept for all its
+//     steps (and all CG products within them):
+//     downstream batch from the upper stream;
+//     [g_θP, g_φ1] = ∇(θP, φD) L_D(θP, φD);
+//     u solves (I + H/(λ+δ)) u = g_θP by CG (5 layer-wise iterations),
+//       H = ∇²θP L_P(θP, φP) on the fixed pretext batch (bilevel/implicit.h);
+//     [g_θD, g_φ2] = ∇(θD, φD) L_D(θD, φD) on the same downstream batch;
+//     θD.grad = u + g_θD, φD.grad = g_φ1 + g_φ2; clip ‖·‖ to 10; SGD
+//     (momentum 0.9, the dataset's lr/wd) with cosine over [T·N_U] steps.
+//
+// Variants (BilevelOptions::variant):
+//   bissl          the above.
+//   ij_discarded   the ablation "IJ term discarded": θD.grad = g_θD,
+//                  φD.grad = g_φ2 (no u, no φD gradient through θP) — plain
+//                  alternating optimisation; no HVPs.
+//   weighted_sum   the baseline (1−w)·L_P + w·L_D trained jointly on one
+//                  backbone (θP), gradients of the two terms from separate
+//                  batches (one pretext, one downstream), N_L + N_U steps per
+//                  alternation with the lower optimiser over θP, φP and φD.
+//   pretext_only   continued pretraining (the "pretext + downstream mix"
+//                  baseline when the lower stream serves that mix): the lower
+//                  phase alone with λ = 0.
+// Every variant's result is θP (with its BN buffers); bissl and ij_discarded
+// also train θD and φD.
+//
+// Batch norm: every forward runs in train mode. ghost_lower/ghost_upper set
+// ghost batch norm (engine/nn/layers.h) on the backbones and the pretext
+// heads for pretext batches / downstream batches, emulating the reference's
+// per-device statistics (256 per view on the lower level and 64 on the upper
+// with its 4 devices). Each loss evaluation moves the running statistics,
+// the CG products' too (the reference's behaviour); cg_updates_bn = false
+// restores θP's buffers after every CG solve instead.
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "bilevel/cg.h"
+#include "bilevel/implicit.h"
+#include "bilevel/streams.h"
+#include "engine/nn/module.h"
+#include "engine/optim/optimizer.h"
+#include "engine/optim/schedule.h"
+#include "ssl/objective.h"
+
+namespace bissl::bilevel {
+
+enum class Variant { BiSSL, IjDiscarded, WeightedSum, PretextOnly };
+Variant parse_variant(const std::string& name);  // bissl | ij_discarded | weighted_sum | pretext_only
+const char* variant_name(Variant v);
+
+struct BilevelOptions {
+  Variant variant = Variant::BiSSL;
+  int64_t alternations = 500;  // T
+  int64_t lower_steps = 20;    // N_L
+  int64_t upper_steps = 8;     // N_U
+  double lambda = kLambda;     // λ of the proximal term λ·½‖θD − θP‖²
+  double delta = kDelta;       // δ: CG solves (I + H/(λ+δ))
+  CgOptions cg;                // 5 layer-wise iterations from 0
+  // Lower level: LARS, linear warm-up then cosine to 0.
+  double lower_lr = 1.0, lower_wd = 1e-6, lower_momentum = 0.9, lower_trust = 0.001;
+  int64_t lower_warmup = 200;
+  int64_t lower_total = 0;  // cosine horizon in lower steps; 0 = T·N_L (the spec's 10 000)
+  // Upper level: SGD with momentum, cosine to 0 without warm-up.
+  double upper_lr = 0.03, upper_wd = 1e-3, upper_momentum = 0.9;
+  int64_t upper_total = 0;  // 0 = T·N_U (the spec's 4 000)
+  double clip = 10.0;       // max total gradient norm per level (0 = no clipping)
+  int64_t ghost_lower = 0, ghost_upper = 0;  // ghost BN sizes (0 = whole-batch statistics)
+  bool cg_updates_bn = true;                 // see above
+  double weight = 0.5;                       // w of weighted_sum
+
+  void validate() const;
+};
+
+// The models BiSSL trains; the trainer keeps references, the caller owns
+// them. backbone_d (θD) and backbone_p (θP) have the same architecture;
+// head_d (φD) maps backbone features to class logits.
+struct BilevelModels {
+  nn::Layer* backbone_d = nullptr;
+  nn::Layer* backbone_p = nullptr;
+  ssl::Objective* pretext = nullptr;  // L_P and its heads φP (BYOL: and the EMA target)
+  nn::Layer* head_d = nullptr;
+};
+
+// The downstream loss L_D(θ, φD) on one batch; default cross-entropy of
+// head(backbone(x)) against y.
+using DownstreamLoss = std::function<Tensor(nn::Layer& backbone, nn::Layer& head, const DownstreamBatch& b)>;
+Tensor cross_entropy_loss(nn::Layer& backbone, nn::Layer& head, const DownstreamBatch& b);
+
+// What one alternation did (means over its steps).
+struct AlternationStats {
+  int64_t alternation = 0;       // 1-based, after it finished
+  int64_t lower_steps = 0, upper_steps = 0, hvps = 0;
+  double lower_loss = 0;         // L_P
+  double lower_reg = 0;          // λ·½‖θD − θP‖² (before each lower step)
+  double lower_grad_norm = 0;    // before clipping
+  double upper_loss_d = 0;       // L_D(θD, φD)
+  double upper_loss_p = 0;       // L_D(θP, φD) (bissl only)
+  double upper_grad_norm = 0;    // before clipping
+  double cg_residual_first = 0;  // ‖r_0‖ = ‖∇θP L_D‖ (bissl)
+  double cg_residual_last = 0;   // ‖r_K‖ (the recurrence's, see bilevel/cg.h)
+  int64_t cg_nan_replaced = 0;
+  double cg_min_curvature = 0;   // min / max Rayleigh quotient of I + H/(λ+δ) along CG's directions
+  double cg_max_curvature = 0;   // (min < 0: not positive definite; max/min: a lower bound on its condition)
+  double distance = 0;           // ‖θD − θP‖ over backbone parameters, at the end
+  double lower_lr = 0, upper_lr = 0;  // the last step's
+  double seconds = 0;
+};
+
+class BilevelTrainer {
+ public:
+  // Fresh start: BYOL's target is reset to a copy of θP here (the spec);
+  // resume with load_state_dict afterwards.
+  BilevelTrainer(BilevelModels m, BilevelOptions o, PretextStream& lower, DownstreamStream& upper,
+                 DownstreamLoss loss = cross_entropy_loss);
+
+  // One alternation: lower phase then upper phase. Throws bissl::Error
+  // naming the level, alternation and step when a loss or gradient is not
+  // finite; the parameters are those before the failing step.
+  AlternationStats alternation();
+  // The phases on their own (tests look between them).
+  void lower_phase(AlternationStats& s);
+  void upper_phase(AlternationStats& s);
+
+  int64_t alternations_done() const { return done_; }
+  int64_t lower_steps_done() const { return lower_opt_->steps(); }
+  int64_t upper_steps_done() const { return upper_opt_ ? upper_opt_->steps() : 0; }
+  optim::Optimizer& lower_optimizer() { return *lower_opt_; }
+  optim::Optimizer* upper_optimizer() { return upper_opt_.get(); }  // null for weighted_sum/pretext_only
+  const BilevelOptions& options() const { return o_; }
+  double distance() const;  // ‖θD − θP‖ over backbone parameters
+
+  // Trainer state for exact resume: both optimisers, counters and the
+  // streams' positions (the models are saved by the caller).
+  optim::StateDict state_dict() const;
+  void load_state_dict(const optim::StateDict& sd);
+
+  // Called after every HVP-based solve with the fixed pretext batch's seed
+  // (tests check that one batch serves a whole upper phase).
+  std::function<void(const ssl::SslBatch&)> on_cg;
+
+ private:
+  Tensor lower_objective(const ssl::SslBatch& b, double& lp, double& reg);
+  void check_finite(double v, const char* what, int64_t step) const;
+  // Clips the gradients of `params` to o_.clip (when > 0); returns the norm
+  // before clipping; a non-finite norm is an error naming level and step.
+  double clip(const std::vector<Tensor>& params, const char* level, int64_t step) const;
+
+  BilevelModels m_;
+  BilevelOptions o_;
+  PretextStream& lower_;
+  DownstreamStream& upper_;
+  DownstreamLoss loss_;
+  std::vector<Tensor> theta_d_, theta_p_, phi_p_, phi_d_;
+  std::unique_ptr<optim::Optimizer> lower_opt_, upper_opt_;
+  optim::WarmupCosine lower_sched_, upper_sched_;
+  int64_t done_ = 0;
+};
+
+// NoisyTune (Wu et al. 2022): every parameter tensor p += U(−λ/2, λ/2)·std(p),
+// before fine-tuning. Tensors with one element (std undefined) are left alone.
+void noisytune(nn::Module& m, double lambda, uint64_t seed);
+
+}  // namespace bissl::bilevel

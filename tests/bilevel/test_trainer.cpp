@@ -1,0 +1,427 @@
+// The BiSSL trainer (Algorithm 1): step counts per level, which parameters
+// each optimiser touches, batch-stream reshuffle points, the fixed pretext
+// batch within an upper phase, the upper gradients against an independent
+// computation, the lower objective, BYOL's EMA untouched by HVPs, exact
+// resume, and errors on non-finite losses. Tiny f64 networks on in-memory
+// streams.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <functional>
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "bilevel/trainer.h"
+#include "engine/autograd.h"
+#include "engine/nn/layers.h"
+#include "engine/ops.h"
+#include "ssl/byol.h"
+#include "ssl/simclr.h"
+#include "tests/support.h"
+
+using namespace bissl;
+using namespace bissl::bilevel;
+using bissl::testing::TinyConvNet;
+
+namespace {
+
+// Batches are a pure function of (epoch, index); every batch served is logged.
+template <class B>
+class MemStream : public BatchStream<B> {
+ public:
+  MemStream(int64_t bpe, std::function<B(int64_t, int64_t)> make) : bpe_(bpe), make_(std::move(make)) {}
+  int64_t batches_per_epoch() const override { return bpe_; }
+  int64_t epoch() const override { return epoch_; }
+  int64_t remaining() const override { return bpe_ - pos_; }
+  void new_epoch() override { ++epoch_, pos_ = 0; }
+  void seek(int64_t e, int64_t c) override { epoch_ = e, pos_ = c; }
+  B next_in_epoch() override {
+    served.push_back({epoch_, pos_});
+    return make_(epoch_, pos_++);
+  }
+  std::vector<std::pair<int64_t, int64_t>> served;
+
+ private:
+  int64_t bpe_, epoch_ = 0, pos_ = 0;
+  std::function<B(int64_t, int64_t)> make_;
+};
+
+uint64_t code(int64_t e, int64_t i) { return uint64_t(e * 1000 + i); }
+
+ssl::SslBatch pretext_batch(int64_t e, int64_t i) {
+  Generator g(100 + code(e, i));
+  return {randn({4, 5, 5, 2}, g, DType::F64), randn({4, 5, 5, 2}, g, DType::F64), code(e, i)};
+}
+
+DownstreamBatch downstream_batch(int64_t e, int64_t i) {
+  Generator g(900 + code(e, i));
+  return {randn({4, 5, 5, 2}, g, DType::F64), randint({4}, 0, 3, g)};
+}
+
+// θD, θP (same init, θD nudged so the two differ), SimCLR (or BYOL) heads, φD.
+struct Setup {
+  std::shared_ptr<TinyConvNet> d, p;
+  std::shared_ptr<ssl::Objective> obj;
+  std::shared_ptr<nn::Linear> head;
+  MemStream<ssl::SslBatch> lower;
+  MemStream<DownstreamBatch> upper;
+
+  explicit Setup(int64_t lower_bpe = 5, int64_t upper_bpe = 3, bool byol = false)
+      : lower(lower_bpe, pretext_batch), upper(upper_bpe, downstream_batch) {
+    Generator g1(7), g2(7), g(8);
+    d = std::make_shared<TinyConvNet>(2, 8, g1);
+    p = std::make_shared<TinyConvNet>(2, 8, g2);
+    if (byol) {
+      ssl::ByolOptions o;
+      o.hidden_dim = 8, o.out_dim = 4, o.pred_hidden_dim = 8, o.ema_decay = 0.9;
+      auto factory = [] {
+        Generator gg(99);
+        return std::static_pointer_cast<nn::Layer>(std::make_shared<TinyConvNet>(2, 8, gg));
+      };
+      obj = std::make_shared<ssl::BYOL>(*p, factory, 8, g, o);
+    } else {
+      ssl::SimclrOptions o;
+      o.hidden_dim = 8, o.out_dim = 4;
+      obj = std::make_shared<ssl::SimCLR>(8, g, o);
+    }
+    head = std::make_shared<nn::Linear>(8, 3, g);
+    for (nn::Module* m : {static_cast<nn::Module*>(d.get()), static_cast<nn::Module*>(p.get()),
+                          static_cast<nn::Module*>(obj.get()), static_cast<nn::Module*>(head.get())})
+      m->to(DType::F64);
+    NoGradGuard ng;
+    for (auto& t : d->parameters()) t.copy_(add(t, mul(randn(t.shape(), g, DType::F64), 0.05)));
+  }
+  BilevelModels models() { return {d.get(), p.get(), obj.get(), head.get()}; }
+};
+
+BilevelOptions small_options() {
+  BilevelOptions o;
+  o.alternations = 3;
+  o.lower_steps = 3;
+  o.upper_steps = 2;
+  o.cg.iterations = 2;
+  o.lower_lr = 0.1;
+  o.lower_warmup = 2;
+  o.upper_lr = 0.05;
+  return o;
+}
+
+std::vector<Tensor> snap(const std::vector<Tensor>& ts) {
+  std::vector<Tensor> r;
+  for (auto& t : ts) r.push_back(t.detach().clone());
+  return r;
+}
+
+double max_diff(const std::vector<Tensor>& a, const std::vector<Tensor>& b) {
+  double m = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    auto va = a[i].to_vector(), vb = b[i].to_vector();
+    for (size_t j = 0; j < va.size(); ++j) m = std::max(m, std::abs(va[j] - vb[j]));
+  }
+  return m;
+}
+
+using Served = std::vector<std::pair<int64_t, int64_t>>;
+
+}  // namespace
+
+TEST_SUITE("trainer") {
+  TEST_CASE("Algorithm 1 bookkeeping: step counts, HVPs, reshuffle points, the fixed pretext batch") {
+    Setup s(/*lower_bpe=*/5, /*upper_bpe=*/3);
+    BilevelTrainer t(s.models(), small_options(), s.lower, s.upper);
+    std::vector<std::vector<uint64_t>> cg_batches(1);
+    t.on_cg = [&](const ssl::SslBatch& b) { cg_batches.back().push_back(b.seed); };
+    for (int a = 0; a < 3; ++a) {
+      AlternationStats st = t.alternation();
+      CHECK(st.alternation == a + 1);
+      CHECK(st.lower_steps == 3);
+      CHECK(st.upper_steps == 2);
+      CHECK(st.hvps == 2 * 2);  // N_U x CG iterations
+      CHECK(st.cg_residual_first > 0);
+      cg_batches.emplace_back();
+    }
+    CHECK(t.lower_steps_done() == 9);
+    CHECK(t.upper_steps_done() == 6);
+    // Lower stream (5 per epoch): 3 lower batches + 1 fixed per alternation; a new
+    // epoch when fewer than 3 remain at the start of a lower phase.
+    CHECK(s.lower.served == Served{{0, 0}, {0, 1}, {0, 2}, {0, 3}, {1, 0}, {1, 1}, {1, 2}, {1, 3},
+                                   {2, 0}, {2, 1}, {2, 2}, {2, 3}});
+    CHECK(s.lower.reshuffles() == 2);
+    // Upper stream (3 per epoch, 2 per phase): 0,1 | new epoch (1 left < 2) 0,1 | new epoch 0,1.
+    CHECK(s.upper.served == Served{{0, 0}, {0, 1}, {1, 0}, {1, 1}, {2, 0}, {2, 1}});
+    // One pretext batch for all the CG solves of a phase: the one after its lower steps.
+    CHECK(cg_batches[0] == std::vector<uint64_t>{code(0, 3), code(0, 3)});
+    CHECK(cg_batches[1] == std::vector<uint64_t>{code(1, 3), code(1, 3)});
+    CHECK(cg_batches[2] == std::vector<uint64_t>{code(2, 3), code(2, 3)});
+  }
+
+  TEST_CASE("a downstream set smaller than a phase is cycled within the phase") {
+    Setup s(/*lower_bpe=*/10, /*upper_bpe=*/1);
+    BilevelOptions o = small_options();
+    o.upper_steps = 3;
+    BilevelTrainer t(s.models(), o, s.lower, s.upper);
+    t.alternation();
+    CHECK(s.upper.served == Served{{1, 0}, {2, 0}, {3, 0}});  // reserve(3) starts epoch 1, then dry -> 2, 3
+    t.alternation();
+    CHECK(s.upper.served.back() == std::make_pair(int64_t(6), int64_t(0)));
+  }
+
+  TEST_CASE("each optimiser touches only its level's parameters") {
+    Setup s;
+    BilevelTrainer t(s.models(), small_options(), s.lower, s.upper);
+    auto tp = s.p->parameters(), td = s.d->parameters(), fp = s.obj->head_parameters(), fd = s.head->parameters();
+    auto p0 = snap(tp), d0 = snap(td), fp0 = snap(fp), fd0 = snap(fd);
+    AlternationStats st;
+    t.lower_phase(st);
+    CHECK(max_diff(td, d0) == 0.0);
+    CHECK(max_diff(fd, fd0) == 0.0);
+    CHECK(max_diff(tp, p0) > 0.0);
+    CHECK(max_diff(fp, fp0) > 0.0);
+    p0 = snap(tp), fp0 = snap(fp);
+    t.upper_phase(st);
+    CHECK(max_diff(tp, p0) == 0.0);
+    CHECK(max_diff(fp, fp0) == 0.0);
+    CHECK(max_diff(td, d0) > 0.0);
+    CHECK(max_diff(fd, fd0) > 0.0);
+    CHECK(t.lower_optimizer().param_groups()[0].params.size() == tp.size() + fp.size());
+    CHECK(t.upper_optimizer()->param_groups()[0].params.size() == td.size() + fd.size());
+  }
+
+  TEST_CASE("one upper step applies u + ∇θD L_D to θD and both φD gradients to φD") {
+    for (Variant v : {Variant::BiSSL, Variant::IjDiscarded}) {
+      std::string name = variant_name(v);
+      CAPTURE(name);
+      Setup s;
+      BilevelOptions o = small_options();
+      o.variant = v;
+      o.lower_steps = 0;  // the fixed pretext batch is then the stream's first
+      o.upper_steps = 1;
+      o.upper_momentum = 0, o.upper_wd = 0, o.clip = 0;
+      o.lambda = 0.01, o.delta = 0.5;  // an H/(λ+δ) that matters
+      o.cg.iterations = 3;
+      BilevelTrainer t(s.models(), o, s.lower, s.upper);
+      auto tp = s.p->parameters(), td = s.d->parameters(), fd = s.head->parameters();
+      const size_t P = tp.size();
+
+      // The spec's gradients, computed here independently.
+      DownstreamBatch db = downstream_batch(0, 0);
+      ssl::SslBatch fixed = pretext_batch(0, 0);
+      s.d->train(), s.p->train(), s.obj->train(), s.head->train();
+      std::vector<Tensor> all_p = tp, all_d = td;
+      all_p.insert(all_p.end(), fd.begin(), fd.end());
+      all_d.insert(all_d.end(), fd.begin(), fd.end());
+      auto g1 = grad({cross_entropy(s.head->forward(s.p->forward(db.x)), db.y)}, all_p);
+      auto g2 = grad({cross_entropy(s.head->forward(s.d->forward(db.x)), db.y)}, all_d);
+      std::vector<Tensor> rhs(g1.begin(), g1.begin() + long(P));
+      auto u = implicit_gradient([&] { return s.obj->loss(*s.p, fixed); }, tp, rhs, o.lambda, o.delta, o.cg).u;
+      std::vector<Tensor> want_d, want_f;
+      {
+        NoGradGuard ng;
+        for (size_t i = 0; i < P; ++i)
+          want_d.push_back(sub(td[i].detach(), mul(v == Variant::BiSSL ? add(u[i], g2[i]) : g2[i], o.upper_lr)));
+        for (size_t j = 0; j < fd.size(); ++j)
+          want_f.push_back(
+              sub(fd[j].detach(), mul(v == Variant::BiSSL ? add(g1[P + j], g2[P + j]) : g2[P + j], o.upper_lr)));
+      }
+      double unorm = 0;
+      for (auto& x : u) unorm += sum(mul(x, x)).item();
+      REQUIRE(unorm > 0);
+      AlternationStats st = t.alternation();
+      CHECK(st.hvps == (v == Variant::BiSSL ? 3 : 0));
+      double e1 = max_diff(td, want_d), e2 = max_diff(fd, want_f);
+      MESSAGE(variant_name(v), ": θD max error ", e1, ", φD max error ", e2);
+      CHECK(e1 <= 1e-13);
+      CHECK(e2 <= 1e-13);
+    }
+  }
+
+  TEST_CASE("a lower step minimises L_P + λ·½‖θD − θP‖² with θD held constant") {
+    Setup a, b;  // identical twins: one through the trainer, one by hand
+    BilevelOptions o = small_options();
+    o.lower_steps = 1, o.upper_steps = 0, o.lambda = 0.3, o.clip = 0;
+    BilevelTrainer t(a.models(), o, a.lower, a.upper);
+    auto d0 = snap(a.d->parameters());
+    AlternationStats st;
+    t.lower_phase(st);
+    CHECK(max_diff(a.d->parameters(), d0) == 0.0);
+
+    auto tp = b.p->parameters(), td = b.d->parameters();
+    std::vector<Tensor> params = tp;
+    for (auto& x : b.obj->head_parameters()) params.push_back(x);
+    optim::LARS opt(params, o.lower_lr, o.lower_momentum, o.lower_wd, o.lower_trust);
+    b.p->train(), b.obj->train();
+    Tensor loss = b.obj->loss(*b.p, pretext_batch(0, 0));
+    double reg = 0;
+    for (size_t i = 0; i < tp.size(); ++i) {
+      Tensor diff = sub(tp[i], td[i].detach());
+      Tensor s2 = mul(sum(mul(diff, diff)), 0.5 * o.lambda);
+      reg += s2.item();
+      loss = add(loss, s2);
+    }
+    backward(loss);
+    opt.lr = o.lower_lr / double(o.lower_warmup);  // the warm-up's first step
+    opt.step();
+    CHECK(st.lower_reg == doctest::Approx(reg).epsilon(1e-12));
+    CHECK(max_diff(a.p->parameters(), tp) <= 1e-14);
+    CHECK(max_diff(a.obj->head_parameters(), b.obj->head_parameters()) <= 1e-14);
+  }
+
+  TEST_CASE("BYOL: target reset to θP at the start, EMA moved by lower steps only, never by HVPs") {
+    Setup s(5, 3, /*byol=*/true);
+    auto* byol = dynamic_cast<ssl::BYOL*>(s.obj.get());
+    REQUIRE(byol);
+    {  // nudge θP so that the reset is visible
+      NoGradGuard ng;
+      Generator g(3);
+      for (auto& t : s.p->parameters()) t.copy_(add(t, mul(randn(t.shape(), g, DType::F64), 0.1)));
+    }
+    BilevelTrainer t(s.models(), small_options(), s.lower, s.upper);
+    auto target_state = [&] {
+      std::vector<Tensor> r;
+      for (auto& [k, v] : byol->state_dict())
+        if (k.find("target") != std::string::npos) r.push_back(v.clone());
+      return r;
+    };
+    auto target0 = target_state();
+    REQUIRE(!target0.empty());
+    auto bb_target = byol->state_dict();
+    // After the reset the target backbone equals θP.
+    std::vector<Tensor> tb;
+    for (auto& [k, v] : bb_target)
+      if (k.rfind("backbone_target.", 0) == 0 && k.find("running") == std::string::npos &&
+          k.find("num_batches") == std::string::npos)
+        tb.push_back(v);
+    REQUIRE(tb.size() == s.p->parameters().size());
+    CHECK(max_diff(tb, s.p->parameters()) == 0.0);
+    AlternationStats st;
+    t.lower_phase(st);
+    auto target1 = target_state();
+    CHECK(max_diff(target1, target0) > 0.0);
+    t.upper_phase(st);
+    CHECK(st.hvps == 4);
+    CHECK(max_diff(target_state(), target1) == 0.0);
+  }
+
+  TEST_CASE("checkpoint and resume continue bit-identically") {
+    BilevelOptions o = small_options();
+    Setup a;
+    BilevelTrainer ta(a.models(), o, a.lower, a.upper);
+    ta.alternation();
+    ta.alternation();
+
+    Setup b;
+    nn::StateDict saved_p, saved_d, saved_o, saved_h;
+    optim::StateDict saved_t;
+    {
+      BilevelTrainer tb(b.models(), o, b.lower, b.upper);
+      tb.alternation();
+      auto keep = [](const nn::Module& m) {
+        nn::StateDict r;
+        for (auto& [k, v] : m.state_dict()) r.emplace_back(k, v.clone());
+        return r;
+      };
+      saved_p = keep(*b.p), saved_d = keep(*b.d), saved_o = keep(*b.obj), saved_h = keep(*b.head);
+      for (auto& [k, v] : tb.state_dict()) saved_t.emplace_back(k, v.clone());
+    }
+    Setup c;  // a fresh process: new models and streams
+    c.p->load_state_dict(saved_p), c.d->load_state_dict(saved_d), c.obj->load_state_dict(saved_o),
+        c.head->load_state_dict(saved_h);
+    BilevelTrainer tc(c.models(), o, c.lower, c.upper);
+    tc.load_state_dict(saved_t);
+    CHECK(tc.alternations_done() == 1);
+    tc.alternation();
+    CHECK(max_diff(c.p->parameters(), a.p->parameters()) == 0.0);
+    CHECK(max_diff(c.d->parameters(), a.d->parameters()) == 0.0);
+    CHECK(max_diff(c.head->parameters(), a.head->parameters()) == 0.0);
+    CHECK(max_diff(c.obj->head_parameters(), a.obj->head_parameters()) == 0.0);
+    CHECK(c.lower.served.back() == a.lower.served.back());
+    CHECK(c.upper.served.back() == a.upper.served.back());
+  }
+
+  TEST_CASE("baseline variants: weighted sum and pretext-only") {
+    {
+      Setup s;
+      BilevelOptions o = small_options();
+      o.variant = Variant::WeightedSum;
+      o.weight = 0.25;
+      BilevelTrainer t(s.models(), o, s.lower, s.upper);
+      auto fd0 = snap(s.head->parameters()), d0 = snap(s.d->parameters());
+      AlternationStats st = t.alternation();
+      CHECK(st.lower_steps == 5);  // N_L + N_U joint steps
+      CHECK(st.upper_steps == 0);
+      CHECK(st.hvps == 0);
+      CHECK(t.upper_optimizer() == nullptr);
+      CHECK(max_diff(s.head->parameters(), fd0) > 0.0);  // φD trained jointly
+      CHECK(max_diff(s.d->parameters(), d0) == 0.0);     // θD unused
+      CHECK(s.upper.served.size() == 5);
+    }
+    {
+      Setup s;
+      BilevelOptions o = small_options();
+      o.variant = Variant::PretextOnly;
+      BilevelModels m = s.models();
+      m.backbone_d = nullptr, m.head_d = nullptr;
+      BilevelTrainer t(m, o, s.lower, s.upper);
+      AlternationStats st = t.alternation();
+      CHECK(st.lower_steps == 3);
+      CHECK(st.lower_reg == 0.0);
+      CHECK(s.upper.served.empty());
+    }
+  }
+
+  TEST_CASE("non-finite losses and gradients stop with the level, alternation and step") {
+    {
+      Setup s;
+      BilevelTrainer t(s.models(), small_options(), s.lower, s.upper);
+      t.alternation();
+      {
+        NoGradGuard ng;
+        Tensor w = s.obj->head_parameters().back();  // the projector's last Linear: the loss itself turns NaN
+        w.copy_(full(w.shape(), std::nan(""), DType::F64));
+      }
+      CHECK_THROWS_WITH_AS(t.alternation(), doctest::Contains("lower (pretext) loss is nan at alternation 2, step 1"),
+                           Error);
+    }
+    {
+      Setup s;
+      BilevelTrainer t(s.models(), small_options(), s.lower, s.upper);
+      {
+        NoGradGuard ng;  // NaN weights behind a ReLU: the loss stays finite, the gradient does not
+        s.p->parameters()[0].copy_(full(s.p->parameters()[0].shape(), std::nan(""), DType::F64));
+      }
+      CHECK_THROWS_WITH_AS(t.alternation(), doctest::Contains("lower gradient norm is nan at alternation 1, step 1"),
+                           Error);
+    }
+  }
+
+  TEST_CASE("options are validated") {
+    Setup s;
+    BilevelOptions o = small_options();
+    o.lambda = -1;
+    CHECK_THROWS_WITH_AS(BilevelTrainer(s.models(), o, s.lower, s.upper), doctest::Contains("lambda must be >= 0"),
+                         Error);
+    CHECK_THROWS_WITH_AS(parse_variant("bilevel"), doctest::Contains("variant must be bissl"), Error);
+    BilevelModels m = s.models();
+    m.backbone_d = nullptr;
+    CHECK_THROWS_WITH_AS(BilevelTrainer(m, small_options(), s.lower, s.upper), doctest::Contains("needs the upper backbone"),
+                         Error);
+  }
+
+  TEST_CASE("NoisyTune adds uniform noise scaled by each tensor's standard deviation") {
+    Generator g(1);
+    nn::Linear l(6, 5, g);
+    l.to(DType::F64);
+    auto before = snap(l.parameters());
+    noisytune(l, 0.2, 3);
+    auto after = l.parameters();
+    for (size_t i = 0; i < after.size(); ++i) {
+      double sd = std::sqrt(var(before[i]).item());
+      auto d = sub(after[i].detach(), before[i]).to_vector();
+      double mx = 0;
+      for (double x : d) mx = std::max(mx, std::abs(x));
+      CHECK(mx > 0);
+      CHECK(mx <= 0.1 * sd + 1e-15);
+    }
+  }
+}
