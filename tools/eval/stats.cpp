@@ -1,0 +1,173 @@
+#include "tools/eval/stats.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+
+#include "engine/error.h"
+
+namespace bissl::evalstats {
+
+MeanStd mean_std(const std::vector<double>& x) {
+  BISSL_CHECK(!x.empty(), "mean_std: expected at least one value, found none");
+  MeanStd r;
+  r.n = static_cast<int64_t>(x.size());
+  for (double v : x) r.mean += v;
+  r.mean /= static_cast<double>(r.n);
+  if (r.n > 1) {
+    // Two passes: summing squared deviations avoids the cancellation of E[x²] − E[x]².
+    double ss = 0;
+    for (double v : x) ss += (v - r.mean) * (v - r.mean);
+    r.std = std::sqrt(ss / static_cast<double>(r.n - 1));
+  }
+  return r;
+}
+
+int64_t binomial(int64_t n, int64_t k) {
+  BISSL_CHECK(n >= 0, "binomial: expected n >= 0, found n = ", n);
+  if (k < 0 || k > n) return 0;
+  k = std::min(k, n - k);
+  int64_t r = 1;
+  for (int64_t i = 1; i <= k; ++i) {
+    // r·(n−k+i)/i is exact (it is C(n−k+i, i)); dividing out gcds first keeps
+    // the product from overflowing before the division.
+    const int64_t g = std::gcd(r, i);
+    const int64_t rr = r / g, t = (n - k + i) / (i / g);
+    BISSL_CHECK(rr <= std::numeric_limits<int64_t>::max() / t, "binomial: C(", n, ", ", k,
+                ") does not fit in int64");
+    r = rr * t;
+  }
+  return r;
+}
+
+PermutationResult permutation_test(const std::vector<double>& a, const std::vector<double>& b) {
+  const int64_t na = static_cast<int64_t>(a.size()), nb = static_cast<int64_t>(b.size());
+  BISSL_CHECK(na > 0 && nb > 0, "permutation_test: expected two non-empty groups, found sizes ", na,
+              " and ", nb);
+  constexpr int64_t kMaxAssignments = 200000000;
+  const int64_t n = na + nb, m = std::min(na, nb);
+  // Stop at the cap before binomial could overflow: C(n, i) grows with i up to m.
+  int64_t count = 1;
+  for (int64_t i = 1; i <= m && count <= kMaxAssignments; ++i) count = binomial(n, i);
+  BISSL_CHECK(count <= kMaxAssignments, "permutation_test: groups of ", na, " and ", nb,
+              " give more than ", kMaxAssignments, " assignments (C(", n, ", ", m,
+              ") is too many to enumerate exactly)");
+
+  std::vector<double> pooled(a);
+  pooled.insert(pooled.end(), b.begin(), b.end());
+  for (double v : pooled)
+    BISSL_CHECK(std::isfinite(v), "permutation_test: expected finite values, found ", v);
+  // The statistic is shift-invariant; centring keeps running sums small so
+  // rounding stays far below the tie tolerance.
+  double centre = 0;
+  for (double v : pooled) centre += v;
+  centre /= static_cast<double>(n);
+  double scale = 1;
+  for (double& v : pooled) v -= centre, scale = std::max(scale, std::fabs(v));
+
+  PermutationResult r;
+  r.observed = mean_std(b).mean - mean_std(a).mean;
+  r.assignments = count;
+  const double tol = 1e-12 * std::max(scale, std::fabs(r.observed));
+  const double obs = r.observed, abs_obs = std::fabs(obs);
+
+  // Enumerate subsets of size m (the smaller group; complements cover the
+  // rest) in lexicographic order, keeping prefix sums so each step only
+  // re-adds the positions that changed.
+  const bool chose_a = (m == na);
+  double total = 0;
+  for (double v : pooled) total += v;
+  std::vector<int64_t> c(m);
+  std::vector<double> ps(m + 1, 0.0);
+  for (int64_t j = 0; j < m; ++j) c[j] = j, ps[j + 1] = ps[j] + pooled[j];
+  int64_t two = 0, greater = 0, less = 0;
+  const double inv_a = 1.0 / static_cast<double>(na), inv_b = 1.0 / static_cast<double>(nb);
+  while (true) {
+    const double s = ps[m];
+    const double sa = chose_a ? s : total - s, sb = chose_a ? total - s : s;
+    const double stat = sb * inv_b - sa * inv_a;
+    two += std::fabs(stat) >= abs_obs - tol;
+    greater += stat >= obs - tol;
+    less += stat <= obs + tol;
+    int64_t i = m - 1;
+    while (i >= 0 && c[i] == n - m + i) --i;
+    if (i < 0) break;
+    ++c[i];
+    ps[i + 1] = ps[i] + pooled[c[i]];
+    for (int64_t j = i + 1; j < m; ++j) c[j] = c[j - 1] + 1, ps[j + 1] = ps[j] + pooled[c[j]];
+  }
+  const double total_count = static_cast<double>(count);
+  r.p_two_sided = static_cast<double>(two) / total_count;
+  r.p_greater = static_cast<double>(greater) / total_count;
+  r.p_less = static_cast<double>(less) / total_count;
+  return r;
+}
+
+double voc07_ap(const std::vector<double>& scores, const std::vector<int>& positives) {
+  BISSL_CHECK(scores.size() == positives.size(), "voc07_ap: expected one 0/1 label per score, found ",
+              scores.size(), " scores and ", positives.size(), " labels");
+  int64_t npos = 0;
+  for (int p : positives) {
+    BISSL_CHECK(p == 0 || p == 1, "voc07_ap: expected labels 0 or 1, found ", p);
+    npos += p;
+  }
+  if (npos == 0) return 0.0;
+  for (double s : scores) BISSL_CHECK(std::isfinite(s), "voc07_ap: expected finite scores, found ", s);
+  std::vector<size_t> order(scores.size());
+  std::iota(order.begin(), order.end(), size_t{0});
+  // Stable so that tied scores keep input order, making the result reproducible.
+  std::stable_sort(order.begin(), order.end(), [&](size_t i, size_t j) { return scores[i] > scores[j]; });
+  std::vector<double> rec(order.size()), prec(order.size());
+  int64_t tp = 0;
+  for (size_t r = 0; r < order.size(); ++r) {
+    tp += positives[order[r]];
+    rec[r] = static_cast<double>(tp) / static_cast<double>(npos);
+    prec[r] = static_cast<double>(tp) / static_cast<double>(r + 1);
+  }
+  // Precision at recall ≥ t is the running max from the end of the ranking.
+  for (size_t r = order.size() - 1; r-- > 0;) prec[r] = std::max(prec[r], prec[r + 1]);
+  double ap = 0;
+  for (int i = 0; i <= 10; ++i) {
+    const double t = i / 10.0;
+    // Small slack so that a recall of exactly 3/10 counts at t = 0.3.
+    auto it = std::lower_bound(rec.begin(), rec.end(), t - 1e-12);
+    if (it != rec.end()) ap += prec[static_cast<size_t>(it - rec.begin())];
+  }
+  return ap / 11.0;
+}
+
+double voc07_map(const std::vector<std::vector<double>>& scores_per_class,
+                 const std::vector<std::vector<int>>& positives_per_class) {
+  BISSL_CHECK(!scores_per_class.empty() && scores_per_class.size() == positives_per_class.size(),
+              "voc07_map: expected the same non-zero number of classes for scores and labels, found ",
+              scores_per_class.size(), " and ", positives_per_class.size());
+  double sum = 0;
+  for (size_t c = 0; c < scores_per_class.size(); ++c)
+    sum += voc07_ap(scores_per_class[c], positives_per_class[c]);
+  return sum / static_cast<double>(scores_per_class.size());
+}
+
+double topk_accuracy(const std::vector<double>& logits, int64_t n, int64_t classes,
+                     const std::vector<int64_t>& labels, int k) {
+  BISSL_CHECK(n > 0 && classes > 0, "topk_accuracy: expected n > 0 and classes > 0, found n = ", n,
+              ", classes = ", classes);
+  BISSL_CHECK(static_cast<int64_t>(logits.size()) == n * classes, "topk_accuracy: expected ", n, "x",
+              classes, " = ", n * classes, " logits, found ", logits.size());
+  BISSL_CHECK(static_cast<int64_t>(labels.size()) == n, "topk_accuracy: expected ", n,
+              " labels, found ", labels.size());
+  BISSL_CHECK(k >= 1, "topk_accuracy: expected k >= 1, found ", k);
+  int64_t hits = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t y = labels[i];
+    BISSL_CHECK(y >= 0 && y < classes, "topk_accuracy: expected labels in [0, ", classes,
+                "), found ", y, " at row ", i);
+    const double* row = logits.data() + i * classes;
+    int64_t above = 0;
+    for (int64_t c = 0; c < classes; ++c) above += row[c] > row[y];
+    hits += above < k;
+  }
+  return static_cast<double>(hits) / static_cast<double>(n);
+}
+
+}  // namespace bissl::evalstats
