@@ -1,5 +1,7 @@
 #include "tools/pretrain/run.h"
 
+#include "tools/pretrain/build.h"
+
 #include <unistd.h>
 
 #include <chrono>
@@ -32,26 +34,6 @@ namespace {
 
 constexpr const char* kCheckpointFormat = "bissl-pretrain-checkpoint-1";
 
-// MAE as an ssl::Objective: the decoder is its head; the mask of a step comes
-// from the batch seed, so every evaluation of one batch masks the same patches.
-class MaeObjective : public ssl::Objective {
- public:
-  MaeObjective(const models::ViTConfig& enc, const ssl::MaeConfig& cfg, Generator& g) {
-    decoder_ = register_module("decoder", std::make_shared<ssl::MaeDecoder>(enc, cfg, g));
-  }
-  Tensor loss(nn::Layer& backbone, const ssl::SslBatch& b) override {
-    auto* vit = dynamic_cast<models::ViT*>(&backbone);
-    BISSL_CHECK(vit, "mae: expected a ViT backbone");
-    Generator g(b.seed);
-    return ssl::mae_loss(*vit, *decoder_, b.view1, Tensor(), g).loss;
-  }
-  nn::Module& head() override { return *decoder_; }
-  std::string type_name() const override { return "MAE"; }
-
- private:
-  std::shared_ptr<ssl::MaeDecoder> decoder_;
-};
-
 struct Parts {
   std::shared_ptr<const data::ImageSet> train;
   std::shared_ptr<nn::Layer> backbone;
@@ -60,84 +42,15 @@ struct Parts {
   Device dev = Device::CPU;
 };
 
-std::shared_ptr<const data::ImageSet> load_data(const Config& c) {
-  data::ImageSet s;
-  if (c.dataset == "fashion-mnist") s = data::load_fashion_mnist(c.root, true);
-  else if (c.dataset == "mnist") s = data::load_mnist(c.root, true);
-  else if (c.dataset == "cifar10") s = data::load_cifar10(c.root, true);
-  else if (c.dataset == "cifar100") s = data::load_cifar100(c.root, true);
-  else if (c.dataset == "stl10") s = data::load_stl10(c.root, data::Stl10Split::Unlabeled, c.limit > 0 ? c.limit : -1);
-  else if (c.dataset == "folder") {
-    data::ImageFolderOptions o;
-    o.height = o.width = c.image_size;
-    o.resize = true;
-    s = data::load_image_folder(c.root, o);
-  } else {
-    throw Error(str("config: data.dataset must be fashion-mnist, mnist, cifar10, cifar100, stl10 or folder, found '",
-                    c.dataset, "'"));
-  }
-  if (c.limit > 0 && c.limit < s.n) {
-    std::vector<int64_t> idx(static_cast<size_t>(c.limit));
-    for (int64_t i = 0; i < c.limit; ++i) idx[size_t(i)] = i;
-    s = data::subset(s, idx);
-  }
-  return std::make_shared<const data::ImageSet>(std::move(s));
-}
-
-models::ViTConfig vit_config(const Config& c, int64_t channels) {
-  models::ViTConfig v = c.arch == "vit_small" ? models::ViTConfig::small(c.image_size, c.patch_size)
-                                              : models::ViTConfig::tiny(c.image_size, c.patch_size);
-  v.in_channels = channels;
-  return v;
-}
-
-std::shared_ptr<nn::Layer> make_backbone(const Config& c, int64_t channels, Generator& g, int64_t& feature_dim) {
-  if (c.arch.rfind("resnet", 0) == 0) {
-    models::ResNetConfig rc;
-    rc.depth = c.arch == "resnet18" ? 18 : c.arch == "resnet34" ? 34 : c.arch == "resnet50" ? 50 : -1;
-    BISSL_CHECK(rc.depth > 0, "config: model.arch must be resnet18, resnet34, resnet50, vit_tiny or vit_small, found '",
-                c.arch, "'");
-    rc.stem = c.stem == "imagenet" ? models::ResNetStem::ImageNet : models::ResNetStem::Cifar;
-    rc.width = c.width;
-    rc.in_channels = channels;
-    auto m = std::make_shared<models::ResNet>(rc, g);
-    feature_dim = m->feature_dim();
-    return m;
-  }
-  BISSL_CHECK(c.arch == "vit_tiny" || c.arch == "vit_small",
-              "config: model.arch must be resnet18, resnet34, resnet50, vit_tiny or vit_small, found '", c.arch, "'");
-  auto v = std::make_shared<models::ViT>(vit_config(c, channels), g);
-  feature_dim = v->config().embed_dim;
-  return v;
-}
-
 Parts build(const Config& c) {
   Parts p;
-  p.dev = c.device == "cuda" || (c.device == "auto" && cuda_device_count() > 0) ? Device::CUDA : Device::CPU;
+  p.dev = device_of(c.device);
   p.train = load_data(c);
   Generator g(c.seed);
   int64_t fdim = 0;
   p.backbone = make_backbone(c, p.train->c, g, fdim);
+  p.objective = make_objective(c, *p.backbone, p.train->c, fdim, g);
   p.backbone->to(p.dev);
-  if (c.method == "simclr") {
-    ssl::SimclrOptions o;
-    o.hidden_dim = c.proj_hidden, o.out_dim = c.proj_out, o.temperature = c.temperature;
-    p.objective = std::make_shared<ssl::SimCLR>(fdim, g, o);
-  } else if (c.method == "byol") {
-    ssl::ByolOptions o;
-    o.hidden_dim = c.proj_hidden, o.out_dim = c.proj_out, o.pred_hidden_dim = c.proj_hidden, o.ema_decay = c.ema;
-    int64_t channels = p.train->c;
-    auto factory = [c, channels] {
-      Generator g2(c.seed + 1);
-      int64_t unused = 0;
-      return make_backbone(c, channels, g2, unused);
-    };
-    p.objective = std::make_shared<ssl::BYOL>(*p.backbone, factory, fdim, g, o);
-  } else {
-    ssl::MaeConfig mc;
-    mc.decoder_dim = c.decoder_dim, mc.decoder_depth = c.decoder_depth, mc.mask_ratio = c.mask_ratio;
-    p.objective = std::make_shared<MaeObjective>(vit_config(c, p.train->c), mc, g);
-  }
   p.objective->to(p.dev);
   std::vector<Tensor> params = p.backbone->parameters();
   for (auto& t : p.objective->head_parameters()) params.push_back(t);
@@ -183,11 +96,7 @@ int64_t meta_int(const io::SafetensorsFile& f, const std::string& k, const std::
 }
 
 void save_weights(const Config& c, Parts& p, const std::string& dir) {
-  if (auto* r = dynamic_cast<models::ResNet*>(p.backbone.get())) {
-    models::save_torch_state(*r, dir + "/backbone.safetensors");  // PyTorch layout: loads into torchvision
-  } else {
-    io::save_safetensors(dir + "/backbone.safetensors", prefixed("", p.backbone->state_dict()));
-  }
+  save_backbone(*p.backbone, dir + "/backbone.safetensors");
   io::save_safetensors(dir + "/objective.safetensors", prefixed("", p.objective->state_dict()),
                        {{"method", c.method}});
 }

@@ -1,0 +1,177 @@
+// The stage configs (settings binder, the pipeline config) and the whole
+// pipeline on the real Fashion-MNIST in its --quick preset: every stage runs,
+// the report has the FT vs BiSSL+FT table, a second run skips every stage and
+// reproduces it, and the BiSSL stage resumes bit-identically.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "data/datasets.h"
+#include "tests/support.h"
+#include "tools/common/settings.h"
+#include "tools/stages/bissl_stage.h"
+#include "tools/stages/config.h"
+#include "tools/stages/pipeline.h"
+
+using namespace bissl;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+bool have_fashion_mnist() {
+  return fs::exists(std::string(data::kFashionMnistDir) + "/train-images-idx3-ubyte.gz") ||
+         fs::exists(std::string(data::kFashionMnistDir) + "/train-images-idx3-ubyte");
+}
+
+}  // namespace
+
+TEST_SUITE("stages") {
+  TEST_CASE("settings: TOML, overrides, lists, pass-through sections, round trip, errors") {
+    struct V {
+      std::string name = "a";
+      double lr = 0.1;
+      int64_t n = 3;
+      bool on = false;
+      std::vector<int64_t> ids;
+      std::vector<std::string> words;
+    } v;
+    std::vector<std::string> passed;
+    settings::Settings s;
+    s.add("x", "name", &v.name);
+    s.add("x", "lr", &v.lr);
+    s.add("x", "n", &v.n);
+    s.add("y", "on", &v.on);
+    s.add("y", "ids", &v.ids);
+    s.add("y", "words", &v.words);
+    s.add_passthrough("sub", [&](const std::string& a) { passed.push_back(a); }, [] { return "[inner]\nk = 1\n"; });
+    s.load_toml_string("[x]\nname = \"b\"\nlr = 1e-3\n[y]\non = true\nids = [0, 2, 4]\nwords = [\"p\", \"q\"]\n"
+                       "[sub.train]\nepochs = 2\n",
+                       "test");
+    CHECK(v.name == "b");
+    CHECK(v.lr == 1e-3);
+    CHECK(v.on);
+    CHECK(v.ids == std::vector<int64_t>{0, 2, 4});
+    CHECK(v.words == std::vector<std::string>{"p", "q"});
+    CHECK(passed == std::vector<std::string>{"train.epochs=2"});
+    s.set("x.n=7");
+    s.set("y.ids=1,3");
+    s.set("sub.data.root=/tmp");
+    CHECK(v.n == 7);
+    CHECK(v.ids == std::vector<int64_t>{1, 3});
+    CHECK(passed.back() == "data.root=/tmp");
+    std::string text = s.to_toml();
+    CHECK(text.find("[sub.inner]") != std::string::npos);
+    V w = v;
+    v = V{};
+    s.load_toml_string(text.substr(0, text.find("[sub.inner]")), "round trip");
+    CHECK(v.name == w.name);
+    CHECK(v.lr == w.lr);
+    CHECK(v.n == w.n);
+    CHECK(v.ids == w.ids);
+    CHECK(v.words == w.words);
+    CHECK_THROWS_WITH_AS(s.set("x.nope=1"), doctest::Contains("unknown key 'x.nope'; known keys: x.name"), Error);
+    CHECK_THROWS_WITH_AS(s.set("x.n=1.5"), doctest::Contains("x.n expects an integer, found '1.5'"), Error);
+    CHECK_THROWS_WITH_AS(s.set("y.on=maybe"), doctest::Contains("y.on expects true or false"), Error);
+    CHECK_THROWS_WITH_AS(s.load_toml_string("[x]\nlr = \"fast\"\n", "f.toml"),
+                         doctest::Contains("x.lr expects a number, found 'fast'"), Error);
+    CHECK_THROWS_WITH_AS(s.load_toml_string("[x\n", "broken.toml"), doctest::Contains("broken.toml"), Error);
+  }
+
+  TEST_CASE("the pipeline config: the shipped file loads, round-trips and validates") {
+    stages::Config c = stages::load_config(std::string(BISSL_SOURCE_DIR) + "/configs/pipeline_fashion_mnist.toml", {});
+    CHECK(c.task.classes == std::vector<int64_t>{0, 2, 4, 6});
+    CHECK(c.pretrain.method == "simclr");
+    CHECK(c.pretrain.width == 0.25);
+    CHECK(c.bissl.lambda == 0.001);  // spec defaults where the file is silent
+    CHECK(c.bissl.delta == 10.0);
+    CHECK(c.bissl.cg_iterations == 5);
+    stages::Config d;
+    d.load_toml_string(c.to_toml(), "resolved");
+    CHECK(d.to_toml() == c.to_toml());
+    stages::Config copy = c;  // a copy is bound to its own members
+    copy.set("finetune.seeds=7");
+    CHECK(copy.finetune.seeds == 7);
+    CHECK(c.finetune.seeds == 3);
+    CHECK_THROWS_WITH_AS(stages::load_config("", {"pipeline.arms=ft,bisl"}), doctest::Contains("unknown arm 'bisl'"),
+                         Error);
+    CHECK_THROWS_WITH_AS(stages::load_config("/nonexistent.toml", {}), doctest::Contains("expected a readable TOML file"),
+                         Error);
+    CHECK_THROWS_WITH_AS(stages::load_config("", {"pretrain.train.optimizer=adam"}),
+                         doctest::Contains("train.optimizer must be lars, adamw or sgd"), Error);
+  }
+
+  TEST_CASE("the --quick pipeline on Fashion-MNIST end to end, rerun, and an exact BiSSL resume") {
+    if (!have_fashion_mnist()) {
+      MESSAGE("SKIPPED: Fashion-MNIST is not installed at ", data::kFashionMnistDir, " (tools/setup.sh installs it)");
+      return;
+    }
+    testing::TempDir tmp("pipeline");
+    stages::Config c = stages::load_config(std::string(BISSL_SOURCE_DIR) + "/configs/pipeline_fashion_mnist.toml", {},
+                                           /*quick=*/true);
+    c.out = tmp.file("run");
+    c.device = "cpu";
+    std::string report = stages::run_pipeline(c);
+    for (const char* f : {"report.md", "config.toml", "pretrain/backbone.safetensors", "task/train.txt",
+                          "finetune/search/search.jsonl", "warmup/head.safetensors", "train/bissl/backbone.safetensors",
+                          "train/bissl/metrics.jsonl", "finetune/ft/seed1/result.json",
+                          "finetune/bissl/seed0/backbone.safetensors", "eval/eval.json", "eval/tsne_bissl_start.svg",
+                          "train_bissl_losses.svg", "finetune_val.svg"})
+      CHECK_MESSAGE(fs::exists(c.out + "/" + f), "missing ", f);
+    CHECK(report.find("| ft |") != std::string::npos);
+    CHECK(report.find("| bissl |") != std::string::npos);
+    CHECK(report.find("p (two-sided)") != std::string::npos);
+    auto eval = nlohmann::json::parse(slurp(c.out + "/eval/eval.json"));
+    CHECK(eval["arms"]["bissl"]["vs_ft"]["assignments"] == 6);  // C(4, 2) for 2 + 2 seeds
+    CHECK(eval["arms"]["ft"]["test_top1"].size() == 2);
+    // BiSSL's metrics: one line per alternation with CG residuals and the distance.
+    std::ifstream m(c.out + "/train/bissl/metrics.jsonl");
+    int lines = 0;
+    for (std::string line; std::getline(m, line); ++lines) {
+      auto j = nlohmann::json::parse(line);
+      CHECK(j["hvps"] == 2 * 5);
+      CHECK(j["cg_residual_first"].get<double>() > 0);  // ‖∇θP L_D‖
+      CHECK(std::isfinite(j["cg_residual_last"].get<double>()));
+      CHECK(j["cg_max_curvature"].get<double>() >= j["cg_min_curvature"].get<double>());
+      CHECK(j.contains("val_top1_d"));
+    }
+    CHECK(lines == 2);
+
+    // A second run finds every output and recomputes only the statistics.
+    std::string again = stages::run_pipeline(c);
+    auto table = [](const std::string& r) { return r.substr(r.find("| arm |"), r.find("Per-seed") - r.find("| arm |")); };
+    CHECK(table(again) == table(report));
+    CHECK(again.find("outputs existed, not rerun") != std::string::npos);
+
+    // The BiSSL stage stopped after one alternation and resumed equals a straight run.
+    stages::Task task = stages::load_task(c.task);
+    stages::Config c2 = c;
+    c2.finetune.lr = 0.05, c2.finetune.weight_decay = 1e-3;
+    stages::BisslInputs in{c.out + "/pretrain/backbone.safetensors", c.out + "/pretrain/objective.safetensors",
+                           c.out + "/warmup/head.safetensors"};
+    stages::run_bissl(c2, task, in, tmp.file("straight"), "bissl", false, false);
+    stages::run_bissl(c2, task, in, tmp.file("resumed"), "bissl", false, true, /*stop_after=*/1);
+    CHECK_FALSE(fs::exists(tmp.file("resumed") + "/backbone.safetensors"));
+    auto r = stages::run_bissl(c2, task, in, tmp.file("resumed"), "bissl", false, true);
+    CHECK(r.resumed);
+    CHECK(r.stats.size() == 1);
+    CHECK(slurp(tmp.file("straight") + "/backbone.safetensors") == slurp(tmp.file("resumed") + "/backbone.safetensors"));
+    CHECK(slurp(tmp.file("straight") + "/head_d.safetensors") == slurp(tmp.file("resumed") + "/head_d.safetensors"));
+
+    // Missing inputs name the file.
+    stages::BisslInputs bad = in;
+    bad.objective = tmp.file("nope.safetensors");
+    CHECK_THROWS_WITH_AS(stages::run_bissl(c2, task, bad, tmp.file("bad"), "bissl", false, false),
+                         doctest::Contains("nope.safetensors"), Error);
+  }
+}

@@ -1,0 +1,233 @@
+#include "tools/stages/bissl_stage.h"
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "engine/backend.h"
+#include "engine/io/safetensors.h"
+#include "models/heads.h"
+#include "tools/pretrain/build.h"
+#include "tools/stages/classify.h"
+#include "tools/stages/progress.h"
+
+namespace bissl::stages {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* kFormat = "bissl-train-checkpoint-1";
+
+io::NamedTensors prefixed(const std::string& p, const nn::StateDict& sd) {
+  io::NamedTensors r;
+  for (auto& [k, t] : sd) r.emplace_back(p + k, t.to(Device::CPU));
+  return r;
+}
+
+nn::StateDict take(const io::SafetensorsFile& f, const std::string& p) {
+  nn::StateDict r;
+  for (auto& [k, t] : f.tensors)
+    if (k.rfind(p, 0) == 0) r.emplace_back(k.substr(p.size()), t);
+  return r;
+}
+
+nlohmann::json stats_json(const bilevel::AlternationStats& s) {
+  return {{"alternation", s.alternation},
+          {"lower_steps", s.lower_steps},
+          {"upper_steps", s.upper_steps},
+          {"hvps", s.hvps},
+          {"lower_loss", s.lower_loss},
+          {"lower_reg", s.lower_reg},
+          {"lower_grad_norm", s.lower_grad_norm},
+          {"upper_loss_d", s.upper_loss_d},
+          {"upper_loss_p", s.upper_loss_p},
+          {"upper_grad_norm", s.upper_grad_norm},
+          {"cg_residual_first", s.cg_residual_first},
+          {"cg_residual_last", s.cg_residual_last},
+          {"cg_nan_replaced", s.cg_nan_replaced},
+          {"cg_min_curvature", s.cg_min_curvature},
+          {"cg_max_curvature", s.cg_max_curvature},
+          {"distance", s.distance},
+          {"lower_lr", s.lower_lr},
+          {"upper_lr", s.upper_lr},
+          {"seconds", s.seconds}};
+}
+
+}  // namespace
+
+BisslStageResult run_bissl(const Config& cfg_in, const Task& task, const BisslInputs& in, const std::string& dir,
+                           const std::string& variant_name_in, bool mix, bool resume, int64_t stop_after) {
+  auto t0 = std::chrono::steady_clock::now();
+  Config cfg = cfg_in;
+  if (!variant_name_in.empty()) cfg.bissl.variant = variant_name_in;
+  const auto& bc = cfg.bissl;
+  fs::create_directories(dir);
+  std::ofstream(dir + "/config.toml") << cfg.to_toml();
+  const Device dev = resolve_device(cfg.device);
+
+  bilevel::BilevelOptions o;
+  o.variant = bilevel::parse_variant(bc.variant);
+  o.alternations = bc.alternations, o.lower_steps = bc.lower_steps, o.upper_steps = bc.upper_steps;
+  o.lambda = bc.lambda, o.delta = bc.delta;
+  o.cg.iterations = bc.cg_iterations, o.cg.layerwise = bc.cg_layerwise, o.cg.tolerance = bc.cg_tolerance;
+  o.lower_lr = bc.lower_lr, o.lower_wd = bc.lower_wd, o.lower_momentum = bc.lower_momentum, o.lower_trust = bc.lower_trust;
+  o.lower_warmup = bc.lower_warmup, o.lower_total = bc.lower_total;
+  o.upper_lr = bc.upper_lr >= 0 ? bc.upper_lr : cfg.finetune.lr;
+  o.upper_wd = bc.upper_wd >= 0 ? bc.upper_wd : cfg.finetune.weight_decay;
+  o.upper_momentum = bc.upper_momentum, o.upper_total = bc.upper_total;
+  o.clip = bc.clip, o.ghost_lower = bc.ghost_lower, o.ghost_upper = bc.ghost_upper;
+  o.cg_updates_bn = bc.cg_updates_bn, o.weight = bc.weight;
+  const bool two_backbones = o.variant == bilevel::Variant::BiSSL || o.variant == bilevel::Variant::IjDiscarded;
+  const bool needs_head = o.variant != bilevel::Variant::PretextOnly;
+
+  // Models: θD and θP from the same pretrained weights.
+  const int64_t ch = task.train->c;
+  int64_t fdim = 0;
+  auto theta_p = build_backbone(cfg, ch, in.backbone, cfg.seed, fdim);
+  std::shared_ptr<nn::Layer> theta_d;
+  if (two_backbones) theta_d = build_backbone(cfg, ch, in.backbone, cfg.seed, fdim);
+  Generator g(cfg.seed + 11);
+  auto objective = pretrain::make_objective(cfg.pretrain, *theta_p, ch, fdim, g);
+  {
+    io::SafetensorsFile f = io::load_safetensors(in.objective);
+    try {
+      objective->load_state_dict(nn::StateDict(f.tensors.begin(), f.tensors.end()));
+    } catch (const Error& e) {
+      throw Error(str("bissl: loading the pretext objective '", in.objective, "': ", e.what()));
+    }
+  }
+  std::shared_ptr<models::LinearHead> head;
+  if (needs_head) {
+    head = std::make_shared<models::LinearHead>(fdim, task.num_classes, g);
+    BISSL_CHECK(!in.head.empty(), "bissl: variant ", bc.variant, " needs the warm-up head (head.safetensors)");
+    io::SafetensorsFile f = io::load_safetensors(in.head);
+    try {
+      head->load_state_dict(nn::StateDict(f.tensors.begin(), f.tensors.end()));
+    } catch (const Error& e) {
+      throw Error(str("bissl: loading the warm-up head '", in.head, "': ", e.what()));
+    }
+  }
+  theta_p->to(dev);
+  if (theta_d) theta_d->to(dev);
+  objective->to(dev);
+  if (head) head->to(dev);
+
+  // Streams: the pretext set (unlabelled) and the downstream training split.
+  std::shared_ptr<const data::ImageSet> pretext = pretrain::load_data(cfg.pretrain);
+  if (mix) pretext = std::make_shared<const data::ImageSet>(concat_unlabelled(*pretext, *task.train));
+  LoaderPretextStream lower(pretext, cfg.pretrain, bc.lower_batch, cfg.seed * 7 + 1, cfg.workers, dev);
+  LoaderDownstreamStream upper(task.train, cfg.task.image_size, std::min(bc.upper_batch, task.train->n),
+                               cfg.seed * 7 + 2, cfg.workers, dev);
+
+  bilevel::BilevelModels m{theta_d.get(), theta_p.get(), objective.get(), head.get()};
+  bilevel::BilevelTrainer trainer(m, o, lower, upper);
+
+  const std::string ckpt = dir + "/checkpoint.safetensors";
+  BisslStageResult res;
+  std::ofstream metrics;
+  if (resume && fs::exists(ckpt)) {
+    io::SafetensorsFile f = io::load_safetensors(ckpt);
+    auto fmt_it = f.metadata.find("format");
+    BISSL_CHECK(fmt_it != f.metadata.end() && fmt_it->second == kFormat, "bissl: '", ckpt,
+                "' is not a bissl-train checkpoint (expected metadata format=", kFormat, ")");
+    theta_p->load_state_dict(take(f, "theta_p."));
+    if (theta_d) theta_d->load_state_dict(take(f, "theta_d."));
+    objective->load_state_dict(take(f, "objective."));
+    if (head) head->load_state_dict(take(f, "head_d."));
+    trainer.load_state_dict(take(f, "trainer."));
+    res.resumed = true;
+    std::fprintf(stderr, "bissl: resumed from %s after %lld alternations\n", ckpt.c_str(),
+                 (long long)trainer.alternations_done());
+    // Keep the metrics of the alternations the checkpoint covers.
+    std::vector<std::string> keep;
+    std::ifstream old(dir + "/metrics.jsonl");
+    for (std::string line; std::getline(old, line);)
+      if (!line.empty() && nlohmann::json::parse(line).value("alternation", int64_t(0)) <= trainer.alternations_done())
+        keep.push_back(line);
+    old.close();
+    metrics.open(dir + "/metrics.jsonl", std::ios::trunc);
+    for (auto& l : keep) metrics << l << "\n";
+  } else {
+    metrics.open(dir + "/metrics.jsonl", std::ios::trunc);
+  }
+
+  auto save_ckpt = [&](const std::string& path) {
+    io::NamedTensors all = prefixed("theta_p.", theta_p->state_dict());
+    if (theta_d)
+      for (auto& kv : prefixed("theta_d.", theta_d->state_dict())) all.push_back(kv);
+    for (auto& kv : prefixed("objective.", objective->state_dict())) all.push_back(kv);
+    if (head)
+      for (auto& kv : prefixed("head_d.", head->state_dict())) all.push_back(kv);
+    for (auto& kv : prefixed("trainer.", trainer.state_dict())) all.push_back(kv);
+    io::save_safetensors(path, all,
+                         {{"format", kFormat},
+                          {"alternations_done", std::to_string(trainer.alternations_done())},
+                          {"config", cfg.to_toml()}});
+  };
+
+  std::fprintf(stderr, "bissl: variant %s, %lld alternations x (%lld lower + %lld upper steps), lower batch %lld, "
+               "upper batch %lld, upper lr %.4g wd %.4g, backend %s\n",
+               bc.variant.c_str(), (long long)bc.alternations, (long long)bc.lower_steps, (long long)bc.upper_steps,
+               (long long)bc.lower_batch, (long long)bc.upper_batch, o.upper_lr, o.upper_wd, backend_summary().c_str());
+  Progress progress(str("bissl (", bc.variant, ")"), bc.alternations, "alt");
+  int64_t here = 0;
+  while (trainer.alternations_done() < bc.alternations && (stop_after <= 0 || here < stop_after)) {
+    bilevel::AlternationStats s;
+    try {
+      s = trainer.alternation();
+    } catch (const Error& e) {
+      std::string where = dir + "/checkpoint_nonfinite.safetensors";
+      save_ckpt(where);
+      throw Error(str(e.what(), "; the state is saved to ", where));
+    }
+    ++here;
+    nlohmann::json j = stats_json(s);
+    bool eval_now = head && bc.eval_every > 0 &&
+                    (s.alternation % bc.eval_every == 0 || s.alternation == bc.alternations);
+    std::string extra = str("L_P ", fmt(s.lower_loss, 4));
+    if (needs_head) extra += str(" | L_D ", fmt(s.upper_loss_d, 4));
+    if (eval_now) {
+      if (theta_d) {
+        double vd = evaluate(*theta_d, *head, *task.val, task.num_classes, cfg.task.image_size, dev, cfg.workers).top1;
+        j["val_top1_d"] = vd;
+        extra += str(" | val(θD) ", fmt(100 * vd, 3), "%");
+      }
+      double vp = evaluate(*theta_p, *head, *task.val, task.num_classes, cfg.task.image_size, dev, cfg.workers).top1;
+      j["val_top1_p"] = vp;
+      extra += str(" | val(θP) ", fmt(100 * vp, 3), "%");
+    }
+    if (two_backbones) extra += str(" | ‖θD−θP‖ ", fmt(s.distance, 3));
+    metrics << j.dump() << "\n";
+    metrics.flush();
+    res.stats.push_back(s);
+    progress.update(trainer.alternations_done(), extra);
+    if (bc.checkpoint_every > 0 && trainer.alternations_done() % bc.checkpoint_every == 0) save_ckpt(ckpt);
+  }
+  progress.done();
+  save_ckpt(ckpt);
+  res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (trainer.alternations_done() >= bc.alternations) {
+    pretrain::save_backbone(*theta_p, dir + "/backbone.safetensors");
+    if (theta_d) pretrain::save_backbone(*theta_d, dir + "/backbone_d.safetensors");
+    if (head) io::save_safetensors(dir + "/head_d.safetensors", prefixed("", head->state_dict()));
+    io::save_safetensors(dir + "/objective.safetensors", prefixed("", objective->state_dict()),
+                         {{"method", cfg.pretrain.method}});
+    std::ofstream(dir + "/summary.json") << nlohmann::json{{"variant", bc.variant},
+                                                           {"alternations", trainer.alternations_done()},
+                                                           {"lower_steps", trainer.lower_steps_done()},
+                                                           {"upper_steps", trainer.upper_steps_done()},
+                                                           {"upper_lr", o.upper_lr},
+                                                           {"upper_wd", o.upper_wd},
+                                                           {"seconds", res.seconds},
+                                                           {"backend", backend_summary()}}
+                                                .dump(1)
+                                         << "\n";
+  }
+  return res;
+}
+
+}  // namespace bissl::stages

@@ -1,0 +1,115 @@
+#include "tools/stages/classify.h"
+
+#include <cmath>
+
+#include "data/augment.h"
+#include "data/loader.h"
+#include "engine/autograd.h"
+#include "engine/nn/layers.h"
+#include "engine/ops.h"
+#include "engine/random.h"
+#include "tools/eval/stats.h"
+#include "tools/pretrain/build.h"
+
+namespace bissl::stages {
+
+Device resolve_device(const std::string& device) { return pretrain::device_of(device); }
+
+std::shared_ptr<nn::Layer> build_backbone(const Config& cfg, int64_t channels, const std::string& weights,
+                                          uint64_t seed, int64_t& feature_dim) {
+  pretrain::Config pc = cfg.pretrain;
+  pc.seed = seed;
+  Generator g(seed);
+  auto bb = pretrain::make_backbone(pc, channels, g, feature_dim);
+  if (!weights.empty()) pretrain::load_backbone(*bb, weights);
+  return bb;
+}
+
+int topk_k(int64_t num_classes) { return num_classes > 5 ? 5 : 2; }
+
+Accuracy evaluate(nn::Layer& backbone, nn::Layer& head, const data::ImageSet& set, int64_t num_classes,
+                  int64_t image_size, Device dev, int workers) {
+  data::LoaderOptions lo;
+  lo.batch_size = 512;
+  lo.shuffle = false;
+  lo.workers = workers;
+  lo.views = {data::eval_view(image_size, set.c)};
+  lo.device = dev;
+  data::Loader loader(std::shared_ptr<const data::ImageSet>(&set, [](const data::ImageSet*) {}), lo);
+  backbone.eval();
+  head.eval();
+  NoGradGuard ng;
+  std::vector<double> logits;
+  std::vector<int64_t> labels;
+  double loss_sum = 0;
+  data::Batch b;
+  while (loader.next(b)) {
+    Tensor z = head.forward(backbone.forward(b.views[0]));
+    loss_sum += cross_entropy(z, b.labels).item() * double(b.size());
+    auto v = z.to(Device::CPU).to_vector();
+    logits.insert(logits.end(), v.begin(), v.end());
+    auto y = b.labels.to(Device::CPU).to_vector();
+    for (double l : y) labels.push_back(int64_t(l));
+  }
+  Accuracy a;
+  a.n = int64_t(labels.size());
+  a.k = topk_k(num_classes);
+  BISSL_CHECK(a.n > 0, "evaluate: the set '", set.source, "' is empty");
+  a.top1 = evalstats::topk_accuracy(logits, a.n, num_classes, labels, 1);
+  a.topk = evalstats::topk_accuracy(logits, a.n, num_classes, labels, a.k);
+  a.loss = loss_sum / double(a.n);
+  return a;
+}
+
+Tensor extract_features(nn::Layer& backbone, const data::ImageSet& set, int64_t image_size, Device dev, int workers,
+                        const std::vector<int64_t>& indices) {
+  data::LoaderOptions lo;
+  lo.batch_size = 512;
+  lo.shuffle = false;
+  lo.workers = workers;
+  lo.views = {data::eval_view(image_size, set.c)};
+  lo.device = dev;
+  lo.indices = indices;
+  data::Loader loader(std::shared_ptr<const data::ImageSet>(&set, [](const data::ImageSet*) {}), lo);
+  backbone.eval();
+  NoGradGuard ng;
+  std::vector<Tensor> xs;
+  data::Batch b;
+  while (loader.next(b)) xs.push_back(backbone.forward(b.views[0]).to(Device::CPU));
+  return concat(xs, 0);
+}
+
+void recalibrate_bn(nn::Layer& backbone, const data::ImageSet& set, int64_t image_size, int64_t batches,
+                    int64_t batch_size, uint64_t seed, Device dev, int workers) {
+  std::vector<std::pair<nn::BatchNorm*, double>> bns;
+  {
+    NoGradGuard ng;
+    for (auto& [name, m] : backbone.named_modules())
+      if (auto* bn = dynamic_cast<nn::BatchNorm*>(m)) {
+        if (!bn->track_running_stats) continue;
+        bns.emplace_back(bn, bn->momentum);
+        bn->running_mean.copy_(zeros_like(bn->running_mean));
+        bn->running_var.copy_(ones_like(bn->running_var));
+        bn->num_batches_tracked.copy_(zeros_like(bn->num_batches_tracked));
+        bn->momentum = nn::BatchNorm::kCumulative;
+      }
+  }
+  data::LoaderOptions lo;
+  lo.batch_size = std::min<int64_t>(batch_size, set.n);
+  lo.shuffle = true;
+  lo.drop_last = true;
+  lo.seed = seed;
+  lo.workers = workers;
+  lo.cycle = true;
+  lo.device = dev;
+  lo.views = {data::finetune_train_view(image_size, set.c)};
+  data::Loader loader(std::shared_ptr<const data::ImageSet>(&set, [](const data::ImageSet*) {}), lo);
+  backbone.train();
+  NoGradGuard ng;
+  data::Batch b;
+  for (int64_t i = 0; i < batches && loader.next(b); ++i) backbone.forward(b.views[0]);
+  for (auto& [bn, m] : bns) bn->momentum = m;
+  backbone.eval();
+}
+
+}  // namespace bissl::stages

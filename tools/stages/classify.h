@@ -1,0 +1,49 @@
+#pragma once
+// What the downstream stages share: building the backbone of the pretraining
+// config (loading weights), evaluating a backbone + linear head on a labelled
+// set, feature extraction and batch-norm recalibration.
+#include <memory>
+#include <string>
+
+#include "data/image_set.h"
+#include "engine/nn/module.h"
+#include "tools/stages/config.h"
+
+namespace bissl::stages {
+
+// The backbone described by cfg.pretrain for images with `channels`
+// channels; weights from `weights` (a backbone.safetensors written by any
+// stage, or torchvision's ResNet weights), or a random init from `seed`
+// when `weights` is empty. feature_dim receives its output width.
+std::shared_ptr<nn::Layer> build_backbone(const Config& cfg, int64_t channels, const std::string& weights,
+                                          uint64_t seed, int64_t& feature_dim);
+
+// The k of the "top-k" accuracy reported next to top-1: 5 as the spec, or
+// 2 when there are 5 classes or fewer (top-5 would be 100 %).
+int topk_k(int64_t num_classes);
+
+struct Accuracy {
+  double top1 = 0, topk = 0, loss = 0;  // loss: mean cross-entropy
+  int k = 5;
+  int64_t n = 0;
+};
+// Eval mode, the evaluation view (resize to size/0.875, centre crop). Leaves
+// the modules in eval mode.
+Accuracy evaluate(nn::Layer& backbone, nn::Layer& head, const data::ImageSet& set, int64_t num_classes,
+                  int64_t image_size, Device dev, int workers);
+
+// Backbone outputs [N, D] (f32, CPU) of `set` (rows `indices`, all when
+// empty), eval mode and view.
+Tensor extract_features(nn::Layer& backbone, const data::ImageSet& set, int64_t image_size, Device dev, int workers,
+                        const std::vector<int64_t>& indices = {});
+
+// Re-estimates every BN layer's running statistics from `batches` training
+// batches of `set` (train view, no gradients): statistics reset, then a
+// cumulative average (PyTorch's momentum=None) over the batches.
+void recalibrate_bn(nn::Layer& backbone, const data::ImageSet& set, int64_t image_size, int64_t batches,
+                    int64_t batch_size, uint64_t seed, Device dev, int workers);
+
+// The device a config's "cpu | cuda | auto" names.
+Device resolve_device(const std::string& device);
+
+}  // namespace bissl::stages

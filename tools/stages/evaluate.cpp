@@ -1,0 +1,180 @@
+#include "tools/stages/evaluate.h"
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "engine/autograd.h"
+#include "engine/ops.h"
+#include "tools/eval/svg.h"
+#include "tools/eval/tsne.h"
+#include "tools/pretrain/build.h"
+#include "tools/stages/classify.h"
+
+namespace bissl::stages {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+double cosine(const std::vector<double>& a, const std::vector<double>& b) {
+  double ab = 0, aa = 0, bb = 0;
+  for (size_t i = 0; i < a.size(); ++i) ab += a[i] * b[i], aa += a[i] * a[i], bb += b[i] * b[i];
+  return ab / std::max(std::sqrt(aa * bb), 1e-300);
+}
+
+// Test images for the feature analysis: every class equally, at most n.
+std::vector<int64_t> stratified_subset(const data::ImageSet& set, int64_t n, int64_t classes) {
+  std::vector<int64_t> r;
+  if (n <= 0 || n >= set.n) {
+    for (int64_t i = 0; i < set.n; ++i) r.push_back(i);
+    return r;
+  }
+  int64_t per = std::max<int64_t>(1, n / classes);
+  std::vector<int64_t> taken(size_t(classes), 0);
+  for (int64_t i = 0; i < set.n; ++i) {
+    int64_t c = set.labels[size_t(i)];
+    if (taken[size_t(c)] < per) r.push_back(i), ++taken[size_t(c)];
+  }
+  return r;
+}
+
+void tsne_plot(const Config& cfg, const Task& task, const Tensor& feats, const std::vector<int64_t>& idx,
+               const std::string& path, const std::string& title) {
+  auto v = feats.to_vector();
+  std::vector<float> x(v.begin(), v.end());
+  evalstats::TsneOptions o;
+  o.perplexity = std::min(cfg.eval.tsne_perplexity, double(idx.size() - 1) / 3.0);
+  o.seed = cfg.seed;
+  auto pts = evalstats::tsne(x, feats.shape()[0], feats.shape()[1], o);
+  std::vector<int64_t> labels;
+  for (int64_t i : idx) labels.push_back(task.test->labels[size_t(i)]);
+  evalstats::write_scatter_svg(path, pts, labels, task.class_names, title);
+}
+
+}  // namespace
+
+ArmSummary summarize(const ArmResult& a) {
+  ArmSummary s;
+  s.arm = a.arm;
+  s.hyper = a.hyper;
+  for (auto& r : a.runs) {
+    BISSL_CHECK(r.tested, "eval: arm ", a.arm, " seed ", r.seed, " has no test result");
+    s.test_top1.push_back(r.test.top1);
+    s.test_topk.push_back(r.test.topk);
+    s.val_top1.push_back(r.best_val);
+    s.k = r.test.k;
+  }
+  BISSL_CHECK(!s.test_top1.empty(), "eval: arm ", a.arm, " has no fine-tuning runs");
+  s.top1 = evalstats::mean_std(s.test_top1);
+  s.topk = evalstats::mean_std(s.test_topk);
+  s.val = evalstats::mean_std(s.val_top1);
+  return s;
+}
+
+nlohmann::json EvalResult::to_json() const {
+  nlohmann::json j;
+  for (auto& a : arms) {
+    nlohmann::json e{{"lr", a.hyper.lr},
+                     {"weight_decay", a.hyper.weight_decay},
+                     {"hyper_source", a.hyper.source},
+                     {"test_top1", a.test_top1},
+                     {"test_topk", a.test_topk},
+                     {"k", a.k},
+                     {"val_top1", a.val_top1},
+                     {"test_top1_mean", a.top1.mean},
+                     {"test_top1_std", a.top1.std},
+                     {"test_topk_mean", a.topk.mean},
+                     {"test_topk_std", a.topk.std},
+                     {"val_top1_mean", a.val.mean}};
+    if (a.compared)
+      e["vs_ft"] = {{"difference", a.vs_ft.observed},
+                    {"p_two_sided", a.vs_ft.p_two_sided},
+                    {"p_greater", a.vs_ft.p_greater},
+                    {"assignments", a.vs_ft.assignments}};
+    j["arms"][a.arm] = e;
+  }
+  for (auto& al : alignment)
+    j["alignment"][al.arm] = {{"param_cosine", al.param_cosine},
+                              {"param_cosine_min", al.param_cosine_min},
+                              {"param_cosine_min_tensor", al.param_cosine_min_name},
+                              {"feature_cosine", al.feature_cosine}};
+  for (auto& [cap, file] : plots) j["plots"].push_back({{"caption", cap}, {"file", file}});
+  return j;
+}
+
+EvalResult run_eval(const Config& cfg, const Task& task, const std::vector<ArmResult>& arms,
+                    const std::map<std::string, std::string>& starts, const std::string& finetune_dir,
+                    const std::string& dir) {
+  fs::create_directories(dir);
+  const Device dev = resolve_device(cfg.device);
+  EvalResult res;
+  const ArmSummary* ft = nullptr;
+  for (auto& a : arms) res.arms.push_back(summarize(a));
+  for (auto& s : res.arms)
+    if (s.arm == "ft") ft = &s;
+  if (ft)
+    for (auto& s : res.arms)
+      if (s.arm != "ft") {
+        s.vs_ft = evalstats::permutation_test(ft->test_top1, s.test_top1);
+        s.compared = true;
+      }
+
+  std::vector<int64_t> idx = stratified_subset(*task.test, cfg.eval.tsne_points, task.num_classes);
+  for (auto& a : arms) {
+    std::string tuned_path = finetune_dir + "/" + a.arm + "/seed0/backbone.safetensors";
+    if (!fs::exists(tuned_path)) {
+      std::fprintf(stderr, "eval: %s has no saved seed-0 model (%s); no alignment analysis for it\n", a.arm.c_str(),
+                   tuned_path.c_str());
+      continue;
+    }
+    auto it = starts.find(a.arm);
+    std::string start_path = it == starts.end() ? "" : it->second;
+    int64_t fdim = 0;
+    auto tuned = build_backbone(cfg, task.train->c, tuned_path, 0, fdim);
+    // The random_init arm starts from the init of its seed-0 run (seed 0).
+    auto start = build_backbone(cfg, task.train->c, start_path, cfg.seed * 7919, fdim);
+    tuned->to(dev);
+    start->to(dev);
+    Alignment al;
+    al.arm = a.arm;
+    {
+      NoGradGuard ng;
+      std::vector<double> all_s, all_t;
+      al.param_cosine_min = 2;
+      auto ps = start->named_parameters(), pt = tuned->named_parameters();
+      for (size_t i = 0; i < ps.size(); ++i) {
+        auto vs = ps[i].second.to(Device::CPU).to_vector(), vt = pt[i].second.to(Device::CPU).to_vector();
+        double c = cosine(vs, vt);
+        if (c < al.param_cosine_min) al.param_cosine_min = c, al.param_cosine_min_name = ps[i].first;
+        all_s.insert(all_s.end(), vs.begin(), vs.end());
+        all_t.insert(all_t.end(), vt.begin(), vt.end());
+      }
+      al.param_cosine = cosine(all_s, all_t);
+    }
+    recalibrate_bn(*start, *task.train, cfg.task.image_size, cfg.eval.recalib_batches,
+                   std::min<int64_t>(cfg.finetune.batch_size, task.train->n), cfg.seed + 77, dev, cfg.workers);
+    Tensor fs_ = extract_features(*start, *task.test, cfg.task.image_size, dev, cfg.workers, idx);
+    Tensor ft_ = extract_features(*tuned, *task.test, cfg.task.image_size, dev, cfg.workers, idx);
+    {
+      NoGradGuard ng;
+      al.feature_cosine = mean(sum(mul(l2_normalize(fs_, 1), l2_normalize(ft_, 1)), {1})).item();
+    }
+    res.alignment.push_back(al);
+    std::fprintf(stderr, "eval: %s: parameter cosine %.4f (min %.4f at %s), feature cosine %.4f\n", a.arm.c_str(),
+                 al.param_cosine, al.param_cosine_min, al.param_cosine_min_name.c_str(), al.feature_cosine);
+    if (cfg.eval.tsne_points > 0 && idx.size() >= 10) {
+      std::string f1 = "tsne_" + a.arm + "_start.svg", f2 = "tsne_" + a.arm + "_finetuned.svg";
+      tsne_plot(cfg, task, fs_, idx, dir + "/" + f1,
+                str("t-SNE of test features: ", a.arm, ", before fine-tuning (BN recalibrated)"));
+      tsne_plot(cfg, task, ft_, idx, dir + "/" + f2, str("t-SNE of test features: ", a.arm, ", fine-tuned (seed 0)"));
+      res.plots.push_back({str(a.arm, ": features before fine-tuning (BN recalibrated)"), f1});
+      res.plots.push_back({str(a.arm, ": features after fine-tuning (seed 0)"), f2});
+    }
+  }
+  std::ofstream(dir + "/eval.json") << res.to_json().dump(1) << "\n";
+  return res;
+}
+
+}  // namespace bissl::stages

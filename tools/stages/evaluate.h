@@ -1,0 +1,54 @@
+#pragma once
+// Evaluation (BISSL_SPEC.md, pipeline step 5) over the fine-tuned arms:
+// test top-1 / top-k mean ± std over seeds, the exact two-sample permutation
+// test of every arm against "ft", and the alignment analysis — cosine
+// similarity of the backbone's parameters before and after fine-tuning and
+// of its features (the starting backbone's BN recalibrated on downstream
+// batches), and t-SNE plots of test features.
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "tools/eval/stats.h"
+#include "tools/stages/finetune.h"
+
+namespace bissl::stages {
+
+struct ArmSummary {
+  std::string arm;
+  Hyper hyper;
+  int k = 5;
+  std::vector<double> test_top1, test_topk, val_top1;  // per seed
+  evalstats::MeanStd top1, topk, val;
+  bool compared = false;                 // a permutation test against ft was run
+  evalstats::PermutationResult vs_ft;    // observed = mean(arm) − mean(ft), test top-1
+};
+
+struct Alignment {
+  std::string arm;
+  double param_cosine = 0;    // all backbone parameters as one vector: start vs fine-tuned (seed 0)
+  double param_cosine_min = 0;  // the least aligned parameter tensor
+  std::string param_cosine_min_name;
+  double feature_cosine = 0;  // mean over test images: start (BN recalibrated) vs fine-tuned features
+};
+
+struct EvalResult {
+  std::vector<ArmSummary> arms;
+  std::vector<Alignment> alignment;
+  std::vector<std::pair<std::string, std::string>> plots;  // (caption, file name relative to the eval dir)
+  nlohmann::json to_json() const;
+};
+
+ArmSummary summarize(const ArmResult& a);
+
+// arms: the fine-tuned arms (from finetune_arm or result.json files);
+// starts: arm -> the backbone its fine-tuning started from ("" = random);
+// finetune_dir: where <arm>/seed0/backbone.safetensors lie. Writes
+// dir/eval.json and the plots.
+EvalResult run_eval(const Config& cfg, const Task& task, const std::vector<ArmResult>& arms,
+                    const std::map<std::string, std::string>& starts, const std::string& finetune_dir,
+                    const std::string& dir);
+
+}  // namespace bissl::stages

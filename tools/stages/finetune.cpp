@@ -1,0 +1,298 @@
+#include "tools/stages/finetune.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+
+#include "bilevel/trainer.h"
+#include "data/augment.h"
+#include "data/loader.h"
+#include "engine/autograd.h"
+#include "engine/io/safetensors.h"
+#include "engine/ops.h"
+#include "engine/optim/optimizer.h"
+#include "engine/optim/schedule.h"
+#include "models/heads.h"
+#include "tools/pretrain/build.h"
+#include "tools/stages/progress.h"
+
+namespace bissl::stages {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+nn::StateDict snapshot(const nn::Module& m) {
+  nn::StateDict s;
+  for (auto& [k, t] : m.state_dict()) s.emplace_back(k, t.clone());
+  return s;
+}
+
+double nan() { return std::numeric_limits<double>::quiet_NaN(); }
+
+}  // namespace
+
+FinetuneSpec spec_for_arm(const Config& cfg, const std::string& arm, const std::string& backbone) {
+  FinetuneSpec s;
+  s.arm = arm;
+  s.backbone = arm == "random_init" ? "" : backbone;
+  s.train_backbone = arm != "linear_probe";
+  s.zero_head = arm == "zero_head";
+  s.noisytune = arm == "noisytune" ? cfg.finetune.noisytune : 0.0;
+  return s;
+}
+
+nlohmann::json to_json(const FinetuneRun& r) {
+  nlohmann::json j{{"lr", r.lr},
+                   {"weight_decay", r.weight_decay},
+                   {"seed", r.seed},
+                   {"epochs", r.epochs},
+                   {"train_loss", r.train_loss},
+                   {"best_val_top1", r.best_val},
+                   {"best_epoch", r.best_epoch},
+                   {"diverged", r.diverged},
+                   {"note", r.note},
+                   {"seconds", r.seconds}};
+  nlohmann::json vals = nlohmann::json::array();
+  for (double v : r.val_top1) vals.push_back(std::isnan(v) ? nlohmann::json(nullptr) : nlohmann::json(v));
+  j["val_top1"] = vals;
+  if (r.tested)
+    j["test"] = {{"top1", r.test.top1}, {"topk", r.test.topk}, {"k", r.test.k}, {"loss", r.test.loss}, {"n", r.test.n}};
+  return j;
+}
+
+FinetuneRun run_from_json(const nlohmann::json& j) {
+  FinetuneRun r;
+  r.lr = j.at("lr");
+  r.weight_decay = j.at("weight_decay");
+  r.seed = j.at("seed");
+  r.epochs = j.at("epochs");
+  r.train_loss = j.at("train_loss").get<std::vector<double>>();
+  for (auto& v : j.at("val_top1")) r.val_top1.push_back(v.is_null() ? nan() : v.get<double>());
+  r.best_val = j.at("best_val_top1");
+  r.best_epoch = j.at("best_epoch");
+  r.diverged = j.value("diverged", false);
+  r.note = j.value("note", "");
+  r.seconds = j.value("seconds", 0.0);
+  if (j.contains("test")) {
+    auto& t = j["test"];
+    r.tested = true;
+    r.test.top1 = t.at("top1");
+    r.test.topk = t.at("topk");
+    r.test.k = t.at("k");
+    r.test.loss = t.value("loss", 0.0);
+    r.test.n = t.value("n", 0);
+  }
+  return r;
+}
+
+FinetuneRun finetune_once(const Config& cfg, const Task& task, const FinetuneSpec& spec, double lr, double wd,
+                          uint64_t seed, int64_t epochs, bool test, const std::string& save_dir,
+                          bool allow_divergence, const std::string& label) {
+  auto t0 = std::chrono::steady_clock::now();
+  const Device dev = resolve_device(cfg.device);
+  const auto& fc = cfg.finetune;
+  FinetuneRun r;
+  r.lr = lr, r.weight_decay = wd, r.seed = seed, r.epochs = epochs;
+
+  int64_t fdim = 0;
+  auto backbone = build_backbone(cfg, task.train->c, spec.backbone, cfg.seed * 7919 + seed, fdim);
+  Generator g(cfg.seed * 104729 + seed + 17);
+  auto head = std::make_shared<models::LinearHead>(fdim, task.num_classes, g, spec.zero_head);
+  if (spec.noisytune > 0) bilevel::noisytune(*backbone, spec.noisytune, cfg.seed * 31 + seed);
+  backbone->to(dev);
+  head->to(dev);
+  std::vector<Tensor> params = head->parameters();
+  if (spec.train_backbone) {
+    params = backbone->parameters();
+    for (auto& p : head->parameters()) params.push_back(p);
+  } else {
+    backbone->requires_grad_(false);
+  }
+
+  int64_t n = task.train->n, bs = std::min(fc.batch_size, n);
+  data::LoaderOptions lo = train_loader_options(bs, cfg.seed * 1000 + seed, cfg.workers, dev);
+  lo.cycle = false;
+  lo.drop_last = n % bs == 1;  // a batch of one image has no batch statistics
+  lo.views = {data::finetune_train_view(cfg.task.image_size, task.train->c)};
+  data::Loader loader(task.train, lo);
+  int64_t steps_per_epoch = loader.batches_per_epoch(), total = epochs * steps_per_epoch;
+  optim::SGD opt(params, lr, fc.momentum, wd);
+  optim::WarmupCosine sched{lr, 0, total, 0.0};
+
+  nn::StateDict best_bb, best_head;
+  Progress progress(label, epochs, "epoch");
+  for (int64_t e = 0; e < epochs; ++e) {
+    loader.start_epoch(e);
+    backbone->train(spec.train_backbone);
+    head->train();
+    double loss_sum = 0;
+    int64_t nb = 0;
+    data::Batch b;
+    bool diverged = false;
+    while (loader.next(b)) {
+      Tensor feats;
+      if (spec.train_backbone) {
+        feats = backbone->forward(b.views[0]);
+      } else {
+        NoGradGuard ng;
+        feats = backbone->forward(b.views[0]);
+      }
+      Tensor loss = cross_entropy(head->forward(feats), b.labels);
+      double lv = loss.item();
+      if (!std::isfinite(lv)) {
+        std::string where = str(spec.arm, ": the fine-tuning loss is ", lv, " at epoch ", e + 1, ", batch ", nb + 1,
+                                " (lr ", lr, ", weight decay ", wd, ", seed ", seed, ")");
+        if (!allow_divergence) throw Error(where);
+        r.diverged = true;
+        r.note = where;
+        diverged = true;
+        break;
+      }
+      opt.zero_grad();
+      backward(loss);
+      opt.lr = sched.lr_at(opt.steps());
+      opt.step();
+      loss_sum += lv;
+      ++nb;
+    }
+    if (diverged) break;
+    r.train_loss.push_back(loss_sum / double(std::max<int64_t>(nb, 1)));
+    bool eval_now = (fc.eval_every > 0 && (e + 1) % fc.eval_every == 0) || e + 1 == epochs;
+    double v = nan();
+    if (eval_now) {
+      v = evaluate(*backbone, *head, *task.val, task.num_classes, cfg.task.image_size, dev, cfg.workers).top1;
+      if (v > r.best_val) {
+        r.best_val = v;
+        r.best_epoch = e + 1;
+        best_bb = snapshot(*backbone);
+        best_head = snapshot(*head);
+      }
+    }
+    r.val_top1.push_back(v);
+    progress.update(e + 1, str("loss ", fmt(r.train_loss.back(), 4), " | val top-1 ",
+                               std::isnan(v) ? std::string("-") : fmt(100 * v, 2) + "%"));
+  }
+  progress.done();
+  if (!best_bb.empty()) {
+    backbone->load_state_dict(best_bb);
+    head->load_state_dict(best_head);
+  }
+  if (test && !r.diverged) {
+    r.test = evaluate(*backbone, *head, *task.test, task.num_classes, cfg.task.image_size, dev, cfg.workers);
+    r.tested = true;
+  }
+  if (!save_dir.empty() && !r.diverged) {
+    fs::create_directories(save_dir);
+    pretrain::save_backbone(*backbone, save_dir + "/backbone.safetensors");
+    io::NamedTensors h;
+    for (auto& [k, t] : head->state_dict()) h.emplace_back(k, t.to(Device::CPU));
+    io::save_safetensors(save_dir + "/head.safetensors", h);
+  }
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return r;
+}
+
+Hyper random_search(const Config& cfg, const Task& task, const FinetuneSpec& spec, const std::string& dir) {
+  const auto& fc = cfg.finetune;
+  Hyper best;
+  if (fc.search_trials == 0) {
+    best.lr = fc.lr, best.weight_decay = fc.weight_decay, best.val_top1 = nan(), best.source = "config";
+    return best;
+  }
+  fs::create_directories(dir);
+  std::ofstream log(dir + "/search.jsonl");
+  Generator g(cfg.seed * 1315423911ull + 99);
+  int64_t epochs = fc.search_epochs > 0 ? fc.search_epochs : fc.epochs;
+  best.val_top1 = -1;
+  for (int64_t t = 0; t < fc.search_trials; ++t) {
+    // log-uniform draws: exp(U(log lo, log hi))
+    double lr = std::exp(std::log(fc.lr_min) + g.uniform() * (std::log(fc.lr_max) - std::log(fc.lr_min)));
+    double wd = std::exp(std::log(fc.wd_min) + g.uniform() * (std::log(fc.wd_max) - std::log(fc.wd_min)));
+    FinetuneRun r = finetune_once(cfg, task, spec, lr, wd, uint64_t(1000 + t), epochs, false, "", true,
+                                  str(spec.arm, " search ", t + 1, "/", fc.search_trials, " (lr ", fmt(lr, 3),
+                                      ", wd ", fmt(wd, 3), ")"));
+    nlohmann::json j = to_json(r);
+    j["trial"] = t;
+    log << j.dump() << "\n";
+    log.flush();
+    if (!r.diverged && r.best_val > best.val_top1) best.lr = lr, best.weight_decay = wd, best.val_top1 = r.best_val;
+  }
+  BISSL_CHECK(best.val_top1 >= 0, spec.arm, ": every one of the ", fc.search_trials,
+              " search trials diverged; narrow finetune.lr_max (", fc.lr_max, ")");
+  best.source = str("search (", fc.search_trials, " trials, ", epochs, " epochs each)");
+  return best;
+}
+
+nlohmann::json to_json(const ArmResult& a) {
+  nlohmann::json runs = nlohmann::json::array();
+  for (auto& r : a.runs) runs.push_back(to_json(r));
+  return {{"arm", a.arm},
+          {"lr", a.hyper.lr},
+          {"weight_decay", a.hyper.weight_decay},
+          {"search_val_top1", std::isnan(a.hyper.val_top1) ? nlohmann::json(nullptr) : nlohmann::json(a.hyper.val_top1)},
+          {"hyper_source", a.hyper.source},
+          {"runs", runs},
+          {"seconds", a.seconds}};
+}
+
+ArmResult arm_from_json(const nlohmann::json& j) {
+  ArmResult a;
+  a.arm = j.at("arm");
+  a.hyper.lr = j.at("lr");
+  a.hyper.weight_decay = j.at("weight_decay");
+  a.hyper.val_top1 = j.at("search_val_top1").is_null() ? nan() : j.at("search_val_top1").get<double>();
+  a.hyper.source = j.at("hyper_source");
+  for (auto& r : j.at("runs")) a.runs.push_back(run_from_json(r));
+  a.seconds = j.value("seconds", 0.0);
+  return a;
+}
+
+ArmResult finetune_arm(const Config& cfg, const Task& task, const FinetuneSpec& spec, const std::string& dir,
+                       const Hyper* shared) {
+  auto t0 = std::chrono::steady_clock::now();
+  fs::create_directories(dir);
+  ArmResult a;
+  a.arm = spec.arm;
+  if (shared) {
+    a.hyper = *shared;
+  } else if (fs::exists(dir + "/hyper.json")) {
+    auto j = nlohmann::json::parse(std::ifstream(dir + "/hyper.json"));
+    a.hyper.lr = j.at("lr"), a.hyper.weight_decay = j.at("weight_decay");
+    a.hyper.val_top1 = j.at("val_top1").is_null() ? nan() : j.at("val_top1").get<double>();
+    a.hyper.source = j.at("source");
+  } else {
+    a.hyper = random_search(cfg, task, spec, dir);
+  }
+  std::ofstream(dir + "/hyper.json") << nlohmann::json{{"lr", a.hyper.lr},
+                                                       {"weight_decay", a.hyper.weight_decay},
+                                                       {"val_top1", std::isnan(a.hyper.val_top1)
+                                                                        ? nlohmann::json(nullptr)
+                                                                        : nlohmann::json(a.hyper.val_top1)},
+                                                       {"source", a.hyper.source}}
+                                            .dump(1)
+                                     << "\n";
+  for (int64_t k = 0; k < cfg.finetune.seeds; ++k) {
+    std::string sd = str(dir, "/seed", k);
+    if (fs::exists(sd + "/result.json")) {
+      a.runs.push_back(run_from_json(nlohmann::json::parse(std::ifstream(sd + "/result.json"))));
+      continue;
+    }
+    FinetuneRun r = finetune_once(cfg, task, spec, a.hyper.lr, a.hyper.weight_decay, uint64_t(k),
+                                  cfg.finetune.epochs, true, sd, false,
+                                  str(spec.arm, " seed ", k + 1, "/", cfg.finetune.seeds));
+    std::ofstream(sd + "/result.json") << to_json(r).dump(1) << "\n";
+    std::fprintf(stderr, "%s seed %lld: best val top-1 %.2f%% (epoch %lld), test top-1 %.2f%%, top-%d %.2f%%\n",
+                 spec.arm.c_str(), (long long)k, 100 * r.best_val, (long long)r.best_epoch, 100 * r.test.top1,
+                 r.test.k, 100 * r.test.topk);
+    a.runs.push_back(std::move(r));
+  }
+  a.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::ofstream(dir + "/result.json") << to_json(a).dump(1) << "\n";
+  return a;
+}
+
+}  // namespace bissl::stages

@@ -1,0 +1,80 @@
+#pragma once
+// Fine-tuning (BISSL_SPEC.md, "Fine-tuning and the baseline protocol"): a new
+// linear head on the backbone, all weights trained with SGD + momentum and a
+// cosine schedule without warm-up on the train view; validation accuracy
+// after every epoch and the model of the best validation epoch kept; a random
+// search over lr and weight decay (log-uniform) on the validation split, then
+// several seeds at the chosen values, each tested once on the test split.
+#include <nlohmann/json.hpp>
+
+#include <string>
+#include <vector>
+
+#include "tools/stages/classify.h"
+#include "tools/stages/config.h"
+#include "tools/stages/task.h"
+
+namespace bissl::stages {
+
+// One arm's fine-tuning setup.
+struct FinetuneSpec {
+  std::string arm = "ft";
+  std::string backbone;         // backbone weights; empty = random init (random_init arm)
+  bool train_backbone = true;   // false: linear probe (backbone frozen, eval mode)
+  bool zero_head = false;       // zero-initialised head
+  double noisytune = 0;         // NoisyTune λ before training; 0 = off
+};
+// The spec for an arm of the pipeline, given where its backbone is.
+FinetuneSpec spec_for_arm(const Config& cfg, const std::string& arm, const std::string& backbone);
+
+struct FinetuneRun {
+  double lr = 0, weight_decay = 0;
+  uint64_t seed = 0;
+  int64_t epochs = 0;
+  std::vector<double> train_loss, val_top1;  // per epoch (val: NaN where not evaluated)
+  double best_val = -1;
+  int64_t best_epoch = 0;                    // 1-based
+  bool diverged = false;                     // a non-finite loss stopped it (search trials only)
+  std::string note;
+  bool tested = false;
+  Accuracy test;
+  double seconds = 0;
+};
+nlohmann::json to_json(const FinetuneRun& r);
+FinetuneRun run_from_json(const nlohmann::json& j);
+
+// One fine-tuning run. With `test`, the best-validation model is evaluated on
+// the test split; with `save_dir`, it is saved there (backbone.safetensors,
+// head.safetensors). allow_divergence: a non-finite loss ends the run with
+// diverged = true instead of an error (random-search trials).
+FinetuneRun finetune_once(const Config& cfg, const Task& task, const FinetuneSpec& spec, double lr, double wd,
+                          uint64_t seed, int64_t epochs, bool test, const std::string& save_dir,
+                          bool allow_divergence, const std::string& label);
+
+struct Hyper {
+  double lr = 0, weight_decay = 0, val_top1 = 0;
+  std::string source;  // "search (N trials)", "config", "shared from ft"
+};
+
+// Random search: search_trials draws of (lr, wd), log-uniform in the
+// config's ranges (Philox, seed pipeline.seed), each trained for
+// search_epochs and scored by its best validation accuracy. Writes one line
+// per trial to dir/search.jsonl. With search_trials = 0 the config's lr/wd.
+Hyper random_search(const Config& cfg, const Task& task, const FinetuneSpec& spec, const std::string& dir);
+
+struct ArmResult {
+  std::string arm;
+  Hyper hyper;
+  std::vector<FinetuneRun> runs;  // one per seed
+  double seconds = 0;
+};
+nlohmann::json to_json(const ArmResult& a);
+ArmResult arm_from_json(const nlohmann::json& j);
+
+// The whole protocol for one arm, into `dir`: search (unless `shared` gives
+// the values), then finetune.seeds runs (seeds 0..K-1) saved to dir/seed<k>/,
+// then dir/result.json. Runs whose result.json exists are loaded, not rerun.
+ArmResult finetune_arm(const Config& cfg, const Task& task, const FinetuneSpec& spec, const std::string& dir,
+                       const Hyper* shared = nullptr);
+
+}  // namespace bissl::stages

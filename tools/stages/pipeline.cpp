@@ -1,0 +1,212 @@
+#include "tools/stages/pipeline.h"
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "engine/backend.h"
+#include "tools/pretrain/run.h"
+#include "tools/stages/bissl_stage.h"
+#include "tools/stages/evaluate.h"
+#include "tools/stages/finetune.h"
+#include "tools/stages/report.h"
+#include "tools/stages/task.h"
+#include "tools/stages/warmup.h"
+
+namespace bissl::stages {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+bool is_training_arm(const std::string& a) {
+  return a == "bissl" || a == "ij_discarded" || a == "weighted_sum" || a == "mix";
+}
+
+double since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+void banner(const std::string& s) { std::fprintf(stderr, "\n==== %s ====\n", s.c_str()); }
+
+}  // namespace
+
+void apply_quick_preset(Config& c) {
+  c.out = "runs/pipeline_quick";
+  c.pretrain.limit = 4096;
+  c.pretrain.epochs = 1;
+  c.pretrain.steps = 0;
+  c.pretrain.batch_size = 128;
+  c.task.train_per_class = 50;
+  c.task.val_per_class = 50;
+  c.warmup.epochs = 3;
+  c.bissl.alternations = 2;
+  c.bissl.lower_steps = 4;
+  c.bissl.upper_steps = 2;
+  c.bissl.lower_batch = 64;
+  c.bissl.upper_batch = 64;
+  c.bissl.lower_warmup = 2;
+  c.finetune.epochs = 4;
+  c.finetune.search_trials = 2;
+  c.finetune.search_epochs = 2;
+  c.finetune.seeds = 2;
+  c.eval.tsne_points = 200;
+  c.eval.recalib_batches = 4;
+}
+
+std::string run_pipeline(const Config& cfg_in) {
+  auto t_start = std::chrono::steady_clock::now();
+  Config cfg = cfg_in;
+  cfg.validate();
+  const std::string out = cfg.out;
+  fs::create_directories(out);
+  std::ofstream(out + "/config.toml") << cfg.to_toml();
+  std::fprintf(stderr, "bissl-pipeline: resolved config\n%s\nbackend: %s\n", cfg.to_toml().c_str(),
+               backend_summary().c_str());
+  ReportInputs rep;
+  rep.cfg = &cfg;
+
+  // The downstream task.
+  Task task = load_task(cfg.task);
+  rep.task = &task;
+  fs::create_directories(out + "/task");
+  save_task_splits(task, cfg.task, out + "/task");
+  std::fprintf(stderr, "task: %s\n", task.describe().c_str());
+
+  // 1. Pretraining.
+  const std::string pre = out + "/pretrain";
+  {
+    banner("pretraining");
+    auto t0 = std::chrono::steady_clock::now();
+    StageTime st{"pretrain", str(cfg.pretrain.method, " on ", cfg.pretrain.dataset, ", ", cfg.pretrain.epochs,
+                                 " epoch(s) of batch ", cfg.pretrain.batch_size)};
+    if (fs::exists(pre + "/backbone.safetensors") && fs::exists(pre + "/objective.safetensors")) {
+      st.skipped = true;
+      std::fprintf(stderr, "pretrain: %s/backbone.safetensors exists; not rerun\n", pre.c_str());
+    } else {
+      BISSL_CHECK(cfg.run_pretrain, "pipeline: pipeline.run_pretrain is false but '", pre,
+                  "/backbone.safetensors' and objective.safetensors are missing");
+      pretrain::Config pc = cfg.pretrain;
+      pc.out = pre;
+      pc.device = cfg.device;
+      pc.workers = cfg.workers;
+      std::string resume = fs::exists(pre + "/checkpoint.safetensors") ? pre + "/checkpoint.safetensors" : "";
+      pretrain::run(pc, resume);
+    }
+    st.seconds = since(t0);
+    rep.times.push_back(st);
+  }
+  const std::string pre_backbone = pre + "/backbone.safetensors";
+
+  // 2. Hyper-parameters: random search on the validation split, fine-tuning the pretrained backbone.
+  Hyper shared;
+  if (cfg.finetune.share_search) {
+    banner("fine-tuning hyper-parameter search");
+    auto t0 = std::chrono::steady_clock::now();
+    const std::string sdir = out + "/finetune/search";
+    StageTime st{"search", str(cfg.finetune.search_trials, " random (lr, wd) trials on the validation split")};
+    if (fs::exists(sdir + "/hyper.json")) {
+      auto j = nlohmann::json::parse(std::ifstream(sdir + "/hyper.json"));
+      shared.lr = j.at("lr"), shared.weight_decay = j.at("weight_decay");
+      shared.val_top1 = j.at("val_top1").is_null() ? 0.0 : j.at("val_top1").get<double>();
+      shared.source = j.at("source");
+      st.skipped = true;
+    } else {
+      fs::create_directories(sdir);
+      shared = random_search(cfg, task, spec_for_arm(cfg, "ft", pre_backbone), sdir);
+      std::ofstream(sdir + "/hyper.json") << nlohmann::json{{"lr", shared.lr},
+                                                            {"weight_decay", shared.weight_decay},
+                                                            {"val_top1", shared.val_top1},
+                                                            {"source", shared.source}}
+                                                 .dump(1)
+                                          << "\n";
+    }
+    shared.source += " on FT (the pretrained backbone), used by every arm and by BiSSL's upper level";
+    std::fprintf(stderr, "chosen: lr %.4g, weight decay %.4g (%s)\n", shared.lr, shared.weight_decay,
+                 shared.source.c_str());
+    cfg.finetune.lr = shared.lr;
+    cfg.finetune.weight_decay = shared.weight_decay;
+    st.seconds = since(t0);
+    rep.times.push_back(st);
+  }
+
+  // 3. Head warm-up (for the arms whose training stage has a downstream head).
+  const std::string wdir = out + "/warmup";
+  bool need_head = false;
+  for (auto& a : cfg.arms) need_head |= a == "bissl" || a == "ij_discarded" || a == "weighted_sum";
+  if (need_head) {
+    banner("head warm-up");
+    auto t0 = std::chrono::steady_clock::now();
+    StageTime st{"warmup", str(cfg.warmup.epochs, " epochs, linear head on the frozen backbone")};
+    if (fs::exists(wdir + "/head.safetensors")) st.skipped = true;
+    else run_warmup(cfg, task, pre_backbone, wdir);
+    st.seconds = since(t0);
+    rep.times.push_back(st);
+    rep.warmup_metrics = wdir + "/metrics.jsonl";
+  }
+
+  // 4. Training stages: BiSSL and the baselines that produce a backbone.
+  std::map<std::string, std::string> starts;
+  for (auto& a : cfg.arms) {
+    if (!is_training_arm(a)) {
+      starts[a] = a == "random_init" ? "" : pre_backbone;
+      continue;
+    }
+    const std::string tdir = out + "/train/" + a;
+    std::string variant = a == "mix" ? "pretext_only" : a;
+    banner("training stage: " + a);
+    auto t0 = std::chrono::steady_clock::now();
+    StageTime st{"train " + a, str(variant, ", ", cfg.bissl.alternations, " alternations")};
+    if (fs::exists(tdir + "/backbone.safetensors")) st.skipped = true;
+    else
+      run_bissl(cfg, task, {pre_backbone, pre + "/objective.safetensors", wdir + "/head.safetensors"}, tdir, variant,
+                a == "mix", true);
+    st.seconds = since(t0);
+    rep.times.push_back(st);
+    rep.train_metrics.push_back({a, tdir + "/metrics.jsonl"});
+    starts[a] = tdir + "/backbone.safetensors";
+  }
+
+  // 5. Fine-tuning every arm.
+  std::vector<ArmResult> arms;
+  for (auto& a : cfg.arms) {
+    banner("fine-tuning: " + a);
+    auto t0 = std::chrono::steady_clock::now();
+    StageTime st{"finetune " + a, str(cfg.finetune.seeds, " seeds x ", cfg.finetune.epochs, " epochs")};
+    const std::string fdir = out + "/finetune/" + a;
+    bool all_done = fs::exists(fdir + "/result.json");
+    arms.push_back(finetune_arm(cfg, task, spec_for_arm(cfg, a, starts[a]), fdir,
+                                cfg.finetune.share_search ? &shared : nullptr));
+    st.skipped = all_done;
+    st.seconds = since(t0);
+    rep.times.push_back(st);
+  }
+  rep.arms = arms;
+
+  // 6. Evaluation and the report.
+  banner("evaluation");
+  {
+    auto t0 = std::chrono::steady_clock::now();
+    rep.eval = run_eval(cfg, task, arms, starts, out + "/finetune", out + "/eval");
+    rep.times.push_back({"eval", "statistics, permutation tests, alignment, t-SNE", since(t0)});
+  }
+  rep.eval_dir_rel = "eval";
+  rep.total_seconds = since(t_start);
+  if (cfg.bissl.alternations < 500 || cfg.bissl.lower_batch < 1024)
+    rep.notes.push_back(str("BiSSL ran ", cfg.bissl.alternations, " alternations with lower batch ",
+                            cfg.bissl.lower_batch, " and upper batch ", cfg.bissl.upper_batch,
+                            " (the spec: 500, 1024, 256) to fit this machine; N_L = ", cfg.bissl.lower_steps,
+                            ", N_U = ", cfg.bissl.upper_steps, ", CG ", cfg.bissl.cg_iterations,
+                            " iterations, λ = ", cfg.bissl.lambda, ", δ = ", cfg.bissl.delta, "."));
+  if (cfg.finetune.epochs < 400 || cfg.finetune.seeds < 10 || cfg.finetune.search_trials < 100)
+    rep.notes.push_back(str("Fine-tuning: ", cfg.finetune.epochs, " epochs, ", cfg.finetune.seeds, " seeds, ",
+                            cfg.finetune.search_trials, " search trials of ",
+                            cfg.finetune.search_epochs > 0 ? cfg.finetune.search_epochs : cfg.finetune.epochs,
+                            " epochs (the spec: 400 epochs, 10 seeds, 100-200 trials)."));
+  std::string text = write_report(rep, out + "/report.md");
+  std::fprintf(stderr, "\nreport: %s/report.md (%.1f s in all)\n", out.c_str(), rep.total_seconds);
+  return text;
+}
+
+}  // namespace bissl::stages

@@ -1,0 +1,216 @@
+#include "tools/stages/report.h"
+
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "engine/backend.h"
+#include "tools/eval/svg.h"
+#include "tools/stages/progress.h"
+
+namespace bissl::stages {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string pct(double v) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%.2f", 100 * v);
+  return b;
+}
+
+std::string pm(const evalstats::MeanStd& m) { return pct(m.mean) + " ± " + pct(m.std); }
+
+std::string pval(double p) {
+  char b[32];
+  std::snprintf(b, sizeof b, p < 0.001 ? "%.2e" : "%.4f", p);
+  return b;
+}
+
+std::string seconds_text(double s) {
+  char b[32];
+  if (s >= 60) std::snprintf(b, sizeof b, "%.0f min %02.0f s", std::floor(s / 60), std::fmod(s, 60));
+  else std::snprintf(b, sizeof b, "%.1f s", s);
+  return b;
+}
+
+std::vector<nlohmann::json> read_jsonl(const std::string& path) {
+  std::vector<nlohmann::json> r;
+  std::ifstream in(path);
+  for (std::string line; std::getline(in, line);)
+    if (!line.empty()) r.push_back(nlohmann::json::parse(line));
+  return r;
+}
+
+evalstats::Series series(const std::string& name, const std::vector<nlohmann::json>& rows, const std::string& x,
+                         const std::string& y) {
+  evalstats::Series s;
+  s.name = name;
+  for (auto& r : rows)
+    if (r.contains(y) && r[y].is_number()) s.x.push_back(r[x].get<double>()), s.y.push_back(r[y].get<double>());
+  return s;
+}
+
+}  // namespace
+
+std::string machine_description() {
+  std::string cpu = "unknown CPU";
+  std::ifstream in("/proc/cpuinfo");
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("model name", 0) == 0) {
+      cpu = line.substr(line.find(':') + 2);
+      break;
+    }
+  return str(cpu, ", ", std::thread::hardware_concurrency(), " hardware threads; ", backend_summary());
+}
+
+std::string write_report(const ReportInputs& in, const std::string& path) {
+  const Config& cfg = *in.cfg;
+  const Task& task = *in.task;
+  const std::string dir = fs::path(path).parent_path().string();
+  std::ostringstream md;
+  std::time_t now = std::time(nullptr);
+  char date[64];
+  std::strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", std::gmtime(&now));
+
+  md << "# BiSSL on " << cfg.task.dataset << ": report\n\n";
+  md << "- Written " << date << " by `bissl-pipeline`; total run time " << seconds_text(in.total_seconds) << ".\n";
+  md << "- Machine: " << machine_description() << ".\n";
+  md << "- Downstream task: " << task.describe() << ".\n";
+  md << "- Pretext data: " << cfg.pretrain.dataset << " training images without labels"
+     << (cfg.pretrain.limit > 0 ? str(" (first ", cfg.pretrain.limit, ")") : std::string()) << "; backbone "
+     << cfg.pretrain.arch << " (" << cfg.pretrain.stem << " stem, width " << cfg.pretrain.width << "), "
+     << cfg.pretrain.method << ".\n\n";
+
+  md << "## Results\n\n";
+  md << "Test accuracy of the model kept at its best validation epoch, mean ± sample standard deviation over "
+     << cfg.finetune.seeds << " fine-tuning seeds; p-values from the exact two-sample permutation test of each arm's "
+     << "per-seed test top-1 against FT's (all assignments enumerated). Hyper-parameters were chosen on the "
+     << "validation split only.\n\n";
+  int k = in.eval.arms.empty() ? 5 : in.eval.arms.front().k;
+  md << "| arm | lr | weight decay | val top-1 (%) | test top-1 (%) | test top-" << k
+     << " (%) | Δ top-1 vs FT | p (two-sided) | p (arm > FT) |\n";
+  md << "|---|---|---|---|---|---|---|---|---|\n";
+  for (auto& a : in.eval.arms) {
+    md << "| " << a.arm << " | " << fmt(a.hyper.lr, 3) << " | " << fmt(a.hyper.weight_decay, 3) << " | "
+       << pct(a.val.mean) << " | " << pm(a.top1) << " | " << pm(a.topk) << " | ";
+    if (a.compared)
+      md << (a.vs_ft.observed >= 0 ? "+" : "") << pct(a.vs_ft.observed) << " | " << pval(a.vs_ft.p_two_sided) << " | "
+         << pval(a.vs_ft.p_greater) << " |\n";
+    else
+      md << "— | — | — |\n";
+  }
+  md << "\nPer-seed test top-1 (%):\n\n";
+  for (auto& a : in.eval.arms) {
+    md << "- " << a.arm << ": ";
+    for (size_t i = 0; i < a.test_top1.size(); ++i) md << (i ? ", " : "") << pct(a.test_top1[i]);
+    md << "\n";
+  }
+  if (!in.eval.arms.empty() && !in.eval.arms.front().hyper.source.empty())
+    md << "\nHyper-parameters: " << in.eval.arms.front().hyper.source << ".\n";
+  for (auto& a : in.eval.arms)
+    if (a.compared) {
+      int64_t n = a.vs_ft.assignments;
+      md << "\nWith " << a.test_top1.size() << " + " << a.test_top1.size() << " seeds the permutation test has " << n
+         << " assignments, so the smallest attainable two-sided p-value is " << pval(2.0 / double(n))
+         << (2.0 / double(n) >= 0.05 ? " — no difference can reach p < 0.05 with this few seeds" : "") << ".\n";
+      break;
+    }
+
+  md << "\n## Stages\n\n| stage | what | time |\n|---|---|---|\n";
+  for (auto& t : in.times)
+    md << "| " << t.stage << " | " << t.detail << " | "
+       << (t.skipped ? "outputs existed, not rerun" : seconds_text(t.seconds)) << " |\n";
+
+  // Curves.
+  std::vector<std::pair<std::string, std::string>> plots;
+  if (!in.warmup_metrics.empty() && fs::exists(in.warmup_metrics)) {
+    auto rows = read_jsonl(in.warmup_metrics);
+    evalstats::write_lines_svg(dir + "/warmup.svg", {series("validation top-1", rows, "epoch", "val_top1")},
+                               "Head warm-up on the frozen backbone", "epoch", "validation top-1");
+    plots.push_back({"Head warm-up: validation top-1 per epoch", "warmup.svg"});
+  }
+  for (auto& [arm, mpath] : in.train_metrics) {
+    if (!fs::exists(mpath)) continue;
+    auto rows = read_jsonl(mpath);
+    std::string f1 = "train_" + arm + "_losses.svg", f2 = "train_" + arm + "_val.svg";
+    evalstats::write_lines_svg(dir + "/" + f1,
+                               {series("lower: L_P(θP)", rows, "alternation", "lower_loss"),
+                                series("upper: L_D(θD)", rows, "alternation", "upper_loss_d"),
+                                series("upper: L_D(θP)", rows, "alternation", "upper_loss_p")},
+                               arm + ": losses per alternation", "alternation", "loss");
+    plots.push_back({arm + ": losses per alternation (means over the phase's steps)", f1});
+    auto vd = series("θD + φD", rows, "alternation", "val_top1_d"), vp = series("θP + φD", rows, "alternation", "val_top1_p");
+    if (!vd.x.empty() || !vp.x.empty()) {
+      evalstats::write_lines_svg(dir + "/" + f2, {vd, vp}, arm + ": downstream validation top-1", "alternation",
+                                 "validation top-1");
+      plots.push_back({arm + ": downstream validation top-1 during the stage", f2});
+    }
+    auto dist = series("‖θD − θP‖", rows, "alternation", "distance");
+    if (!dist.x.empty() && dist.y.back() > 0) {
+      std::string f3 = "train_" + arm + "_distance.svg";
+      evalstats::write_lines_svg(dir + "/" + f3, {dist}, arm + ": distance between the backbones", "alternation",
+                                 "‖θD − θP‖");
+      plots.push_back({arm + ": ‖θD − θP‖ after each alternation", f3});
+    }
+  }
+  {
+    std::vector<evalstats::Series> curves;
+    for (auto& a : in.arms)
+      if (!a.runs.empty()) {
+        evalstats::Series s;
+        s.name = a.arm + " (seed 0)";
+        auto& r = a.runs.front();
+        for (size_t e = 0; e < r.val_top1.size(); ++e)
+          if (!std::isnan(r.val_top1[e])) s.x.push_back(double(e + 1)), s.y.push_back(r.val_top1[e]);
+        curves.push_back(s);
+      }
+    if (!curves.empty()) {
+      evalstats::write_lines_svg(dir + "/finetune_val.svg", curves, "Fine-tuning: validation top-1", "epoch",
+                                 "validation top-1");
+      plots.push_back({"Fine-tuning: validation top-1 per epoch (seed 0 of each arm)", "finetune_val.svg"});
+    }
+  }
+  md << "\n## Curves\n\n";
+  for (auto& [cap, f] : plots) md << "![" << cap << "](" << f << ")\n\n" << "*" << cap << "*\n\n";
+
+  if (!in.eval.alignment.empty()) {
+    md << "## Alignment\n\nHow far fine-tuning moves each arm's backbone (seed 0): cosine similarity of all backbone "
+          "parameters before and after fine-tuning (one vector; and the least similar tensor), and the mean cosine "
+          "similarity of test-image features of the starting backbone (BN statistics recalibrated on downstream "
+          "training batches) and of the fine-tuned one.\n\n";
+    md << "| arm | parameter cosine | least similar tensor | feature cosine |\n|---|---|---|---|\n";
+    for (auto& al : in.eval.alignment)
+      md << "| " << al.arm << " | " << fmt(al.param_cosine, 5) << " | " << fmt(al.param_cosine_min, 4) << " ("
+         << al.param_cosine_min_name << ") | " << fmt(al.feature_cosine, 4) << " |\n";
+    md << "\n";
+  }
+  if (!in.eval.plots.empty()) {
+    md << "## t-SNE of test features\n\n";
+    for (auto& [cap, f] : in.eval.plots)
+      md << "![" << cap << "](" << in.eval_dir_rel << "/" << f << ")\n\n*" << cap << "*\n\n";
+  }
+  if (!in.notes.empty()) {
+    md << "## Notes\n\n";
+    for (auto& n : in.notes) md << "- " << n << "\n";
+    md << "\n";
+  }
+  md << "## Resolved configuration\n\n```toml\n" << cfg.to_toml() << "```\n";
+  std::string text = md.str();
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp);
+    BISSL_CHECK(out, "report: cannot write '", tmp, "'");
+    out << text;
+  }
+  BISSL_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0, "report: cannot rename '", tmp, "' to '", path, "'");
+  return text;
+}
+
+}  // namespace bissl::stages

@@ -1,0 +1,70 @@
+#pragma once
+// The downstream task of a config ([task]): labelled train / validation /
+// test sets, and the loaders and batch streams every stage draws from.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "bilevel/streams.h"
+#include "data/image_set.h"
+#include "data/loader.h"
+#include "tools/stages/config.h"
+
+namespace bissl::stages {
+
+struct Task {
+  std::shared_ptr<const data::ImageSet> train, val, test;  // labels 0..num_classes-1
+  int64_t num_classes = 0;
+  std::vector<std::string> class_names;
+  // Indices into the dataset's own train / test files (for the split files).
+  std::vector<int64_t> train_index, val_index, test_index;
+  std::string describe() const;  // "4 classes (T-shirt/top, ...): 800 train, 400 val, 4000 test"
+};
+
+// Loads the dataset and draws the splits (a pure function of the config).
+Task load_task(const TaskConfig& t);
+// Writes train.txt, val.txt, test.txt (dataset indices) into `dir`.
+void save_task_splits(const Task& task, const TaskConfig& t, const std::string& dir);
+
+// Images of `a` then `b` (same size and channels), unlabelled: the
+// pretext + downstream mix of the "mix" baseline.
+data::ImageSet concat_unlabelled(const data::ImageSet& a, const data::ImageSet& b);
+
+// Loader options shared by the stages: shuffled cycling batches on `dev`.
+data::LoaderOptions train_loader_options(int64_t batch, uint64_t seed, int workers, Device dev);
+
+// bilevel::BatchStream over a data::Loader (cycling, prefetching across
+// epoch boundaries). Pretext batches carry two SSL views (one for MAE) and a
+// per-batch seed; downstream batches the fine-tuning train view and labels.
+class LoaderPretextStream : public bilevel::PretextStream {
+ public:
+  LoaderPretextStream(std::shared_ptr<const data::ImageSet> set, const pretrain::Config& pc, int64_t batch,
+                      uint64_t seed, int workers, Device dev);
+  int64_t batches_per_epoch() const override { return loader_.batches_per_epoch(); }
+  int64_t epoch() const override { return loader_.epoch(); }
+  int64_t remaining() const override { return loader_.remaining(); }
+  void new_epoch() override { loader_.start_epoch(loader_.epoch() + 1); }
+  void seek(int64_t epoch, int64_t consumed) override;
+  ssl::SslBatch next_in_epoch() override;
+
+ private:
+  data::Loader loader_;
+  uint64_t seed_;
+};
+
+class LoaderDownstreamStream : public bilevel::DownstreamStream {
+ public:
+  LoaderDownstreamStream(std::shared_ptr<const data::ImageSet> set, int64_t image_size, int64_t batch, uint64_t seed,
+                         int workers, Device dev);
+  int64_t batches_per_epoch() const override { return loader_.batches_per_epoch(); }
+  int64_t epoch() const override { return loader_.epoch(); }
+  int64_t remaining() const override { return loader_.remaining(); }
+  void new_epoch() override { loader_.start_epoch(loader_.epoch() + 1); }
+  void seek(int64_t epoch, int64_t consumed) override;
+  bilevel::DownstreamBatch next_in_epoch() override;
+
+ private:
+  data::Loader loader_;
+};
+
+}  // namespace bissl::stages

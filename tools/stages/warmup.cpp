@@ -1,0 +1,90 @@
+#include "tools/stages/warmup.h"
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include "data/augment.h"
+#include "engine/autograd.h"
+#include "engine/io/safetensors.h"
+#include "engine/ops.h"
+#include "engine/optim/optimizer.h"
+#include "models/heads.h"
+#include "tools/pretrain/build.h"
+#include "tools/stages/classify.h"
+#include "tools/stages/progress.h"
+
+namespace bissl::stages {
+
+WarmupResult run_warmup(const Config& cfg, const Task& task, const std::string& backbone_path, const std::string& dir) {
+  auto t0 = std::chrono::steady_clock::now();
+  std::filesystem::create_directories(dir);
+  const Device dev = resolve_device(cfg.device);
+  const auto& w = cfg.warmup;
+  int64_t fdim = 0;
+  auto backbone = build_backbone(cfg, task.train->c, backbone_path, cfg.seed, fdim);
+  Generator g(cfg.seed * 104729 + 5);
+  auto head = std::make_shared<models::LinearHead>(fdim, task.num_classes, g);
+  backbone->to(dev);
+  head->to(dev);
+  backbone->requires_grad_(false);
+
+  int64_t bs = std::min(w.batch_size, task.train->n);
+  data::LoaderOptions lo = train_loader_options(bs, cfg.seed * 1000 + 3, cfg.workers, dev);
+  lo.cycle = false;
+  lo.drop_last = task.train->n % bs == 1;
+  lo.views = {data::finetune_train_view(cfg.task.image_size, task.train->c)};
+  data::Loader loader(task.train, lo);
+  optim::SGD opt(head->parameters(), w.lr, w.momentum, w.weight_decay);
+
+  WarmupResult r;
+  std::ofstream metrics(dir + "/metrics.jsonl");
+  Progress progress("warm-up", w.epochs, "epoch");
+  for (int64_t e = 0; e < w.epochs; ++e) {
+    loader.start_epoch(e);
+    backbone->train();  // frozen, but BN statistics update (the spec)
+    head->train();
+    double sum = 0;
+    int64_t nb = 0;
+    data::Batch b;
+    while (loader.next(b)) {
+      Tensor f;
+      {
+        NoGradGuard ng;
+        f = backbone->forward(b.views[0]);
+      }
+      Tensor loss = cross_entropy(head->forward(f), b.labels);
+      double lv = loss.item();
+      BISSL_CHECK(std::isfinite(lv), "warm-up: the loss is ", lv, " at epoch ", e + 1, ", batch ", nb + 1,
+                  " (lr ", w.lr, "); nothing was saved");
+      opt.zero_grad();
+      backward(loss);
+      opt.step();
+      sum += lv, ++nb;
+    }
+    r.train_loss.push_back(sum / double(std::max<int64_t>(nb, 1)));
+    double v = evaluate(*backbone, *head, *task.val, task.num_classes, cfg.task.image_size, dev, cfg.workers).top1;
+    r.val_top1.push_back(v);
+    metrics << nlohmann::json{{"epoch", e + 1}, {"train_loss", r.train_loss.back()}, {"val_top1", v}}.dump() << "\n";
+    metrics.flush();
+    progress.update(e + 1, str("loss ", fmt(r.train_loss.back(), 4), " | val top-1 ", fmt(100 * v, 3), "%"));
+  }
+  progress.done();
+  io::NamedTensors h;
+  for (auto& [k, t] : head->state_dict()) h.emplace_back(k, t.to(Device::CPU));
+  io::save_safetensors(dir + "/head.safetensors", h, {{"stage", "warmup"}});
+  pretrain::save_backbone(*backbone, dir + "/backbone.safetensors");
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::ofstream(dir + "/summary.json") << nlohmann::json{{"epochs", w.epochs},
+                                                         {"final_train_loss", r.train_loss.empty() ? 0.0 : r.train_loss.back()},
+                                                         {"final_val_top1", r.val_top1.empty() ? 0.0 : r.val_top1.back()},
+                                                         {"seconds", r.seconds}}
+                                              .dump(1)
+                                       << "\n";
+  return r;
+}
+
+}  // namespace bissl::stages

@@ -1,0 +1,23 @@
+#pragma once
+// Downstream head warm-up (BISSL_SPEC.md, pipeline step 2): a fresh linear
+// head φD trained on the frozen backbone with a constant learning rate; the
+// backbone stays in train mode, so its BN running statistics keep updating.
+#include <string>
+#include <vector>
+
+#include "tools/stages/config.h"
+#include "tools/stages/task.h"
+
+namespace bissl::stages {
+
+struct WarmupResult {
+  std::vector<double> train_loss, val_top1;  // per epoch
+  double seconds = 0;
+};
+
+// Reads the backbone from `backbone_path`; writes dir/head.safetensors,
+// dir/backbone.safetensors (the backbone with its updated BN buffers),
+// dir/metrics.jsonl and dir/summary.json.
+WarmupResult run_warmup(const Config& cfg, const Task& task, const std::string& backbone_path, const std::string& dir);
+
+}  // namespace bissl::stages
