@@ -102,7 +102,7 @@ TEST_SUITE("stages") {
     stages::Config copy = c;  // a copy is bound to its own members
     copy.set("finetune.seeds=7");
     CHECK(copy.finetune.seeds == 7);
-    CHECK(c.finetune.seeds == 3);
+    CHECK(c.finetune.seeds == 5);
     CHECK_THROWS_WITH_AS(stages::load_config("", {"pipeline.arms=ft,bisl"}), doctest::Contains("unknown arm 'bisl'"),
                          Error);
     CHECK_THROWS_WITH_AS(stages::load_config("/nonexistent.toml", {}), doctest::Contains("expected a readable TOML file"),
@@ -151,7 +151,28 @@ TEST_SUITE("stages") {
     std::string again = stages::run_pipeline(c);
     auto table = [](const std::string& r) { return r.substr(r.find("| arm |"), r.find("Per-seed") - r.find("| arm |")); };
     CHECK(table(again) == table(report));
-    CHECK(again.find("outputs existed, not rerun") != std::string::npos);
+    CHECK(again.find("(an earlier invocation; outputs reused)") != std::string::npos);
+
+    // Every other arm, added to the same run: FT and BiSSL are found, the rest run.
+    stages::Config all = c;
+    all.arms = stages::known_arms();
+    all.finetune.epochs = 2;
+    std::string full = stages::run_pipeline(all);
+    for (auto& arm : stages::known_arms()) {
+      CAPTURE(arm);
+      CHECK(full.find("| " + arm + " |") != std::string::npos);
+    }
+    for (const char* f : {"train/ij_discarded/backbone.safetensors", "train/weighted_sum/backbone.safetensors",
+                          "train/mix/backbone.safetensors", "finetune/linear_probe/seed1/result.json",
+                          "finetune/random_init/result.json", "finetune/noisytune/result.json",
+                          "finetune/zero_head/result.json"})
+      CHECK_MESSAGE(fs::exists(c.out + "/" + f), "missing ", f);
+    {
+      std::ifstream ij(c.out + "/train/ij_discarded/metrics.jsonl");
+      std::string line;
+      REQUIRE(std::getline(ij, line));
+      CHECK(nlohmann::json::parse(line)["hvps"] == 0);
+    }
 
     // The BiSSL stage stopped after one alternation and resumed equals a straight run.
     stages::Task task = stages::load_task(c.task);

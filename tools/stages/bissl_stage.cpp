@@ -120,7 +120,7 @@ BisslStageResult run_bissl(const Config& cfg_in, const Task& task, const BisslIn
   std::shared_ptr<const data::ImageSet> pretext = pretrain::load_data(cfg.pretrain);
   if (mix) pretext = std::make_shared<const data::ImageSet>(concat_unlabelled(*pretext, *task.train));
   LoaderPretextStream lower(pretext, cfg.pretrain, bc.lower_batch, cfg.seed * 7 + 1, cfg.workers, dev);
-  LoaderDownstreamStream upper(task.train, cfg.task.image_size, std::min(bc.upper_batch, task.train->n),
+  LoaderDownstreamStream upper(task.train, cfg.task, std::min(bc.upper_batch, task.train->n),
                                cfg.seed * 7 + 2, cfg.workers, dev);
 
   bilevel::BilevelModels m{theta_d.get(), theta_p.get(), objective.get(), head.get()};

@@ -10,6 +10,7 @@
 #include "engine/random.h"
 #include "tools/eval/stats.h"
 #include "tools/pretrain/build.h"
+#include "tools/stages/task.h"
 
 namespace bissl::stages {
 
@@ -79,7 +80,7 @@ Tensor extract_features(nn::Layer& backbone, const data::ImageSet& set, int64_t 
   return concat(xs, 0);
 }
 
-void recalibrate_bn(nn::Layer& backbone, const data::ImageSet& set, int64_t image_size, int64_t batches,
+void recalibrate_bn(nn::Layer& backbone, const data::ImageSet& set, const TaskConfig& t, int64_t batches,
                     int64_t batch_size, uint64_t seed, Device dev, int workers) {
   std::vector<std::pair<nn::BatchNorm*, double>> bns;
   {
@@ -102,7 +103,7 @@ void recalibrate_bn(nn::Layer& backbone, const data::ImageSet& set, int64_t imag
   lo.workers = workers;
   lo.cycle = true;
   lo.device = dev;
-  lo.views = {data::finetune_train_view(image_size, set.c)};
+  lo.views = {downstream_train_view(t, set.c)};
   data::Loader loader(std::shared_ptr<const data::ImageSet>(&set, [](const data::ImageSet*) {}), lo);
   backbone.train();
   NoGradGuard ng;

@@ -38,9 +38,9 @@ Tensor extract_features(nn::Layer& backbone, const data::ImageSet& set, int64_t 
                         const std::vector<int64_t>& indices = {});
 
 // Re-estimates every BN layer's running statistics from `batches` training
-// batches of `set` (train view, no gradients): statistics reset, then a
+// batches of `set` (the task's train view, no gradients): statistics reset, then a
 // cumulative average (PyTorch's momentum=None) over the batches.
-void recalibrate_bn(nn::Layer& backbone, const data::ImageSet& set, int64_t image_size, int64_t batches,
+void recalibrate_bn(nn::Layer& backbone, const data::ImageSet& set, const TaskConfig& t, int64_t batches,
                     int64_t batch_size, uint64_t seed, Device dev, int workers);
 
 // The device a config's "cpu | cuda | auto" names.

@@ -39,6 +39,9 @@ void Config::bind() {
   s.add("task", "val_fraction", &task.val_fraction);
   s.add("task", "image_size", &task.image_size);
   s.add("task", "split_seed", &task.split_seed);
+  s.add("task", "crop_scale", &task.crop_scale);
+  s.add("task", "crop_ratio", &task.crop_ratio);
+  s.add("task", "flip", &task.flip);
 
   s.add("warmup", "epochs", &warmup.epochs);
   s.add("warmup", "batch_size", &warmup.batch_size);
@@ -116,6 +119,12 @@ void Config::validate() const {
   BISSL_CHECK(task.image_size > 0, "config: task.image_size must be > 0, found ", task.image_size);
   BISSL_CHECK(task.val_fraction > 0 && task.val_fraction < 1, "config: task.val_fraction must be in (0, 1), found ",
               task.val_fraction);
+  BISSL_CHECK(task.crop_scale.size() == 2 && task.crop_scale[0] > 0 && task.crop_scale[0] <= task.crop_scale[1] &&
+                  task.crop_scale[1] <= 1,
+              "config: task.crop_scale must be [lo, hi] with 0 < lo <= hi <= 1");
+  BISSL_CHECK(task.crop_ratio.size() == 2 && task.crop_ratio[0] > 0 && task.crop_ratio[0] <= task.crop_ratio[1],
+              "config: task.crop_ratio must be [lo, hi] with 0 < lo <= hi");
+  BISSL_CHECK(task.flip >= 0 && task.flip <= 1, "config: task.flip must be a probability, found ", task.flip);
   BISSL_CHECK(warmup.epochs >= 0 && warmup.batch_size >= 2 && warmup.lr > 0,
               "config: warmup needs epochs >= 0, batch_size >= 2 and lr > 0");
   BISSL_CHECK(bissl.lower_batch >= 2 && bissl.upper_batch >= 2, "config: bissl batch sizes must be >= 2, found ",

@@ -23,12 +23,18 @@ struct TaskConfig {  // [task]: the downstream (labelled) task
   double val_fraction = 0.2;              // the spec: ~20 % of train, class-stratified
   int64_t image_size = 28;                // train crops / eval centre crops
   uint64_t split_seed = 0;
+  // The downstream train view (fine-tuning, warm-up, BiSSL's upper level):
+  // RandomResizedCrop(image_size, crop_scale, crop_ratio) + flip. The spec's
+  // (0.08, 1) and (0.5, 1) are for 96-px natural images.
+  std::vector<double> crop_scale = {0.08, 1.0};
+  std::vector<double> crop_ratio = {0.5, 1.0};
+  double flip = 0.5;
 };
 
 struct WarmupConfig {  // [warmup]: the downstream head on the frozen backbone
   int64_t epochs = 20;
   int64_t batch_size = 256;
-  double lr = 0.1, momentum = 0.9, weight_decay = 0.0;  // constant lr (the spec)
+  double lr = 0.01, momentum = 0.9, weight_decay = 0.0;  // constant lr (the spec; it gives no value)
 };
 
 struct BisslConfig {  // [bissl]: Algorithm 1 (bilevel/trainer.h)

@@ -95,6 +95,13 @@ nlohmann::json EvalResult::to_json() const {
                     {"assignments", a.vs_ft.assignments}};
     j["arms"][a.arm] = e;
   }
+  for (auto& c : comparisons)
+    j["comparisons"].push_back({{"a", c.a},
+                                {"b", c.b},
+                                {"difference", c.result.observed},
+                                {"p_two_sided", c.result.p_two_sided},
+                                {"p_greater", c.result.p_greater},
+                                {"assignments", c.result.assignments}});
   for (auto& al : alignment)
     j["alignment"][al.arm] = {{"param_cosine", al.param_cosine},
                               {"param_cosine_min", al.param_cosine_min},
@@ -120,6 +127,11 @@ EvalResult run_eval(const Config& cfg, const Task& task, const std::vector<ArmRe
         s.vs_ft = evalstats::permutation_test(ft->test_top1, s.test_top1);
         s.compared = true;
       }
+  for (auto& b : res.arms)
+    if (b.arm == "bissl")
+      for (auto& a : res.arms)
+        if (a.arm != "ft" && a.arm != "bissl")
+          res.comparisons.push_back({a.arm, b.arm, evalstats::permutation_test(a.test_top1, b.test_top1)});
 
   std::vector<int64_t> idx = stratified_subset(*task.test, cfg.eval.tsne_points, task.num_classes);
   for (auto& a : arms) {
@@ -153,7 +165,7 @@ EvalResult run_eval(const Config& cfg, const Task& task, const std::vector<ArmRe
       }
       al.param_cosine = cosine(all_s, all_t);
     }
-    recalibrate_bn(*start, *task.train, cfg.task.image_size, cfg.eval.recalib_batches,
+    recalibrate_bn(*start, *task.train, cfg.task, cfg.eval.recalib_batches,
                    std::min<int64_t>(cfg.finetune.batch_size, task.train->n), cfg.seed + 77, dev, cfg.workers);
     Tensor fs_ = extract_features(*start, *task.test, cfg.task.image_size, dev, cfg.workers, idx);
     Tensor ft_ = extract_features(*tuned, *task.test, cfg.task.image_size, dev, cfg.workers, idx);

@@ -26,6 +26,12 @@ struct ArmSummary {
   evalstats::PermutationResult vs_ft;    // observed = mean(arm) − mean(ft), test top-1
 };
 
+// A permutation test between two arms other than the FT reference.
+struct Comparison {
+  std::string a, b;                   // observed = mean(b) − mean(a), test top-1
+  evalstats::PermutationResult result;
+};
+
 struct Alignment {
   std::string arm;
   double param_cosine = 0;    // all backbone parameters as one vector: start vs fine-tuned (seed 0)
@@ -36,6 +42,7 @@ struct Alignment {
 
 struct EvalResult {
   std::vector<ArmSummary> arms;
+  std::vector<Comparison> comparisons;  // bissl against every arm but ft
   std::vector<Alignment> alignment;
   std::vector<std::pair<std::string, std::string>> plots;  // (caption, file name relative to the eval dir)
   nlohmann::json to_json() const;

@@ -117,7 +117,7 @@ FinetuneRun finetune_once(const Config& cfg, const Task& task, const FinetuneSpe
   data::LoaderOptions lo = train_loader_options(bs, cfg.seed * 1000 + seed, cfg.workers, dev);
   lo.cycle = false;
   lo.drop_last = n % bs == 1;  // a batch of one image has no batch statistics
-  lo.views = {data::finetune_train_view(cfg.task.image_size, task.train->c)};
+  lo.views = {downstream_train_view(cfg.task, task.train->c)};
   data::Loader loader(task.train, lo);
   int64_t steps_per_epoch = loader.batches_per_epoch(), total = epochs * steps_per_epoch;
   optim::SGD opt(params, lr, fc.momentum, wd);

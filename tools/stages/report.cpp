@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <ctime>
 #include <filesystem>
@@ -80,7 +81,10 @@ std::string write_report(const ReportInputs& in, const std::string& path) {
   std::strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", std::gmtime(&now));
 
   md << "# BiSSL on " << cfg.task.dataset << ": report\n\n";
-  md << "- Written " << date << " by `bissl-pipeline`; total run time " << seconds_text(in.total_seconds) << ".\n";
+  md << "- Written " << date << " by `bissl-pipeline`; run time of all stages " << seconds_text(in.total_seconds);
+  if (in.invocation_seconds + 1 < in.total_seconds)
+    md << " (this invocation " << seconds_text(in.invocation_seconds) << ": the other stages' outputs were reused)";
+  md << ".\n";
   md << "- Machine: " << machine_description() << ".\n";
   md << "- Downstream task: " << task.describe() << ".\n";
   md << "- Pretext data: " << cfg.pretrain.dataset << " training images without labels"
@@ -106,6 +110,10 @@ std::string write_report(const ReportInputs& in, const std::string& path) {
     else
       md << "— | — | — |\n";
   }
+  for (auto& c : in.eval.comparisons)
+    md << "\n" << c.b << " vs " << c.a << ": Δ test top-1 " << (c.result.observed >= 0 ? "+" : "")
+       << pct(c.result.observed) << " points, p (two-sided) " << pval(c.result.p_two_sided) << ", p (" << c.b
+       << " > " << c.a << ") " << pval(c.result.p_greater) << ".\n";
   md << "\nPer-seed test top-1 (%):\n\n";
   for (auto& a : in.eval.arms) {
     md << "- " << a.arm << ": ";
@@ -126,7 +134,39 @@ std::string write_report(const ReportInputs& in, const std::string& path) {
   md << "\n## Stages\n\n| stage | what | time |\n|---|---|---|\n";
   for (auto& t : in.times)
     md << "| " << t.stage << " | " << t.detail << " | "
-       << (t.skipped ? "outputs existed, not rerun" : seconds_text(t.seconds)) << " |\n";
+       << (t.skipped ? (t.seconds > 0 ? seconds_text(t.seconds) + " (an earlier invocation; outputs reused)"
+                                      : std::string("outputs existed, not rerun"))
+                     : seconds_text(t.seconds))
+       << " |\n";
+
+  // The implicit gradient's solver, per training stage that ran CG.
+  for (auto& [arm, mpath] : in.train_metrics) {
+    if (!fs::exists(mpath)) continue;
+    auto rows = read_jsonl(mpath);
+    std::vector<double> ratio;
+    double min_curv = 1e300, max_curv = -1e300;
+    int64_t grew = 0;
+    for (auto& r : rows)
+      if (r.value("hvps", int64_t(0)) > 0) {
+        double q = r["cg_residual_last"].get<double>() / std::max(r["cg_residual_first"].get<double>(), 1e-300);
+        ratio.push_back(q);
+        grew += q > 1;
+        min_curv = std::min(min_curv, r.value("cg_min_curvature", 0.0));
+        max_curv = std::max(max_curv, r.value("cg_max_curvature", 0.0));
+      }
+    if (ratio.empty()) continue;
+    std::vector<double> sorted = ratio;
+    std::sort(sorted.begin(), sorted.end());
+    md << "\n**Conjugate gradient (" << arm << ").** " << cfg.bissl.cg_iterations << " "
+       << (cfg.bissl.cg_layerwise ? "layer-wise" : "global") << " iterations per upper step on (I + H/(λ+δ)) u = "
+       << "∇θP L_D. The final residual over the initial one (the recurrence's, averaged over an alternation's upper "
+       << "steps): median " << fmt(sorted[sorted.size() / 2], 3) << ", range " << fmt(sorted.front(), 3) << " to "
+       << fmt(sorted.back(), 3) << "; it grew in " << grew << " of " << ratio.size() << " alternations. Rayleigh "
+       << "quotients (d·Ad)/(d·d) along CG's directions ranged from " << fmt(min_curv, 3) << " to " << fmt(max_curv, 3)
+       << (min_curv < 0 ? " — negative values prove I + H/(λ+δ) indefinite here" : "")
+       << ". Per-alternation values: `cg_residual_first`, `cg_residual_last`, `cg_min_curvature`, "
+       << "`cg_max_curvature` in the stage's metrics.jsonl.\n";
+  }
 
   // Curves.
   std::vector<std::pair<std::string, std::string>> plots;

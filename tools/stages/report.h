@@ -28,7 +28,8 @@ struct ReportInputs {
   std::vector<std::pair<std::string, std::string>> train_metrics;
   std::string warmup_metrics;  // warm-up metrics.jsonl ("" = none)
   std::string eval_dir_rel;    // the eval directory relative to the report
-  double total_seconds = 0;
+  double total_seconds = 0;       // all stages, from when each one ran
+  double invocation_seconds = 0;  // this invocation (less when stages were reused)
   std::vector<std::string> notes;
 };
 

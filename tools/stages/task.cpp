@@ -80,6 +80,15 @@ data::ImageSet concat_unlabelled(const data::ImageSet& a, const data::ImageSet& 
   return r;
 }
 
+data::ViewConfig downstream_train_view(const TaskConfig& t, int64_t channels) {
+  data::ViewConfig v = data::finetune_train_view(t.image_size, channels);
+  v.scale = {t.crop_scale.at(0), t.crop_scale.at(1)};
+  v.ratio = {t.crop_ratio.at(0), t.crop_ratio.at(1)};
+  v.flip_p = t.flip;
+  v.validate(channels);
+  return v;
+}
+
 data::LoaderOptions train_loader_options(int64_t batch, uint64_t seed, int workers, Device dev) {
   data::LoaderOptions lo;
   lo.batch_size = batch;
@@ -122,12 +131,12 @@ ssl::SslBatch LoaderPretextStream::next_in_epoch() {
   return s;
 }
 
-LoaderDownstreamStream::LoaderDownstreamStream(std::shared_ptr<const data::ImageSet> set, int64_t image_size,
+LoaderDownstreamStream::LoaderDownstreamStream(std::shared_ptr<const data::ImageSet> set, const TaskConfig& t,
                                                int64_t batch, uint64_t seed, int workers, Device dev)
     : loader_(set,
               [&] {
                 data::LoaderOptions lo = train_loader_options(batch, seed, workers, dev);
-                lo.views = {data::finetune_train_view(image_size, set->c)};
+                lo.views = {downstream_train_view(t, set->c)};
                 return lo;
               }()) {
   BISSL_CHECK(loader_.batches_per_epoch() > 0, "downstream stream: ", set->n, " images make no batch of ", batch);

@@ -30,6 +30,10 @@ void save_task_splits(const Task& task, const TaskConfig& t, const std::string& 
 // pretext + downstream mix of the "mix" baseline.
 data::ImageSet concat_unlabelled(const data::ImageSet& a, const data::ImageSet& b);
 
+// The downstream train view of the task config ([task] crop_scale,
+// crop_ratio, flip; bilinear, normalised as data::finetune_train_view).
+data::ViewConfig downstream_train_view(const TaskConfig& t, int64_t channels);
+
 // Loader options shared by the stages: shuffled cycling batches on `dev`.
 data::LoaderOptions train_loader_options(int64_t batch, uint64_t seed, int workers, Device dev);
 
@@ -54,7 +58,7 @@ class LoaderPretextStream : public bilevel::PretextStream {
 
 class LoaderDownstreamStream : public bilevel::DownstreamStream {
  public:
-  LoaderDownstreamStream(std::shared_ptr<const data::ImageSet> set, int64_t image_size, int64_t batch, uint64_t seed,
+  LoaderDownstreamStream(std::shared_ptr<const data::ImageSet> set, const TaskConfig& t, int64_t batch, uint64_t seed,
                          int workers, Device dev);
   int64_t batches_per_epoch() const override { return loader_.batches_per_epoch(); }
   int64_t epoch() const override { return loader_.epoch(); }

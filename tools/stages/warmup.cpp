@@ -36,7 +36,7 @@ WarmupResult run_warmup(const Config& cfg, const Task& task, const std::string& 
   data::LoaderOptions lo = train_loader_options(bs, cfg.seed * 1000 + 3, cfg.workers, dev);
   lo.cycle = false;
   lo.drop_last = task.train->n % bs == 1;
-  lo.views = {data::finetune_train_view(cfg.task.image_size, task.train->c)};
+  lo.views = {downstream_train_view(cfg.task, task.train->c)};
   data::Loader loader(task.train, lo);
   optim::SGD opt(head->parameters(), w.lr, w.momentum, w.weight_decay);
 
