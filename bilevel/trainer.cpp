@@ -127,21 +127,13 @@ double BilevelTrainer::distance() const {
 void BilevelTrainer::check_finite(double v, const char* what, int64_t step) const {
   if (std::isfinite(v)) return;
   throw Error(str("bissl: ", what, " is ", v, " at alternation ", done_ + 1, ", step ", step,
-                  " (the parameters are those before this step)"));
+                  " (the parameters are those before this step; a BYOL target has already taken its EMA update)"));
 }
 
 double BilevelTrainer::clip(const std::vector<Tensor>& params, const char* level, int64_t step) const {
-  double norm = 0;
-  try {
-    if (o_.clip > 0) return optim::clip_grad_norm(params, o_.clip);
-    NoGradGuard ng;
-    for (auto& p : params)
-      if (p.grad().defined()) norm += sum(mul(p.grad(), p.grad())).item();
-    norm = std::sqrt(norm);
-  } catch (const Error&) {  // clip_grad_norm refuses a non-finite norm; say where instead
-    norm = std::nan("");
-  }
+  const double norm = optim::grad_norm(params);
   check_finite(norm, str("the ", level, " gradient norm").c_str(), step);
+  if (o_.clip > 0) optim::clip_grad_norm(params, o_.clip);
   return norm;
 }
 
@@ -227,12 +219,15 @@ void BilevelTrainer::upper_phase(AlternationStats& s) {
       for (size_t j = 0; j < phi_d_.size(); ++j) g_phi[j] = g1[P + j];
 
       set_ghost(m_, o_.ghost_lower);
-      nn::StateDict saved;
+      // Snapshot of the buffers the CG products' forwards move (θP's and the
+      // pretext heads' BN statistics), restored afterwards when asked.
+      std::vector<std::pair<Tensor, Tensor>> saved;
       if (!o_.cg_updates_bn)
-        for (auto& [name, t] : m_.backbone_p->named_buffers()) saved.emplace_back(name, t.clone());
+        for (nn::Module* mod : {static_cast<nn::Module*>(m_.backbone_p), static_cast<nn::Module*>(m_.pretext)})
+          for (auto& [name, t] : mod->named_buffers()) saved.emplace_back(t, t.clone());
       ImplicitGradResult ig = implicit_gradient([&] { return m_.pretext->loss(*m_.backbone_p, fixed); }, theta_p_,
                                                 rhs, o_.lambda, o_.delta, o_.cg);
-      if (!o_.cg_updates_bn) m_.backbone_p->load_state_dict(saved, false);
+      for (auto& [live, copy] : saved) live.copy_(copy);
       if (on_cg) on_cg(fixed);
       s.hvps += ig.iterations;
       s.cg_nan_replaced += ig.nan_replaced;

@@ -11,7 +11,10 @@
 //     over [T·N_L] steps, the schedule stepping after the optimiser.
 //   upper phase, N_U [8] steps on θD and φD, with one pretext batch drawn
 //     from the lower stream at the start of the phase and kept for all its
-//     steps (and all CG products within them):
+//     steps (and all CG products within them). It advances the lower
+//     stream by one batch (the reference's next(iter(loader)) draws a fresh
+//     batch without advancing its iterator; either is a random pretext
+//     batch, only the reshuffle timing differs):
 //     downstream batch from the upper stream;
 //     [g_θP, g_φ1] = ∇(θP, φD) L_D(θP, φD);
 //     u solves (I + H/(λ+δ)) u = g_θP by CG (5 layer-wise iterations),
@@ -41,7 +44,7 @@
 // per-device statistics (256 per view on the lower level and 64 on the upper
 // with its 4 devices). Each loss evaluation moves the running statistics,
 // the CG products' too (the reference's behaviour); cg_updates_bn = false
-// restores θP's buffers after every CG solve instead.
+// restores θP's and the pretext heads' buffers after every CG solve instead.
 #include <chrono>
 #include <cstdint>
 #include <functional>

@@ -15,6 +15,7 @@
 #include "tools/common/settings.h"
 #include "tools/stages/bissl_stage.h"
 #include "tools/stages/config.h"
+#include "tools/stages/finetune.h"
 #include "tools/stages/pipeline.h"
 
 using namespace bissl;
@@ -152,6 +153,22 @@ TEST_SUITE("stages") {
     auto table = [](const std::string& r) { return r.substr(r.find("| arm |"), r.find("Per-seed") - r.find("| arm |")); };
     CHECK(table(again) == table(report));
     CHECK(again.find("(an earlier invocation; outputs reused)") != std::string::npos);
+
+    // An interrupted search (one trial of two on disk) resumes to the same choice.
+    {
+      const std::string sdir = c.out + "/finetune/search";
+      auto chosen = nlohmann::json::parse(slurp(sdir + "/hyper.json"));
+      std::string first = slurp(sdir + "/search.jsonl");
+      first = first.substr(0, first.find('\n') + 1);
+      std::ofstream(sdir + "/search.jsonl", std::ios::trunc) << first << "{\"trial\": 1, \"lr\": ";  // cut short
+      stages::Config cs = c;
+      stages::Task task = stages::load_task(cs.task);
+      stages::Hyper h = stages::random_search(cs, task, stages::spec_for_arm(cs, "ft", c.out + "/pretrain/backbone.safetensors"),
+                                              sdir);
+      CHECK(h.lr == chosen["lr"].get<double>());
+      CHECK(h.weight_decay == chosen["weight_decay"].get<double>());
+      CHECK(slurp(sdir + "/search.jsonl").rfind(first, 0) == 0);
+    }
 
     // Every other arm, added to the same run: FT and BiSSL are found, the rest run.
     stages::Config all = c;

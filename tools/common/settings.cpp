@@ -266,7 +266,8 @@ std::string Settings::to_toml() const {
     std::stringstream ss(p.emit());
     std::string line;
     while (std::getline(ss, line)) {
-      if (!line.empty() && line[0] == '[') line = "[" + p.section + "." + line.substr(1);
+      if (line.empty()) continue;  // the blank line before each header is added here
+      if (line[0] == '[') line = "[" + p.section + "." + line.substr(1);
       if (!line.empty() && line[0] == '[') out += "\n";
       out += line + "\n";
     }

@@ -1,183 +1,61 @@
 #include "tools/pretrain/config.h"
 
-#include <toml++/toml.h>
-
-#include <fstream>
-#include <functional>
-#include <map>
-#include <sstream>
-
 #include "engine/error.h"
+#include "tools/common/settings.h"
 
 namespace bissl::pretrain {
 
 namespace {
 
-// One entry per key: how to read it from text, and how to write it.
-struct Field {
-  std::string section;
-  std::function<void(Config&, const std::string&)> parse;
-  std::function<void(const Config&, toml::table&)> emit;
-};
-
-template <class T>
-T parse_as(const std::string& key, const std::string& v);
-template <>
-std::string parse_as(const std::string&, const std::string& v) {
-  return v;
-}
-template <>
-double parse_as(const std::string& key, const std::string& v) {
-  try {
-    size_t used = 0;
-    double d = std::stod(v, &used);
-    if (used == v.size()) return d;
-  } catch (...) {
-  }
-  throw Error(str("config: ", key, " expects a number, found '", v, "'"));
-}
-template <>
-int64_t parse_as(const std::string& key, const std::string& v) {
-  try {
-    size_t used = 0;
-    long long d = std::stoll(v, &used);
-    if (used == v.size()) return int64_t(d);
-  } catch (...) {
-  }
-  throw Error(str("config: ", key, " expects an integer, found '", v, "'"));
-}
-template <>
-int parse_as(const std::string& key, const std::string& v) {
-  return int(parse_as<int64_t>(key, v));
-}
-template <>
-uint64_t parse_as(const std::string& key, const std::string& v) {
-  return uint64_t(parse_as<int64_t>(key, v));
-}
-
-template <class T>
-Field field(const std::string& section, const std::string& key, T Config::*m) {
-  std::string full = section + "." + key;
-  return {section, [full, m](Config& c, const std::string& v) { c.*m = parse_as<T>(full, v); },
-          [section, key, m](const Config& c, toml::table& t) {
-            auto* sec = t[section].as_table();
-            if constexpr (std::is_same_v<T, uint64_t>) sec->insert_or_assign(key, int64_t(c.*m));
-            else sec->insert_or_assign(key, c.*m);
-          }};
-}
-
-const std::vector<std::pair<std::string, Field>>& fields() {
-  static const std::vector<std::pair<std::string, Field>> f = {
-      {"dataset", field("data", "dataset", &Config::dataset)},
-      {"root", field("data", "root", &Config::root)},
-      {"image_size", field("data", "image_size", &Config::image_size)},
-      {"limit", field("data", "limit", &Config::limit)},
-      {"workers", field("data", "workers", &Config::workers)},
-      {"arch", field("model", "arch", &Config::arch)},
-      {"stem", field("model", "stem", &Config::stem)},
-      {"width", field("model", "width", &Config::width)},
-      {"patch_size", field("model", "patch_size", &Config::patch_size)},
-      {"name", field("method", "name", &Config::method)},
-      {"temperature", field("method", "temperature", &Config::temperature)},
-      {"proj_hidden", field("method", "proj_hidden", &Config::proj_hidden)},
-      {"proj_out", field("method", "proj_out", &Config::proj_out)},
-      {"ema", field("method", "ema", &Config::ema)},
-      {"mask_ratio", field("method", "mask_ratio", &Config::mask_ratio)},
-      {"decoder_dim", field("method", "decoder_dim", &Config::decoder_dim)},
-      {"decoder_depth", field("method", "decoder_depth", &Config::decoder_depth)},
-      {"batch_size", field("train", "batch_size", &Config::batch_size)},
-      {"epochs", field("train", "epochs", &Config::epochs)},
-      {"steps", field("train", "steps", &Config::steps)},
-      {"optimizer", field("train", "optimizer", &Config::optimizer)},
-      {"lr", field("train", "lr", &Config::lr)},
-      {"weight_decay", field("train", "weight_decay", &Config::weight_decay)},
-      {"momentum", field("train", "momentum", &Config::momentum)},
-      {"trust", field("train", "trust", &Config::trust)},
-      {"warmup", field("train", "warmup", &Config::warmup)},
-      {"final_lr_ratio", field("train", "final_lr_ratio", &Config::final_lr_ratio)},
-      {"seed", field("train", "seed", &Config::seed)},
-      {"device", field("train", "device", &Config::device)},
-      {"dir", field("output", "dir", &Config::out)},
-      {"checkpoint_every", field("output", "checkpoint_every", &Config::checkpoint_every)},
-      {"log_every", field("output", "log_every", &Config::log_every)},
-  };
-  return f;
-}
-
-const Field* find(const std::string& section, const std::string& key) {
-  for (auto& [k, f] : fields())
-    if (k == key && (section.empty() || f.section == section)) return &f;
-  return nullptr;
-}
-
-std::string known_keys() {
-  std::string r;
-  for (auto& [k, f] : fields()) r += (r.empty() ? "" : ", ") + f.section + "." + k;
-  return r;
-}
-
-std::string node_text(const toml::node& n) {
-  if (auto s = n.value<std::string>()) return *s;
-  if (n.is_integer()) return std::to_string(*n.value<int64_t>());
-  if (n.is_floating_point()) {
-    std::ostringstream os;
-    os.precision(17);
-    os << *n.value<double>();
-    return os.str();
-  }
-  if (auto b = n.value<bool>()) return *b ? "1" : "0";
-  return "";
+// The config's keys, bound to the members of one Config (tools/common/settings.h).
+settings::Settings bind(Config& c) {
+  settings::Settings s;
+  s.add("data", "dataset", &c.dataset);
+  s.add("data", "root", &c.root);
+  s.add("data", "image_size", &c.image_size);
+  s.add("data", "limit", &c.limit);
+  s.add("data", "workers", &c.workers);
+  s.add("model", "arch", &c.arch);
+  s.add("model", "stem", &c.stem);
+  s.add("model", "width", &c.width);
+  s.add("model", "patch_size", &c.patch_size);
+  s.add("method", "name", &c.method);
+  s.add("method", "temperature", &c.temperature);
+  s.add("method", "proj_hidden", &c.proj_hidden);
+  s.add("method", "proj_out", &c.proj_out);
+  s.add("method", "ema", &c.ema);
+  s.add("method", "mask_ratio", &c.mask_ratio);
+  s.add("method", "decoder_dim", &c.decoder_dim);
+  s.add("method", "decoder_depth", &c.decoder_depth);
+  s.add("train", "batch_size", &c.batch_size);
+  s.add("train", "epochs", &c.epochs);
+  s.add("train", "steps", &c.steps);
+  s.add("train", "optimizer", &c.optimizer);
+  s.add("train", "lr", &c.lr);
+  s.add("train", "weight_decay", &c.weight_decay);
+  s.add("train", "momentum", &c.momentum);
+  s.add("train", "trust", &c.trust);
+  s.add("train", "warmup", &c.warmup);
+  s.add("train", "final_lr_ratio", &c.final_lr_ratio);
+  s.add("train", "seed", &c.seed);
+  s.add("train", "device", &c.device);
+  s.add("output", "dir", &c.out);
+  s.add("output", "checkpoint_every", &c.checkpoint_every);
+  s.add("output", "log_every", &c.log_every);
+  return s;
 }
 
 }  // namespace
 
-void Config::set(const std::string& a) {
-  auto eq = a.find('=');
-  BISSL_CHECK(eq != std::string::npos, "config: expected section.key=value, found '", a, "'");
-  std::string lhs = a.substr(0, eq), value = a.substr(eq + 1);
-  std::string section, key = lhs;
-  if (auto dot = lhs.find('.'); dot != std::string::npos) section = lhs.substr(0, dot), key = lhs.substr(dot + 1);
-  const Field* f = find(section, key);
-  BISSL_CHECK(f, "config: unknown key '", lhs, "'; known keys: ", known_keys());
-  f->parse(*this, value);
-}
+void Config::set(const std::string& a) { bind(*this).set(a); }
 
 void Config::load_toml_string(const std::string& text, const std::string& where) {
-  toml::table t;
-  try {
-    t = toml::parse(text, where);
-  } catch (const toml::parse_error& e) {
-    std::ostringstream os;
-    os << e.description() << " (line " << e.source().begin.line << ")";
-    throw Error(str("config: ", where, ": ", os.str()));
-  }
-  for (auto& [sec, node] : t) {
-    auto* tab = node.as_table();
-    BISSL_CHECK(tab, "config: ", where, ": expected [section] tables at the top level, found key '", sec.str(), "'");
-    for (auto& [key, val] : *tab) {
-      const Field* f = find(std::string(sec.str()), std::string(key.str()));
-      BISSL_CHECK(f, "config: ", where, ": unknown key '", sec.str(), ".", key.str(), "'; known keys: ", known_keys());
-      f->parse(*this, node_text(val));
-    }
-  }
+  bind(*this).load_toml_string(text, where);
 }
 
-void Config::load_toml(const std::string& path) {
-  std::ifstream in(path);
-  BISSL_CHECK(in, "config: expected a readable TOML file, found none at '", path, "'");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  load_toml_string(ss.str(), path);
-}
+void Config::load_toml(const std::string& path) { bind(*this).load_toml_file(path); }
 
-std::string Config::to_toml() const {
-  toml::table t;
-  for (const char* s : {"data", "model", "method", "train", "output"}) t.insert(s, toml::table{});
-  for (auto& [k, f] : fields()) f.emit(*this, t);
-  std::ostringstream os;
-  os << t;
-  return os.str() + "\n";
-}
+std::string Config::to_toml() const { return bind(const_cast<Config&>(*this)).to_toml(); }
 
 void Config::validate() const {
   BISSL_CHECK(method == "simclr" || method == "byol" || method == "mae",

@@ -42,8 +42,8 @@ struct Config {
   int64_t checkpoint_every = 500;
   int64_t log_every = 10;
 
-  // Applies one `section.key=value` (or `key=value`); throws on unknown keys
-  // or values of the wrong type.
+  // Applies one `section.key=value`; throws on unknown keys or values of the
+  // wrong type (tools/common/settings.h does the parsing).
   void set(const std::string& assignment);
   void load_toml(const std::string& path);
   void load_toml_string(const std::string& text, const std::string& where);

@@ -12,6 +12,7 @@
 #include "models/heads.h"
 #include "tools/pretrain/build.h"
 #include "tools/stages/classify.h"
+#include "tools/stages/files.h"
 #include "tools/stages/progress.h"
 
 namespace bissl::stages {
@@ -66,7 +67,7 @@ BisslStageResult run_bissl(const Config& cfg_in, const Task& task, const BisslIn
   if (!variant_name_in.empty()) cfg.bissl.variant = variant_name_in;
   const auto& bc = cfg.bissl;
   fs::create_directories(dir);
-  std::ofstream(dir + "/config.toml") << cfg.to_toml();
+  write_text_atomic(dir + "/config.toml", cfg.to_toml());
   const Device dev = resolve_device(cfg.device);
 
   bilevel::BilevelOptions o;
@@ -81,6 +82,13 @@ BisslStageResult run_bissl(const Config& cfg_in, const Task& task, const BisslIn
   o.upper_momentum = bc.upper_momentum, o.upper_total = bc.upper_total;
   o.clip = bc.clip, o.ghost_lower = bc.ghost_lower, o.ghost_upper = bc.ghost_upper;
   o.cg_updates_bn = bc.cg_updates_bn, o.weight = bc.weight;
+  // Ghost batch norm must split the batches evenly: say so before any work.
+  auto ghost_ok = [](int64_t batch, int64_t ghost) { return ghost <= 0 || batch <= ghost || batch % ghost == 0; };
+  const int64_t upper_batch = std::min(bc.upper_batch, task.train->n);
+  BISSL_CHECK(ghost_ok(bc.lower_batch, bc.ghost_lower), "bissl: bissl.ghost_lower = ", bc.ghost_lower,
+              " does not divide the lower batch of ", bc.lower_batch, " images per view");
+  BISSL_CHECK(ghost_ok(upper_batch, bc.ghost_upper), "bissl: bissl.ghost_upper = ", bc.ghost_upper,
+              " does not divide the upper batch of ", upper_batch, " images");
   const bool two_backbones = o.variant == bilevel::Variant::BiSSL || o.variant == bilevel::Variant::IjDiscarded;
   const bool needs_head = o.variant != bilevel::Variant::PretextOnly;
 
@@ -120,13 +128,18 @@ BisslStageResult run_bissl(const Config& cfg_in, const Task& task, const BisslIn
   std::shared_ptr<const data::ImageSet> pretext = pretrain::load_data(cfg.pretrain);
   if (mix) pretext = std::make_shared<const data::ImageSet>(concat_unlabelled(*pretext, *task.train));
   LoaderPretextStream lower(pretext, cfg.pretrain, bc.lower_batch, cfg.seed * 7 + 1, cfg.workers, dev);
-  LoaderDownstreamStream upper(task.train, cfg.task, std::min(bc.upper_batch, task.train->n),
-                               cfg.seed * 7 + 2, cfg.workers, dev);
+  LoaderDownstreamStream upper(task.train, cfg.task, upper_batch, cfg.seed * 7 + 2, cfg.workers, dev);
 
   bilevel::BilevelModels m{theta_d.get(), theta_p.get(), objective.get(), head.get()};
   bilevel::BilevelTrainer trainer(m, o, lower, upper);
 
   const std::string ckpt = dir + "/checkpoint.safetensors";
+  // What a checkpoint must agree on to be resumed.
+  const std::string signature =
+      str("variant ", bc.variant, ", mix ", mix, ", T ", bc.alternations, ", N_L ", bc.lower_steps, ", N_U ",
+          bc.upper_steps, ", batches ", bc.lower_batch, "/", upper_batch, ", lambda ", o.lambda, ", delta ", o.delta,
+          ", cg ", bc.cg_iterations, bc.cg_layerwise ? " layer-wise" : " global", ", lower lr ", o.lower_lr,
+          ", upper lr ", o.upper_lr, " wd ", o.upper_wd, ", seed ", cfg.seed);
   BisslStageResult res;
   std::ofstream metrics;
   if (resume && fs::exists(ckpt)) {
@@ -134,6 +147,10 @@ BisslStageResult run_bissl(const Config& cfg_in, const Task& task, const BisslIn
     auto fmt_it = f.metadata.find("format");
     BISSL_CHECK(fmt_it != f.metadata.end() && fmt_it->second == kFormat, "bissl: '", ckpt,
                 "' is not a bissl-train checkpoint (expected metadata format=", kFormat, ")");
+    auto sig = f.metadata.find("signature");
+    BISSL_CHECK(sig != f.metadata.end() && sig->second == signature, "bissl: '", ckpt,
+                "' was made with other settings (", sig == f.metadata.end() ? std::string("none recorded") : sig->second,
+                "; now ", signature, "); use --fresh or another output directory");
     theta_p->load_state_dict(take(f, "theta_p."));
     if (theta_d) theta_d->load_state_dict(take(f, "theta_d."));
     objective->load_state_dict(take(f, "objective."));
@@ -143,14 +160,11 @@ BisslStageResult run_bissl(const Config& cfg_in, const Task& task, const BisslIn
     std::fprintf(stderr, "bissl: resumed from %s after %lld alternations\n", ckpt.c_str(),
                  (long long)trainer.alternations_done());
     // Keep the metrics of the alternations the checkpoint covers.
-    std::vector<std::string> keep;
-    std::ifstream old(dir + "/metrics.jsonl");
-    for (std::string line; std::getline(old, line);)
-      if (!line.empty() && nlohmann::json::parse(line).value("alternation", int64_t(0)) <= trainer.alternations_done())
-        keep.push_back(line);
-    old.close();
-    metrics.open(dir + "/metrics.jsonl", std::ios::trunc);
-    for (auto& l : keep) metrics << l << "\n";
+    std::string keep;
+    for (auto& row : read_jsonl(dir + "/metrics.jsonl"))
+      if (row.value("alternation", int64_t(0)) <= trainer.alternations_done()) keep += row.dump() + "\n";
+    write_text_atomic(dir + "/metrics.jsonl", keep);
+    metrics.open(dir + "/metrics.jsonl", std::ios::app);
   } else {
     metrics.open(dir + "/metrics.jsonl", std::ios::trunc);
   }
@@ -165,6 +179,7 @@ BisslStageResult run_bissl(const Config& cfg_in, const Task& task, const BisslIn
     for (auto& kv : prefixed("trainer.", trainer.state_dict())) all.push_back(kv);
     io::save_safetensors(path, all,
                          {{"format", kFormat},
+                          {"signature", signature},
                           {"alternations_done", std::to_string(trainer.alternations_done())},
                           {"config", cfg.to_toml()}});
   };
@@ -180,9 +195,15 @@ BisslStageResult run_bissl(const Config& cfg_in, const Task& task, const BisslIn
     try {
       s = trainer.alternation();
     } catch (const Error& e) {
-      std::string where = dir + "/checkpoint_nonfinite.safetensors";
-      save_ckpt(where);
-      throw Error(str(e.what(), "; the state is saved to ", where));
+      // The state at the failure, for diagnosis (mid-alternation: resume from checkpoint.safetensors).
+      std::string where = dir + "/checkpoint_failed.safetensors", saved;
+      try {
+        save_ckpt(where);
+        saved = "; the state at the failure is saved to " + where + " (for diagnosis; resume uses checkpoint.safetensors)";
+      } catch (const std::exception& e2) {
+        saved = str("; saving the state to ", where, " failed too: ", e2.what());
+      }
+      throw Error(str(e.what(), saved));
     }
     ++here;
     nlohmann::json j = stats_json(s);
@@ -216,16 +237,15 @@ BisslStageResult run_bissl(const Config& cfg_in, const Task& task, const BisslIn
     if (head) io::save_safetensors(dir + "/head_d.safetensors", prefixed("", head->state_dict()));
     io::save_safetensors(dir + "/objective.safetensors", prefixed("", objective->state_dict()),
                          {{"method", cfg.pretrain.method}});
-    std::ofstream(dir + "/summary.json") << nlohmann::json{{"variant", bc.variant},
-                                                           {"alternations", trainer.alternations_done()},
-                                                           {"lower_steps", trainer.lower_steps_done()},
-                                                           {"upper_steps", trainer.upper_steps_done()},
-                                                           {"upper_lr", o.upper_lr},
-                                                           {"upper_wd", o.upper_wd},
-                                                           {"seconds", res.seconds},
-                                                           {"backend", backend_summary()}}
-                                                .dump(1)
-                                         << "\n";
+    write_json_atomic(dir + "/summary.json", nlohmann::json{{"variant", bc.variant},
+                                                            {"signature", signature},
+                                                            {"alternations", trainer.alternations_done()},
+                                                            {"lower_steps", trainer.lower_steps_done()},
+                                                            {"upper_steps", trainer.upper_steps_done()},
+                                                            {"upper_lr", o.upper_lr},
+                                                            {"upper_wd", o.upper_wd},
+                                                            {"seconds", res.seconds},
+                                                            {"backend", backend_summary()}});
   }
   return res;
 }

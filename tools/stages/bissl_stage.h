@@ -21,7 +21,7 @@ struct BisslInputs {
 };
 
 struct BisslStageResult {
-  std::vector<bilevel::AlternationStats> stats;  // this invocation's and, on resume, the earlier ones from metrics.jsonl
+  std::vector<bilevel::AlternationStats> stats;  // this invocation's alternations (metrics.jsonl has them all)
   double seconds = 0;
   bool resumed = false;
 };

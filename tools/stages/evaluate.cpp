@@ -11,6 +11,7 @@
 #include "tools/eval/tsne.h"
 #include "tools/pretrain/build.h"
 #include "tools/stages/classify.h"
+#include "tools/stages/files.h"
 
 namespace bissl::stages {
 
@@ -185,7 +186,7 @@ EvalResult run_eval(const Config& cfg, const Task& task, const std::vector<ArmRe
       res.plots.push_back({str(a.arm, ": features after fine-tuning (seed 0)"), f2});
     }
   }
-  std::ofstream(dir + "/eval.json") << res.to_json().dump(1) << "\n";
+  write_json_atomic(dir + "/eval.json", res.to_json());
   return res;
 }
 

@@ -17,6 +17,7 @@
 #include "engine/optim/schedule.h"
 #include "models/heads.h"
 #include "tools/pretrain/build.h"
+#include "tools/stages/files.h"
 #include "tools/stages/progress.h"
 
 namespace bissl::stages {
@@ -204,7 +205,11 @@ Hyper random_search(const Config& cfg, const Task& task, const FinetuneSpec& spe
     return best;
   }
   fs::create_directories(dir);
-  std::ofstream log(dir + "/search.jsonl");
+  // Trials already in search.jsonl (an interrupted search) are reused when
+  // they are the same draws; the rest run.
+  std::vector<nlohmann::json> done = fs::exists(dir + "/search.jsonl") ? read_jsonl(dir + "/search.jsonl")
+                                                                       : std::vector<nlohmann::json>{};
+  std::string kept;
   Generator g(cfg.seed * 1315423911ull + 99);
   int64_t epochs = fc.search_epochs > 0 ? fc.search_epochs : fc.epochs;
   best.val_top1 = -1;
@@ -212,13 +217,21 @@ Hyper random_search(const Config& cfg, const Task& task, const FinetuneSpec& spe
     // log-uniform draws: exp(U(log lo, log hi))
     double lr = std::exp(std::log(fc.lr_min) + g.uniform() * (std::log(fc.lr_max) - std::log(fc.lr_min)));
     double wd = std::exp(std::log(fc.wd_min) + g.uniform() * (std::log(fc.wd_max) - std::log(fc.wd_min)));
-    FinetuneRun r = finetune_once(cfg, task, spec, lr, wd, uint64_t(1000 + t), epochs, false, "", true,
-                                  str(spec.arm, " search ", t + 1, "/", fc.search_trials, " (lr ", fmt(lr, 3),
-                                      ", wd ", fmt(wd, 3), ")"));
+    FinetuneRun r;
+    const nlohmann::json* prev = size_t(t) < done.size() ? &done[size_t(t)] : nullptr;
+    if (prev && prev->value("trial", int64_t(-1)) == t && json_number(*prev, "lr") == lr &&
+        json_number(*prev, "weight_decay") == wd && prev->value("epochs", int64_t(0)) == epochs) {
+      r = run_from_json(*prev);
+    } else {
+      done.resize(std::min(done.size(), size_t(t)));  // anything after a mismatch is stale
+      r = finetune_once(cfg, task, spec, lr, wd, uint64_t(1000 + t), epochs, false, "", true,
+                        str(spec.arm, " search ", t + 1, "/", fc.search_trials, " (lr ", fmt(lr, 3), ", wd ",
+                            fmt(wd, 3), ")"));
+    }
     nlohmann::json j = to_json(r);
     j["trial"] = t;
-    log << j.dump() << "\n";
-    log.flush();
+    kept += j.dump() + "\n";
+    write_text_atomic(dir + "/search.jsonl", kept);
     if (!r.diverged && r.best_val > best.val_top1) best.lr = lr, best.weight_decay = wd, best.val_top1 = r.best_val;
   }
   BISSL_CHECK(best.val_top1 >= 0, spec.arm, ": every one of the ", fc.search_trials,
@@ -260,38 +273,43 @@ ArmResult finetune_arm(const Config& cfg, const Task& task, const FinetuneSpec& 
   if (shared) {
     a.hyper = *shared;
   } else if (fs::exists(dir + "/hyper.json")) {
-    auto j = nlohmann::json::parse(std::ifstream(dir + "/hyper.json"));
+    auto j = read_json(dir + "/hyper.json");
     a.hyper.lr = j.at("lr"), a.hyper.weight_decay = j.at("weight_decay");
     a.hyper.val_top1 = j.at("val_top1").is_null() ? nan() : j.at("val_top1").get<double>();
     a.hyper.source = j.at("source");
   } else {
     a.hyper = random_search(cfg, task, spec, dir);
   }
-  std::ofstream(dir + "/hyper.json") << nlohmann::json{{"lr", a.hyper.lr},
-                                                       {"weight_decay", a.hyper.weight_decay},
-                                                       {"val_top1", std::isnan(a.hyper.val_top1)
-                                                                        ? nlohmann::json(nullptr)
-                                                                        : nlohmann::json(a.hyper.val_top1)},
-                                                       {"source", a.hyper.source}}
-                                            .dump(1)
-                                     << "\n";
+  write_json_atomic(dir + "/hyper.json",
+                    nlohmann::json{{"lr", a.hyper.lr},
+                                   {"weight_decay", a.hyper.weight_decay},
+                                   {"val_top1", std::isnan(a.hyper.val_top1) ? nlohmann::json(nullptr)
+                                                                             : nlohmann::json(a.hyper.val_top1)},
+                                   {"source", a.hyper.source}});
   for (int64_t k = 0; k < cfg.finetune.seeds; ++k) {
     std::string sd = str(dir, "/seed", k);
     if (fs::exists(sd + "/result.json")) {
-      a.runs.push_back(run_from_json(nlohmann::json::parse(std::ifstream(sd + "/result.json"))));
-      continue;
+      FinetuneRun prev = run_from_json(read_json(sd + "/result.json"));
+      if (prev.lr == a.hyper.lr && prev.weight_decay == a.hyper.weight_decay && prev.epochs == cfg.finetune.epochs &&
+          prev.tested) {
+        a.runs.push_back(std::move(prev));
+        continue;
+      }
+      std::fprintf(stderr, "%s: %s/result.json was made with lr %.4g, wd %.4g, %lld epochs; rerunning with lr %.4g, "
+                   "wd %.4g, %lld epochs\n", spec.arm.c_str(), sd.c_str(), prev.lr, prev.weight_decay,
+                   (long long)prev.epochs, a.hyper.lr, a.hyper.weight_decay, (long long)cfg.finetune.epochs);
     }
     FinetuneRun r = finetune_once(cfg, task, spec, a.hyper.lr, a.hyper.weight_decay, uint64_t(k),
                                   cfg.finetune.epochs, true, sd, false,
                                   str(spec.arm, " seed ", k + 1, "/", cfg.finetune.seeds));
-    std::ofstream(sd + "/result.json") << to_json(r).dump(1) << "\n";
+    write_json_atomic(sd + "/result.json", to_json(r));
     std::fprintf(stderr, "%s seed %lld: best val top-1 %.2f%% (epoch %lld), test top-1 %.2f%%, top-%d %.2f%%\n",
                  spec.arm.c_str(), (long long)k, 100 * r.best_val, (long long)r.best_epoch, 100 * r.test.top1,
                  r.test.k, 100 * r.test.topk);
     a.runs.push_back(std::move(r));
   }
   a.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::ofstream(dir + "/result.json") << to_json(a).dump(1) << "\n";
+  write_json_atomic(dir + "/result.json", to_json(a));
   return a;
 }
 

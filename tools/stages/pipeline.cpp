@@ -10,6 +10,7 @@
 #include "tools/pretrain/run.h"
 #include "tools/stages/bissl_stage.h"
 #include "tools/stages/evaluate.h"
+#include "tools/stages/files.h"
 #include "tools/stages/finetune.h"
 #include "tools/stages/report.h"
 #include "tools/stages/task.h"
@@ -62,7 +63,7 @@ std::string run_pipeline(const Config& cfg_in) {
   cfg.validate();
   const std::string out = cfg.out;
   fs::create_directories(out);
-  std::ofstream(out + "/config.toml") << cfg.to_toml();
+  write_text_atomic(out + "/config.toml", cfg.to_toml());
   std::fprintf(stderr, "bissl-pipeline: resolved config\n%s\nbackend: %s\n", cfg.to_toml().c_str(),
                backend_summary().c_str());
   ReportInputs rep;
@@ -70,12 +71,11 @@ std::string run_pipeline(const Config& cfg_in) {
   // Each stage's time when it actually ran, kept across invocations so the
   // report of a resumed or re-run pipeline still says what every stage cost.
   const std::string timings_path = out + "/timings.json";
-  nlohmann::json timings = fs::exists(timings_path) ? nlohmann::json::parse(std::ifstream(timings_path))
-                                                    : nlohmann::json::object();
+  nlohmann::json timings = fs::exists(timings_path) ? read_json(timings_path) : nlohmann::json::object();
   auto record = [&](StageTime st) {
     if (!st.skipped) {
       timings[st.stage] = st.seconds;
-      std::ofstream(timings_path) << timings.dump(1) << "\n";
+      write_json_atomic(timings_path, timings);
     } else {
       st.seconds = timings.value(st.stage, 0.0);
     }
@@ -122,7 +122,7 @@ std::string run_pipeline(const Config& cfg_in) {
     const std::string sdir = out + "/finetune/search";
     StageTime st{"search", str(cfg.finetune.search_trials, " random (lr, wd) trials on the validation split")};
     if (fs::exists(sdir + "/hyper.json")) {
-      auto j = nlohmann::json::parse(std::ifstream(sdir + "/hyper.json"));
+      auto j = read_json(sdir + "/hyper.json");
       shared.lr = j.at("lr"), shared.weight_decay = j.at("weight_decay");
       shared.val_top1 = j.at("val_top1").is_null() ? 0.0 : j.at("val_top1").get<double>();
       shared.source = j.at("source");
@@ -130,12 +130,10 @@ std::string run_pipeline(const Config& cfg_in) {
     } else {
       fs::create_directories(sdir);
       shared = random_search(cfg, task, spec_for_arm(cfg, "ft", pre_backbone), sdir);
-      std::ofstream(sdir + "/hyper.json") << nlohmann::json{{"lr", shared.lr},
-                                                            {"weight_decay", shared.weight_decay},
-                                                            {"val_top1", shared.val_top1},
-                                                            {"source", shared.source}}
-                                                 .dump(1)
-                                          << "\n";
+      write_json_atomic(sdir + "/hyper.json", nlohmann::json{{"lr", shared.lr},
+                                                             {"weight_decay", shared.weight_decay},
+                                                             {"val_top1", shared.val_top1},
+                                                             {"source", shared.source}});
     }
     shared.source += " on FT (the pretrained backbone), used by every arm and by BiSSL's upper level";
     std::fprintf(stderr, "chosen: lr %.4g, weight decay %.4g (%s)\n", shared.lr, shared.weight_decay,
@@ -173,10 +171,22 @@ std::string run_pipeline(const Config& cfg_in) {
     banner("training stage: " + a);
     auto t0 = std::chrono::steady_clock::now();
     StageTime st{"train " + a, str(variant, ", ", cfg.bissl.alternations, " alternations")};
-    if (fs::exists(tdir + "/backbone.safetensors")) st.skipped = true;
-    else
-      run_bissl(cfg, task, {pre_backbone, pre + "/objective.safetensors", wdir + "/head.safetensors"}, tdir, variant,
+    // θD and θP start from the backbone as the warm-up left it (same weights as
+    // pretrained, BN statistics updated on downstream data), the pretext heads
+    // from pretraining, φD from the warm-up.
+    bool has_head = a != "mix";
+    std::string start = has_head ? wdir + "/backbone.safetensors" : pre_backbone;
+    if (fs::exists(tdir + "/backbone.safetensors")) {
+      st.skipped = true;
+      auto sum = read_json(tdir + "/summary.json");
+      BISSL_CHECK(sum.value("upper_lr", -1.0) == (cfg.bissl.upper_lr >= 0 ? cfg.bissl.upper_lr : cfg.finetune.lr) ||
+                      !has_head,
+                  "pipeline: ", tdir, " was trained with upper lr ", sum.value("upper_lr", -1.0),
+                  ", the search now gives ", cfg.finetune.lr, "; delete ", tdir, " to retrain it");
+    } else {
+      run_bissl(cfg, task, {start, pre + "/objective.safetensors", wdir + "/head.safetensors"}, tdir, variant,
                 a == "mix", true);
+    }
     st.seconds = since(t0);
     record(st);
     rep.train_metrics.push_back({a, tdir + "/metrics.jsonl"});

@@ -12,6 +12,7 @@
 
 #include "engine/backend.h"
 #include "tools/eval/svg.h"
+#include "tools/stages/files.h"
 #include "tools/stages/progress.h"
 
 namespace bissl::stages {
@@ -41,20 +42,13 @@ std::string seconds_text(double s) {
   return b;
 }
 
-std::vector<nlohmann::json> read_jsonl(const std::string& path) {
-  std::vector<nlohmann::json> r;
-  std::ifstream in(path);
-  for (std::string line; std::getline(in, line);)
-    if (!line.empty()) r.push_back(nlohmann::json::parse(line));
-  return r;
-}
-
 evalstats::Series series(const std::string& name, const std::vector<nlohmann::json>& rows, const std::string& x,
                          const std::string& y) {
   evalstats::Series s;
   s.name = name;
   for (auto& r : rows)
-    if (r.contains(y) && r[y].is_number()) s.x.push_back(r[x].get<double>()), s.y.push_back(r[y].get<double>());
+    if (r.contains(y) && r[y].is_number() && r.contains(x) && r[x].is_number())
+      s.x.push_back(r[x].get<double>()), s.y.push_back(r[y].get<double>());
   return s;
 }
 
@@ -145,14 +139,19 @@ std::string write_report(const ReportInputs& in, const std::string& path) {
     auto rows = read_jsonl(mpath);
     std::vector<double> ratio;
     double min_curv = 1e300, max_curv = -1e300;
-    int64_t grew = 0;
+    int64_t grew = 0, nonfinite = 0;
     for (auto& r : rows)
       if (r.value("hvps", int64_t(0)) > 0) {
-        double q = r["cg_residual_last"].get<double>() / std::max(r["cg_residual_first"].get<double>(), 1e-300);
+        double q = json_number(r, "cg_residual_last") / std::max(json_number(r, "cg_residual_first"), 1e-300);
+        if (!std::isfinite(q)) {
+          ++nonfinite;
+          continue;
+        }
         ratio.push_back(q);
         grew += q > 1;
-        min_curv = std::min(min_curv, r.value("cg_min_curvature", 0.0));
-        max_curv = std::max(max_curv, r.value("cg_max_curvature", 0.0));
+        double lo = json_number(r, "cg_min_curvature"), hi = json_number(r, "cg_max_curvature");
+        if (std::isfinite(lo)) min_curv = std::min(min_curv, lo);
+        if (std::isfinite(hi)) max_curv = std::max(max_curv, hi);
       }
     if (ratio.empty()) continue;
     std::vector<double> sorted = ratio;
@@ -165,7 +164,9 @@ std::string write_report(const ReportInputs& in, const std::string& path) {
        << "quotients (d·Ad)/(d·d) along CG's directions ranged from " << fmt(min_curv, 3) << " to " << fmt(max_curv, 3)
        << (min_curv < 0 ? " — negative values prove I + H/(λ+δ) indefinite here" : "")
        << ". Per-alternation values: `cg_residual_first`, `cg_residual_last`, `cg_min_curvature`, "
-       << "`cg_max_curvature` in the stage's metrics.jsonl.\n";
+       << "`cg_max_curvature` in the stage's metrics.jsonl"
+       << (nonfinite ? str(" (", nonfinite, " alternations had non-finite CG residuals; their u had NaNs set to 0)") : "")
+       << ".\n";
   }
 
   // Curves.
@@ -243,13 +244,7 @@ std::string write_report(const ReportInputs& in, const std::string& path) {
   }
   md << "## Resolved configuration\n\n```toml\n" << cfg.to_toml() << "```\n";
   std::string text = md.str();
-  std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp);
-    BISSL_CHECK(out, "report: cannot write '", tmp, "'");
-    out << text;
-  }
-  BISSL_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0, "report: cannot rename '", tmp, "' to '", path, "'");
+  write_text_atomic(path, text);
   return text;
 }
 

@@ -15,6 +15,7 @@
 #include "models/heads.h"
 #include "tools/pretrain/build.h"
 #include "tools/stages/classify.h"
+#include "tools/stages/files.h"
 #include "tools/stages/progress.h"
 
 namespace bissl::stages {
@@ -78,12 +79,11 @@ WarmupResult run_warmup(const Config& cfg, const Task& task, const std::string& 
   io::save_safetensors(dir + "/head.safetensors", h, {{"stage", "warmup"}});
   pretrain::save_backbone(*backbone, dir + "/backbone.safetensors");
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::ofstream(dir + "/summary.json") << nlohmann::json{{"epochs", w.epochs},
-                                                         {"final_train_loss", r.train_loss.empty() ? 0.0 : r.train_loss.back()},
-                                                         {"final_val_top1", r.val_top1.empty() ? 0.0 : r.val_top1.back()},
-                                                         {"seconds", r.seconds}}
-                                              .dump(1)
-                                       << "\n";
+  write_json_atomic(dir + "/summary.json",
+                    nlohmann::json{{"epochs", w.epochs},
+                                   {"final_train_loss", r.train_loss.empty() ? 0.0 : r.train_loss.back()},
+                                   {"final_val_top1", r.val_top1.empty() ? 0.0 : r.val_top1.back()},
+                                   {"seconds", r.seconds}});
   return r;
 }
 
