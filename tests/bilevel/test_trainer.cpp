@@ -267,6 +267,24 @@ TEST_SUITE("trainer") {
     CHECK(max_diff(a.obj->head_parameters(), b.obj->head_parameters()) <= 1e-14);
   }
 
+  TEST_CASE("ghost batch norm sizes apply to the lower level's forwards") {
+    Setup a, b;
+    BilevelOptions o = small_options();
+    o.lower_steps = 1, o.upper_steps = 0, o.clip = 0, o.ghost_lower = 2;  // batches of 4: two ghost batches
+    BilevelTrainer t(a.models(), o, a.lower, a.upper);
+    AlternationStats st;
+    t.lower_phase(st);
+    b.p->train(), b.obj->train();
+    nn::set_ghost_batch(*b.p, 2);
+    nn::set_ghost_batch(*b.obj, 2);
+    double ghost = b.obj->loss(*b.p, pretext_batch(0, 0)).item();
+    nn::set_ghost_batch(*b.p, 0);
+    nn::set_ghost_batch(*b.obj, 0);
+    double whole = b.obj->loss(*b.p, pretext_batch(0, 0)).item();
+    CHECK(st.lower_loss == doctest::Approx(ghost).epsilon(1e-13));
+    CHECK(std::abs(ghost - whole) > 1e-6);
+  }
+
   TEST_CASE("BYOL: target reset to θP at the start, EMA moved by lower steps only, never by HVPs") {
     Setup s(5, 3, /*byol=*/true);
     auto* byol = dynamic_cast<ssl::BYOL*>(s.obj.get());

@@ -11,6 +11,9 @@
 #include <sstream>
 
 #include "data/datasets.h"
+#include "models/resnet.h"
+#include "models/torch_state.h"
+#include "tools/stages/classify.h"
 #include "tests/support.h"
 #include "tools/common/settings.h"
 #include "tools/stages/bissl_stage.h"
@@ -110,6 +113,35 @@ TEST_SUITE("stages") {
                          Error);
     CHECK_THROWS_WITH_AS(stages::load_config("", {"pretrain.train.optimizer=adam"}),
                          doctest::Contains("train.optimizer must be lars, adamw or sgd"), Error);
+  }
+
+  TEST_CASE("a torchvision-style checkpoint (with its classifier) loads as a stage backbone") {
+    testing::TempDir tmp("torchvision");
+    stages::Config c = stages::load_config(std::string(BISSL_SOURCE_DIR) + "/configs/pipeline_fashion_mnist.toml", {});
+    // A ResNet-18 at the config's width with a 1000-way fc, saved in PyTorch layout.
+    models::ResNetConfig rc;
+    rc.width = c.pretrain.width;
+    rc.in_channels = 1;
+    rc.num_classes = 1000;
+    Generator g(4);
+    models::ResNet with_fc(rc, g);
+    models::save_torch_state(with_fc, tmp.file("tv.safetensors"));
+    int64_t fdim = 0;
+    auto bb = stages::build_backbone(c, 1, tmp.file("tv.safetensors"), 0, fdim);
+    CHECK(fdim == with_fc.feature_dim());
+    auto want = with_fc.named_parameters();
+    auto got = bb->named_parameters();
+    REQUIRE(got.size() + 2 == want.size());  // all but fc.weight, fc.bias
+    for (size_t i = 0; i < got.size(); ++i) {
+      CHECK(got[i].first == want[i].first);
+      CHECK(got[i].second.to_vector() == want[i].second.to_vector());
+    }
+    // A checkpoint of another width: one line naming the file and the tensor.
+    rc.width = 0.5;
+    models::ResNet wider(rc, g);
+    models::save_torch_state(wider, tmp.file("wide.safetensors"));
+    CHECK_THROWS_WITH_AS(stages::build_backbone(c, 1, tmp.file("wide.safetensors"), 0, fdim),
+                         doctest::Contains("wide.safetensors"), Error);
   }
 
   TEST_CASE("the --quick pipeline on Fashion-MNIST end to end, rerun, and an exact BiSSL resume") {
