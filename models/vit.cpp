@@ -221,4 +221,33 @@ std::shared_ptr<ViT> vit_small(Generator& g, int64_t image_size, int64_t patch_s
   return std::make_shared<ViT>(ViTConfig::small(image_size, patch_size), g);
 }
 
+std::vector<optim::ParamGroup> vit_layer_decay_groups(const ViT& vit, double layer_decay, double weight_decay,
+                                                      const std::vector<Tensor>& extra) {
+  BISSL_CHECK(layer_decay > 0 && layer_decay <= 1, "vit_layer_decay_groups: expected layer_decay in (0, 1], found ",
+              layer_decay);
+  const int64_t top = vit.config().depth + 1;
+  // groups[2 * id + (decay ? 1 : 0)]
+  std::vector<optim::ParamGroup> groups(size_t(2 * (top + 1)));
+  for (int64_t id = 0; id <= top; ++id)
+    for (int d = 0; d < 2; ++d) {
+      auto& g = groups[size_t(2 * id + d)];
+      g.lr_scale = std::pow(layer_decay, double(top - id));
+      g.weight_decay = d ? weight_decay : 0.0;
+    }
+  auto layer_of = [&](const std::string& name) -> int64_t {
+    if (name == "cls_token" || name == "pos_embed" || name.rfind("patch_embed.", 0) == 0) return 0;
+    if (name.rfind("blocks.", 0) == 0) return std::stoll(name.substr(7, name.find('.', 7) - 7)) + 1;
+    return top;
+  };
+  for (auto& [name, p] : vit.named_parameters()) {
+    bool no_decay = p.dim() == 1 || name == "cls_token" || name == "pos_embed";
+    groups[size_t(2 * layer_of(name) + (no_decay ? 0 : 1))].params.push_back(p);
+  }
+  for (auto& p : extra) groups[size_t(2 * top + (p.dim() == 1 ? 0 : 1))].params.push_back(p);
+  std::vector<optim::ParamGroup> out;
+  for (auto& g : groups)
+    if (!g.params.empty()) out.push_back(std::move(g));
+  return out;
+}
+
 }  // namespace bissl::models

@@ -16,6 +16,7 @@
 #include <string>
 
 #include "engine/nn/layers.h"
+#include "engine/optim/optimizer.h"
 #include "engine/random.h"
 
 namespace bissl::models {
@@ -152,5 +153,15 @@ class ViT : public nn::Layer {
 
 std::shared_ptr<ViT> vit_tiny(Generator& g, int64_t image_size = 224, int64_t patch_size = 16);
 std::shared_ptr<ViT> vit_small(Generator& g, int64_t image_size = 224, int64_t patch_size = 16);
+
+// Layer-wise learning-rate decay (MAE's param_groups_lrd, as in its
+// fine-tuning): layer id 0 for cls_token, pos_embed and patch_embed, i + 1 for
+// blocks.<i>, depth + 1 for everything after the blocks (the final norm, a
+// head) and for `extra` (a separate head's parameters); lr_scale =
+// layer_decay^(depth + 1 − id). Weight decay `weight_decay` except for 1-D
+// tensors (biases, norms) and cls_token / pos_embed, which get 0. One group
+// per (layer, decay or not), in layer order.
+std::vector<optim::ParamGroup> vit_layer_decay_groups(const ViT& vit, double layer_decay, double weight_decay,
+                                                      const std::vector<Tensor>& extra = {});
 
 }  // namespace bissl::models

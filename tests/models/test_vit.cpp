@@ -322,4 +322,41 @@ TEST_SUITE("slow") {
     Generator g(11);
     CHECK(vit_small(g)->num_parameters() == 21665664);  // timm vit_small_patch16_224, num_classes=0
   }
+
+  TEST_CASE("layer-wise lr decay groups as MAE's param_groups_lrd") {
+    ViTConfig c = ViTConfig::tiny(16, 8);
+    c.depth = 2;
+    Generator g(1);
+    ViT vit(c, g);
+    nn::Linear head(c.embed_dim, 3, g);
+    const double d = 0.5;
+    auto groups = vit_layer_decay_groups(vit, d, 0.05, head.parameters());
+    // Where each named tensor went: (lr_scale, weight decay).
+    auto find = [&](const Tensor& t) {
+      for (auto& gr : groups)
+        for (auto& p : gr.params)
+          if (p.data<float>() == t.data<float>()) return std::make_pair(gr.lr_scale, gr.weight_decay);
+      return std::make_pair(-1.0, -1.0);
+    };
+    size_t total = 0;
+    for (auto& gr : groups) total += gr.params.size();
+    CHECK(total == vit.parameters().size() + 2);  // every tensor once, plus the head's two
+    auto named = vit.named_parameters();
+    auto get = [&](const std::string& n) {
+      for (auto& [k, t] : named)
+        if (k == n) return t;
+      FAIL("no parameter ", n);
+      return Tensor();
+    };
+    CHECK(find(get("cls_token")) == std::make_pair(d * d * d, 0.0));            // layer 0, no decay
+    CHECK(find(get("patch_embed.proj.weight")) == std::make_pair(d * d * d, 0.05));
+    CHECK(find(get("patch_embed.proj.bias")) == std::make_pair(d * d * d, 0.0));
+    CHECK(find(get("blocks.0.attn.qkv.weight")) == std::make_pair(d * d, 0.05));  // layer 1
+    CHECK(find(get("blocks.1.mlp.fc2.weight")) == std::make_pair(d, 0.05));       // layer 2
+    CHECK(find(get("blocks.1.norm1.weight")) == std::make_pair(d, 0.0));
+    CHECK(find(get("norm.weight")) == std::make_pair(1.0, 0.0));                  // after the blocks
+    CHECK(find(head.weight) == std::make_pair(1.0, 0.05));
+    CHECK(find(head.bias) == std::make_pair(1.0, 0.0));
+    CHECK_THROWS_WITH_AS(vit_layer_decay_groups(vit, 0.0, 0.05), doctest::Contains("layer_decay in (0, 1]"), Error);
+  }
 }

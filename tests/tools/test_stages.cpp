@@ -144,6 +144,31 @@ TEST_SUITE("stages") {
                          doctest::Contains("wide.safetensors"), Error);
   }
 
+  TEST_CASE("MAE through every stage: a 2-block ViT-Tiny, AdamW fine-tuning with layer-wise lr decay and drop path") {
+    if (!have_fashion_mnist()) {
+      MESSAGE("SKIPPED: Fashion-MNIST is not installed at ", data::kFashionMnistDir);
+      return;
+    }
+    testing::TempDir tmp("mae");
+    stages::Config c = stages::load_config(
+        std::string(BISSL_SOURCE_DIR) + "/configs/pipeline_fashion_mnist.toml",
+        {"pretrain.model.arch=vit_tiny", "pretrain.model.patch_size=7", "pretrain.model.depth=2",
+         "pretrain.method.name=mae", "pretrain.train.optimizer=adamw", "pretrain.train.lr=1.5e-3",
+         "pretrain.train.weight_decay=0.05", "pretrain.data.limit=1024", "pipeline.arms=ft,bissl",
+         "finetune.optimizer=adamw", "finetune.layer_decay=0.75", "finetune.drop_path=0.1", "finetune.lr=1e-3",
+         "finetune.search_trials=0", "finetune.epochs=2", "bissl.alternations=1", "eval.tsne_points=60"},
+        /*quick=*/true);  // the --set overrides come after the preset
+    CHECK(c.pretrain.limit == 1024);
+    c.out = tmp.file("run");
+    c.device = "cpu";
+    std::string report = stages::run_pipeline(c);
+    CHECK(report.find("| bissl |") != std::string::npos);
+    auto m = nlohmann::json::parse(slurp(c.out + "/train/bissl/metrics.jsonl"));
+    CHECK(m["hvps"] == 2 * 5);
+    CHECK(std::isfinite(m["cg_residual_last"].get<double>()));
+    CHECK(fs::exists(c.out + "/finetune/bissl/seed1/backbone.safetensors"));
+  }
+
   TEST_CASE("the --quick pipeline on Fashion-MNIST end to end, rerun, and an exact BiSSL resume") {
     if (!have_fashion_mnist()) {
       MESSAGE("SKIPPED: Fashion-MNIST is not installed at ", data::kFashionMnistDir, " (tools/setup.sh installs it)");

@@ -65,6 +65,8 @@ static models::ViTConfig vit_config(const Config& c, int64_t channels) {
   models::ViTConfig v = c.arch == "vit_small" ? models::ViTConfig::small(c.image_size, c.patch_size)
                                               : models::ViTConfig::tiny(c.image_size, c.patch_size);
   v.in_channels = channels;
+  v.drop_path_rate = c.drop_path;
+  if (c.depth > 0) v.depth = c.depth;
   return v;
 }
 

@@ -19,6 +19,8 @@ settings::Settings bind(Config& c) {
   s.add("model", "stem", &c.stem);
   s.add("model", "width", &c.width);
   s.add("model", "patch_size", &c.patch_size);
+  s.add("model", "drop_path", &c.drop_path);
+  s.add("model", "depth", &c.depth);
   s.add("method", "name", &c.method);
   s.add("method", "temperature", &c.temperature);
   s.add("method", "proj_hidden", &c.proj_hidden);
@@ -58,6 +60,8 @@ void Config::load_toml(const std::string& path) { bind(*this).load_toml_file(pat
 std::string Config::to_toml() const { return bind(const_cast<Config&>(*this)).to_toml(); }
 
 void Config::validate() const {
+  BISSL_CHECK(depth >= 0, "config: model.depth must be >= 0 (0 = the architecture's), found ", depth);
+  BISSL_CHECK(drop_path >= 0 && drop_path < 1, "config: model.drop_path must be in [0, 1), found ", drop_path);
   BISSL_CHECK(method == "simclr" || method == "byol" || method == "mae",
               "config: method.name must be simclr, byol or mae, found '", method, "'");
   BISSL_CHECK(optimizer == "lars" || optimizer == "adamw" || optimizer == "sgd",

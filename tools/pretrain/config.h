@@ -20,6 +20,8 @@ struct Config {
   std::string stem = "cifar";             // cifar | imagenet (ResNet)
   double width = 1.0;                     // ResNet channel multiplier
   int64_t patch_size = 4;                 // ViT
+  double drop_path = 0.0;                 // ViT stochastic depth (rises linearly to this over the blocks)
+  int64_t depth = 0;                      // ViT blocks; 0 = the arch's (12 for vit_tiny / vit_small)
   // [method]
   std::string method = "simclr";          // simclr | byol | mae
   double temperature = 0.5;

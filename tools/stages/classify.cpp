@@ -17,9 +17,10 @@ namespace bissl::stages {
 Device resolve_device(const std::string& device) { return pretrain::device_of(device); }
 
 std::shared_ptr<nn::Layer> build_backbone(const Config& cfg, int64_t channels, const std::string& weights,
-                                          uint64_t seed, int64_t& feature_dim) {
+                                          uint64_t seed, int64_t& feature_dim, double drop_path) {
   pretrain::Config pc = cfg.pretrain;
   pc.seed = seed;
+  if (drop_path >= 0) pc.drop_path = drop_path;
   Generator g(seed);
   auto bb = pretrain::make_backbone(pc, channels, g, feature_dim);
   if (!weights.empty()) pretrain::load_backbone(*bb, weights);

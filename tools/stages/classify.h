@@ -15,8 +15,9 @@ namespace bissl::stages {
 // channels; weights from `weights` (a backbone.safetensors written by any
 // stage, or torchvision's ResNet weights), or a random init from `seed`
 // when `weights` is empty. feature_dim receives its output width.
+// drop_path >= 0 overrides the ViT stochastic depth of the config.
 std::shared_ptr<nn::Layer> build_backbone(const Config& cfg, int64_t channels, const std::string& weights,
-                                          uint64_t seed, int64_t& feature_dim);
+                                          uint64_t seed, int64_t& feature_dim, double drop_path = -1);
 
 // The k of the "top-k" accuracy reported next to top-1: 5 as the spec, or
 // 2 when there are 5 classes or fewer (top-5 would be 100 %).

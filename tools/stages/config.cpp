@@ -94,6 +94,9 @@ void Config::bind() {
   s.add("finetune", "share_search", &f.share_search);
   s.add("finetune", "seeds", &f.seeds);
   s.add("finetune", "noisytune", &f.noisytune);
+  s.add("finetune", "optimizer", &f.optimizer);
+  s.add("finetune", "layer_decay", &f.layer_decay);
+  s.add("finetune", "drop_path", &f.drop_path);
   s.add("finetune", "eval_every", &f.eval_every);
 
   s.add("eval", "tsne_points", &eval.tsne_points);
@@ -135,6 +138,15 @@ void Config::validate() const {
   BISSL_CHECK(finetune.lr_min > 0 && finetune.lr_max >= finetune.lr_min && finetune.wd_min > 0 &&
                   finetune.wd_max >= finetune.wd_min,
               "config: finetune search ranges need 0 < lr_min <= lr_max and 0 < wd_min <= wd_max");
+  BISSL_CHECK(finetune.optimizer == "sgd" || finetune.optimizer == "adamw",
+              "config: finetune.optimizer must be sgd or adamw, found '", finetune.optimizer, "'");
+  bool vit = pretrain.arch.rfind("vit", 0) == 0;
+  BISSL_CHECK(finetune.layer_decay > 0 && finetune.layer_decay <= 1, "config: finetune.layer_decay must be in (0, 1], found ",
+              finetune.layer_decay);
+  BISSL_CHECK(finetune.drop_path >= 0 && finetune.drop_path < 1, "config: finetune.drop_path must be in [0, 1), found ",
+              finetune.drop_path);
+  BISSL_CHECK(vit || (finetune.layer_decay == 1 && finetune.drop_path == 0),
+              "config: finetune.layer_decay and finetune.drop_path apply to ViT backbones; the backbone is ", pretrain.arch);
   BISSL_CHECK(finetune.lr > 0 && finetune.weight_decay >= 0, "config: finetune.lr must be > 0 and weight_decay >= 0");
   pretrain.validate();
 }

@@ -67,6 +67,9 @@ struct FinetuneConfig {  // [finetune]: new head, all weights trained
   bool share_search = true;       // other arms reuse the "ft" arm's chosen lr/wd
   int64_t seeds = 10;             // fine-tuning runs per arm at the chosen values
   double noisytune = 0.15;        // λ of the noisytune arm
+  std::string optimizer = "sgd";  // sgd (the spec's, with momentum) | adamw (MAE's fine-tuning)
+  double layer_decay = 1.0;       // ViT only: layer-wise lr decay (MAE's recipe: 0.65-0.75); 1 = off
+  double drop_path = 0.0;         // ViT only: stochastic depth while fine-tuning (MAE's: 0.1)
   int64_t eval_every = 1;         // validation every N epochs
 };
 

@@ -16,6 +16,7 @@
 #include "engine/optim/optimizer.h"
 #include "engine/optim/schedule.h"
 #include "models/heads.h"
+#include "models/vit.h"
 #include "tools/pretrain/build.h"
 #include "tools/stages/files.h"
 #include "tools/stages/progress.h"
@@ -100,7 +101,7 @@ FinetuneRun finetune_once(const Config& cfg, const Task& task, const FinetuneSpe
   r.lr = lr, r.weight_decay = wd, r.seed = seed, r.epochs = epochs;
 
   int64_t fdim = 0;
-  auto backbone = build_backbone(cfg, task.train->c, spec.backbone, cfg.seed * 7919 + seed, fdim);
+  auto backbone = build_backbone(cfg, task.train->c, spec.backbone, cfg.seed * 7919 + seed, fdim, fc.drop_path);
   Generator g(cfg.seed * 104729 + seed + 17);
   auto head = std::make_shared<models::LinearHead>(fdim, task.num_classes, g, spec.zero_head);
   if (spec.noisytune > 0) bilevel::noisytune(*backbone, spec.noisytune, cfg.seed * 31 + seed);
@@ -121,7 +122,14 @@ FinetuneRun finetune_once(const Config& cfg, const Task& task, const FinetuneSpe
   lo.views = {downstream_train_view(cfg.task, task.train->c)};
   data::Loader loader(task.train, lo);
   int64_t steps_per_epoch = loader.batches_per_epoch(), total = epochs * steps_per_epoch;
-  optim::SGD opt(params, lr, fc.momentum, wd);
+  // ViTs: MAE's layer-wise lr decay groups (no decay on biases, norms and tokens).
+  std::vector<optim::ParamGroup> groups{optim::ParamGroup{params}};
+  if (auto* vit = dynamic_cast<models::ViT*>(backbone.get()); vit && spec.train_backbone)
+    groups = models::vit_layer_decay_groups(*vit, fc.layer_decay, wd, head->parameters());
+  std::unique_ptr<optim::Optimizer> opt_ptr;
+  if (fc.optimizer == "adamw") opt_ptr = std::make_unique<optim::AdamW>(groups, lr, 0.9, 0.999, 1e-8, wd);
+  else opt_ptr = std::make_unique<optim::SGD>(groups, lr, fc.momentum, wd);
+  optim::Optimizer& opt = *opt_ptr;
   optim::WarmupCosine sched{lr, 0, total, 0.0};
 
   nn::StateDict best_bb, best_head;
