@@ -106,7 +106,14 @@ BilevelTrainer::BilevelTrainer(BilevelModels m, BilevelOptions o, PretextStream&
   int64_t warm = std::min(o_.lower_warmup, lower_total);
   lower_sched_ = {o_.lower_lr, warm, std::max(lower_total, warm), 0.0};
   if (needs_d) {
-    upper_opt_ = std::make_unique<optim::SGD>(join(theta_d_, phi_d_), o_.upper_lr, o_.upper_momentum, o_.upper_wd);
+    std::vector<optim::ParamGroup> groups = o_.upper_groups;
+    if (groups.empty()) groups.push_back(optim::ParamGroup{join(theta_d_, phi_d_)});
+    size_t n = 0;
+    for (auto& g : groups) n += g.params.size();
+    BISSL_CHECK(n == theta_d_.size() + phi_d_.size(), "bissl: the upper parameter groups hold ", n,
+                " tensors, expected θD's and φD's ", theta_d_.size() + phi_d_.size());
+    if (o_.upper_adamw) upper_opt_ = std::make_unique<optim::AdamW>(groups, o_.upper_lr, 0.9, 0.999, 1e-8, o_.upper_wd);
+    else upper_opt_ = std::make_unique<optim::SGD>(groups, o_.upper_lr, o_.upper_momentum, o_.upper_wd);
     int64_t upper_total = o_.upper_total > 0 ? o_.upper_total : o_.alternations * o_.upper_steps;
     upper_sched_ = {o_.upper_lr, 0, upper_total, 0.0};
   }

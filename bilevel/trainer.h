@@ -80,6 +80,11 @@ struct BilevelOptions {
   int64_t lower_total = 0;  // cosine horizon in lower steps; 0 = T·N_L (the spec's 10 000)
   // Upper level: SGD with momentum, cosine to 0 without warm-up.
   double upper_lr = 0.03, upper_wd = 1e-3, upper_momentum = 0.9;
+  bool upper_adamw = false;  // AdamW (β 0.9, 0.999) instead of SGD above (MAE's fine-tuning optimiser)
+  // Parameter groups of the upper optimiser (e.g. a ViT's layer-wise lr
+  // decay, models::vit_layer_decay_groups); empty = one group, θD then φD.
+  // Must hold exactly θD's and φD's tensors.
+  std::vector<optim::ParamGroup> upper_groups;
   int64_t upper_total = 0;  // 0 = T·N_U (the spec's 4 000)
   double clip = 10.0;       // max total gradient norm per level (0 = no clipping)
   int64_t ghost_lower = 0, ghost_upper = 0;  // ghost BN sizes (0 = whole-batch statistics)

@@ -420,6 +420,15 @@ TEST_SUITE("trainer") {
     CHECK_THROWS_WITH_AS(BilevelTrainer(s.models(), o, s.lower, s.upper), doctest::Contains("lambda must be >= 0"),
                          Error);
     CHECK_THROWS_WITH_AS(parse_variant("bilevel"), doctest::Contains("variant must be bissl"), Error);
+    BilevelOptions og = small_options();
+    og.upper_groups = {optim::ParamGroup{s.d->parameters()}};  // φD missing
+    CHECK_THROWS_WITH_AS(BilevelTrainer(s.models(), og, s.lower, s.upper),
+                         doctest::Contains("upper parameter groups hold 3 tensors"), Error);
+    og.upper_groups = {optim::ParamGroup{s.d->parameters(), 0.5}, optim::ParamGroup{s.head->parameters(), 1.0, 0.0}};
+    og.upper_adamw = true;
+    BilevelTrainer tg(s.models(), og, s.lower, s.upper);
+    CHECK(tg.upper_optimizer()->name() == "AdamW");
+    CHECK(tg.upper_optimizer()->param_groups()[0].lr_scale == 0.5);
     BilevelModels m = s.models();
     m.backbone_d = nullptr;
     CHECK_THROWS_WITH_AS(BilevelTrainer(m, small_options(), s.lower, s.upper), doctest::Contains("needs the upper backbone"),

@@ -10,6 +10,7 @@
 #include "engine/backend.h"
 #include "engine/io/safetensors.h"
 #include "models/heads.h"
+#include "models/vit.h"
 #include "tools/pretrain/build.h"
 #include "tools/stages/classify.h"
 #include "tools/stages/files.h"
@@ -97,7 +98,9 @@ BisslStageResult run_bissl(const Config& cfg_in, const Task& task, const BisslIn
   int64_t fdim = 0;
   auto theta_p = build_backbone(cfg, ch, in.backbone, cfg.seed, fdim);
   std::shared_ptr<nn::Layer> theta_d;
-  if (two_backbones) theta_d = build_backbone(cfg, ch, in.backbone, cfg.seed, fdim);
+  // θD trains as fine-tuning does (the spec: the upper level uses the
+  // fine-tuning values): a ViT gets its drop path and layer-wise lr decay.
+  if (two_backbones) theta_d = build_backbone(cfg, ch, in.backbone, cfg.seed, fdim, cfg.finetune.drop_path);
   Generator g(cfg.seed + 11);
   auto objective = pretrain::make_objective(cfg.pretrain, *theta_p, ch, fdim, g);
   {
@@ -130,6 +133,9 @@ BisslStageResult run_bissl(const Config& cfg_in, const Task& task, const BisslIn
   LoaderPretextStream lower(pretext, cfg.pretrain, bc.lower_batch, cfg.seed * 7 + 1, cfg.workers, dev);
   LoaderDownstreamStream upper(task.train, cfg.task, upper_batch, cfg.seed * 7 + 2, cfg.workers, dev);
 
+  o.upper_adamw = cfg.finetune.optimizer == "adamw";
+  if (auto* vit = dynamic_cast<models::ViT*>(theta_d.get()); vit && head)
+    o.upper_groups = models::vit_layer_decay_groups(*vit, cfg.finetune.layer_decay, o.upper_wd, head->parameters());
   bilevel::BilevelModels m{theta_d.get(), theta_p.get(), objective.get(), head.get()};
   bilevel::BilevelTrainer trainer(m, o, lower, upper);
 
@@ -139,7 +145,8 @@ BisslStageResult run_bissl(const Config& cfg_in, const Task& task, const BisslIn
       str("variant ", bc.variant, ", mix ", mix, ", T ", bc.alternations, ", N_L ", bc.lower_steps, ", N_U ",
           bc.upper_steps, ", batches ", bc.lower_batch, "/", upper_batch, ", lambda ", o.lambda, ", delta ", o.delta,
           ", cg ", bc.cg_iterations, bc.cg_layerwise ? " layer-wise" : " global", ", lower lr ", o.lower_lr,
-          ", upper lr ", o.upper_lr, " wd ", o.upper_wd, ", seed ", cfg.seed);
+          ", upper lr ", o.upper_lr, " wd ", o.upper_wd, ", upper ", cfg.finetune.optimizer, ", layer decay ",
+          cfg.finetune.layer_decay, ", drop path ", cfg.finetune.drop_path, ", seed ", cfg.seed);
   BisslStageResult res;
   std::ofstream metrics;
   if (resume && fs::exists(ckpt)) {
