@@ -23,11 +23,18 @@ double seconds_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
 }
 
-// Ghost batch norm on everything a level's forward passes through.
-void set_ghost(const BilevelModels& m, int64_t n) {
+// The models present (θD and φD are absent in some variants).
+std::vector<nn::Module*> modules(const BilevelModels& m) {
+  std::vector<nn::Module*> r;
   for (nn::Module* mod : {static_cast<nn::Module*>(m.backbone_d), static_cast<nn::Module*>(m.backbone_p),
                           static_cast<nn::Module*>(m.pretext), static_cast<nn::Module*>(m.head_d)})
-    if (mod) nn::set_ghost_batch(*mod, n);
+    if (mod) r.push_back(mod);
+  return r;
+}
+
+// Ghost batch norm on everything a level's forward passes through.
+void set_ghost(const BilevelModels& m, int64_t n) {
+  for (nn::Module* mod : modules(m)) nn::set_ghost_batch(*mod, n);
 }
 
 optim::StateDict with_prefix(const optim::StateDict& sd, const std::string& p) {
@@ -182,9 +189,10 @@ void BilevelTrainer::lower_phase(AlternationStats& s) {
       DownstreamBatch db = upper_.next();
       set_ghost(m_, o_.ghost_upper);
       Tensor ld = loss_(*m_.backbone_p, *m_.head_d, db);
-      check_finite(ld.item(), "the downstream loss", k + 1);
+      const double ldv = ld.item();
+      check_finite(ldv, "the downstream loss", k + 1);
       loss = add(mul(loss, 1.0 - o_.weight), mul(ld, o_.weight));
-      s.upper_loss_d += ld.item() / double(n);
+      s.upper_loss_d += ldv / double(n);
     }
     lower_opt_->zero_grad();
     backward(loss);
@@ -219,8 +227,9 @@ void BilevelTrainer::upper_phase(AlternationStats& s) {
     if (implicit) {
       set_ghost(m_, o_.ghost_upper);
       Tensor lp = loss_(*m_.backbone_p, *m_.head_d, db);
-      check_finite(lp.item(), "the downstream loss of θP", k + 1);
-      sum_lp += lp.item();
+      const double lpv = lp.item();
+      check_finite(lpv, "the downstream loss of θP", k + 1);
+      sum_lp += lpv;
       std::vector<Tensor> g1 = grad({lp}, join(theta_p_, phi_d_));
       std::vector<Tensor> rhs(g1.begin(), g1.begin() + long(P));
       for (size_t j = 0; j < phi_d_.size(); ++j) g_phi[j] = g1[P + j];
@@ -244,8 +253,9 @@ void BilevelTrainer::upper_phase(AlternationStats& s) {
     }
     set_ghost(m_, o_.ghost_upper);
     Tensor ld = loss_(*m_.backbone_d, *m_.head_d, db);
-    check_finite(ld.item(), "the downstream loss of θD", k + 1);
-    sum_ld += ld.item();
+    const double ldv = ld.item();
+    check_finite(ldv, "the downstream loss of θD", k + 1);
+    sum_ld += ldv;
     std::vector<Tensor> g2 = grad({ld}, upper_params);
     {
       NoGradGuard ng;
@@ -272,9 +282,7 @@ AlternationStats BilevelTrainer::alternation() {
   auto t0 = std::chrono::steady_clock::now();
   AlternationStats s;
   // Train mode everywhere (the spec): callers may have evaluated in between.
-  for (nn::Module* mod : {static_cast<nn::Module*>(m_.backbone_d), static_cast<nn::Module*>(m_.backbone_p),
-                          static_cast<nn::Module*>(m_.pretext), static_cast<nn::Module*>(m_.head_d)})
-    if (mod) mod->train();
+  for (nn::Module* mod : modules(m_)) mod->train();
   lower_phase(s);
   upper_phase(s);
   set_ghost(m_, 0);

@@ -125,14 +125,45 @@ std::shared_ptr<ssl::Objective> make_objective(const Config& c, const nn::Layer&
   return std::make_shared<MaeObjective>(vit_config(c, channels), mc, g);
 }
 
+void save_module(const nn::Module& m, const std::string& path, const std::map<std::string, std::string>& meta) {
+  io::NamedTensors all;
+  for (auto& [k, t] : m.state_dict()) all.emplace_back(k, t.to(Device::CPU));
+  io::save_safetensors(path, all, meta);
+}
+
+namespace {
+void load_file_into(nn::Module& m, const io::SafetensorsFile& f, const std::string& what) {
+  try {
+    m.load_state_dict(nn::StateDict(f.tensors.begin(), f.tensors.end()));
+  } catch (const Error& e) {
+    throw Error(str("loading ", what, " '", f.path, "': ", e.what()));
+  }
+}
+}  // namespace
+
+void load_module(nn::Module& m, const std::string& path, const std::string& what) {
+  load_file_into(m, io::load_safetensors(path), what);
+}
+
+io::NamedTensors prefixed(const std::string& prefix, const nn::StateDict& sd) {
+  io::NamedTensors r;
+  for (auto& [k, t] : sd) r.emplace_back(prefix + k, t.to(Device::CPU));
+  return r;
+}
+
+nn::StateDict with_prefix(const io::SafetensorsFile& f, const std::string& prefix) {
+  nn::StateDict r;
+  for (auto& [k, t] : f.tensors)
+    if (k.rfind(prefix, 0) == 0) r.emplace_back(k.substr(prefix.size()), t);
+  return r;
+}
+
 void save_backbone(const nn::Layer& backbone, const std::string& path) {
   if (dynamic_cast<const models::ResNet*>(&backbone)) {
     models::save_torch_state(backbone, path);  // PyTorch layout: loads into torchvision
     return;
   }
-  io::NamedTensors all;
-  for (auto& [k, t] : backbone.state_dict()) all.emplace_back(k, t.to(Device::CPU));
-  io::save_safetensors(path, all);
+  save_module(backbone, path);
 }
 
 void load_backbone(nn::Layer& backbone, const std::string& path) {
@@ -148,12 +179,7 @@ void load_backbone(nn::Layer& backbone, const std::string& path) {
     }
     return;
   }
-  nn::StateDict sd(f.tensors.begin(), f.tensors.end());
-  try {
-    backbone.load_state_dict(sd);
-  } catch (const Error& e) {
-    throw Error(str("loading backbone '", path, "': ", e.what()));
-  }
+  load_file_into(backbone, f, "backbone");
 }
 
 }  // namespace bissl::pretrain

@@ -60,19 +60,6 @@ Parts build(const Config& c) {
   return p;
 }
 
-io::NamedTensors prefixed(const std::string& prefix, const nn::StateDict& sd) {
-  io::NamedTensors r;
-  for (auto& [k, t] : sd) r.emplace_back(prefix + k, t.to(Device::CPU));
-  return r;
-}
-
-nn::StateDict with_prefix(const io::SafetensorsFile& f, const std::string& prefix) {
-  nn::StateDict r;
-  for (auto& [k, t] : f.tensors)
-    if (k.rfind(prefix, 0) == 0) r.emplace_back(k.substr(prefix.size()), t);
-  return r;
-}
-
 struct Position {
   int64_t step = 0, epoch = 0, batch_in_epoch = 0;
 };
@@ -97,8 +84,7 @@ int64_t meta_int(const io::SafetensorsFile& f, const std::string& k, const std::
 
 void save_weights(const Config& c, Parts& p, const std::string& dir) {
   save_backbone(*p.backbone, dir + "/backbone.safetensors");
-  io::save_safetensors(dir + "/objective.safetensors", prefixed("", p.objective->state_dict()),
-                       {{"method", c.method}});
+  save_module(*p.objective, dir + "/objective.safetensors", {{"method", c.method}});
 }
 
 std::string eta(double s) {

@@ -24,19 +24,6 @@ namespace {
 
 constexpr const char* kFormat = "bissl-train-checkpoint-1";
 
-io::NamedTensors prefixed(const std::string& p, const nn::StateDict& sd) {
-  io::NamedTensors r;
-  for (auto& [k, t] : sd) r.emplace_back(p + k, t.to(Device::CPU));
-  return r;
-}
-
-nn::StateDict take(const io::SafetensorsFile& f, const std::string& p) {
-  nn::StateDict r;
-  for (auto& [k, t] : f.tensors)
-    if (k.rfind(p, 0) == 0) r.emplace_back(k.substr(p.size()), t);
-  return r;
-}
-
 nlohmann::json stats_json(const bilevel::AlternationStats& s) {
   return {{"alternation", s.alternation},
           {"lower_steps", s.lower_steps},
@@ -103,24 +90,12 @@ BisslStageResult run_bissl(const Config& cfg_in, const Task& task, const BisslIn
   if (two_backbones) theta_d = build_backbone(cfg, ch, in.backbone, cfg.seed, fdim, cfg.finetune.drop_path);
   Generator g(cfg.seed + 11);
   auto objective = pretrain::make_objective(cfg.pretrain, *theta_p, ch, fdim, g);
-  {
-    io::SafetensorsFile f = io::load_safetensors(in.objective);
-    try {
-      objective->load_state_dict(nn::StateDict(f.tensors.begin(), f.tensors.end()));
-    } catch (const Error& e) {
-      throw Error(str("bissl: loading the pretext objective '", in.objective, "': ", e.what()));
-    }
-  }
+  pretrain::load_module(*objective, in.objective, "the pretext objective");
   std::shared_ptr<models::LinearHead> head;
   if (needs_head) {
     head = std::make_shared<models::LinearHead>(fdim, task.num_classes, g);
     BISSL_CHECK(!in.head.empty(), "bissl: variant ", bc.variant, " needs the warm-up head (head.safetensors)");
-    io::SafetensorsFile f = io::load_safetensors(in.head);
-    try {
-      head->load_state_dict(nn::StateDict(f.tensors.begin(), f.tensors.end()));
-    } catch (const Error& e) {
-      throw Error(str("bissl: loading the warm-up head '", in.head, "': ", e.what()));
-    }
+    pretrain::load_module(*head, in.head, "the warm-up head");
   }
   theta_p->to(dev);
   if (theta_d) theta_d->to(dev);
@@ -158,11 +133,11 @@ BisslStageResult run_bissl(const Config& cfg_in, const Task& task, const BisslIn
     BISSL_CHECK(sig != f.metadata.end() && sig->second == signature, "bissl: '", ckpt,
                 "' was made with other settings (", sig == f.metadata.end() ? std::string("none recorded") : sig->second,
                 "; now ", signature, "); use --fresh or another output directory");
-    theta_p->load_state_dict(take(f, "theta_p."));
-    if (theta_d) theta_d->load_state_dict(take(f, "theta_d."));
-    objective->load_state_dict(take(f, "objective."));
-    if (head) head->load_state_dict(take(f, "head_d."));
-    trainer.load_state_dict(take(f, "trainer."));
+    theta_p->load_state_dict(pretrain::with_prefix(f, "theta_p."));
+    if (theta_d) theta_d->load_state_dict(pretrain::with_prefix(f, "theta_d."));
+    objective->load_state_dict(pretrain::with_prefix(f, "objective."));
+    if (head) head->load_state_dict(pretrain::with_prefix(f, "head_d."));
+    trainer.load_state_dict(pretrain::with_prefix(f, "trainer."));
     res.resumed = true;
     std::fprintf(stderr, "bissl: resumed from %s after %lld alternations\n", ckpt.c_str(),
                  (long long)trainer.alternations_done());
@@ -177,13 +152,13 @@ BisslStageResult run_bissl(const Config& cfg_in, const Task& task, const BisslIn
   }
 
   auto save_ckpt = [&](const std::string& path) {
-    io::NamedTensors all = prefixed("theta_p.", theta_p->state_dict());
+    io::NamedTensors all = pretrain::prefixed("theta_p.", theta_p->state_dict());
     if (theta_d)
-      for (auto& kv : prefixed("theta_d.", theta_d->state_dict())) all.push_back(kv);
-    for (auto& kv : prefixed("objective.", objective->state_dict())) all.push_back(kv);
+      for (auto& kv : pretrain::prefixed("theta_d.", theta_d->state_dict())) all.push_back(kv);
+    for (auto& kv : pretrain::prefixed("objective.", objective->state_dict())) all.push_back(kv);
     if (head)
-      for (auto& kv : prefixed("head_d.", head->state_dict())) all.push_back(kv);
-    for (auto& kv : prefixed("trainer.", trainer.state_dict())) all.push_back(kv);
+      for (auto& kv : pretrain::prefixed("head_d.", head->state_dict())) all.push_back(kv);
+    for (auto& kv : pretrain::prefixed("trainer.", trainer.state_dict())) all.push_back(kv);
     io::save_safetensors(path, all,
                          {{"format", kFormat},
                           {"signature", signature},
@@ -241,9 +216,8 @@ BisslStageResult run_bissl(const Config& cfg_in, const Task& task, const BisslIn
   if (trainer.alternations_done() >= bc.alternations) {
     pretrain::save_backbone(*theta_p, dir + "/backbone.safetensors");
     if (theta_d) pretrain::save_backbone(*theta_d, dir + "/backbone_d.safetensors");
-    if (head) io::save_safetensors(dir + "/head_d.safetensors", prefixed("", head->state_dict()));
-    io::save_safetensors(dir + "/objective.safetensors", prefixed("", objective->state_dict()),
-                         {{"method", cfg.pretrain.method}});
+    if (head) pretrain::save_module(*head, dir + "/head_d.safetensors");
+    pretrain::save_module(*objective, dir + "/objective.safetensors", {{"method", cfg.pretrain.method}});
     write_json_atomic(dir + "/summary.json", nlohmann::json{{"variant", bc.variant},
                                                             {"signature", signature},
                                                             {"alternations", trainer.alternations_done()},

@@ -27,17 +27,33 @@ std::shared_ptr<nn::Layer> build_backbone(const Config& cfg, int64_t channels, c
   return bb;
 }
 
-int topk_k(int64_t num_classes) { return num_classes > 5 ? 5 : 2; }
+namespace {
 
-Accuracy evaluate(nn::Layer& backbone, nn::Layer& head, const data::ImageSet& set, int64_t num_classes,
-                  int64_t image_size, Device dev, int workers) {
+// A loader over a set the caller owns: a shared_ptr that does not delete.
+std::shared_ptr<const data::ImageSet> borrowed(const data::ImageSet& set) {
+  return std::shared_ptr<const data::ImageSet>(&set, [](const data::ImageSet*) {});
+}
+
+// The evaluation view, in order, once through `indices` (all when empty).
+data::LoaderOptions eval_options(const data::ImageSet& set, int64_t image_size, Device dev, int workers,
+                                 const std::vector<int64_t>& indices = {}) {
   data::LoaderOptions lo;
   lo.batch_size = 512;
   lo.shuffle = false;
   lo.workers = workers;
   lo.views = {data::eval_view(image_size, set.c)};
   lo.device = dev;
-  data::Loader loader(std::shared_ptr<const data::ImageSet>(&set, [](const data::ImageSet*) {}), lo);
+  lo.indices = indices;
+  return lo;
+}
+
+}  // namespace
+
+int topk_k(int64_t num_classes) { return num_classes > 5 ? 5 : 2; }
+
+Accuracy evaluate(nn::Layer& backbone, nn::Layer& head, const data::ImageSet& set, int64_t num_classes,
+                  int64_t image_size, Device dev, int workers) {
+  data::Loader loader(borrowed(set), eval_options(set, image_size, dev, workers));
   backbone.eval();
   head.eval();
   NoGradGuard ng;
@@ -65,14 +81,7 @@ Accuracy evaluate(nn::Layer& backbone, nn::Layer& head, const data::ImageSet& se
 
 Tensor extract_features(nn::Layer& backbone, const data::ImageSet& set, int64_t image_size, Device dev, int workers,
                         const std::vector<int64_t>& indices) {
-  data::LoaderOptions lo;
-  lo.batch_size = 512;
-  lo.shuffle = false;
-  lo.workers = workers;
-  lo.views = {data::eval_view(image_size, set.c)};
-  lo.device = dev;
-  lo.indices = indices;
-  data::Loader loader(std::shared_ptr<const data::ImageSet>(&set, [](const data::ImageSet*) {}), lo);
+  data::Loader loader(borrowed(set), eval_options(set, image_size, dev, workers, indices));
   backbone.eval();
   NoGradGuard ng;
   std::vector<Tensor> xs;
@@ -96,16 +105,9 @@ void recalibrate_bn(nn::Layer& backbone, const data::ImageSet& set, const TaskCo
         bn->momentum = nn::BatchNorm::kCumulative;
       }
   }
-  data::LoaderOptions lo;
-  lo.batch_size = std::min<int64_t>(batch_size, set.n);
-  lo.shuffle = true;
-  lo.drop_last = true;
-  lo.seed = seed;
-  lo.workers = workers;
-  lo.cycle = true;
-  lo.device = dev;
+  data::LoaderOptions lo = train_loader_options(std::min<int64_t>(batch_size, set.n), seed, workers, dev);
   lo.views = {downstream_train_view(t, set.c)};
-  data::Loader loader(std::shared_ptr<const data::ImageSet>(&set, [](const data::ImageSet*) {}), lo);
+  data::Loader loader(borrowed(set), lo);
   backbone.train();
   NoGradGuard ng;
   data::Batch b;

@@ -197,12 +197,27 @@ FinetuneRun finetune_once(const Config& cfg, const Task& task, const FinetuneSpe
   if (!save_dir.empty() && !r.diverged) {
     fs::create_directories(save_dir);
     pretrain::save_backbone(*backbone, save_dir + "/backbone.safetensors");
-    io::NamedTensors h;
-    for (auto& [k, t] : head->state_dict()) h.emplace_back(k, t.to(Device::CPU));
-    io::save_safetensors(save_dir + "/head.safetensors", h);
+    pretrain::save_module(*head, save_dir + "/head.safetensors");
   }
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return r;
+}
+
+Hyper read_hyper(const std::string& path) {
+  auto j = read_json(path);
+  Hyper h;
+  h.lr = j.at("lr"), h.weight_decay = j.at("weight_decay");
+  h.val_top1 = json_number(j, "val_top1");
+  h.source = j.at("source");
+  return h;
+}
+
+void write_hyper(const std::string& path, const Hyper& h) {
+  write_json_atomic(path, nlohmann::json{{"lr", h.lr},
+                                         {"weight_decay", h.weight_decay},
+                                         {"val_top1", std::isnan(h.val_top1) ? nlohmann::json(nullptr)
+                                                                             : nlohmann::json(h.val_top1)},
+                                         {"source", h.source}});
 }
 
 Hyper random_search(const Config& cfg, const Task& task, const FinetuneSpec& spec, const std::string& dir) {
@@ -281,19 +296,11 @@ ArmResult finetune_arm(const Config& cfg, const Task& task, const FinetuneSpec& 
   if (shared) {
     a.hyper = *shared;
   } else if (fs::exists(dir + "/hyper.json")) {
-    auto j = read_json(dir + "/hyper.json");
-    a.hyper.lr = j.at("lr"), a.hyper.weight_decay = j.at("weight_decay");
-    a.hyper.val_top1 = j.at("val_top1").is_null() ? nan() : j.at("val_top1").get<double>();
-    a.hyper.source = j.at("source");
+    a.hyper = read_hyper(dir + "/hyper.json");
   } else {
     a.hyper = random_search(cfg, task, spec, dir);
   }
-  write_json_atomic(dir + "/hyper.json",
-                    nlohmann::json{{"lr", a.hyper.lr},
-                                   {"weight_decay", a.hyper.weight_decay},
-                                   {"val_top1", std::isnan(a.hyper.val_top1) ? nlohmann::json(nullptr)
-                                                                             : nlohmann::json(a.hyper.val_top1)},
-                                   {"source", a.hyper.source}});
+  write_hyper(dir + "/hyper.json", a.hyper);
   for (int64_t k = 0; k < cfg.finetune.seeds; ++k) {
     std::string sd = str(dir, "/seed", k);
     if (fs::exists(sd + "/result.json")) {

@@ -56,6 +56,10 @@ struct Hyper {
   std::string source;  // "search (N trials)", "config", "shared from ft"
 };
 
+// dir/hyper.json: the chosen values and where they came from.
+Hyper read_hyper(const std::string& path);
+void write_hyper(const std::string& path, const Hyper& h);
+
 // Random search: search_trials draws of (lr, wd), log-uniform in the
 // config's ranges (Philox, seed pipeline.seed), each trained for
 // search_epochs and scored by its best validation accuracy. Writes one line

@@ -122,18 +122,12 @@ std::string run_pipeline(const Config& cfg_in) {
     const std::string sdir = out + "/finetune/search";
     StageTime st{"search", str(cfg.finetune.search_trials, " random (lr, wd) trials on the validation split")};
     if (fs::exists(sdir + "/hyper.json")) {
-      auto j = read_json(sdir + "/hyper.json");
-      shared.lr = j.at("lr"), shared.weight_decay = j.at("weight_decay");
-      shared.val_top1 = j.at("val_top1").is_null() ? 0.0 : j.at("val_top1").get<double>();
-      shared.source = j.at("source");
+      shared = read_hyper(sdir + "/hyper.json");
       st.skipped = true;
     } else {
       fs::create_directories(sdir);
       shared = random_search(cfg, task, spec_for_arm(cfg, "ft", pre_backbone), sdir);
-      write_json_atomic(sdir + "/hyper.json", nlohmann::json{{"lr", shared.lr},
-                                                             {"weight_decay", shared.weight_decay},
-                                                             {"val_top1", shared.val_top1},
-                                                             {"source", shared.source}});
+      write_hyper(sdir + "/hyper.json", shared);
     }
     shared.source += " on FT (the pretrained backbone), used by every arm and by BiSSL's upper level";
     std::fprintf(stderr, "chosen: lr %.4g, weight decay %.4g (%s)\n", shared.lr, shared.weight_decay,

@@ -101,29 +101,28 @@ data::LoaderOptions train_loader_options(int64_t batch, uint64_t seed, int worke
   return lo;
 }
 
+namespace {
+
+data::LoaderOptions with_views(data::LoaderOptions lo, std::vector<data::ViewConfig> views) {
+  lo.views = std::move(views);
+  return lo;
+}
+
+std::vector<data::ViewConfig> pretext_views(const pretrain::Config& pc, int64_t channels) {
+  if (pc.method == "mae") return {data::mae_view(pc.image_size, channels)};
+  return {data::ssl_view(1, pc.image_size, channels), data::ssl_view(2, pc.image_size, channels)};
+}
+
+}  // namespace
+
 LoaderPretextStream::LoaderPretextStream(std::shared_ptr<const data::ImageSet> set, const pretrain::Config& pc,
                                          int64_t batch, uint64_t seed, int workers, Device dev)
-    : loader_(set,
-              [&] {
-                data::LoaderOptions lo = train_loader_options(batch, seed, workers, dev);
-                int64_t ch = set->c;
-                if (pc.method == "mae") lo.views = {data::mae_view(pc.image_size, ch)};
-                else lo.views = {data::ssl_view(1, pc.image_size, ch), data::ssl_view(2, pc.image_size, ch)};
-                return lo;
-              }()),
-      seed_(seed) {
-  BISSL_CHECK(loader_.batches_per_epoch() > 0, "pretext stream: ", set->n, " images make no batch of ", batch);
-}
-
-void LoaderPretextStream::seek(int64_t epoch, int64_t consumed) {
-  loader_.start_epoch(epoch);
-  data::Batch b;
-  for (int64_t i = 0; i < consumed; ++i) loader_.next(b);
-}
+    : LoaderStream(set, with_views(train_loader_options(batch, seed, workers, dev), pretext_views(pc, set->c)),
+                   "pretext stream"),
+      seed_(seed) {}
 
 ssl::SslBatch LoaderPretextStream::next_in_epoch() {
-  data::Batch b;
-  loader_.next(b);
+  data::Batch b = next_batch();
   ssl::SslBatch s;
   s.view1 = b.views[0];
   if (b.views.size() > 1) s.view2 = b.views[1];
@@ -133,24 +132,11 @@ ssl::SslBatch LoaderPretextStream::next_in_epoch() {
 
 LoaderDownstreamStream::LoaderDownstreamStream(std::shared_ptr<const data::ImageSet> set, const TaskConfig& t,
                                                int64_t batch, uint64_t seed, int workers, Device dev)
-    : loader_(set,
-              [&] {
-                data::LoaderOptions lo = train_loader_options(batch, seed, workers, dev);
-                lo.views = {downstream_train_view(t, set->c)};
-                return lo;
-              }()) {
-  BISSL_CHECK(loader_.batches_per_epoch() > 0, "downstream stream: ", set->n, " images make no batch of ", batch);
-}
-
-void LoaderDownstreamStream::seek(int64_t epoch, int64_t consumed) {
-  loader_.start_epoch(epoch);
-  data::Batch b;
-  for (int64_t i = 0; i < consumed; ++i) loader_.next(b);
-}
+    : LoaderStream(set, with_views(train_loader_options(batch, seed, workers, dev), {downstream_train_view(t, set->c)}),
+                   "downstream stream") {}
 
 bilevel::DownstreamBatch LoaderDownstreamStream::next_in_epoch() {
-  data::Batch b;
-  loader_.next(b);
+  data::Batch b = next_batch();
   return {b.views[0], b.labels};
 }
 

@@ -39,36 +39,49 @@ data::LoaderOptions train_loader_options(int64_t batch, uint64_t seed, int worke
 
 // bilevel::BatchStream over a data::Loader (cycling, prefetching across
 // epoch boundaries). Pretext batches carry two SSL views (one for MAE) and a
-// per-batch seed; downstream batches the fine-tuning train view and labels.
-class LoaderPretextStream : public bilevel::PretextStream {
+// per-batch seed; downstream batches the task's train view and labels.
+template <class B>
+class LoaderStream : public bilevel::BatchStream<B> {
+ public:
+  int64_t batches_per_epoch() const override { return loader_.batches_per_epoch(); }
+  int64_t epoch() const override { return loader_.epoch(); }
+  int64_t remaining() const override { return loader_.remaining(); }
+  void new_epoch() override { loader_.start_epoch(loader_.epoch() + 1); }
+  void seek(int64_t epoch, int64_t consumed) override {
+    loader_.start_epoch(epoch);
+    data::Batch b;
+    for (int64_t i = 0; i < consumed; ++i) loader_.next(b);
+  }
+
+ protected:
+  LoaderStream(std::shared_ptr<const data::ImageSet> set, data::LoaderOptions lo, const char* what)
+      : loader_(set, std::move(lo)) {
+    BISSL_CHECK(loader_.batches_per_epoch() > 0, what, ": ", set->n, " images make no batch of ",
+                loader_.options().batch_size);
+  }
+  data::Batch next_batch() {
+    data::Batch b;
+    loader_.next(b);
+    return b;
+  }
+  data::Loader loader_;
+};
+
+class LoaderPretextStream : public LoaderStream<ssl::SslBatch> {
  public:
   LoaderPretextStream(std::shared_ptr<const data::ImageSet> set, const pretrain::Config& pc, int64_t batch,
                       uint64_t seed, int workers, Device dev);
-  int64_t batches_per_epoch() const override { return loader_.batches_per_epoch(); }
-  int64_t epoch() const override { return loader_.epoch(); }
-  int64_t remaining() const override { return loader_.remaining(); }
-  void new_epoch() override { loader_.start_epoch(loader_.epoch() + 1); }
-  void seek(int64_t epoch, int64_t consumed) override;
   ssl::SslBatch next_in_epoch() override;
 
  private:
-  data::Loader loader_;
   uint64_t seed_;
 };
 
-class LoaderDownstreamStream : public bilevel::DownstreamStream {
+class LoaderDownstreamStream : public LoaderStream<bilevel::DownstreamBatch> {
  public:
   LoaderDownstreamStream(std::shared_ptr<const data::ImageSet> set, const TaskConfig& t, int64_t batch, uint64_t seed,
                          int workers, Device dev);
-  int64_t batches_per_epoch() const override { return loader_.batches_per_epoch(); }
-  int64_t epoch() const override { return loader_.epoch(); }
-  int64_t remaining() const override { return loader_.remaining(); }
-  void new_epoch() override { loader_.start_epoch(loader_.epoch() + 1); }
-  void seek(int64_t epoch, int64_t consumed) override;
   bilevel::DownstreamBatch next_in_epoch() override;
-
- private:
-  data::Loader loader_;
 };
 
 }  // namespace bissl::stages

@@ -74,9 +74,7 @@ WarmupResult run_warmup(const Config& cfg, const Task& task, const std::string& 
     progress.update(e + 1, str("loss ", fmt(r.train_loss.back(), 4), " | val top-1 ", fmt(100 * v, 3), "%"));
   }
   progress.done();
-  io::NamedTensors h;
-  for (auto& [k, t] : head->state_dict()) h.emplace_back(k, t.to(Device::CPU));
-  io::save_safetensors(dir + "/head.safetensors", h, {{"stage", "warmup"}});
+  pretrain::save_module(*head, dir + "/head.safetensors", {{"stage", "warmup"}});
   pretrain::save_backbone(*backbone, dir + "/backbone.safetensors");
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   write_json_atomic(dir + "/summary.json",
