@@ -4,6 +4,7 @@
 // was expected and what was found when the input is malformed.
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "data/image_set.h"
@@ -66,5 +67,48 @@ struct ImageFolderOptions {
   int threads = 0;  // decoding threads; 0 = hardware concurrency
 };
 ImageSet load_image_folder(const std::string& root, const ImageFolderOptions& opts = {});
+
+// One image file decoded by stb_image into `channels` channels (uint8 HWC).
+struct DecodedImage {
+  std::vector<uint8_t> px;
+  int64_t h = 0, w = 0;
+};
+DecodedImage decode_image_file(const std::string& path, int64_t channels);
+
+// ---- multi-label sets (data/multilabel.cpp) ----
+// PASCAL VOC 2007 classification, as the reference builds it from the
+// detection annotations: image set `image_set` (train | val | trainval |
+// test) of ImageSets/Main/<image_set>.txt, image JPEGImages/<id>.jpg, classes
+// from the <object> entries of Annotations/<id>.xml (the object's own <name>,
+// not its <part>s). A class is kPresent when one of its objects is not
+// difficult, kDifficult when all are. The 20 classes in the usual order.
+// `root` is the VOC2007 folder, or a folder holding VOC2007/ or
+// VOCdevkit/VOC2007/. Images vary in size, so every image is resampled to
+// height x width (bilinear) on load; `limit` >= 0 reads the first images only.
+struct VocOptions {
+  int64_t channels = 3;
+  int64_t height = 128, width = 128;
+  int64_t limit = -1;
+  int threads = 0;  // decoding threads; 0 = hardware concurrency
+};
+ImageSet load_voc2007(const std::string& root, const std::string& image_set, const VocOptions& opts = {});
+const std::vector<std::string>& voc_class_names();
+// The classes of one VOC annotation file: (class index, difficult) per
+// object, in file order. Exposed for tests.
+std::vector<std::pair<int64_t, bool>> parse_voc_objects(const std::string& xml, const std::string& where);
+
+// A synthetic multi-label task from a single-label set: each image is a
+// grid x grid mosaic of tiles (images of `tiles`, drawn at random from
+// `pool`), each cell filled with probability `fill` (at least one per
+// mosaic, empty cells black); its targets are the classes of its tiles.
+// Deterministic in `seed`.
+struct MosaicOptions {
+  int64_t grid = 2;
+  int64_t count = 1000;
+  double fill = 0.75;
+  uint64_t seed = 0;
+  std::vector<int64_t> pool;  // tile indices to draw from; empty = every image
+};
+ImageSet make_mosaics(const ImageSet& tiles, const MosaicOptions& opts);
 
 }  // namespace bissl::data

@@ -30,12 +30,12 @@ std::string lower(std::string s) {
   return s;
 }
 
-struct Decoded {
-  std::vector<uint8_t> px;
-  int64_t h = 0, w = 0;
-};
+using Decoded = DecodedImage;
+Decoded decode(const std::string& path, int64_t channels) { return decode_image_file(path, channels); }
 
-Decoded decode(const std::string& path, int64_t channels) {
+}  // namespace
+
+DecodedImage decode_image_file(const std::string& path, int64_t channels) {
   std::vector<uint8_t> bytes = read_file_bytes(path);
   BISSL_CHECK(!bytes.empty(), path, ": expected an image, found an empty file");
   BISSL_CHECK(bytes.size() < size_t(1) << 31, path, ": expected an image below 2 GiB, found ", bytes.size(), " bytes");
@@ -49,8 +49,6 @@ Decoded decode(const std::string& path, int64_t channels) {
   stbi_image_free(p);
   return d;
 }
-
-}  // namespace
 
 ImageSet load_image_folder(const std::string& root, const ImageFolderOptions& opts) {
   BISSL_CHECK(opts.channels == 1 || opts.channels == 3, "image folder ", root, ": expected 1 or 3 channels, found ",

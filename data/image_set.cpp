@@ -7,6 +7,7 @@
 namespace bissl::data {
 
 bool ImageSet::labelled() const {
+  if (multi_label()) return true;
   for (int64_t l : labels)
     if (l == kNoLabel) return false;
   return true;
@@ -25,6 +26,17 @@ void ImageSet::validate() const {
   for (int64_t i = 0; i < n; ++i)
     BISSL_CHECK(labels[i] == kNoLabel || (labels[i] >= 0 && labels[i] < num_classes), what, ": label ",
                 labels[i], " of image ", i, " out of range [0, ", num_classes, ")");
+  if (multi_label()) {
+    BISSL_CHECK(num_classes > 0 && int64_t(targets.size()) == n * num_classes, what, ": expected ", n, " x ",
+                num_classes, " multi-label targets, found ", targets.size());
+    for (int64_t i = 0; i < n; ++i) {
+      BISSL_CHECK(labels[i] == kNoLabel, what, ": image ", i, " of a multi-label set has the single label ", labels[i],
+                  " (expected kNoLabel; its classes are its targets)");
+      for (int64_t c = 0; c < num_classes; ++c)
+        BISSL_CHECK(target_row(i)[c] <= kDifficult, what, ": target ", int(target_row(i)[c]), " of image ", i,
+                    ", class ", c, " is not 0 (absent), 1 (present) or 2 (difficult)");
+    }
+  }
 }
 
 ImageSet subset(const ImageSet& set, const std::vector<int64_t>& indices) {
@@ -39,12 +51,15 @@ ImageSet subset(const ImageSet& set, const std::vector<int64_t>& indices) {
   const int64_t b = set.image_bytes();
   r.pixels.resize(size_t(r.n * b));
   r.labels.resize(size_t(r.n));
+  const int64_t nc = set.num_classes;
+  if (set.multi_label()) r.targets.resize(size_t(r.n * nc));
   for (int64_t k = 0; k < r.n; ++k) {
     int64_t i = indices[k];
     BISSL_CHECK(i >= 0 && i < set.n, "subset: index ", i, " at position ", k, " out of range for ", set.n,
                 " images");
     std::copy(set.image(i), set.image(i) + b, r.pixels.begin() + k * b);
     r.labels[k] = set.labels[i];
+    if (set.multi_label()) std::copy(set.target_row(i), set.target_row(i) + nc, r.targets.begin() + k * nc);
   }
   return r;
 }
@@ -87,6 +102,11 @@ ChannelStats channel_stats(const ImageSet& set, const std::vector<int64_t>& indi
 
 std::vector<int64_t> class_counts(const ImageSet& set) {
   std::vector<int64_t> r(size_t(std::max<int64_t>(set.num_classes, 0)), 0);
+  if (set.multi_label()) {
+    for (int64_t i = 0; i < set.n; ++i)
+      for (int64_t c = 0; c < set.num_classes; ++c) r[size_t(c)] += set.target_row(i)[c] != kAbsent;
+    return r;
+  }
   for (int64_t l : set.labels)
     if (l >= 0 && l < set.num_classes) ++r[l];
   return r;

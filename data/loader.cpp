@@ -17,6 +17,9 @@ Loader::Loader(std::shared_ptr<const ImageSet> data, LoaderOptions opts) : data_
   BISSL_CHECK(int64_t(d.pixels.size()) == d.n * d.image_bytes() && int64_t(d.labels.size()) == d.n,
               "loader: image set '", d.source, "' is inconsistent: ", d.n, " images, ", d.pixels.size(),
               " pixel bytes, ", d.labels.size(), " labels");
+  BISSL_CHECK(!d.multi_label() || int64_t(d.targets.size()) == d.n * d.num_classes, "loader: image set '", d.source,
+              "' is inconsistent: ", d.n, " images of ", d.num_classes, " classes, ", d.targets.size(),
+              " multi-label targets");
   BISSL_CHECK(opts_.batch_size > 0, "loader: expected a positive batch size, found ", opts_.batch_size);
   BISSL_CHECK(opts_.workers >= 0, "loader: expected a non-negative worker count, found ", opts_.workers);
   BISSL_CHECK(opts_.prefetch >= 0, "loader: expected a non-negative prefetch, found ", opts_.prefetch);
@@ -92,6 +95,15 @@ Batch Loader::make_batch(int64_t epoch, int64_t step) const {
   out.labels = empty({bn}, DType::I64);
   int64_t* lab = out.labels.data<int64_t>();
   for (int64_t k = 0; k < bn; ++k) lab[k] = d.labels[size_t(out.indices[size_t(k)])];
+  if (d.multi_label()) {
+    const int64_t nc = d.num_classes;
+    out.targets = empty({bn, nc}, DType::F32);
+    float* t = out.targets.data<float>();
+    for (int64_t k = 0; k < bn; ++k) {
+      const uint8_t* row = d.target_row(out.indices[size_t(k)]);
+      for (int64_t c = 0; c < nc; ++c) t[k * nc + c] = row[c] != kAbsent ? 1.0f : 0.0f;
+    }
+  }
   const int64_t per = out_h_ * out_w_ * d.c;
   for (size_t v = 0; v < opts_.views.size(); ++v) {
     Tensor t = empty({bn, out_h_, out_w_, d.c}, DType::F32);
@@ -194,6 +206,7 @@ bool Loader::next(Batch& out) {
   if (opts_.device != Device::CPU) {
     for (auto& v : out.views) v = v.to(opts_.device);
     out.labels = out.labels.to(opts_.device);
+    if (out.targets.defined()) out.targets = out.targets.to(opts_.device);
   }
   return true;
 }

@@ -31,6 +31,9 @@ namespace bissl::data {
 struct Batch {
   std::vector<Tensor> views;     // one per view: [B, H, W, C] f32, normalised
   Tensor labels;                 // [B] i64 (kNoLabel for unlabelled images)
+  // Multi-label sets only: [B, classes] f32 multi-hot (1 where the class is
+  // present or difficult: the reference's targets); undefined otherwise.
+  Tensor targets;
   std::vector<int64_t> indices;  // dataset index of each row
   int64_t epoch = 0, step = 0;   // step = batch number within the epoch
   int64_t size() const { return int64_t(indices.size()); }

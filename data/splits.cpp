@@ -101,6 +101,8 @@ std::vector<int64_t> indices_of_classes(const std::vector<int64_t>& labels, cons
 
 ImageSet select_classes(const ImageSet& set, const std::vector<int64_t>& classes) {
   BISSL_CHECK(!classes.empty(), "select_classes: expected at least one class, found none");
+  BISSL_CHECK(!set.multi_label(), "select_classes: expected a single-label set, found the multi-label '", set.source,
+              "'");
   std::vector<int64_t> map(size_t(set.num_classes), -1);
   for (size_t k = 0; k < classes.size(); ++k) {
     const int64_t c = classes[k];
