@@ -20,7 +20,8 @@
 namespace bissl::bilevel {
 
 // One labelled downstream batch: x [N, H, W, C] (or whatever the backbone
-// takes), y [N] int64 class indices.
+// takes), y [N] int64 class indices, or [N, classes] float multi-hot
+// targets for a multi-label task.
 struct DownstreamBatch {
   Tensor x, y;
 };

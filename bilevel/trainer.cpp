@@ -81,7 +81,8 @@ void BilevelOptions::validate() const {
 }
 
 Tensor cross_entropy_loss(nn::Layer& backbone, nn::Layer& head, const DownstreamBatch& b) {
-  return cross_entropy(head.forward(backbone.forward(b.x)), b.y);
+  Tensor z = head.forward(backbone.forward(b.x));
+  return b.y.dtype() == DType::I64 ? cross_entropy(z, b.y) : cross_entropy_soft(z, b.y);
 }
 
 BilevelTrainer::BilevelTrainer(BilevelModels m, BilevelOptions o, PretextStream& lower, DownstreamStream& upper,

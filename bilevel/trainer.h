@@ -105,7 +105,8 @@ struct BilevelModels {
 };
 
 // The downstream loss L_D(θ, φD) on one batch; default cross-entropy of
-// head(backbone(x)) against y.
+// head(backbone(x)) against y: class indices (i64 [N]), or multi-hot / soft
+// targets (float [N, classes], a multi-label task).
 using DownstreamLoss = std::function<Tensor(nn::Layer& backbone, nn::Layer& head, const DownstreamBatch& b)>;
 Tensor cross_entropy_loss(nn::Layer& backbone, nn::Layer& head, const DownstreamBatch& b);
 

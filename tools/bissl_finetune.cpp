@@ -5,6 +5,7 @@
 //   bissl-finetune --config configs/pipeline_fashion_mnist.toml --backbone runs/x/train/bissl/backbone.safetensors --out runs/x/ft_bissl
 #include <CLI/CLI.hpp>
 
+#include <cmath>
 #include <cstdio>
 
 #include "tools/stages/evaluate.h"
@@ -30,12 +31,15 @@ int main(int argc, char** argv) {
     BISSL_CHECK((lr < 0) == (wd < 0), "bissl-finetune: give both --lr and --wd, or neither");
     BISSL_CHECK(arm == "random_init" || !backbone.empty(), "bissl-finetune: --backbone is required for arm ", arm);
     auto spec = bissl::stages::spec_for_arm(cfg, arm, backbone);
-    bissl::stages::Hyper h{lr, wd, 0.0, "command line"};
+    bissl::stages::Hyper h;
+    h.lr = lr, h.weight_decay = wd, h.val_score = std::nan(""), h.source = "command line";
+    h.multi_label = task.multi_label;
     auto a = bissl::stages::finetune_arm(cfg, task, spec, out, lr >= 0 ? &h : nullptr);
     auto s = bissl::stages::summarize(a);
-    std::printf("%s: lr %.4g, wd %.4g: test top-1 %.2f ± %.2f %% over %zu seeds (top-%d %.2f %%); %s/result.json\n",
-                arm.c_str(), a.hyper.lr, a.hyper.weight_decay, 100 * s.top1.mean, 100 * s.top1.std, a.runs.size(),
-                s.k, 100 * s.topk.mean, out.c_str());
+    const std::string extra = s.multi_label ? std::string() : bissl::str(" (top-", s.k, " ", 100 * s.topk.mean, " %)");
+    std::printf("%s: lr %.4g, wd %.4g: test %s %.2f ± %.2f %% over %zu seeds%s; %s/result.json\n", arm.c_str(),
+                a.hyper.lr, a.hyper.weight_decay, bissl::stages::metric_label(s.multi_label), 100 * s.score.mean,
+                100 * s.score.std, a.runs.size(), extra.c_str(), out.c_str());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bissl-finetune: %s\n", e.what());
     return 1;

@@ -5,6 +5,7 @@
 
 #include <cstdio>
 
+#include "tools/stages/classify.h"
 #include "tools/stages/task.h"
 #include "tools/stages/warmup.h"
 
@@ -23,8 +24,9 @@ int main(int argc, char** argv) {
     auto task = bissl::stages::load_task(cfg.task);
     std::fprintf(stderr, "task: %s\n", task.describe().c_str());
     auto r = bissl::stages::run_warmup(cfg, task, backbone, out);
-    std::printf("warm-up done: final validation top-1 %.2f%% (%.1f s); head in %s/head.safetensors\n",
-                r.val_top1.empty() ? 0.0 : 100 * r.val_top1.back(), r.seconds, out.c_str());
+    std::printf("warm-up done: final validation %s %.2f%% (%.1f s); head in %s/head.safetensors\n",
+                bissl::stages::metric_label(r.multi_label), r.val_score.empty() ? 0.0 : 100 * r.val_score.back(),
+                r.seconds, out.c_str());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bissl-warmup: %s\n", e.what());
     return 1;

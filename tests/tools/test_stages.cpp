@@ -20,6 +20,9 @@
 #include "tools/stages/config.h"
 #include "tools/stages/finetune.h"
 #include "tools/stages/pipeline.h"
+#include "tools/stages/evaluate.h"
+#include "tools/pretrain/build.h"
+#include "models/heads.h"
 
 using namespace bissl;
 namespace fs = std::filesystem;
@@ -167,6 +170,76 @@ TEST_SUITE("stages") {
     CHECK(m["hvps"] == 2 * 5);
     CHECK(std::isfinite(m["cg_residual_last"].get<double>()));
     CHECK(fs::exists(c.out + "/finetune/bissl/seed1/backbone.safetensors"));
+  }
+
+  TEST_CASE("a multi-label task (Fashion-MNIST mosaics) through every stage: mAP, soft-target cross-entropy") {
+    if (!have_fashion_mnist()) {
+      MESSAGE("SKIPPED: Fashion-MNIST is not installed at ", data::kFashionMnistDir);
+      return;
+    }
+    testing::TempDir tmp("mosaic");
+    stages::Config c = stages::load_config(
+        std::string(BISSL_SOURCE_DIR) + "/configs/pipeline_fashion_mnist_mosaic.toml",
+        {"pipeline.pretrained=", "pretrain.data.limit=1024", "pipeline.arms=ft,bissl,ij_discarded",
+         "bissl.alternations=1", "finetune.epochs=2", "eval.tsne_points=60"},
+        /*quick=*/true);
+    CHECK(c.task.train_images == 200);  // the preset's mosaic counts
+    c.out = tmp.file("run");
+    c.device = "cpu";
+    stages::Task task = stages::load_task(c.task);
+    CHECK(task.multi_label);
+    CHECK(task.num_classes == 10);
+    CHECK(task.train->n == 200);
+    CHECK(task.val->n == 100);
+    CHECK(task.test->n == 300);
+    CHECK(task.train->h == 56);
+    CHECK(task.describe().find("multi-label") != std::string::npos);
+
+    std::string report = stages::run_pipeline(c);
+    CHECK(report.find("| ft |") != std::string::npos);
+    CHECK(report.find("| bissl |") != std::string::npos);
+    CHECK(report.find("test mAP (%)") != std::string::npos);
+    CHECK(report.find("top-1") == std::string::npos);
+    auto eval = nlohmann::json::parse(slurp(c.out + "/eval/eval.json"));
+    CHECK(eval["metric"] == "map");
+    REQUIRE(eval["arms"]["bissl"]["test_map"].size() == 2);
+    for (auto& v : eval["arms"]["bissl"]["test_map"]) {
+      CHECK(v.get<double>() > 0);
+      CHECK(v.get<double>() <= 1);
+    }
+    CHECK_FALSE(eval["arms"]["ft"].contains("test_top1"));
+    auto m = nlohmann::json::parse(slurp(c.out + "/train/bissl/metrics.jsonl"));
+    CHECK(m["hvps"] == 2 * 5);
+    CHECK(m.contains("val_map_d"));
+    CHECK(std::isfinite(m["upper_loss_d"].get<double>()));
+    auto w = nlohmann::json::parse(slurp(c.out + "/warmup/summary.json"));
+    CHECK(w["metric"] == "map");
+    CHECK(w.contains("final_val_map"));
+
+    // The saved seed-0 model scores the test mosaics as result.json says, and
+    // its mAP with the reference's rule equals the devkit's (no difficult labels here).
+    auto r = nlohmann::json::parse(slurp(c.out + "/finetune/ft/seed0/result.json"));
+    int64_t fdim = 0;
+    auto backbone = stages::build_backbone(c, 1, c.out + "/finetune/ft/seed0/backbone.safetensors", 0, fdim);
+    Generator g(0);
+    models::LinearHead head(fdim, 10, g);
+    pretrain::load_module(head, c.out + "/finetune/ft/seed0/head.safetensors", "head");
+    auto acc = stages::evaluate(*backbone, head, *task.test, 10, c.task.image_size, Device::CPU, 1);
+    CHECK(acc.multi_label);
+    CHECK(acc.map == doctest::Approx(r["test"]["map"].get<double>()).epsilon(1e-12));
+    CHECK(stages::evaluate(*backbone, head, *task.test, 10, c.task.image_size, Device::CPU, 1, true).map == acc.map);
+
+    // A second run reuses every output.
+    std::string again = stages::run_pipeline(c);
+    auto table = [](const std::string& t) { return t.substr(t.find("| arm |"), t.find("Per-seed") - t.find("| arm |")); };
+    CHECK(table(again) == table(report));
+
+    // Results of another metric are not taken for this task's.
+    stages::ArmResult ft = stages::arm_from_json(nlohmann::json::parse(slurp(c.out + "/finetune/ft/result.json")));
+    CHECK(ft.multi_label);
+    ft.multi_label = false;
+    CHECK_THROWS_WITH_AS(stages::run_eval(c, task, {ft}, {}, c.out + "/finetune", tmp.file("eval2")),
+                         doctest::Contains("mAP"), Error);
   }
 
   TEST_CASE("the --quick pipeline on Fashion-MNIST end to end, rerun, and an exact BiSSL resume") {

@@ -155,6 +155,18 @@ TEST_CASE("voc07_ap: 11-point interpolation by hand") {
   CHECK(voc07_ap({0.9, 0.1, 0.5}, {1, 0, 1}) == doctest::Approx(1.0));
   CHECK(voc07_ap({0.9, 0.1}, {0, 0}) == 0.0);
   CHECK(voc07_map({scores, {0.9, 0.1, 0.5}}, {pos, {1, 0, 1}}) == doctest::Approx((8.4 / 11 + 1) / 2));
+  // -1 leaves a sample out of the ranking (VOC's difficult rule): dropping
+  // the negative at rank 2 gives + + − +: recall 1/3, 2/3, 2/3, 1 at
+  // precision 1, 1, 2/3, 3/4 → AP = (7·1 + 4·3/4) / 11 = 10 / 11.
+  CHECK(voc07_ap(scores, {0, 1, 1, -1, 1}) == doctest::Approx(10.0 / 11));
+  // An ignored sample's score may be anything, NaN included.
+  CHECK(voc07_ap({0.9, std::nan(""), 0.5}, {1, -1, 0}) == doctest::Approx(1.0));
+  // A class without positives is skipped, as the reference does, and counted.
+  int64_t scored = 0;
+  CHECK(voc07_map({scores, {0.9, 0.1}, {0.9, 0.1, 0.5}}, {pos, {0, -1}, {1, 0, 1}}, &scored) ==
+        doctest::Approx((8.4 / 11 + 1) / 2));
+  CHECK(scored == 2);
+  CHECK_THROWS_AS(voc07_map({{0.9, 0.1}}, {{0, 0}}), Error);
   CHECK_THROWS_AS(voc07_ap({0.9, 0.1}, {1}), Error);
   CHECK_THROWS_AS(voc07_ap({0.9}, {2}), Error);
 }

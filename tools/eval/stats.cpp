@@ -108,14 +108,16 @@ double voc07_ap(const std::vector<double>& scores, const std::vector<int>& posit
   BISSL_CHECK(scores.size() == positives.size(), "voc07_ap: expected one 0/1 label per score, found ",
               scores.size(), " scores and ", positives.size(), " labels");
   int64_t npos = 0;
-  for (int p : positives) {
-    BISSL_CHECK(p == 0 || p == 1, "voc07_ap: expected labels 0 or 1, found ", p);
+  std::vector<size_t> order;
+  for (size_t i = 0; i < positives.size(); ++i) {
+    const int p = positives[i];
+    BISSL_CHECK(p == 0 || p == 1 || p == -1, "voc07_ap: expected labels 1, 0 or -1 (ignored), found ", p);
+    if (p < 0) continue;
+    BISSL_CHECK(std::isfinite(scores[i]), "voc07_ap: expected finite scores, found ", scores[i]);
     npos += p;
+    order.push_back(i);
   }
   if (npos == 0) return 0.0;
-  for (double s : scores) BISSL_CHECK(std::isfinite(s), "voc07_ap: expected finite scores, found ", s);
-  std::vector<size_t> order(scores.size());
-  std::iota(order.begin(), order.end(), size_t{0});
   // Stable so that tied scores keep input order, making the result reproducible.
   std::stable_sort(order.begin(), order.end(), [&](size_t i, size_t j) { return scores[i] > scores[j]; });
   std::vector<double> rec(order.size()), prec(order.size());
@@ -138,14 +140,22 @@ double voc07_ap(const std::vector<double>& scores, const std::vector<int>& posit
 }
 
 double voc07_map(const std::vector<std::vector<double>>& scores_per_class,
-                 const std::vector<std::vector<int>>& positives_per_class) {
+                 const std::vector<std::vector<int>>& positives_per_class, int64_t* scored) {
   BISSL_CHECK(!scores_per_class.empty() && scores_per_class.size() == positives_per_class.size(),
               "voc07_map: expected the same non-zero number of classes for scores and labels, found ",
               scores_per_class.size(), " and ", positives_per_class.size());
   double sum = 0;
-  for (size_t c = 0; c < scores_per_class.size(); ++c)
-    sum += voc07_ap(scores_per_class[c], positives_per_class[c]);
-  return sum / static_cast<double>(scores_per_class.size());
+  int64_t n = 0;
+  for (size_t c = 0; c < scores_per_class.size(); ++c) {
+    const auto& p = positives_per_class[c];
+    if (std::find(p.begin(), p.end(), 1) == p.end()) continue;
+    sum += voc07_ap(scores_per_class[c], p);
+    ++n;
+  }
+  BISSL_CHECK(n > 0, "voc07_map: expected a class with at least one positive, found none among ",
+              scores_per_class.size());
+  if (scored) *scored = n;
+  return sum / static_cast<double>(n);
 }
 
 double topk_accuracy(const std::vector<double>& logits, int64_t n, int64_t classes,

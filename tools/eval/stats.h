@@ -25,11 +25,16 @@ struct PermutationResult {
 // sizes na and nb. Throws when a group is empty or C(na + nb, na) > 2e8.
 PermutationResult permutation_test(const std::vector<double>& a, const std::vector<double>& b);
 
-// PASCAL VOC07 11-point interpolated AP; positives are 0/1 per sample.
-// 0 when there are no positives.
+// PASCAL VOC07 11-point interpolated AP: the mean over t = 0, 0.1, ..., 1 of
+// the highest precision at recall >= t. positives: 1 (positive), 0
+// (negative) or -1 (left out of the ranking: a difficult sample under the
+// official devkit's rule). 0 when there are no positives.
 double voc07_ap(const std::vector<double>& scores, const std::vector<int>& positives);
+// The mean AP over the classes that have at least one positive (as the
+// reference: a class without positives is skipped, not scored 0);
+// `scored` receives how many classes that was. An error when none has.
 double voc07_map(const std::vector<std::vector<double>>& scores_per_class,
-                 const std::vector<std::vector<int>>& positives_per_class);
+                 const std::vector<std::vector<int>>& positives_per_class, int64_t* scored = nullptr);
 
 // logits: n × classes, row-major. A label is within the top k when fewer
 // than k classes score strictly higher (ties count in its favour).

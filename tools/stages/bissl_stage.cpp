@@ -194,13 +194,19 @@ BisslStageResult run_bissl(const Config& cfg_in, const Task& task, const BisslIn
     std::string extra = str("L_P ", fmt(s.lower_loss, 4));
     if (needs_head) extra += str(" | L_D ", fmt(s.upper_loss_d, 4));
     if (eval_now) {
+      // The task's score: "val_top1_d" / "val_top1_p", or "val_map_d" / "val_map_p".
+      const std::string key = str("val_", metric_key(task.multi_label));
       if (theta_d) {
-        double vd = evaluate(*theta_d, *head, *task.val, task.num_classes, cfg.task.image_size, dev, cfg.workers).top1;
-        j["val_top1_d"] = vd;
+        double vd = evaluate(*theta_d, *head, *task.val, task.num_classes, cfg.task.image_size, dev, cfg.workers,
+                             cfg.task.ignore_difficult)
+                        .score();
+        j[key + "_d"] = vd;
         extra += str(" | val(θD) ", fmt(100 * vd, 3), "%");
       }
-      double vp = evaluate(*theta_p, *head, *task.val, task.num_classes, cfg.task.image_size, dev, cfg.workers).top1;
-      j["val_top1_p"] = vp;
+      double vp = evaluate(*theta_p, *head, *task.val, task.num_classes, cfg.task.image_size, dev, cfg.workers,
+                           cfg.task.ignore_difficult)
+                      .score();
+      j[key + "_p"] = vp;
       extra += str(" | val(θP) ", fmt(100 * vp, 3), "%");
     }
     if (two_backbones) extra += str(" | ‖θD−θP‖ ", fmt(s.distance, 3));

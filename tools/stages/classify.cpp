@@ -51,31 +51,56 @@ data::LoaderOptions eval_options(const data::ImageSet& set, int64_t image_size, 
 
 int topk_k(int64_t num_classes) { return num_classes > 5 ? 5 : 2; }
 
+const char* metric_key(bool multi_label) { return multi_label ? "map" : "top1"; }
+const char* metric_label(bool multi_label) { return multi_label ? "mAP" : "top-1"; }
+
+Tensor downstream_loss(const Tensor& logits, const data::Batch& b) {
+  return b.targets.defined() ? cross_entropy_soft(logits, b.targets) : cross_entropy(logits, b.labels);
+}
+
 Accuracy evaluate(nn::Layer& backbone, nn::Layer& head, const data::ImageSet& set, int64_t num_classes,
-                  int64_t image_size, Device dev, int workers) {
+                  int64_t image_size, Device dev, int workers, bool ignore_difficult) {
+  BISSL_CHECK(set.num_classes == num_classes, "evaluate: the set '", set.source, "' has ", set.num_classes,
+              " classes, the head ", num_classes);
   data::Loader loader(borrowed(set), eval_options(set, image_size, dev, workers));
   backbone.eval();
   head.eval();
   NoGradGuard ng;
   std::vector<double> logits;
-  std::vector<int64_t> labels;
+  std::vector<int64_t> labels, rows;
   double loss_sum = 0;
   data::Batch b;
   while (loader.next(b)) {
     Tensor z = head.forward(backbone.forward(b.views[0]));
-    loss_sum += cross_entropy(z, b.labels).item() * double(b.size());
+    loss_sum += downstream_loss(z, b).item() * double(b.size());
     auto v = z.to(Device::CPU).to_vector();
     logits.insert(logits.end(), v.begin(), v.end());
     auto y = b.labels.to(Device::CPU).to_vector();
     for (double l : y) labels.push_back(int64_t(l));
+    rows.insert(rows.end(), b.indices.begin(), b.indices.end());
   }
   Accuracy a;
   a.n = int64_t(labels.size());
   a.k = topk_k(num_classes);
   BISSL_CHECK(a.n > 0, "evaluate: the set '", set.source, "' is empty");
+  a.loss = loss_sum / double(a.n);
+  if (set.multi_label()) {
+    a.multi_label = true;
+    std::vector<std::vector<double>> scores(size_t(num_classes), std::vector<double>(size_t(a.n)));
+    std::vector<std::vector<int>> pos(size_t(num_classes), std::vector<int>(size_t(a.n)));
+    for (int64_t i = 0; i < a.n; ++i) {
+      const uint8_t* t = set.target_row(rows[size_t(i)]);
+      for (int64_t c = 0; c < num_classes; ++c) {
+        scores[size_t(c)][size_t(i)] = logits[size_t(i * num_classes + c)];
+        pos[size_t(c)][size_t(i)] =
+            t[c] == data::kAbsent ? 0 : (t[c] == data::kDifficult && ignore_difficult ? -1 : 1);
+      }
+    }
+    a.map = evalstats::voc07_map(scores, pos);
+    return a;
+  }
   a.top1 = evalstats::topk_accuracy(logits, a.n, num_classes, labels, 1);
   a.topk = evalstats::topk_accuracy(logits, a.n, num_classes, labels, a.k);
-  a.loss = loss_sum / double(a.n);
   return a;
 }
 

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "data/image_set.h"
+#include "data/loader.h"
 #include "engine/nn/module.h"
 #include "tools/stages/config.h"
 
@@ -23,15 +24,31 @@ std::shared_ptr<nn::Layer> build_backbone(const Config& cfg, int64_t channels, c
 // 2 when there are 5 classes or fewer (top-5 would be 100 %).
 int topk_k(int64_t num_classes);
 
+// How a set is scored. Single-label: top-1 and top-k accuracy. Multi-label:
+// the 11-point mAP (BISSL_SPEC.md, VOC07), over the classes with a positive.
 struct Accuracy {
-  double top1 = 0, topk = 0, loss = 0;  // loss: mean cross-entropy
+  double top1 = 0, topk = 0, loss = 0;  // loss: mean cross-entropy (soft targets for multi-label)
   int k = 5;
+  double map = 0;
+  bool multi_label = false;
   int64_t n = 0;
+  double score() const { return multi_label ? map : top1; }  // what model selection maximises
 };
+// The name of that score in result files and reports.
+const char* metric_key(bool multi_label);    // "top1" | "map"
+const char* metric_label(bool multi_label);  // "top-1" | "mAP"
+
 // Eval mode, the evaluation view (resize to size/0.875, centre crop). Leaves
-// the modules in eval mode.
+// the modules in eval mode. Multi-label sets: ignore_difficult leaves a
+// difficult class out of that class's ranking (the official VOC devkit);
+// false counts it as present (the reference).
 Accuracy evaluate(nn::Layer& backbone, nn::Layer& head, const data::ImageSet& set, int64_t num_classes,
-                  int64_t image_size, Device dev, int workers);
+                  int64_t image_size, Device dev, int workers, bool ignore_difficult = false);
+
+// The downstream loss of a batch: cross-entropy against the labels, or
+// against the multi-hot targets of a multi-label set (BISSL_SPEC.md: VOC07
+// uses cross-entropy with multi-hot soft labels).
+Tensor downstream_loss(const Tensor& logits, const data::Batch& b);
 
 // Backbone outputs [N, D] (f32, CPU) of `set` (rows `indices`, all when
 // empty), eval mode and view.

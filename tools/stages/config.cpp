@@ -30,6 +30,7 @@ void Config::bind() {
   s.add("pipeline", "seed", &seed);
   s.add("pipeline", "arms", &arms);
   s.add("pipeline", "run_pretrain", &run_pretrain);
+  s.add("pipeline", "pretrained", &pretrained);
 
   s.add("task", "dataset", &task.dataset);
   s.add("task", "root", &task.root);
@@ -42,6 +43,13 @@ void Config::bind() {
   s.add("task", "crop_scale", &task.crop_scale);
   s.add("task", "crop_ratio", &task.crop_ratio);
   s.add("task", "flip", &task.flip);
+  s.add("task", "train_images", &task.train_images);
+  s.add("task", "val_images", &task.val_images);
+  s.add("task", "test_images", &task.test_images);
+  s.add("task", "mosaic_grid", &task.mosaic_grid);
+  s.add("task", "mosaic_fill", &task.mosaic_fill);
+  s.add("task", "load_size", &task.load_size);
+  s.add("task", "ignore_difficult", &task.ignore_difficult);
 
   s.add("warmup", "epochs", &warmup.epochs);
   s.add("warmup", "batch_size", &warmup.batch_size);
@@ -117,8 +125,17 @@ void Config::validate() const {
                 "config: pipeline.arms has unknown arm '", a,
                 "'; known arms: ft, bissl, ij_discarded, weighted_sum, mix, noisytune, linear_probe, zero_head, random_init");
   BISSL_CHECK(task.dataset == "fashion-mnist" || task.dataset == "mnist" || task.dataset == "cifar10" ||
-                  task.dataset == "cifar100",
-              "config: task.dataset must be fashion-mnist, mnist, cifar10 or cifar100, found '", task.dataset, "'");
+                  task.dataset == "cifar100" || task.dataset == "fashion-mnist-mosaic" || task.dataset == "voc2007",
+              "config: task.dataset must be fashion-mnist, mnist, cifar10, cifar100, fashion-mnist-mosaic or voc2007, "
+              "found '", task.dataset, "'");
+  BISSL_CHECK(task.train_images >= 0 && task.val_images >= 0 && task.test_images >= 0 && task.load_size >= 0,
+              "config: task.train_images, val_images, test_images and load_size must be >= 0");
+  BISSL_CHECK(task.mosaic_grid >= 1 && task.mosaic_grid <= 8, "config: task.mosaic_grid must be in [1, 8], found ",
+              task.mosaic_grid);
+  BISSL_CHECK(task.mosaic_fill > 0 && task.mosaic_fill <= 1, "config: task.mosaic_fill must be in (0, 1], found ",
+              task.mosaic_fill);
+  BISSL_CHECK(task.dataset != "voc2007" || task.classes.empty(),
+              "config: task.classes selects classes of a single-label dataset; voc2007 keeps its 20");
   BISSL_CHECK(task.image_size > 0, "config: task.image_size must be > 0, found ", task.image_size);
   BISSL_CHECK(task.val_fraction > 0 && task.val_fraction < 1, "config: task.val_fraction must be in (0, 1), found ",
               task.val_fraction);

@@ -15,7 +15,12 @@
 namespace bissl::stages {
 
 struct TaskConfig {  // [task]: the downstream (labelled) task
-  std::string dataset = "fashion-mnist";  // fashion-mnist | mnist | cifar10 | cifar100
+  // Single-label: fashion-mnist | mnist | cifar10 | cifar100.
+  // Multi-label (scored by 11-point mAP, trained with cross-entropy against
+  // multi-hot targets): fashion-mnist-mosaic (grid x grid mosaics of
+  // Fashion-MNIST images, `root` as fashion-mnist) | voc2007 (`root` = a
+  // VOCdevkit; train / val / test = the image sets of those names).
+  std::string dataset = "fashion-mnist";
   std::string root = "/usr/share/datasets/fashion-mnist";
   std::vector<int64_t> classes;           // original labels to keep, relabelled 0..; empty = all
   int64_t train_per_class = 0;            // labelled training images per class; 0 = all not held out
@@ -29,6 +34,15 @@ struct TaskConfig {  // [task]: the downstream (labelled) task
   std::vector<double> crop_scale = {0.08, 1.0};
   std::vector<double> crop_ratio = {0.5, 1.0};
   double flip = 0.5;
+  // Multi-label tasks.
+  int64_t train_images = 0;  // mosaic: train mosaics (0 = tiles in the train pool / grid²); voc2007: a random
+                             // subset of the train image set of this size (0 = all of it)
+  int64_t val_images = 0;    // mosaic: validation mosaics (0 = tiles in the validation pool / grid²)
+  int64_t test_images = 0;   // mosaic: test mosaics (0 = test tiles / grid²)
+  int64_t mosaic_grid = 2;   // cells per side
+  double mosaic_fill = 0.75; // probability that a cell holds an image (at least one per mosaic)
+  int64_t load_size = 0;     // voc2007: images resampled to load_size² on load (0 = round(image_size / 0.875))
+  bool ignore_difficult = false;  // mAP: leave VOC's difficult labels out (the devkit) instead of positive (the reference)
 };
 
 struct WarmupConfig {  // [warmup]: the downstream head on the frozen backbone
@@ -87,6 +101,10 @@ struct ConfigValues {
   uint64_t seed = 0;
   std::vector<std::string> arms = {"ft", "bissl"};
   bool run_pretrain = true;  // false: out/pretrain/ must already hold a pretrained backbone
+  // A folder with backbone.safetensors + objective.safetensors made earlier
+  // (another pipeline's pretrain/): used instead of out/pretrain/, nothing is
+  // pretrained. Its [pretrain] config must be this config's.
+  std::string pretrained;
 
   pretrain::Config pretrain;
   TaskConfig task;

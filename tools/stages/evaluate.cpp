@@ -25,6 +25,15 @@ double cosine(const std::vector<double>& a, const std::vector<double>& b) {
   return ab / std::max(std::sqrt(aa * bb), 1e-300);
 }
 
+// The class a test image is counted under in the feature analysis and
+// coloured by in t-SNE: its label, or a multi-label image's first class.
+int64_t display_class(const data::ImageSet& set, int64_t i) {
+  if (!set.multi_label()) return set.labels[size_t(i)];
+  for (int64_t c = 0; c < set.num_classes; ++c)
+    if (set.target_row(i)[c] != data::kAbsent) return c;
+  return 0;
+}
+
 // Test images for the feature analysis: every class equally, at most n.
 std::vector<int64_t> stratified_subset(const data::ImageSet& set, int64_t n, int64_t classes) {
   std::vector<int64_t> r;
@@ -35,7 +44,7 @@ std::vector<int64_t> stratified_subset(const data::ImageSet& set, int64_t n, int
   int64_t per = std::max<int64_t>(1, n / classes);
   std::vector<int64_t> taken(size_t(classes), 0);
   for (int64_t i = 0; i < set.n; ++i) {
-    int64_t c = set.labels[size_t(i)];
+    int64_t c = display_class(set, i);
     if (taken[size_t(c)] < per) r.push_back(i), ++taken[size_t(c)];
   }
   return r;
@@ -50,7 +59,7 @@ void tsne_plot(const Config& cfg, const Task& task, const Tensor& feats, const s
   o.seed = cfg.seed;
   auto pts = evalstats::tsne(x, feats.shape()[0], feats.shape()[1], o);
   std::vector<int64_t> labels;
-  for (int64_t i : idx) labels.push_back(task.test->labels[size_t(i)]);
+  for (int64_t i : idx) labels.push_back(display_class(*task.test, i));
   evalstats::write_scatter_svg(path, pts, labels, task.class_names, title);
 }
 
@@ -60,35 +69,42 @@ ArmSummary summarize(const ArmResult& a) {
   ArmSummary s;
   s.arm = a.arm;
   s.hyper = a.hyper;
+  s.multi_label = a.multi_label;
   for (auto& r : a.runs) {
     BISSL_CHECK(r.tested, "eval: arm ", a.arm, " seed ", r.seed, " has no test result");
-    s.test_top1.push_back(r.test.top1);
+    BISSL_CHECK(r.multi_label == a.multi_label, "eval: arm ", a.arm, " seed ", r.seed, " is scored by ",
+                metric_label(r.multi_label), ", the arm by ", metric_label(a.multi_label));
+    s.test_score.push_back(r.test.score());
     s.test_topk.push_back(r.test.topk);
-    s.val_top1.push_back(r.best_val);
+    s.val_score.push_back(r.best_val);
     s.k = r.test.k;
   }
-  BISSL_CHECK(!s.test_top1.empty(), "eval: arm ", a.arm, " has no fine-tuning runs");
-  s.top1 = evalstats::mean_std(s.test_top1);
+  BISSL_CHECK(!s.test_score.empty(), "eval: arm ", a.arm, " has no fine-tuning runs");
+  s.score = evalstats::mean_std(s.test_score);
   s.topk = evalstats::mean_std(s.test_topk);
-  s.val = evalstats::mean_std(s.val_top1);
+  s.val = evalstats::mean_std(s.val_score);
   return s;
 }
 
 nlohmann::json EvalResult::to_json() const {
   nlohmann::json j;
+  const std::string m = metric_key(multi_label);
+  j["metric"] = m;
   for (auto& a : arms) {
     nlohmann::json e{{"lr", a.hyper.lr},
                      {"weight_decay", a.hyper.weight_decay},
                      {"hyper_source", a.hyper.source},
-                     {"test_top1", a.test_top1},
-                     {"test_topk", a.test_topk},
-                     {"k", a.k},
-                     {"val_top1", a.val_top1},
-                     {"test_top1_mean", a.top1.mean},
-                     {"test_top1_std", a.top1.std},
-                     {"test_topk_mean", a.topk.mean},
-                     {"test_topk_std", a.topk.std},
-                     {"val_top1_mean", a.val.mean}};
+                     {"test_" + m, a.test_score},
+                     {"val_" + m, a.val_score},
+                     {"test_" + m + "_mean", a.score.mean},
+                     {"test_" + m + "_std", a.score.std},
+                     {"val_" + m + "_mean", a.val.mean}};
+    if (!multi_label) {
+      e["test_topk"] = a.test_topk;
+      e["k"] = a.k;
+      e["test_topk_mean"] = a.topk.mean;
+      e["test_topk_std"] = a.topk.std;
+    }
     if (a.compared)
       e["vs_ft"] = {{"difference", a.vs_ft.observed},
                     {"p_two_sided", a.vs_ft.p_two_sided},
@@ -118,21 +134,27 @@ EvalResult run_eval(const Config& cfg, const Task& task, const std::vector<ArmRe
   fs::create_directories(dir);
   const Device dev = resolve_device(cfg.device);
   EvalResult res;
+  res.multi_label = task.multi_label;
   const ArmSummary* ft = nullptr;
-  for (auto& a : arms) res.arms.push_back(summarize(a));
+  for (auto& a : arms) {
+    BISSL_CHECK(a.multi_label == task.multi_label, "eval: arm ", a.arm, "'s results are ", metric_label(a.multi_label),
+                " scores, but the task is scored by ", metric_label(task.multi_label),
+                " (were they made with another [task]?)");
+    res.arms.push_back(summarize(a));
+  }
   for (auto& s : res.arms)
     if (s.arm == "ft") ft = &s;
   if (ft)
     for (auto& s : res.arms)
       if (s.arm != "ft") {
-        s.vs_ft = evalstats::permutation_test(ft->test_top1, s.test_top1);
+        s.vs_ft = evalstats::permutation_test(ft->test_score, s.test_score);
         s.compared = true;
       }
   for (auto& b : res.arms)
     if (b.arm == "bissl")
       for (auto& a : res.arms)
         if (a.arm != "ft" && a.arm != "bissl")
-          res.comparisons.push_back({a.arm, b.arm, evalstats::permutation_test(a.test_top1, b.test_top1)});
+          res.comparisons.push_back({a.arm, b.arm, evalstats::permutation_test(a.test_score, b.test_score)});
 
   std::vector<int64_t> idx = stratified_subset(*task.test, cfg.eval.tsne_points, task.num_classes);
   for (auto& a : arms) {

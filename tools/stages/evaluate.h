@@ -1,7 +1,8 @@
 #pragma once
 // Evaluation (BISSL_SPEC.md, pipeline step 5) over the fine-tuned arms:
-// test top-1 / top-k mean ± std over seeds, the exact two-sample permutation
-// test of every arm against "ft", and the alignment analysis — cosine
+// test top-1 / top-k (or mAP for a multi-label task) mean ± std over seeds,
+// the exact two-sample permutation test of every arm against "ft", and the
+// alignment analysis — cosine
 // similarity of the backbone's parameters before and after fine-tuning and
 // of its features (the starting backbone's BN recalibrated on downstream
 // batches), and t-SNE plots of test features.
@@ -16,19 +17,22 @@
 
 namespace bissl::stages {
 
+// The score of a task: top-1 accuracy, or mAP when multi_label; top-k is
+// for single-label tasks only.
 struct ArmSummary {
   std::string arm;
   Hyper hyper;
+  bool multi_label = false;
   int k = 5;
-  std::vector<double> test_top1, test_topk, val_top1;  // per seed
-  evalstats::MeanStd top1, topk, val;
+  std::vector<double> test_score, test_topk, val_score;  // per seed
+  evalstats::MeanStd score, topk, val;
   bool compared = false;                 // a permutation test against ft was run
-  evalstats::PermutationResult vs_ft;    // observed = mean(arm) − mean(ft), test top-1
+  evalstats::PermutationResult vs_ft;    // observed = mean(arm) − mean(ft), test score
 };
 
 // A permutation test between two arms other than the FT reference.
 struct Comparison {
-  std::string a, b;                   // observed = mean(b) − mean(a), test top-1
+  std::string a, b;                   // observed = mean(b) − mean(a), test score
   evalstats::PermutationResult result;
 };
 
@@ -45,6 +49,7 @@ struct EvalResult {
   std::vector<Comparison> comparisons;  // bissl against every arm but ft
   std::vector<Alignment> alignment;
   std::vector<std::pair<std::string, std::string>> plots;  // (caption, file name relative to the eval dir)
+  bool multi_label = false;
   nlohmann::json to_json() const;
 };
 

@@ -35,6 +35,12 @@ nn::StateDict snapshot(const nn::Module& m) {
 
 double nan() { return std::numeric_limits<double>::quiet_NaN(); }
 
+nlohmann::json number_or_null(double v) { return std::isnan(v) ? nlohmann::json(nullptr) : nlohmann::json(v); }
+
+// Result files name their scores after the metric: "val_top1" or "val_map".
+bool multi_label_of(const nlohmann::json& j) { return j.value("metric", std::string("top1")) == "map"; }
+std::string key(const char* prefix, bool multi_label) { return std::string(prefix) + metric_key(multi_label); }
+
 }  // namespace
 
 FinetuneSpec spec_for_arm(const Config& cfg, const std::string& arm, const std::string& backbone) {
@@ -48,33 +54,38 @@ FinetuneSpec spec_for_arm(const Config& cfg, const std::string& arm, const std::
 }
 
 nlohmann::json to_json(const FinetuneRun& r) {
-  nlohmann::json j{{"lr", r.lr},
+  const bool ml = r.multi_label;
+  nlohmann::json j{{"metric", metric_key(ml)},
+                   {"lr", r.lr},
                    {"weight_decay", r.weight_decay},
                    {"seed", r.seed},
                    {"epochs", r.epochs},
                    {"train_loss", r.train_loss},
-                   {"best_val_top1", r.best_val},
+                   {key("best_val_", ml), r.best_val},
                    {"best_epoch", r.best_epoch},
                    {"diverged", r.diverged},
                    {"note", r.note},
                    {"seconds", r.seconds}};
   nlohmann::json vals = nlohmann::json::array();
-  for (double v : r.val_top1) vals.push_back(std::isnan(v) ? nlohmann::json(nullptr) : nlohmann::json(v));
-  j["val_top1"] = vals;
-  if (r.tested)
+  for (double v : r.val_score) vals.push_back(number_or_null(v));
+  j[key("val_", ml)] = vals;
+  if (r.tested && ml)
+    j["test"] = {{"map", r.test.map}, {"loss", r.test.loss}, {"n", r.test.n}};
+  else if (r.tested)
     j["test"] = {{"top1", r.test.top1}, {"topk", r.test.topk}, {"k", r.test.k}, {"loss", r.test.loss}, {"n", r.test.n}};
   return j;
 }
 
 FinetuneRun run_from_json(const nlohmann::json& j) {
   FinetuneRun r;
+  const bool ml = r.multi_label = multi_label_of(j);
   r.lr = j.at("lr");
   r.weight_decay = j.at("weight_decay");
   r.seed = j.at("seed");
   r.epochs = j.at("epochs");
   r.train_loss = j.at("train_loss").get<std::vector<double>>();
-  for (auto& v : j.at("val_top1")) r.val_top1.push_back(v.is_null() ? nan() : v.get<double>());
-  r.best_val = j.at("best_val_top1");
+  for (auto& v : j.at(key("val_", ml))) r.val_score.push_back(v.is_null() ? nan() : v.get<double>());
+  r.best_val = j.at(key("best_val_", ml));
   r.best_epoch = j.at("best_epoch");
   r.diverged = j.value("diverged", false);
   r.note = j.value("note", "");
@@ -82,9 +93,14 @@ FinetuneRun run_from_json(const nlohmann::json& j) {
   if (j.contains("test")) {
     auto& t = j["test"];
     r.tested = true;
-    r.test.top1 = t.at("top1");
-    r.test.topk = t.at("topk");
-    r.test.k = t.at("k");
+    r.test.multi_label = ml;
+    if (ml) {
+      r.test.map = t.at("map");
+    } else {
+      r.test.top1 = t.at("top1");
+      r.test.topk = t.at("topk");
+      r.test.k = t.at("k");
+    }
     r.test.loss = t.value("loss", 0.0);
     r.test.n = t.value("n", 0);
   }
@@ -99,6 +115,7 @@ FinetuneRun finetune_once(const Config& cfg, const Task& task, const FinetuneSpe
   const auto& fc = cfg.finetune;
   FinetuneRun r;
   r.lr = lr, r.weight_decay = wd, r.seed = seed, r.epochs = epochs;
+  r.multi_label = task.multi_label;
 
   int64_t fdim = 0;
   auto backbone = build_backbone(cfg, task.train->c, spec.backbone, cfg.seed * 7919 + seed, fdim, fc.drop_path);
@@ -150,7 +167,7 @@ FinetuneRun finetune_once(const Config& cfg, const Task& task, const FinetuneSpe
         NoGradGuard ng;
         feats = backbone->forward(b.views[0]);
       }
-      Tensor loss = cross_entropy(head->forward(feats), b.labels);
+      Tensor loss = downstream_loss(head->forward(feats), b);
       double lv = loss.item();
       if (!std::isfinite(lv)) {
         std::string where = str(spec.arm, ": the fine-tuning loss is ", lv, " at epoch ", e + 1, ", batch ", nb + 1,
@@ -173,7 +190,9 @@ FinetuneRun finetune_once(const Config& cfg, const Task& task, const FinetuneSpe
     bool eval_now = (fc.eval_every > 0 && (e + 1) % fc.eval_every == 0) || e + 1 == epochs;
     double v = nan();
     if (eval_now) {
-      v = evaluate(*backbone, *head, *task.val, task.num_classes, cfg.task.image_size, dev, cfg.workers).top1;
+      v = evaluate(*backbone, *head, *task.val, task.num_classes, cfg.task.image_size, dev, cfg.workers,
+                   cfg.task.ignore_difficult)
+              .score();
       if (v > r.best_val) {
         r.best_val = v;
         r.best_epoch = e + 1;
@@ -181,8 +200,8 @@ FinetuneRun finetune_once(const Config& cfg, const Task& task, const FinetuneSpe
         best_head = snapshot(*head);
       }
     }
-    r.val_top1.push_back(v);
-    progress.update(e + 1, str("loss ", fmt(r.train_loss.back(), 4), " | val top-1 ",
+    r.val_score.push_back(v);
+    progress.update(e + 1, str("loss ", fmt(r.train_loss.back(), 4), " | val ", metric_label(r.multi_label), " ",
                                std::isnan(v) ? std::string("-") : fmt(100 * v, 2) + "%"));
   }
   progress.done();
@@ -191,7 +210,8 @@ FinetuneRun finetune_once(const Config& cfg, const Task& task, const FinetuneSpe
     head->load_state_dict(best_head);
   }
   if (test && !r.diverged) {
-    r.test = evaluate(*backbone, *head, *task.test, task.num_classes, cfg.task.image_size, dev, cfg.workers);
+    r.test = evaluate(*backbone, *head, *task.test, task.num_classes, cfg.task.image_size, dev, cfg.workers,
+                      cfg.task.ignore_difficult);
     r.tested = true;
   }
   if (!save_dir.empty() && !r.diverged) {
@@ -206,25 +226,27 @@ FinetuneRun finetune_once(const Config& cfg, const Task& task, const FinetuneSpe
 Hyper read_hyper(const std::string& path) {
   auto j = read_json(path);
   Hyper h;
+  h.multi_label = multi_label_of(j);
   h.lr = j.at("lr"), h.weight_decay = j.at("weight_decay");
-  h.val_top1 = json_number(j, "val_top1");
+  h.val_score = json_number(j, key("val_", h.multi_label));
   h.source = j.at("source");
   return h;
 }
 
 void write_hyper(const std::string& path, const Hyper& h) {
-  write_json_atomic(path, nlohmann::json{{"lr", h.lr},
+  write_json_atomic(path, nlohmann::json{{"metric", metric_key(h.multi_label)},
+                                         {"lr", h.lr},
                                          {"weight_decay", h.weight_decay},
-                                         {"val_top1", std::isnan(h.val_top1) ? nlohmann::json(nullptr)
-                                                                             : nlohmann::json(h.val_top1)},
+                                         {key("val_", h.multi_label), number_or_null(h.val_score)},
                                          {"source", h.source}});
 }
 
 Hyper random_search(const Config& cfg, const Task& task, const FinetuneSpec& spec, const std::string& dir) {
   const auto& fc = cfg.finetune;
   Hyper best;
+  best.multi_label = task.multi_label;
   if (fc.search_trials == 0) {
-    best.lr = fc.lr, best.weight_decay = fc.weight_decay, best.val_top1 = nan(), best.source = "config";
+    best.lr = fc.lr, best.weight_decay = fc.weight_decay, best.val_score = nan(), best.source = "config";
     return best;
   }
   fs::create_directories(dir);
@@ -235,7 +257,7 @@ Hyper random_search(const Config& cfg, const Task& task, const FinetuneSpec& spe
   std::string kept;
   Generator g(cfg.seed * 1315423911ull + 99);
   int64_t epochs = fc.search_epochs > 0 ? fc.search_epochs : fc.epochs;
-  best.val_top1 = -1;
+  best.val_score = -1;
   for (int64_t t = 0; t < fc.search_trials; ++t) {
     // log-uniform draws: exp(U(log lo, log hi))
     double lr = std::exp(std::log(fc.lr_min) + g.uniform() * (std::log(fc.lr_max) - std::log(fc.lr_min)));
@@ -243,7 +265,8 @@ Hyper random_search(const Config& cfg, const Task& task, const FinetuneSpec& spe
     FinetuneRun r;
     const nlohmann::json* prev = size_t(t) < done.size() ? &done[size_t(t)] : nullptr;
     if (prev && prev->value("trial", int64_t(-1)) == t && json_number(*prev, "lr") == lr &&
-        json_number(*prev, "weight_decay") == wd && prev->value("epochs", int64_t(0)) == epochs) {
+        json_number(*prev, "weight_decay") == wd && prev->value("epochs", int64_t(0)) == epochs &&
+        multi_label_of(*prev) == task.multi_label) {
       r = run_from_json(*prev);
     } else {
       done.resize(std::min(done.size(), size_t(t)));  // anything after a mismatch is stale
@@ -255,9 +278,9 @@ Hyper random_search(const Config& cfg, const Task& task, const FinetuneSpec& spe
     j["trial"] = t;
     kept += j.dump() + "\n";
     write_text_atomic(dir + "/search.jsonl", kept);
-    if (!r.diverged && r.best_val > best.val_top1) best.lr = lr, best.weight_decay = wd, best.val_top1 = r.best_val;
+    if (!r.diverged && r.best_val > best.val_score) best.lr = lr, best.weight_decay = wd, best.val_score = r.best_val;
   }
-  BISSL_CHECK(best.val_top1 >= 0, spec.arm, ": every one of the ", fc.search_trials,
+  BISSL_CHECK(best.val_score >= 0, spec.arm, ": every one of the ", fc.search_trials,
               " search trials diverged; narrow finetune.lr_max (", fc.lr_max, ")");
   best.source = str("search (", fc.search_trials, " trials, ", epochs, " epochs each)");
   return best;
@@ -267,9 +290,10 @@ nlohmann::json to_json(const ArmResult& a) {
   nlohmann::json runs = nlohmann::json::array();
   for (auto& r : a.runs) runs.push_back(to_json(r));
   return {{"arm", a.arm},
+          {"metric", metric_key(a.multi_label)},
           {"lr", a.hyper.lr},
           {"weight_decay", a.hyper.weight_decay},
-          {"search_val_top1", std::isnan(a.hyper.val_top1) ? nlohmann::json(nullptr) : nlohmann::json(a.hyper.val_top1)},
+          {key("search_val_", a.multi_label), number_or_null(a.hyper.val_score)},
           {"hyper_source", a.hyper.source},
           {"runs", runs},
           {"seconds", a.seconds}};
@@ -278,9 +302,10 @@ nlohmann::json to_json(const ArmResult& a) {
 ArmResult arm_from_json(const nlohmann::json& j) {
   ArmResult a;
   a.arm = j.at("arm");
+  a.multi_label = a.hyper.multi_label = multi_label_of(j);
   a.hyper.lr = j.at("lr");
   a.hyper.weight_decay = j.at("weight_decay");
-  a.hyper.val_top1 = j.at("search_val_top1").is_null() ? nan() : j.at("search_val_top1").get<double>();
+  a.hyper.val_score = json_number(j, key("search_val_", a.multi_label));
   a.hyper.source = j.at("hyper_source");
   for (auto& r : j.at("runs")) a.runs.push_back(run_from_json(r));
   a.seconds = j.value("seconds", 0.0);
@@ -293,9 +318,10 @@ ArmResult finetune_arm(const Config& cfg, const Task& task, const FinetuneSpec& 
   fs::create_directories(dir);
   ArmResult a;
   a.arm = spec.arm;
+  a.multi_label = task.multi_label;
   if (shared) {
     a.hyper = *shared;
-  } else if (fs::exists(dir + "/hyper.json")) {
+  } else if (fs::exists(dir + "/hyper.json") && read_hyper(dir + "/hyper.json").multi_label == task.multi_label) {
     a.hyper = read_hyper(dir + "/hyper.json");
   } else {
     a.hyper = random_search(cfg, task, spec, dir);
@@ -306,7 +332,7 @@ ArmResult finetune_arm(const Config& cfg, const Task& task, const FinetuneSpec& 
     if (fs::exists(sd + "/result.json")) {
       FinetuneRun prev = run_from_json(read_json(sd + "/result.json"));
       if (prev.lr == a.hyper.lr && prev.weight_decay == a.hyper.weight_decay && prev.epochs == cfg.finetune.epochs &&
-          prev.tested) {
+          prev.tested && prev.multi_label == task.multi_label) {
         a.runs.push_back(std::move(prev));
         continue;
       }
@@ -318,9 +344,14 @@ ArmResult finetune_arm(const Config& cfg, const Task& task, const FinetuneSpec& 
                                   cfg.finetune.epochs, true, sd, false,
                                   str(spec.arm, " seed ", k + 1, "/", cfg.finetune.seeds));
     write_json_atomic(sd + "/result.json", to_json(r));
-    std::fprintf(stderr, "%s seed %lld: best val top-1 %.2f%% (epoch %lld), test top-1 %.2f%%, top-%d %.2f%%\n",
-                 spec.arm.c_str(), (long long)k, 100 * r.best_val, (long long)r.best_epoch, 100 * r.test.top1,
-                 r.test.k, 100 * r.test.topk);
+    const char* m = metric_label(r.multi_label);
+    if (r.multi_label)
+      std::fprintf(stderr, "%s seed %lld: best val %s %.2f%% (epoch %lld), test %s %.2f%%\n", spec.arm.c_str(),
+                   (long long)k, m, 100 * r.best_val, (long long)r.best_epoch, m, 100 * r.test.map);
+    else
+      std::fprintf(stderr, "%s seed %lld: best val %s %.2f%% (epoch %lld), test %s %.2f%%, top-%d %.2f%%\n",
+                   spec.arm.c_str(), (long long)k, m, 100 * r.best_val, (long long)r.best_epoch, m, 100 * r.test.top1,
+                   r.test.k, 100 * r.test.topk);
     a.runs.push_back(std::move(r));
   }
   a.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

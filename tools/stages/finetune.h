@@ -2,7 +2,8 @@
 // Fine-tuning (BISSL_SPEC.md, "Fine-tuning and the baseline protocol"): a new
 // linear head on the backbone, all weights trained with SGD + momentum and a
 // cosine schedule without warm-up on the train view; validation accuracy
-// after every epoch and the model of the best validation epoch kept; a random
+// after every epoch and the model of the best validation epoch kept (the
+// score: top-1 accuracy, or mAP for a multi-label task); a random
 // search over lr and weight decay (log-uniform) on the validation split, then
 // several seeds at the chosen values, each tested once on the test split.
 #include <nlohmann/json.hpp>
@@ -31,7 +32,8 @@ struct FinetuneRun {
   double lr = 0, weight_decay = 0;
   uint64_t seed = 0;
   int64_t epochs = 0;
-  std::vector<double> train_loss, val_top1;  // per epoch (val: NaN where not evaluated)
+  bool multi_label = false;                   // scores are mAP, not top-1 (keys "..._map" in the JSON)
+  std::vector<double> train_loss, val_score;  // per epoch (val: NaN where not evaluated)
   double best_val = -1;
   int64_t best_epoch = 0;                    // 1-based
   bool diverged = false;                     // a non-finite loss stopped it (search trials only)
@@ -52,7 +54,8 @@ FinetuneRun finetune_once(const Config& cfg, const Task& task, const FinetuneSpe
                           bool allow_divergence, const std::string& label);
 
 struct Hyper {
-  double lr = 0, weight_decay = 0, val_top1 = 0;
+  double lr = 0, weight_decay = 0, val_score = 0;  // the search's best validation score (NaN: not searched)
+  bool multi_label = false;
   std::string source;  // "search (N trials)", "config", "shared from ft"
 };
 
@@ -68,6 +71,7 @@ Hyper random_search(const Config& cfg, const Task& task, const FinetuneSpec& spe
 
 struct ArmResult {
   std::string arm;
+  bool multi_label = false;
   Hyper hyper;
   std::vector<FinetuneRun> runs;  // one per seed
   double seconds = 0;

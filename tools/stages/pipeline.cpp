@@ -55,6 +55,11 @@ void apply_quick_preset(Config& c) {
   c.finetune.seeds = 2;
   c.eval.tsne_points = 200;
   c.eval.recalib_batches = 4;
+  if (c.task.dataset == "fashion-mnist-mosaic") {  // a few hundred mosaics per split
+    c.task.train_images = 200;
+    c.task.val_images = 100;
+    c.task.test_images = 300;
+  }
 }
 
 std::string run_pipeline(const Config& cfg_in) {
@@ -90,7 +95,7 @@ std::string run_pipeline(const Config& cfg_in) {
   std::fprintf(stderr, "task: %s\n", task.describe().c_str());
 
   // 1. Pretraining.
-  const std::string pre = out + "/pretrain";
+  const std::string pre = cfg.pretrained.empty() ? out + "/pretrain" : cfg.pretrained;
   {
     banner("pretraining");
     auto t0 = std::chrono::steady_clock::now();
@@ -98,8 +103,11 @@ std::string run_pipeline(const Config& cfg_in) {
                                  " epoch(s) of batch ", cfg.pretrain.batch_size)};
     if (fs::exists(pre + "/backbone.safetensors") && fs::exists(pre + "/objective.safetensors")) {
       st.skipped = true;
+      if (!cfg.pretrained.empty()) st.detail = str("taken from ", pre, " (pipeline.pretrained)");
       std::fprintf(stderr, "pretrain: %s/backbone.safetensors exists; not rerun\n", pre.c_str());
     } else {
+      BISSL_CHECK(cfg.pretrained.empty(), "pipeline: pipeline.pretrained is '", pre,
+                  "', but it does not hold backbone.safetensors and objective.safetensors");
       BISSL_CHECK(cfg.run_pretrain, "pipeline: pipeline.run_pretrain is false but '", pre,
                   "/backbone.safetensors' and objective.safetensors are missing");
       pretrain::Config pc = cfg.pretrain;
@@ -121,7 +129,7 @@ std::string run_pipeline(const Config& cfg_in) {
     auto t0 = std::chrono::steady_clock::now();
     const std::string sdir = out + "/finetune/search";
     StageTime st{"search", str(cfg.finetune.search_trials, " random (lr, wd) trials on the validation split")};
-    if (fs::exists(sdir + "/hyper.json")) {
+    if (fs::exists(sdir + "/hyper.json") && read_hyper(sdir + "/hyper.json").multi_label == task.multi_label) {
       shared = read_hyper(sdir + "/hyper.json");
       st.skipped = true;
     } else {

@@ -86,18 +86,23 @@ std::string write_report(const ReportInputs& in, const std::string& path) {
      << cfg.pretrain.arch << " (" << cfg.pretrain.stem << " stem, width " << cfg.pretrain.width << "), "
      << cfg.pretrain.method << ".\n\n";
 
+  const bool ml = task.multi_label;
+  const std::string m = metric_label(ml);
   md << "## Results\n\n";
-  md << "Test accuracy of the model kept at its best validation epoch, mean ± sample standard deviation over "
+  md << "Test " << (ml ? "11-point mAP (VOC07 style, over the classes with a positive; "
+                         + std::string(cfg.task.ignore_difficult ? "difficult labels left out" : "difficult labels count as present")
+                         + ")" : std::string("accuracy"))
+     << " of the model kept at its best validation epoch, mean ± sample standard deviation over "
      << cfg.finetune.seeds << " fine-tuning seeds; p-values from the exact two-sample permutation test of each arm's "
-     << "per-seed test top-1 against FT's (all assignments enumerated). Hyper-parameters were chosen on the "
+     << "per-seed test " << m << " against FT's (all assignments enumerated). Hyper-parameters were chosen on the "
      << "validation split only.\n\n";
   int k = in.eval.arms.empty() ? 5 : in.eval.arms.front().k;
-  md << "| arm | lr | weight decay | val top-1 (%) | test top-1 (%) | test top-" << k
-     << " (%) | Δ top-1 vs FT | p (two-sided) | p (arm > FT) |\n";
-  md << "|---|---|---|---|---|---|---|---|---|\n";
+  md << "| arm | lr | weight decay | val " << m << " (%) | test " << m << " (%) | "
+     << (ml ? std::string() : str("test top-", k, " (%) | ")) << "Δ " << m << " vs FT | p (two-sided) | p (arm > FT) |\n";
+  md << (ml ? "|---|---|---|---|---|---|---|---|\n" : "|---|---|---|---|---|---|---|---|---|\n");
   for (auto& a : in.eval.arms) {
     md << "| " << a.arm << " | " << fmt(a.hyper.lr, 3) << " | " << fmt(a.hyper.weight_decay, 3) << " | "
-       << pct(a.val.mean) << " | " << pm(a.top1) << " | " << pm(a.topk) << " | ";
+       << pct(a.val.mean) << " | " << pm(a.score) << " | " << (ml ? std::string() : pm(a.topk) + " | ");
     if (a.compared)
       md << (a.vs_ft.observed >= 0 ? "+" : "") << pct(a.vs_ft.observed) << " | " << pval(a.vs_ft.p_two_sided) << " | "
          << pval(a.vs_ft.p_greater) << " |\n";
@@ -105,13 +110,13 @@ std::string write_report(const ReportInputs& in, const std::string& path) {
       md << "— | — | — |\n";
   }
   for (auto& c : in.eval.comparisons)
-    md << "\n" << c.b << " vs " << c.a << ": Δ test top-1 " << (c.result.observed >= 0 ? "+" : "")
+    md << "\n" << c.b << " vs " << c.a << ": Δ test " << m << " " << (c.result.observed >= 0 ? "+" : "")
        << pct(c.result.observed) << " points, p (two-sided) " << pval(c.result.p_two_sided) << ", p (" << c.b
        << " > " << c.a << ") " << pval(c.result.p_greater) << ".\n";
-  md << "\nPer-seed test top-1 (%):\n\n";
+  md << "\nPer-seed test " << m << " (%):\n\n";
   for (auto& a : in.eval.arms) {
     md << "- " << a.arm << ": ";
-    for (size_t i = 0; i < a.test_top1.size(); ++i) md << (i ? ", " : "") << pct(a.test_top1[i]);
+    for (size_t i = 0; i < a.test_score.size(); ++i) md << (i ? ", " : "") << pct(a.test_score[i]);
     md << "\n";
   }
   if (!in.eval.arms.empty() && !in.eval.arms.front().hyper.source.empty())
@@ -119,7 +124,7 @@ std::string write_report(const ReportInputs& in, const std::string& path) {
   for (auto& a : in.eval.arms)
     if (a.compared) {
       int64_t n = a.vs_ft.assignments;
-      md << "\nWith " << a.test_top1.size() << " + " << a.test_top1.size() << " seeds the permutation test has " << n
+      md << "\nWith " << a.test_score.size() << " + " << a.test_score.size() << " seeds the permutation test has " << n
          << " assignments, so the smallest attainable two-sided p-value is " << pval(2.0 / double(n))
          << (2.0 / double(n) >= 0.05 ? " — no difference can reach p < 0.05 with this few seeds" : "") << ".\n";
       break;
@@ -171,11 +176,12 @@ std::string write_report(const ReportInputs& in, const std::string& path) {
 
   // Curves.
   std::vector<std::pair<std::string, std::string>> plots;
+  const std::string vkey = str("val_", metric_key(ml));
   if (!in.warmup_metrics.empty() && fs::exists(in.warmup_metrics)) {
     auto rows = read_jsonl(in.warmup_metrics);
-    evalstats::write_lines_svg(dir + "/warmup.svg", {series("validation top-1", rows, "epoch", "val_top1")},
-                               "Head warm-up on the frozen backbone", "epoch", "validation top-1");
-    plots.push_back({"Head warm-up: validation top-1 per epoch", "warmup.svg"});
+    evalstats::write_lines_svg(dir + "/warmup.svg", {series("validation " + m, rows, "epoch", vkey)},
+                               "Head warm-up on the frozen backbone", "epoch", "validation " + m);
+    plots.push_back({"Head warm-up: validation " + m + " per epoch", "warmup.svg"});
   }
   for (auto& [arm, mpath] : in.train_metrics) {
     if (!fs::exists(mpath)) continue;
@@ -187,11 +193,11 @@ std::string write_report(const ReportInputs& in, const std::string& path) {
                                 series("upper: L_D(θP)", rows, "alternation", "upper_loss_p")},
                                arm + ": losses per alternation", "alternation", "loss");
     plots.push_back({arm + ": losses per alternation (means over the phase's steps)", f1});
-    auto vd = series("θD + φD", rows, "alternation", "val_top1_d"), vp = series("θP + φD", rows, "alternation", "val_top1_p");
+    auto vd = series("θD + φD", rows, "alternation", vkey + "_d"), vp = series("θP + φD", rows, "alternation", vkey + "_p");
     if (!vd.x.empty() || !vp.x.empty()) {
-      evalstats::write_lines_svg(dir + "/" + f2, {vd, vp}, arm + ": downstream validation top-1", "alternation",
-                                 "validation top-1");
-      plots.push_back({arm + ": downstream validation top-1 during the stage", f2});
+      evalstats::write_lines_svg(dir + "/" + f2, {vd, vp}, arm + ": downstream validation " + m, "alternation",
+                                 "validation " + m);
+      plots.push_back({arm + ": downstream validation " + m + " during the stage", f2});
     }
     auto dist = series("‖θD − θP‖", rows, "alternation", "distance");
     if (!dist.x.empty() && dist.y.back() > 0) {
@@ -208,14 +214,14 @@ std::string write_report(const ReportInputs& in, const std::string& path) {
         evalstats::Series s;
         s.name = a.arm + " (seed 0)";
         auto& r = a.runs.front();
-        for (size_t e = 0; e < r.val_top1.size(); ++e)
-          if (!std::isnan(r.val_top1[e])) s.x.push_back(double(e + 1)), s.y.push_back(r.val_top1[e]);
+        for (size_t e = 0; e < r.val_score.size(); ++e)
+          if (!std::isnan(r.val_score[e])) s.x.push_back(double(e + 1)), s.y.push_back(r.val_score[e]);
         curves.push_back(s);
       }
     if (!curves.empty()) {
-      evalstats::write_lines_svg(dir + "/finetune_val.svg", curves, "Fine-tuning: validation top-1", "epoch",
-                                 "validation top-1");
-      plots.push_back({"Fine-tuning: validation top-1 per epoch (seed 0 of each arm)", "finetune_val.svg"});
+      evalstats::write_lines_svg(dir + "/finetune_val.svg", curves, "Fine-tuning: validation " + m, "epoch",
+                                 "validation " + m);
+      plots.push_back({"Fine-tuning: validation " + m + " per epoch (seed 0 of each arm)", "finetune_val.svg"});
     }
   }
   md << "\n## Curves\n\n";

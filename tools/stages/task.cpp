@@ -1,8 +1,12 @@
 #include "tools/stages/task.h"
 
+#include <algorithm>
+#include <cmath>
+
 #include "data/augment.h"
 #include "data/datasets.h"
 #include "data/splits.h"
+#include "tools/stages/progress.h"
 
 namespace bissl::stages {
 
@@ -13,7 +17,8 @@ data::ImageSet load_set(const TaskConfig& t, bool train) {
   if (t.dataset == "mnist") return data::load_mnist(t.root, train);
   if (t.dataset == "cifar10") return data::load_cifar10(t.root, train);
   if (t.dataset == "cifar100") return data::load_cifar100(t.root, train);
-  throw Error(str("task: dataset must be fashion-mnist, mnist, cifar10 or cifar100, found '", t.dataset, "'"));
+  throw Error(str("task: dataset must be fashion-mnist, mnist, cifar10, cifar100, fashion-mnist-mosaic or voc2007, "
+                  "found '", t.dataset, "'"));
 }
 
 std::vector<int64_t> pick(const std::vector<int64_t>& from, const std::vector<int64_t>& idx) {
@@ -28,34 +33,120 @@ std::vector<int64_t> pick(const std::vector<int64_t>& from, const std::vector<in
 std::string Task::describe() const {
   std::string names;
   for (auto& n : class_names) names += (names.empty() ? "" : ", ") + n;
-  return str(num_classes, " classes (", names, "): ", train->n, " train, ", val->n, " validation, ", test->n, " test");
+  std::string kind;
+  if (multi_label) {
+    int64_t positives = 0;
+    for (int64_t c : data::class_counts(*train)) positives += c;
+    kind = str(", multi-label (", fmt(double(positives) / double(std::max<int64_t>(train->n, 1)), 3),
+               " classes per train image; scored by mAP)");
+  }
+  return str(num_classes, " classes (", names, ")", kind, ": ", train->n, " train, ", val->n, " validation, ", test->n,
+             " test");
 }
 
-Task load_task(const TaskConfig& t) {
-  data::ImageSet tr = load_set(t, true), te = load_set(t, false);
-  std::vector<int64_t> tr_orig(size_t(tr.n)), te_orig(size_t(te.n));
-  for (int64_t i = 0; i < tr.n; ++i) tr_orig[size_t(i)] = i;
-  for (int64_t i = 0; i < te.n; ++i) te_orig[size_t(i)] = i;
+namespace {
+
+// A single-label dataset's train and test files after the class selection,
+// with the validation and (possibly reduced) train splits drawn.
+struct SingleLabelSplit {
+  data::ImageSet tr, te;
+  std::vector<int64_t> tr_orig, te_orig;  // file index of each image of tr / te
+  std::vector<int64_t> train_idx, val_idx;  // into tr
+};
+
+SingleLabelSplit split_single_label(const TaskConfig& t, const std::string& dataset) {
+  TaskConfig base = t;
+  base.dataset = dataset;
+  SingleLabelSplit r;
+  r.tr = load_set(base, true);
+  r.te = load_set(base, false);
+  r.tr_orig.resize(size_t(r.tr.n));
+  r.te_orig.resize(size_t(r.te.n));
+  for (int64_t i = 0; i < r.tr.n; ++i) r.tr_orig[size_t(i)] = i;
+  for (int64_t i = 0; i < r.te.n; ++i) r.te_orig[size_t(i)] = i;
   if (!t.classes.empty()) {
-    tr_orig = data::indices_of_classes(tr.labels, t.classes);
-    te_orig = data::indices_of_classes(te.labels, t.classes);
-    tr = data::select_classes(tr, t.classes);
-    te = data::select_classes(te, t.classes);
+    r.tr_orig = data::indices_of_classes(r.tr.labels, t.classes);
+    r.te_orig = data::indices_of_classes(r.te.labels, t.classes);
+    r.tr = data::select_classes(r.tr, t.classes);
+    r.te = data::select_classes(r.te, t.classes);
   }
-  const int64_t nc = tr.num_classes;
-  data::Split sp = t.val_per_class > 0 ? data::stratified_split_count(tr.labels, nc, t.val_per_class, t.split_seed)
-                                       : data::stratified_split(tr.labels, nc, t.val_fraction, t.split_seed);
-  std::vector<int64_t> train_idx =
-      t.train_per_class > 0 ? data::k_per_class(tr.labels, nc, t.train_per_class, t.split_seed + 1, sp.train) : sp.train;
+  const int64_t nc = r.tr.num_classes;
+  data::Split sp = t.val_per_class > 0 ? data::stratified_split_count(r.tr.labels, nc, t.val_per_class, t.split_seed)
+                                       : data::stratified_split(r.tr.labels, nc, t.val_fraction, t.split_seed);
+  r.train_idx = t.train_per_class > 0 ? data::k_per_class(r.tr.labels, nc, t.train_per_class, t.split_seed + 1, sp.train)
+                                      : sp.train;
+  r.val_idx = sp.val;
+  return r;
+}
+
+Task mosaic_task(const TaskConfig& t) {
+  SingleLabelSplit s = split_single_label(t, "fashion-mnist");
+  const int64_t cells = t.mosaic_grid * t.mosaic_grid;
+  auto mosaics = [&](const data::ImageSet& tiles, const std::vector<int64_t>& pool, int64_t count, uint64_t seed) {
+    data::MosaicOptions o;
+    o.grid = t.mosaic_grid;
+    o.fill = t.mosaic_fill;
+    o.seed = seed;
+    o.pool = pool;
+    o.count = count > 0 ? count : std::max<int64_t>(1, int64_t(pool.size()) / cells);
+    return std::make_shared<const data::ImageSet>(data::make_mosaics(tiles, o));
+  };
+  std::vector<int64_t> all_test(size_t(s.te.n));
+  for (int64_t i = 0; i < s.te.n; ++i) all_test[size_t(i)] = i;
   Task task;
-  task.num_classes = nc;
-  task.class_names = tr.class_names;
-  task.train = std::make_shared<const data::ImageSet>(data::subset(tr, train_idx));
-  task.val = std::make_shared<const data::ImageSet>(data::subset(tr, sp.val));
-  task.test = std::make_shared<const data::ImageSet>(std::move(te));
-  task.train_index = pick(tr_orig, train_idx);
-  task.val_index = pick(tr_orig, sp.val);
-  task.test_index = te_orig;
+  task.multi_label = true;
+  task.num_classes = s.tr.num_classes;
+  task.class_names = s.tr.class_names;
+  task.train = mosaics(s.tr, s.train_idx, t.train_images, t.split_seed + 2);
+  task.val = mosaics(s.tr, s.val_idx, t.val_images, t.split_seed + 3);
+  task.test = mosaics(s.te, all_test, t.test_images, t.split_seed + 4);
+  task.train_index = pick(s.tr_orig, s.train_idx);
+  task.val_index = pick(s.tr_orig, s.val_idx);
+  task.test_index = s.te_orig;
+  return task;
+}
+
+Task voc_task(const TaskConfig& t) {
+  data::VocOptions o;
+  o.height = o.width = t.load_size > 0 ? t.load_size : int64_t(std::lround(double(t.image_size) / 0.875));
+  Task task;
+  task.multi_label = true;
+  data::ImageSet tr = data::load_voc2007(t.root, "train", o);
+  std::vector<int64_t> idx(size_t(tr.n));
+  for (int64_t i = 0; i < tr.n; ++i) idx[size_t(i)] = i;
+  if (t.train_images > 0 && t.train_images < tr.n) {  // a random subset: a low-label task
+    data::SampleRng rng(t.split_seed, 0, 0, 0x766f0000u);
+    for (int64_t i = tr.n - 1; i > 0; --i) std::swap(idx[size_t(i)], idx[size_t(rng.randint(0, i))]);
+    idx.resize(size_t(t.train_images));
+    std::sort(idx.begin(), idx.end());
+    tr = data::subset(tr, idx);
+  }
+  task.train_index = idx;
+  task.train = std::make_shared<const data::ImageSet>(std::move(tr));
+  task.val = std::make_shared<const data::ImageSet>(data::load_voc2007(t.root, "val", o));
+  task.test = std::make_shared<const data::ImageSet>(data::load_voc2007(t.root, "test", o));
+  for (int64_t i = 0; i < task.val->n; ++i) task.val_index.push_back(i);
+  for (int64_t i = 0; i < task.test->n; ++i) task.test_index.push_back(i);
+  task.num_classes = task.train->num_classes;
+  task.class_names = task.train->class_names;
+  return task;
+}
+
+}  // namespace
+
+Task load_task(const TaskConfig& t) {
+  if (t.dataset == "fashion-mnist-mosaic") return mosaic_task(t);
+  if (t.dataset == "voc2007") return voc_task(t);
+  SingleLabelSplit s = split_single_label(t, t.dataset);
+  Task task;
+  task.num_classes = s.tr.num_classes;
+  task.class_names = s.tr.class_names;
+  task.train = std::make_shared<const data::ImageSet>(data::subset(s.tr, s.train_idx));
+  task.val = std::make_shared<const data::ImageSet>(data::subset(s.tr, s.val_idx));
+  task.test = std::make_shared<const data::ImageSet>(std::move(s.te));
+  task.train_index = pick(s.tr_orig, s.train_idx);
+  task.val_index = pick(s.tr_orig, s.val_idx);
+  task.test_index = s.te_orig;
   return task;
 }
 
@@ -63,9 +154,21 @@ void save_task_splits(const Task& task, const TaskConfig& t, const std::string& 
   std::string what = str(t.dataset, " classes [");
   for (size_t i = 0; i < t.classes.size(); ++i) what += (i ? "," : "") + std::to_string(t.classes[i]);
   what += str("], split_seed ", t.split_seed);
-  data::save_indices(dir + "/train.txt", task.train_index, "training-file indices of the labelled train split; " + what);
-  data::save_indices(dir + "/val.txt", task.val_index, "training-file indices of the validation split; " + what);
-  data::save_indices(dir + "/test.txt", task.test_index, "test-file indices of the test split; " + what);
+  std::string tr = "training-file indices of the labelled train split; ", va = "training-file indices of the validation split; ",
+              te = "test-file indices of the test split; ";
+  if (t.dataset == "fashion-mnist-mosaic") {
+    what += str(", ", t.mosaic_grid, "x", t.mosaic_grid, " mosaics, fill ", t.mosaic_fill);
+    tr = "training-file indices of the tiles of the train mosaics; ";
+    va = "training-file indices of the tiles of the validation mosaics; ";
+    te = "test-file indices of the tiles of the test mosaics; ";
+  } else if (t.dataset == "voc2007") {
+    tr = "positions in ImageSets/Main/train.txt of the train split; ";
+    va = "positions in ImageSets/Main/val.txt (all of it); ";
+    te = "positions in ImageSets/Main/test.txt (all of it); ";
+  }
+  data::save_indices(dir + "/train.txt", task.train_index, tr + what);
+  data::save_indices(dir + "/val.txt", task.val_index, va + what);
+  data::save_indices(dir + "/test.txt", task.test_index, te + what);
 }
 
 data::ImageSet concat_unlabelled(const data::ImageSet& a, const data::ImageSet& b) {
@@ -137,7 +240,7 @@ LoaderDownstreamStream::LoaderDownstreamStream(std::shared_ptr<const data::Image
 
 bilevel::DownstreamBatch LoaderDownstreamStream::next_in_epoch() {
   data::Batch b = next_batch();
-  return {b.views[0], b.labels};
+  return {b.views[0], b.targets.defined() ? b.targets : b.labels};
 }
 
 }  // namespace bissl::stages

@@ -13,15 +13,21 @@
 namespace bissl::stages {
 
 struct Task {
-  std::shared_ptr<const data::ImageSet> train, val, test;  // labels 0..num_classes-1
+  // Single-label: labels 0..num_classes-1. Multi-label: targets (data::ImageSet).
+  std::shared_ptr<const data::ImageSet> train, val, test;
   int64_t num_classes = 0;
+  bool multi_label = false;
   std::vector<std::string> class_names;
-  // Indices into the dataset's own train / test files (for the split files).
+  // Indices into the dataset's own train / test files (for the split files);
+  // for mosaics, the tiles each split's mosaics were drawn from.
   std::vector<int64_t> train_index, val_index, test_index;
   std::string describe() const;  // "4 classes (T-shirt/top, ...): 800 train, 400 val, 4000 test"
 };
 
 // Loads the dataset and draws the splits (a pure function of the config).
+// Mosaics: the tiles are split as a single-label task would be (classes,
+// validation share, train_per_class), then each split's mosaics are drawn
+// from its own tiles (the test mosaics from the test file).
 Task load_task(const TaskConfig& t);
 // Writes train.txt, val.txt, test.txt (dataset indices) into `dir`.
 void save_task_splits(const Task& task, const TaskConfig& t, const std::string& dir);

@@ -42,6 +42,8 @@ WarmupResult run_warmup(const Config& cfg, const Task& task, const std::string& 
   optim::SGD opt(head->parameters(), w.lr, w.momentum, w.weight_decay);
 
   WarmupResult r;
+  r.multi_label = task.multi_label;
+  const std::string key = str("val_", metric_key(task.multi_label));
   std::ofstream metrics(dir + "/metrics.jsonl");
   Progress progress("warm-up", w.epochs, "epoch");
   for (int64_t e = 0; e < w.epochs; ++e) {
@@ -57,7 +59,7 @@ WarmupResult run_warmup(const Config& cfg, const Task& task, const std::string& 
         NoGradGuard ng;
         f = backbone->forward(b.views[0]);
       }
-      Tensor loss = cross_entropy(head->forward(f), b.labels);
+      Tensor loss = downstream_loss(head->forward(f), b);
       double lv = loss.item();
       BISSL_CHECK(std::isfinite(lv), "warm-up: the loss is ", lv, " at epoch ", e + 1, ", batch ", nb + 1,
                   " (lr ", w.lr, "); nothing was saved");
@@ -67,11 +69,14 @@ WarmupResult run_warmup(const Config& cfg, const Task& task, const std::string& 
       sum += lv, ++nb;
     }
     r.train_loss.push_back(sum / double(std::max<int64_t>(nb, 1)));
-    double v = evaluate(*backbone, *head, *task.val, task.num_classes, cfg.task.image_size, dev, cfg.workers).top1;
-    r.val_top1.push_back(v);
-    metrics << nlohmann::json{{"epoch", e + 1}, {"train_loss", r.train_loss.back()}, {"val_top1", v}}.dump() << "\n";
+    double v = evaluate(*backbone, *head, *task.val, task.num_classes, cfg.task.image_size, dev, cfg.workers,
+                        cfg.task.ignore_difficult)
+                   .score();
+    r.val_score.push_back(v);
+    metrics << nlohmann::json{{"epoch", e + 1}, {"train_loss", r.train_loss.back()}, {key, v}}.dump() << "\n";
     metrics.flush();
-    progress.update(e + 1, str("loss ", fmt(r.train_loss.back(), 4), " | val top-1 ", fmt(100 * v, 3), "%"));
+    progress.update(e + 1, str("loss ", fmt(r.train_loss.back(), 4), " | val ", metric_label(task.multi_label), " ",
+                               fmt(100 * v, 3), "%"));
   }
   progress.done();
   pretrain::save_module(*head, dir + "/head.safetensors", {{"stage", "warmup"}});
@@ -80,7 +85,8 @@ WarmupResult run_warmup(const Config& cfg, const Task& task, const std::string& 
   write_json_atomic(dir + "/summary.json",
                     nlohmann::json{{"epochs", w.epochs},
                                    {"final_train_loss", r.train_loss.empty() ? 0.0 : r.train_loss.back()},
-                                   {"final_val_top1", r.val_top1.empty() ? 0.0 : r.val_top1.back()},
+                                   {"metric", metric_key(task.multi_label)},
+                                   {"final_" + key, r.val_score.empty() ? 0.0 : r.val_score.back()},
                                    {"seconds", r.seconds}});
   return r;
 }

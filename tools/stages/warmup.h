@@ -11,13 +11,15 @@
 namespace bissl::stages {
 
 struct WarmupResult {
-  std::vector<double> train_loss, val_top1;  // per epoch
+  std::vector<double> train_loss, val_score;  // per epoch; score: top-1, or mAP for a multi-label task
+  bool multi_label = false;
   double seconds = 0;
 };
 
 // Reads the backbone from `backbone_path`; writes dir/head.safetensors,
 // dir/backbone.safetensors (the backbone with its updated BN buffers),
-// dir/metrics.jsonl and dir/summary.json.
+// dir/metrics.jsonl and dir/summary.json (validation score under
+// "val_top1", or "val_map" for a multi-label task).
 WarmupResult run_warmup(const Config& cfg, const Task& task, const std::string& backbone_path, const std::string& dir);
 
 }  // namespace bissl::stages
