@@ -59,6 +59,14 @@ DownstreamBatch downstream_batch(int64_t e, int64_t i) {
   return {randn({4, 5, 5, 2}, g, DType::F64), randint({4}, 0, 3, g)};
 }
 
+// A multi-label task's batch: multi-hot targets [4, 3] (rows with 0 to 3 classes).
+DownstreamBatch multi_label_batch(int64_t e, int64_t i) {
+  Generator g(900 + code(e, i));
+  Tensor x = randn({4, 5, 5, 2}, g, DType::F64);
+  Tensor y = randint({4, 3}, 0, 2, g).to(DType::F64);
+  return {x, y};
+}
+
 // θD, θP (same init, θD nudged so the two differ), SimCLR (or BYOL) heads, φD.
 struct Setup {
   std::shared_ptr<TinyConvNet> d, p;
@@ -67,8 +75,8 @@ struct Setup {
   MemStream<ssl::SslBatch> lower;
   MemStream<DownstreamBatch> upper;
 
-  explicit Setup(int64_t lower_bpe = 5, int64_t upper_bpe = 3, bool byol = false)
-      : lower(lower_bpe, pretext_batch), upper(upper_bpe, downstream_batch) {
+  explicit Setup(int64_t lower_bpe = 5, int64_t upper_bpe = 3, bool byol = false, bool multi_label = false)
+      : lower(lower_bpe, pretext_batch), upper(upper_bpe, multi_label ? multi_label_batch : downstream_batch) {
     Generator g1(7), g2(7), g(8);
     d = std::make_shared<TinyConvNet>(2, 8, g1);
     p = std::make_shared<TinyConvNet>(2, 8, g2);
@@ -188,11 +196,12 @@ TEST_SUITE("trainer") {
     CHECK(t.upper_optimizer()->param_groups()[0].params.size() == td.size() + fd.size());
   }
 
-  TEST_CASE("one upper step applies u + ∇θD L_D to θD and both φD gradients to φD") {
+  TEST_CASE("one upper step applies u + ∇θD L_D to θD and both φD gradients to φD (class and multi-hot targets)") {
+    for (bool multi : {false, true})
     for (Variant v : {Variant::BiSSL, Variant::IjDiscarded}) {
-      std::string name = variant_name(v);
+      std::string name = str(variant_name(v), multi ? ", multi-hot targets" : ", class targets");
       CAPTURE(name);
-      Setup s;
+      Setup s(5, 3, false, multi);
       BilevelOptions o = small_options();
       o.variant = v;
       o.lower_steps = 0;  // the fixed pretext batch is then the stream's first
@@ -205,14 +214,16 @@ TEST_SUITE("trainer") {
       const size_t P = tp.size();
 
       // The spec's gradients, computed here independently.
-      DownstreamBatch db = downstream_batch(0, 0);
+      DownstreamBatch db = multi ? multi_label_batch(0, 0) : downstream_batch(0, 0);
+      // L_D: cross-entropy against class indices, or against the multi-hot targets.
+      auto loss_d = [&](const Tensor& z) { return multi ? cross_entropy_soft(z, db.y) : cross_entropy(z, db.y); };
       ssl::SslBatch fixed = pretext_batch(0, 0);
       s.d->train(), s.p->train(), s.obj->train(), s.head->train();
       std::vector<Tensor> all_p = tp, all_d = td;
       all_p.insert(all_p.end(), fd.begin(), fd.end());
       all_d.insert(all_d.end(), fd.begin(), fd.end());
-      auto g1 = grad({cross_entropy(s.head->forward(s.p->forward(db.x)), db.y)}, all_p);
-      auto g2 = grad({cross_entropy(s.head->forward(s.d->forward(db.x)), db.y)}, all_d);
+      auto g1 = grad({loss_d(s.head->forward(s.p->forward(db.x)))}, all_p);
+      auto g2 = grad({loss_d(s.head->forward(s.d->forward(db.x)))}, all_d);
       std::vector<Tensor> rhs(g1.begin(), g1.begin() + long(P));
       auto u = implicit_gradient([&] { return s.obj->loss(*s.p, fixed); }, tp, rhs, o.lambda, o.delta, o.cg).u;
       std::vector<Tensor> want_d, want_f;
@@ -230,7 +241,7 @@ TEST_SUITE("trainer") {
       AlternationStats st = t.alternation();
       CHECK(st.hvps == (v == Variant::BiSSL ? 3 : 0));
       double e1 = max_diff(td, want_d), e2 = max_diff(fd, want_f);
-      MESSAGE(variant_name(v), ": θD max error ", e1, ", φD max error ", e2);
+      MESSAGE(name, ": θD max error ", e1, ", φD max error ", e2);
       CHECK(e1 <= 1e-13);
       CHECK(e2 <= 1e-13);
     }
