@@ -4,6 +4,9 @@
 # print a short table. Results land in $OUT (default /tmp/bissl-gpu).
 # With BENCH=1 also runs bissl-bench and, when PyTorch and the anchor script
 # are there (ANCHOR=path/to/torch_anchor.py), the PyTorch anchor beside it.
+# With PIPELINE=1 also runs the --quick BiSSL pipeline (every stage) on the
+# GPU and the mosaic (multi-label) one; FMNIST=dir points at the Fashion-MNIST
+# .gz files when Debian's package is not installed there.
 # Sized to finish in a few minutes on an H100.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +18,9 @@ start=$(date +%s)
 if ! cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 >"$OUT/configure.log" 2>&1; then
   tail -40 "$OUT/configure.log"; exit 1
 fi
-if ! cmake --build build-gpu -j"$jobs" --target test_cuda test_op_table bissl-ops bissl-bench >"$OUT/build.log" 2>&1; then
+targets="test_cuda test_op_table bissl-ops bissl-bench"
+[ "${PIPELINE:-0}" = 1 ] && targets="$targets bissl-pipeline"
+if ! cmake --build build-gpu -j"$jobs" --target $targets >"$OUT/build.log" 2>&1; then
   grep -E "error" -A3 "$OUT/build.log" | head -80; exit 1
 fi
 echo "build: $(( $(date +%s) - start )) s"
@@ -42,5 +47,14 @@ if [ "${BENCH:-0}" = 1 ]; then
   else
     echo "PyTorch anchor not run (no torch or no $anchor)"
   fi
+fi
+if [ "${PIPELINE:-0}" = 1 ]; then
+  fm=${FMNIST:-/usr/share/datasets/fashion-mnist}
+  for cfg in pipeline_fashion_mnist pipeline_fashion_mnist_mosaic; do
+    ./build-gpu/bissl-pipeline --config configs/$cfg.toml --quick --set pipeline.device=cuda \
+      --set pipeline.out="$OUT/$cfg" --set pipeline.pretrained= --set task.root="$fm" \
+      --set pretrain.data.root="$fm" >"$OUT/$cfg.log" 2>&1 || { echo "$cfg failed:"; tail -20 "$OUT/$cfg.log"; }
+    sed -n '/^| arm/,/^$/p' "$OUT/$cfg/report.md" 2>/dev/null
+  done
 fi
 echo "total: $(( $(date +%s) - start )) s"
