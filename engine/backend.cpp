@@ -104,6 +104,14 @@ void cuda_synchronize() {
 #endif
 }
 
+int64_t cuda_host_syncs() {
+#ifdef BISSL_WITH_CUDA
+  return cuda_device_count() ? cuda::host_syncs() : 0;
+#else
+  return 0;
+#endif
+}
+
 void cuda_set_poison(bool on) {
 #ifdef BISSL_WITH_CUDA
   if (cuda_device_count()) cuda::set_poison(on);

@@ -19,6 +19,10 @@ void zero_bytes(void* dst, Device d, size_t bytes);
 size_t cuda_peak_bytes();
 void cuda_reset_peak_bytes();
 void cuda_synchronize();
+// How many times the host has waited for the CUDA stream since the start
+// (device<->host copies, synchronize); 0 without CUDA. bissl-bench reports it
+// per training step.
+int64_t cuda_host_syncs();
 // Fill new CUDA allocations with NaN bytes (parity tests: catches unwritten outputs).
 void cuda_set_poison(bool on);
 // TF32 tensor cores for f32 GEMMs on CUDA (off by default).

@@ -47,6 +47,15 @@ double median_ms(F f, const Opts& o, int iters) {
 
 double gib(size_t b) { return double(b) / double(1ull << 30); }
 
+// Times the host waited for the GPU during one call of f (after warm-up):
+// the target is none inside a training step but where a value is read.
+template <class F>
+int64_t host_syncs_of(F f) {
+  const int64_t before = cuda_host_syncs();
+  f();
+  return cuda_host_syncs() - before;
+}
+
 void move_to(nn::Module& m, Device d) { m.to(d); }
 
 void train_step(nlohmann::json& res, const std::string& tag, std::shared_ptr<models::ResNet> model, int64_t batch,
@@ -67,6 +76,7 @@ void train_step(nlohmann::json& res, const std::string& tag, std::shared_ptr<mod
   res[tag + "_ms"] = ms;
   res[tag + "_img_s"] = double(batch) / ms * 1e3;
   res[tag + "_peak_GiB"] = gib(cuda_peak_bytes());
+  res[tag + "_host_syncs"] = host_syncs_of(step);
   std::fprintf(stderr, "[ok] %s: %.1f ms\n", tag.c_str(), ms);
 }
 
@@ -90,12 +100,14 @@ void hvp_bench(nlohmann::json& res, const Opts& o) {
   cuda_reset_peak_bytes();
   grad_only();
   res["ntxent_r50_grad_peak_GiB"] = gib(cuda_peak_bytes());
+  res["ntxent_r50_grad_host_syncs"] = host_syncs_of(grad_only);
   std::fprintf(stderr, "[ok] ntxent grad\n");
   auto hvp_for = [&] { return hvp(loss, params, v); };
   res["ntxent_r50_hvp_fwd_rev_ms"] = median_ms(hvp_for, o, std::max(3, o.iters / 2));
   cuda_reset_peak_bytes();
   hvp_for();
   res["ntxent_r50_hvp_fwd_rev_peak_GiB"] = gib(cuda_peak_bytes());
+  res["ntxent_r50_hvp_host_syncs"] = host_syncs_of(hvp_for);
   double ratio = res["ntxent_r50_hvp_fwd_rev_ms"].get<double>() / res["ntxent_r50_grad_ms"].get<double>();
   res["hvp_over_grad"] = ratio;
   res["bissl_upper_step_est_ms"] =

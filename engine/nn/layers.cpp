@@ -97,7 +97,8 @@ BatchNorm::BatchNorm(int64_t c, double eps_, double momentum_, bool affine_, boo
   if (track) {
     running_mean = register_buffer("running_mean", zeros({c}));
     running_var = register_buffer("running_var", ones({c}));
-    num_batches_tracked = register_buffer("num_batches_tracked", from_ints({0}, {}));
+    // Host-resident: train-mode forwards count on the CPU, never waiting for a GPU.
+    num_batches_tracked = register_buffer("num_batches_tracked", from_ints({0}, {}), true, /*host_resident=*/true);
   }
 }
 

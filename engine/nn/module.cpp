@@ -45,16 +45,17 @@ Tensor Module::register_parameter(const std::string& name, Tensor t) {
   return t;
 }
 
-Tensor Module::register_buffer(const std::string& name, Tensor t, bool persistent) {
+Tensor Module::register_buffer(const std::string& name, Tensor t, bool persistent, bool host_resident) {
   check_name(name, "register_buffer");
   BISSL_CHECK(t.defined(), "register_buffer: ", name, " is an empty tensor handle");
   for (auto& e : buffers_)
     if (e.name == name) {
       e.tensor = t;
       e.persistent = persistent;
+      e.host = host_resident;
       return t;
     }
-  buffers_.push_back({name, t, persistent});
+  buffers_.push_back({name, t, persistent, host_resident});
   return t;
 }
 
@@ -75,10 +76,10 @@ void Module::register_module_impl(const std::string& name, std::shared_ptr<Modul
 void Module::collect(const std::string& prefix, bool params, bool buffers, bool persistent_only,
                      std::vector<Ref>& out) const {
   if (params)
-    for (auto& e : params_) out.push_back({prefix + e.name, e.tensor, this, e.name});
+    for (auto& e : params_) out.push_back({prefix + e.name, e.tensor, this, e.name, false});
   if (buffers)
     for (auto& e : buffers_)
-      if (e.persistent || !persistent_only) out.push_back({prefix + e.name, e.tensor, this, e.name});
+      if (e.persistent || !persistent_only) out.push_back({prefix + e.name, e.tensor, this, e.name, e.host});
   for (auto& c : children_) c.second->collect(prefix + c.first + ".", params, buffers, persistent_only, out);
 }
 
@@ -207,8 +208,9 @@ Module& Module::to(Device dev) {
   std::set<const TensorImpl*> done;
   NoGradGuard ng;
   for (auto& r : refs) {
-    if (r.tensor.device() == dev || !done.insert(r.tensor.impl_ptr().get()).second) continue;
-    swap_storage(r.tensor, r.tensor.detach().to(dev));
+    const Device want = r.host ? Device::CPU : dev;
+    if (r.tensor.device() == want || !done.insert(r.tensor.impl_ptr().get()).second) continue;
+    swap_storage(r.tensor, r.tensor.detach().to(want));
   }
   return *this;
 }

@@ -77,13 +77,16 @@ class Module {
   // place; integer buffers (num_batches_tracked) keep their dtype.
   // Gradients and tangents are dropped.
   Module& to(DType t);
+  // Moves parameters and buffers to `d`, except host-resident buffers
+  // (counters the host reads every step, such as BN's num_batches_tracked):
+  // they stay on the CPU, so reading them needs no device synchronisation.
   Module& to(Device d);
 
  protected:
   // Registering a name again replaces the entry and keeps its position.
   // Names must be non-empty and contain no '.'.
   Tensor register_parameter(const std::string& name, Tensor t);  // marks requires_grad_
-  Tensor register_buffer(const std::string& name, Tensor t, bool persistent = true);
+  Tensor register_buffer(const std::string& name, Tensor t, bool persistent = true, bool host_resident = false);
   template <class M>
   std::shared_ptr<M> register_module(const std::string& name, std::shared_ptr<M> m) {
     register_module_impl(name, m);
@@ -99,12 +102,14 @@ class Module {
     std::string name;
     Tensor tensor;
     bool persistent = true;
+    bool host = false;  // host-resident: to(Device) leaves it on the CPU
   };
   struct Ref {
     std::string name;
     Tensor tensor;
     const Module* owner;
     std::string local;
+    bool host = false;
   };
   void register_module_impl(const std::string& name, std::shared_ptr<Module> m);
   void collect(const std::string& prefix, bool params, bool buffers, bool persistent_only,

@@ -78,10 +78,11 @@ void register_softmax_loss(OpRegistry& r) {
       const int64_t* tp = t.data<int64_t>();
       kern::check_indices(tp, t.numel(), c, "cross_entropy (targets)");
       double ls = a.f("label_smoothing");
-      double v = BISSL_DISPATCH_FLOAT(z.dtype(), "cross_entropy", [&] {
-        return kern::cross_entropy<scalar_t>(z.data<scalar_t>(), tp, z.shape()[0], c, ls);
+      Tensor out = out_empty({}, z.dtype());
+      BISSL_DISPATCH_FLOAT(z.dtype(), "cross_entropy", [&] {
+        kern::cross_entropy<scalar_t>(z.data<scalar_t>(), tp, z.shape()[0], c, ls, out.data<scalar_t>());
       });
-      return std::vector<Tensor>{out_full({}, v, z.dtype())};
+      return std::vector<Tensor>{out};
     };
     // d/dlogits = (softmax - q) / N.
     auto dlogits = [](const OpCtx& c) {

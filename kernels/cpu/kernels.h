@@ -117,9 +117,10 @@ void layer_norm_backward(const T* gy, const T* x, const T* mean, const T* rstd, 
                          T* gbeta, int64_t rows, int64_t c);
 
 // ---- losses ----
-// Mean over rows of -((1-ls) log p[t] + ls/C Σ log p).
+// Mean over rows of -((1-ls) log p[t] + ls/C Σ log p), written to *out (a
+// device scalar on CUDA: the loss value is not read back).
 template <class T>
-double cross_entropy(const T* logits, const int64_t* target, int64_t rows, int64_t c, double label_smoothing);
+void cross_entropy(const T* logits, const int64_t* target, int64_t rows, int64_t c, double label_smoothing, T* out);
 
 // ---- optimiser updates (in place) ----
 template <class T>

@@ -91,7 +91,7 @@ void softmax_mid(const T* x, T* out, int64_t outer, int64_t n, int64_t inner, bo
 }
 
 template <class T>
-double cross_entropy(const T* logits, const int64_t* target, int64_t rows, int64_t c, double ls) {
+void cross_entropy(const T* logits, const int64_t* target, int64_t rows, int64_t c, double ls, T* out) {
   auto row_loss = [&](int64_t r) {
     const T* p = logits + r * c;
     T m = p[0];
@@ -103,7 +103,7 @@ double cross_entropy(const T* logits, const int64_t* target, int64_t rows, int64
     // Only with smoothing: a -inf logit (masked similarity) makes this +inf.
     return ls > 0 ? (1.0 - ls) * nll + ls * (lse - sum_logits / double(c)) : nll;
   };
-  return det_sum(rows, row_loss) / double(rows);
+  *out = T(det_sum(rows, row_loss) / double(rows));
 }
 
 template <class T>
@@ -122,7 +122,7 @@ void scale_inplace(T* x, int64_t n, double s) {
   template void max_mid<T>(const T*, T*, int64_t*, int64_t, int64_t, int64_t);   \
   template void logsumexp_mid<T>(const T*, T*, int64_t, int64_t, int64_t);       \
   template void softmax_mid<T>(const T*, T*, int64_t, int64_t, int64_t, bool);   \
-  template double cross_entropy<T>(const T*, const int64_t*, int64_t, int64_t, double); \
+  template void cross_entropy<T>(const T*, const int64_t*, int64_t, int64_t, double, T*); \
   template double sum_squares<T>(const T*, int64_t);                             \
   template void scale_inplace<T>(T*, int64_t, double);
 INST(float)

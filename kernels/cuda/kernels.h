@@ -31,6 +31,9 @@ void copy_d2h(void* dst, const void* src, size_t bytes);  // waits for the strea
 void copy_d2d(void* dst, const void* src, size_t bytes);
 void memset_zero(void* p, size_t bytes);
 void synchronize();
+// How many times the host has waited for the stream (copies to or from the
+// host, synchronize) since the start: what a training step should not do.
+int64_t host_syncs();
 // TF32 for f32 GEMM/conv (off by default: f32 means f32).
 void set_tf32(bool on);
 bool tf32();
@@ -63,7 +66,7 @@ void logsumexp_mid(const T* x, T* out, int64_t outer, int64_t n, int64_t inner);
 template <class T>
 void softmax_mid(const T* x, T* out, int64_t outer, int64_t n, int64_t inner, bool log);
 template <class T>
-double cross_entropy(const T* logits, const int64_t* target, int64_t rows, int64_t c, double label_smoothing);
+void cross_entropy(const T* logits, const int64_t* target, int64_t rows, int64_t c, double label_smoothing, T* out);
 
 // ---- indexing ----
 template <class T>
@@ -141,6 +144,9 @@ void adamw_update(T* p, const T* g, T* m, T* v, int64_t n, double lr, double b1,
                   int64_t step);
 template <class T>
 double sum_squares(const T* x, int64_t n);
+// out[0] = Σp², out[1] = Σ(g + wd·p)² on the device (LARS's trust ratio).
+template <class T>
+void lars_sums(const T* p, const T* g, int64_t n, double wd, double* out);
 template <class T>
 void scale_inplace(T* x, int64_t n, double s);
 

@@ -84,14 +84,21 @@ void set_tf32(bool on) {
 }
 bool tf32() { return st().tf32; }
 
+namespace {
+std::atomic<int64_t> g_host_syncs{0};
+}
+int64_t host_syncs() { return g_host_syncs.load(); }
+
 void copy_h2d(void* dst, const void* src, size_t bytes) {
   if (!bytes) return;
+  ++g_host_syncs;
   BISSL_CUDA_OK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream()), "copy host->device");
   // The host buffer may be freed right after: wait (pinned staging comes with the loader).
   BISSL_CUDA_OK(cudaStreamSynchronize(stream()), "copy host->device (sync)");
 }
 void copy_d2h(void* dst, const void* src, size_t bytes) {
   if (!bytes) return;
+  ++g_host_syncs;
   BISSL_CUDA_OK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream()), "copy device->host");
   BISSL_CUDA_OK(cudaStreamSynchronize(stream()), "copy device->host (sync)");
 }
@@ -103,7 +110,10 @@ void memset_zero(void* p, size_t bytes) {
   if (!bytes) return;
   BISSL_CUDA_OK(cudaMemsetAsync(p, 0, bytes, stream()), "memset");
 }
-void synchronize() { BISSL_CUDA_OK(cudaStreamSynchronize(stream()), "stream synchronize"); }
+void synchronize() {
+  ++g_host_syncs;
+  BISSL_CUDA_OK(cudaStreamSynchronize(stream()), "stream synchronize");
+}
 
 template <int K>
 StridedArgs<K> make_strided(const Dims& shape, const Dims* const* st, const char* what) {

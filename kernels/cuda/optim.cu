@@ -1,5 +1,7 @@
-// Fused optimiser updates. LARS reads two norms back to the host (one sync
-// per tensor); a device-side trust ratio is future work.
+// Fused optimiser updates. LARS computes its trust ratio on the device (two
+// squared norms into a device buffer, read by the update kernel): no host
+// synchronisation. (One norm pass + one update pass per tensor; a
+// multi-tensor version would save launches.)
 #include "kernels/cuda/common.cuh"
 
 namespace bissl::cuda {
@@ -19,13 +21,13 @@ __global__ void k_sgd(T* p, const T* g, T* mom, int64_t n, double lr, double m, 
   }
 }
 
+// sums = {Σp², Σ(g + wd·p)²} (lars_sums); the spec's trust ratio
+// η‖p‖/‖g + wd·p‖, 1 when either norm is 0.
 template <class T>
-__global__ void k_decayed(const T* p, const T* g, T* out, int64_t n, double wd) {
-  BISSL_GRID_LOOP(i, n) out[i] = T(double(g[i]) + wd * double(p[i]));
-}
-
-template <class T>
-__global__ void k_lars(T* p, const T* g, T* mom, int64_t n, double lr, double m, double wd, double trust) {
+__global__ void k_lars(T* p, const T* g, T* mom, int64_t n, double lr, double m, double wd, double eta,
+                       const double* sums) {
+  const double pn = sqrt(sums[0]), un = sqrt(sums[1]);
+  const double trust = (pn > 0.0 && un > 0.0) ? eta * pn / un : 1.0;
   BISSL_GRID_LOOP(i, n) {
     double u = (double(g[i]) + wd * double(p[i])) * trust;
     double b = m * double(mom[i]) + u;
@@ -59,14 +61,11 @@ void sgd_update(T* p, const T* g, T* mom, int64_t n, double lr, double momentum,
 template <class T>
 void lars_update(T* p, const T* g, T* mom, int64_t n, double lr, double momentum, double wd, double eta) {
   if (!n) return;
-  T* u = static_cast<T*>(alloc(size_t(n) * sizeof(T)));
-  k_decayed<T><<<blocks_for(n), kThreads, 0, stream()>>>(p, g, u, n, wd);
-  BISSL_LAUNCH_OK("lars_update (decay)");
-  double pn = sqrt(sum_squares<T>(p, n)), un = sqrt(sum_squares<T>(u, n));
-  release(u);
-  double trust = (pn > 0.0 && un > 0.0) ? eta * pn / un : 1.0;
-  k_lars<T><<<blocks_for(n), kThreads, 0, stream()>>>(p, g, mom, n, lr, momentum, wd, trust);
+  double* sums = static_cast<double*>(alloc(2 * sizeof(double)));
+  lars_sums<T>(p, g, n, wd, sums);
+  k_lars<T><<<blocks_for(n), kThreads, 0, stream()>>>(p, g, mom, n, lr, momentum, wd, eta, sums);
   BISSL_LAUNCH_OK("lars_update");
+  release(sums);  // stream-ordered: freed after the kernel has read it
 }
 
 template <class T>

@@ -127,11 +127,13 @@ __global__ void k_sumsq(const T* x, int64_t n, double* out) {
   if (threadIdx.x == 0) atomicAdd(out, acc);
 }
 
-__global__ void k_sum_double(const double* x, int64_t n, double* out) {
+// One block: out[0] = T(scale · Σx), a fixed summation order (deterministic).
+template <class T>
+__global__ void k_sum_double_to(const double* x, int64_t n, double scale, T* out) {
   double acc = 0;
-  BISSL_GRID_LOOP(i, n) acc += x[i];
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) acc += x[i];
   acc = block_sum(acc);
-  if (threadIdx.x == 0) atomicAdd(out, acc);
+  if (threadIdx.x == 0) out[0] = T(acc * scale);
 }
 
 template <class T>
@@ -224,15 +226,16 @@ void softmax_mid(const T* x, T* out, int64_t outer, int64_t n, int64_t inner, bo
 }
 
 template <class T>
-double cross_entropy(const T* z, const int64_t* t, int64_t rows, int64_t c, double ls) {
-  double* rl = static_cast<double*>(alloc(size_t(rows) * sizeof(double)));
-  k_ce_rows<T><<<blocks_for(rows), kThreads, 0, stream()>>>(z, t, rl, rows, c, ls);
-  BISSL_LAUNCH_OK("cross_entropy");
-  DeviceScalar s;
-  k_sum_double<<<1, kThreads, 0, stream()>>>(rl, rows, s.p);
-  BISSL_LAUNCH_OK("cross_entropy (sum)");
+void cross_entropy(const T* z, const int64_t* t, int64_t rows, int64_t c, double ls, T* out) {
+  double* rl = static_cast<double*>(alloc(size_t(std::max<int64_t>(rows, 1)) * sizeof(double)));
+  if (rows > 0) {
+    k_ce_rows<T><<<blocks_for(rows), kThreads, 0, stream()>>>(z, t, rl, rows, c, ls);
+    BISSL_LAUNCH_OK("cross_entropy");
+  }
+  // The mean stays on the device: no host read of the loss.
+  k_sum_double_to<T><<<1, kThreads, 0, stream()>>>(rl, rows, rows > 0 ? 1.0 / double(rows) : 0.0, out);
+  BISSL_LAUNCH_OK("cross_entropy (mean)");
   release(rl);
-  return s.get() / double(rows);
 }
 
 template <class T>
@@ -243,6 +246,27 @@ double sum_squares(const T* x, int64_t n) {
     BISSL_LAUNCH_OK("sum_squares");
   }
   return s.get();
+}
+
+template <class T>
+__global__ void k_lars_sums(const T* p, const T* g, int64_t n, double wd, double* out) {
+  double a = 0, b = 0;
+  BISSL_GRID_LOOP(i, n) {
+    const double pi = double(p[i]), u = double(g[i]) + wd * pi;
+    a += pi * pi;
+    b += u * u;
+  }
+  a = block_sum(a);
+  b = block_sum(b);
+  if (threadIdx.x == 0) atomicAdd(out, a), atomicAdd(out + 1, b);
+}
+
+template <class T>
+void lars_sums(const T* p, const T* g, int64_t n, double wd, double* out) {
+  memset_zero(out, 2 * sizeof(double));
+  if (n == 0) return;
+  k_lars_sums<T><<<std::min<unsigned>(blocks_for(n), 1024), kThreads, 0, stream()>>>(p, g, n, wd, out);
+  BISSL_LAUNCH_OK("lars_sums");
 }
 
 template <class T>
@@ -257,8 +281,9 @@ void scale_inplace(T* x, int64_t n, double s) {
   template void max_mid<T>(const T*, T*, int64_t*, int64_t, int64_t, int64_t);   \
   template void logsumexp_mid<T>(const T*, T*, int64_t, int64_t, int64_t);       \
   template void softmax_mid<T>(const T*, T*, int64_t, int64_t, int64_t, bool);   \
-  template double cross_entropy<T>(const T*, const int64_t*, int64_t, int64_t, double); \
+  template void cross_entropy<T>(const T*, const int64_t*, int64_t, int64_t, double, T*); \
   template double sum_squares<T>(const T*, int64_t);                             \
+  template void lars_sums<T>(const T*, const T*, int64_t, double, double*);      \
   template void scale_inplace<T>(T*, int64_t, double);
 INST(float)
 INST(double)
