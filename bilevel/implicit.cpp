@@ -7,12 +7,20 @@ namespace bissl::bilevel {
 
 MatVec implicit_matvec(const std::function<Tensor()>& lower_loss, const std::vector<Tensor>& params, double lambda,
                        double delta) {
+  return implicit_matvec(
+      [lower_loss, params](const TensorList& v) {
+        BISSL_CHECK(v.size() == params.size(), "implicit_matvec: ", v.size(), " directions for ", params.size(),
+                    " parameters");
+        return hvp(lower_loss, params, v).hv;
+      },
+      lambda, delta);
+}
+
+MatVec implicit_matvec(const HvpFn& hvp_fn, double lambda, double delta) {
   BISSL_CHECK(lambda + delta > 0, "implicit_gradient: expected lambda + delta > 0, found ", lambda, " + ", delta);
   const double scale = 1.0 / (lambda + delta);
-  return [lower_loss, params, scale](const TensorList& v) {
-    BISSL_CHECK(v.size() == params.size(), "implicit_matvec: ", v.size(), " directions for ", params.size(),
-                " parameters");
-    TensorList hv = hvp(lower_loss, params, v).hv;
+  return [hvp_fn, scale](const TensorList& v) {
+    TensorList hv = hvp_fn(v);
     NoGradGuard ng;
     NoForwardADGuard nf;
     TensorList out(v.size());
@@ -24,6 +32,14 @@ MatVec implicit_matvec(const std::function<Tensor()>& lower_loss, const std::vec
 ImplicitGradResult implicit_gradient(const std::function<Tensor()>& lower_loss,
                                      const std::vector<Tensor>& backbone_params, const std::vector<Tensor>& rhs,
                                      double lambda, double delta, const CgOptions& cg) {
+  const std::vector<Tensor> params = backbone_params;
+  return implicit_gradient([&](const TensorList& v) { return hvp(lower_loss, params, v).hv; }, backbone_params, rhs,
+                           lambda, delta, cg);
+}
+
+ImplicitGradResult implicit_gradient(const HvpFn& hvp_fn, const std::vector<Tensor>& backbone_params,
+                                     const std::vector<Tensor>& rhs, double lambda, double delta,
+                                     const CgOptions& cg) {
   BISSL_CHECK(rhs.size() == backbone_params.size(), "implicit_gradient: ", rhs.size(), " right-hand sides for ",
               backbone_params.size(), " parameters");
   for (size_t l = 0; l < rhs.size(); ++l)
@@ -33,7 +49,7 @@ ImplicitGradResult implicit_gradient(const std::function<Tensor()>& lower_loss,
                 rhs[l].defined() ? shape_str(rhs[l].shape()) + " " + dtype_name(rhs[l].dtype()) : "empty",
                 ", expected the parameter's ", shape_str(backbone_params[l].shape()), " ",
                 dtype_name(backbone_params[l].dtype()));
-  CgResult r = conjugate_gradient(implicit_matvec(lower_loss, backbone_params, lambda, delta), rhs, cg);
+  CgResult r = conjugate_gradient(implicit_matvec(hvp_fn, lambda, delta), rhs, cg);
   ImplicitGradResult out;
   out.u = std::move(r.x);
   out.residuals = std::move(r.residuals);

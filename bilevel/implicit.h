@@ -22,6 +22,9 @@ constexpr double kDelta = 10.0;    // δ, the damping the reference adds to λ i
 // params are leaves that require grad (the backbone θP).
 MatVec implicit_matvec(const std::function<Tensor()>& lower_loss, const std::vector<Tensor>& params, double lambda,
                        double delta);
+// H·v by any means: a fresh hvp per call, or a Linearization's replay.
+using HvpFn = std::function<std::vector<Tensor>(const std::vector<Tensor>& v)>;
+MatVec implicit_matvec(const HvpFn& hvp, double lambda, double delta);
 
 struct ImplicitGradResult {
   std::vector<Tensor> u;          // one tensor per parameter, NaNs replaced by 0
@@ -38,5 +41,9 @@ struct ImplicitGradResult {
 ImplicitGradResult implicit_gradient(const std::function<Tensor()>& lower_loss,
                                      const std::vector<Tensor>& backbone_params, const std::vector<Tensor>& rhs,
                                      double lambda = kLambda, double delta = kDelta, const CgOptions& cg = {});
+// The same with H·v supplied (backbone_params: for the shapes of rhs).
+ImplicitGradResult implicit_gradient(const HvpFn& hvp, const std::vector<Tensor>& backbone_params,
+                                     const std::vector<Tensor>& rhs, double lambda = kLambda, double delta = kDelta,
+                                     const CgOptions& cg = {});
 
 }  // namespace bissl::bilevel

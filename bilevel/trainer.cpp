@@ -78,6 +78,9 @@ void BilevelOptions::validate() const {
   BISSL_CHECK(clip >= 0, "bissl: clip must be >= 0 (0 = off), found ", clip);
   BISSL_CHECK(ghost_lower >= 0 && ghost_upper >= 0, "bissl: ghost batch sizes must be >= 0 (0 = off)");
   BISSL_CHECK(weight >= 0 && weight <= 1, "bissl: weighted_sum weight must be in [0, 1], found ", weight);
+  BISSL_CHECK(!cg_linearize || !cg_updates_bn,
+              "bissl: cg_linearize needs cg_updates_bn = false (a replayed H·v runs no forward pass, so the BN "
+              "running statistics cannot move on every product as the reference's do)");
 }
 
 Tensor cross_entropy_loss(nn::Layer& backbone, nn::Layer& head, const DownstreamBatch& b) {
@@ -222,6 +225,18 @@ void BilevelTrainer::upper_phase(AlternationStats& s) {
   std::vector<Tensor> upper_params = join(theta_d_, phi_d_);
   double sum_ld = 0, sum_lp = 0, sum_gn = 0, sum_r0 = 0, sum_rk = 0;
   double min_curv = std::numeric_limits<double>::infinity(), max_curv = -min_curv;
+  // θP and the pretext batch stay fixed for the whole phase: one
+  // linearization serves every H·v of it (cg_linearize).
+  std::unique_ptr<Linearization> lin;
+  auto lower_loss = [&] { return m_.pretext->loss(*m_.backbone_p, fixed); };
+  HvpFn hvp_fn = [&](const std::vector<Tensor>& v) {
+    if (!o_.cg_linearize) return hvp(lower_loss, theta_p_, v).hv;
+    if (!lin) {
+      lin = std::make_unique<Linearization>(lower_loss, theta_p_, v);
+      return lin->first().hv;
+    }
+    return lin->hvp(v);
+  };
   for (int64_t k = 0; k < o_.upper_steps; ++k) {
     DownstreamBatch db = upper_.next();
     std::vector<Tensor> g_theta(P), g_phi(phi_d_.size());
@@ -242,8 +257,7 @@ void BilevelTrainer::upper_phase(AlternationStats& s) {
       if (!o_.cg_updates_bn)
         for (nn::Module* mod : {static_cast<nn::Module*>(m_.backbone_p), static_cast<nn::Module*>(m_.pretext)})
           for (auto& [name, t] : mod->named_buffers()) saved.emplace_back(t, t.clone());
-      ImplicitGradResult ig = implicit_gradient([&] { return m_.pretext->loss(*m_.backbone_p, fixed); }, theta_p_,
-                                                rhs, o_.lambda, o_.delta, o_.cg);
+      ImplicitGradResult ig = implicit_gradient(hvp_fn, theta_p_, rhs, o_.lambda, o_.delta, o_.cg);
       for (auto& [live, copy] : saved) live.copy_(copy);
       if (on_cg) on_cg(fixed);
       s.hvps += ig.iterations;

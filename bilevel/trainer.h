@@ -45,6 +45,10 @@
 // with its 4 devices). Each loss evaluation moves the running statistics,
 // the CG products' too (the reference's behaviour); cg_updates_bn = false
 // restores θP's and the pretext heads' buffers after every CG solve instead.
+// cg_linearize (needs cg_updates_bn = false): within an upper phase θP and
+// the pretext batch are fixed, so the phase's first H·v records a
+// bissl::Linearization and every later one (up to N_U × CG iterations)
+// replays only its tangent rules: the same numbers, less work, more memory.
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -89,6 +93,7 @@ struct BilevelOptions {
   double clip = 10.0;       // max total gradient norm per level (0 = no clipping)
   int64_t ghost_lower = 0, ghost_upper = 0;  // ghost BN sizes (0 = whole-batch statistics)
   bool cg_updates_bn = true;                 // see above
+  bool cg_linearize = false;                 // see above
   double weight = 0.5;                       // w of weighted_sum
 
   void validate() const;

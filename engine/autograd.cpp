@@ -286,8 +286,12 @@ std::pair<std::vector<Tensor>, std::vector<Tensor>> jvp(
   return {plain, touts};
 }
 
-HvpResult hvp(const std::function<Tensor()>& loss_fn, const std::vector<Tensor>& params,
-              const std::vector<Tensor>& v) {
+namespace {
+
+// hvp, also reporting the identity of each gradient's tangent object
+// (nullptr where the gradient carries none: H·v is zero there).
+HvpResult hvp_impl(const std::function<Tensor()>& loss_fn, const std::vector<Tensor>& params,
+                   const std::vector<Tensor>& v, std::vector<const void*>* hv_keys) {
   BISSL_CHECK(params.size() == v.size(), "hvp: ", params.size(), " parameters but ", v.size(), " directions");
   std::vector<std::shared_ptr<TensorImpl>> old;
   for (size_t i = 0; i < params.size(); ++i) {
@@ -312,11 +316,94 @@ HvpResult hvp(const std::function<Tensor()>& loss_fn, const std::vector<Tensor>&
   auto g = grad({r.loss}, params, {}, false, true);
   for (size_t i = 0; i < g.size(); ++i) {
     Tensor t = g[i].tangent();
+    if (hv_keys) hv_keys->push_back(t.defined() ? static_cast<const void*>(t.impl_ptr().get()) : nullptr);
     r.hv.push_back(t.defined() ? t : zeros_like(params[i]));
     r.grad.push_back(g[i].detach());
   }
   r.loss = r.loss.detach();
   return r;
+}
+
+}  // namespace
+
+HvpResult hvp(const std::function<Tensor()>& loss_fn, const std::vector<Tensor>& params,
+              const std::vector<Tensor>& v) {
+  return hvp_impl(loss_fn, params, v, nullptr);
+}
+
+Linearization::Linearization(const std::function<Tensor()>& loss_fn, const std::vector<Tensor>& params,
+                             const std::vector<Tensor>& v0) {
+  BISSL_CHECK(params.size() == v0.size(), "linearize: ", params.size(), " parameters but ", v0.size(), " directions");
+  // The parameters' tangents are v0's tensors while hvp runs (set_tangent).
+  std::vector<TangentStep> rec;
+  struct Stop {
+    ~Stop() { set_tangent_recorder(nullptr); }
+  } stop;
+  set_tangent_recorder(&rec);
+  // hvp sets the tangents itself; record their identities from inside the loss.
+  first_ = hvp_impl(
+      [&] {
+        for (auto& p : params) param_keys_.push_back(p.impl().tangent.get());
+        return loss_fn();
+      },
+      params, v0, &hv_keys_);
+  set_tangent_recorder(nullptr);
+  steps_ = std::move(rec);
+  for (auto& p : params) zeros_.push_back(zeros_like(p));
+  // A gradient's tangent is alive when hvp returns, so no other tangent had
+  // its address after it was made: the last step writing that key made it.
+  std::unordered_set<const void*> produced;
+  for (auto& st : steps_)
+    for (const void* k : st.out_keys)
+      if (k) produced.insert(k);
+  for (size_t i = 0; i < hv_keys_.size(); ++i)
+    BISSL_CHECK(!hv_keys_[i] || produced.count(hv_keys_[i]) || hv_keys_[i] == param_keys_[i],
+                "linearize: the gradient of parameter ", i, " got its tangent outside the recorded rules");
+  // Free each tangent after its last use in the replay (not H·v's own).
+  std::unordered_map<const void*, size_t> last;
+  for (size_t s = 0; s < steps_.size(); ++s)
+    for (const void* k : steps_[s].in_keys)
+      if (k) last[k] = s;
+  release_.resize(steps_.size());
+  std::unordered_set<const void*> keep(hv_keys_.begin(), hv_keys_.end());
+  for (auto& [k, s] : last)
+    if (!keep.count(k)) release_[s].push_back(k);
+}
+
+std::vector<Tensor> Linearization::hvp(const std::vector<Tensor>& v) const {
+  BISSL_CHECK(v.size() == param_keys_.size(), "linearize: ", param_keys_.size(), " parameters but ", v.size(),
+              " directions");
+  std::unordered_map<const void*, Tensor> tan;
+  for (size_t i = 0; i < v.size(); ++i) {
+    BISSL_CHECK(v[i].shape() == zeros_[i].shape(), "linearize: direction ", i, " has shape ", shape_str(v[i].shape()),
+                ", its parameter ", shape_str(zeros_[i].shape()));
+    tan[param_keys_[i]] = v[i].detach();
+  }
+  NoGradGuard ng;
+  NoForwardADGuard nf;
+  for (size_t s = 0; s < steps_.size(); ++s) {
+    const TangentStep& st = steps_[s];
+    std::vector<Tensor> t(st.inputs.size());
+    bool any = false;
+    for (size_t i = 0; i < t.size(); ++i) {
+      if (!st.in_keys[i]) continue;
+      auto it = tan.find(st.in_keys[i]);
+      if (it != tan.end()) t[i] = it->second, any = true;
+    }
+    if (any) {
+      OpCtx ctx(st.attrs, st.inputs, st.outputs, st.in_shapes, st.in_dtypes, {});
+      std::vector<Tensor> out = st.op->jvp(ctx, t);
+      for (size_t k = 0; k < out.size() && k < st.out_keys.size(); ++k)
+        if (st.out_keys[k] && out[k].defined()) tan[st.out_keys[k]] = out[k].detach();
+    }
+    for (const void* k : release_[s]) tan.erase(k);
+  }
+  std::vector<Tensor> hv;
+  for (size_t i = 0; i < v.size(); ++i) {
+    auto it = hv_keys_[i] ? tan.find(hv_keys_[i]) : tan.end();
+    hv.push_back(it != tan.end() ? it->second : zeros_[i].clone());
+  }
+  return hv;
 }
 
 }  // namespace bissl

@@ -84,4 +84,28 @@ struct HvpResult {
 HvpResult hvp(const std::function<Tensor()>& loss_fn, const std::vector<Tensor>& params,
               const std::vector<Tensor>& v);
 
+// H·v at one fixed point for many v (BiSSL's CG: up to 40 products at the
+// same θP and pretext batch). The constructor runs hvp(loss_fn, params, v0)
+// once, recording every JVP rule it applied together with the primal values
+// of the forward and the backward pass; hvp(v) then replays only those rules
+// on the recorded values: no primal forward, no backward, no tape. Side
+// effects of loss_fn (BN running statistics) happen once, at recording.
+// Memory: every intermediate of the forward and the backward stays alive
+// while the object does. Valid while params keep the values they had.
+class Linearization {
+ public:
+  Linearization(const std::function<Tensor()>& loss_fn, const std::vector<Tensor>& params,
+                const std::vector<Tensor>& v0);
+  const HvpResult& first() const { return first_; }  // the recording pass: loss, ∇L, H·v0
+  std::vector<Tensor> hvp(const std::vector<Tensor>& v) const;
+  int64_t steps() const { return int64_t(steps_.size()); }  // JVP rules replayed per product
+
+ private:
+  std::vector<TangentStep> steps_;
+  std::vector<const void*> param_keys_, hv_keys_;  // hv_keys_: nullptr where ∇L has no tangent (H·v = 0)
+  std::vector<Tensor> zeros_;                      // one per parameter
+  std::vector<std::vector<const void*>> release_;  // per step: tangents not needed after it
+  HvpResult first_;
+};
+
 }  // namespace bissl

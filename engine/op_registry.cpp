@@ -91,6 +91,8 @@ std::vector<std::string> OpRegistry::names() const {
 
 namespace {
 std::atomic<uint64_t> g_seq{0};
+thread_local std::vector<TangentStep>* t_recorder = nullptr;
+thread_local bool t_in_rule = false;  // inside a JVP rule: its own ops are not steps
 
 Tensor alias_of(const Tensor& t) {
   Tensor a = t.detach();
@@ -98,6 +100,8 @@ Tensor alias_of(const Tensor& t) {
   return a;
 }
 }  // namespace
+
+void set_tangent_recorder(std::vector<TangentStep>* rec) { t_recorder = rec; }
 
 std::vector<Tensor> call_op(const std::string& name, const std::vector<Tensor>& inputs, const Attrs& attrs) {
   return call_op(OpRegistry::get().op(name), inputs, attrs);
@@ -166,10 +170,16 @@ std::vector<Tensor> call_op(const OpDef& op, const std::vector<Tensor>& inputs, 
     for (size_t i = 0; i < inputs.size(); ++i)
       if (inputs[i].defined() && op.input_differentiable(int(i))) tangents[i] = inputs[i].tangent();
     std::vector<Tensor> touts;
+    const bool recording = t_recorder && !t_in_rule;
     {
       NoForwardADGuard nf;
       NoGradGuard ng;
       OpCtx ctx(attrs, inputs, outs, in_shapes, in_dtypes, {});
+      struct InRule {
+        bool prev = t_in_rule;
+        InRule() { t_in_rule = true; }
+        ~InRule() { t_in_rule = prev; }
+      } in_rule;
       touts = op.jvp(ctx, tangents);
     }
     BISSL_CHECK(touts.size() == outs.size(), op.name, ": JVP returned ", touts.size(), " tangents for ",
@@ -179,6 +189,22 @@ std::vector<Tensor> call_op(const OpDef& op, const std::vector<Tensor>& inputs, 
       BISSL_CHECK(touts[k].shape() == outs[k].shape(), op.name, ": JVP tangent ", k, " has shape ",
                   shape_str(touts[k].shape()), ", output has ", shape_str(outs[k].shape()));
       outs[k].impl().tangent = touts[k].detach().impl_ptr();
+    }
+    if (recording) {
+      TangentStep st;
+      st.op = &op;
+      st.attrs = attrs;
+      st.in_shapes = in_shapes;
+      st.in_dtypes = in_dtypes;
+      for (size_t i = 0; i < inputs.size(); ++i) {
+        st.inputs.push_back(inputs[i].defined() ? inputs[i].detach() : Tensor());
+        st.in_keys.push_back(tangents[i].defined() ? static_cast<const void*>(inputs[i].impl().tangent.get()) : nullptr);
+      }
+      for (auto& o : outs) {
+        st.outputs.push_back(o.defined() ? o.detach() : Tensor());
+        st.out_keys.push_back(o.defined() && o.impl().tangent ? static_cast<const void*>(o.impl().tangent.get()) : nullptr);
+      }
+      t_recorder->push_back(std::move(st));
     }
   }
 

@@ -113,6 +113,22 @@ class OpRegistry {
 
 // Runs an op with autodiff bookkeeping.
 std::vector<Tensor> call_op(const OpDef& op, const std::vector<Tensor>& inputs, const Attrs& attrs = {});
+
+// One JVP rule application as call_op ran it: the op, its primal inputs and
+// outputs (detached), and the identities of the tangents it read and wrote
+// (the tangent objects' addresses at the time: aliases of a tensor share its
+// tangent, so this follows a value through the tape's saved aliases).
+struct TangentStep {
+  const OpDef* op = nullptr;
+  Attrs attrs;
+  std::vector<Tensor> inputs, outputs;
+  std::vector<Shape> in_shapes;
+  std::vector<DType> in_dtypes;
+  std::vector<const void*> in_keys, out_keys;  // nullptr: no tangent
+};
+// While set, call_op appends every JVP rule it runs on this thread to *rec
+// (not the ops a rule runs inside itself). Linearization (autograd.h) uses it.
+void set_tangent_recorder(std::vector<TangentStep>* rec);
 std::vector<Tensor> call_op(const std::string& name, const std::vector<Tensor>& inputs, const Attrs& attrs = {});
 
 // Computes a JVP by running an engine-op composite with forward-mode

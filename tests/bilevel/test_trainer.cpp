@@ -247,6 +247,34 @@ TEST_SUITE("trainer") {
     }
   }
 
+  TEST_CASE("cg_linearize: one linearization per upper phase trains exactly as fresh HVPs") {
+    for (bool byol : {false, true}) {
+      CAPTURE(byol);
+      BilevelOptions o = small_options();
+      o.alternations = 2, o.upper_steps = 3, o.cg.iterations = 3;
+      o.cg_updates_bn = false;
+      Setup plain(5, 3, byol), lin(5, 3, byol);
+      BilevelTrainer tp(plain.models(), o, plain.lower, plain.upper);
+      o.cg_linearize = true;
+      BilevelTrainer tl(lin.models(), o, lin.lower, lin.upper);
+      for (int a = 0; a < 2; ++a) {
+        AlternationStats sp = tp.alternation(), sl = tl.alternation();
+        CHECK(sp.hvps == sl.hvps);
+        CHECK(sp.cg_residual_last == sl.cg_residual_last);
+      }
+      CHECK(max_diff(plain.d->parameters(), lin.d->parameters()) == 0);
+      CHECK(max_diff(plain.p->parameters(), lin.p->parameters()) == 0);
+      CHECK(max_diff(plain.head->parameters(), lin.head->parameters()) == 0);
+      std::vector<Tensor> bp, bl;
+      for (auto& [n, t] : plain.p->named_buffers()) bp.push_back(t);
+      for (auto& [n, t] : lin.p->named_buffers()) bl.push_back(t);
+      CHECK(max_diff(bp, bl) == 0);
+    }
+    BilevelOptions bad = small_options();
+    bad.cg_linearize = true;  // with cg_updates_bn = true (the default)
+    CHECK_THROWS_WITH_AS(bad.validate(), doctest::Contains("cg_updates_bn = false"), Error);
+  }
+
   TEST_CASE("a lower step minimises L_P + λ·½‖θD − θP‖² with θD held constant") {
     Setup a, b;  // identical twins: one through the trainer, one by hand
     BilevelOptions o = small_options();

@@ -67,6 +67,15 @@ void check_hvp(const std::function<Tensor()>& loss, std::vector<Tensor>& params,
   for (size_t i = 0; i < g.size(); ++i) s = s.defined() ? add(s, sum(mul(g[i], v[i]))) : sum(mul(g[i], v[i]));
   auto hv_rev = flat(grad({s}, params));
   CHECK(check::rel_error(hv_rev, hv) <= 1e-9);
+  // A linearization recorded with v replays the same tangent rules on the
+  // same values: H·v, H·u and H·v again equal hvp's, to the last bit.
+  Linearization lin(loss, params, v);
+  CHECK(lin.steps() > 0);
+  CHECK(flat(lin.first().hv) == hv);
+  CHECK(flat(lin.first().grad) == flat(r.grad));
+  CHECK(flat(lin.hvp(u)) == hu);
+  CHECK(flat(lin.hvp(v)) == hv);
+  MESSAGE("linearization: ", lin.steps(), " tangent rules per H·v");
 }
 
 Tensor param(const Shape& s, Generator& g, double scale) {

@@ -7,13 +7,68 @@
 
 #include <set>
 
+#include "engine/autograd.h"
 #include "engine/check/gradcheck.h"
+#include "engine/ops.h"
 #include "engine/check/op_table.h"
 #include "engine/op_registry.h"
 
 using namespace bissl;
 
+namespace {
+std::vector<double> flat(const std::vector<Tensor>& ts) {
+  std::vector<double> r;
+  for (auto& t : ts) {
+    auto v = t.to_vector();
+    r.insert(r.end(), v.begin(), v.end());
+  }
+  return r;
+}
+}  // namespace
+
 TEST_SUITE("op_table") {
+  TEST_CASE("linearize: replaying the recorded tangent rules gives hvp's H·v for every op") {
+    int64_t cases = 0;
+    for (auto& entry : check::op_table()) {
+      Generator g(0x11AEL + uint64_t(cases));
+      for (auto& c : entry.cases(g, DType::F64, 1)) {
+        std::vector<Tensor> xs, leaves;
+        for (size_t i = 0; i < c.inputs.size(); ++i) {
+          Tensor x = c.inputs[i].defined() ? c.inputs[i].detach() : Tensor();
+          if (c.diff[i]) x.requires_grad_(true), leaves.push_back(x);
+          xs.push_back(x);
+        }
+        if (leaves.empty()) continue;
+        // A random linear functional of the outputs: its Hessian is the op's second derivative.
+        auto ys0 = c.fn(xs);
+        std::vector<Tensor> w;
+        for (auto& y : ys0) w.push_back(y.defined() && is_floating(y.dtype()) ? randn(y.shape(), g, DType::F64) : Tensor());
+        auto objective = [&] {
+          auto ys = c.fn(xs);
+          Tensor L;
+          for (size_t k = 0; k < ys.size(); ++k) {
+            if (!w[k].defined()) continue;
+            Tensor t = sum(mul(ys[k], w[k]));
+            L = L.defined() ? add(L, t) : t;
+          }
+          return L;
+        };
+        std::vector<Tensor> v, u;
+        for (auto& l : leaves) v.push_back(randn(l.shape(), g, DType::F64)), u.push_back(randn(l.shape(), g, DType::F64));
+        Linearization lin(objective, leaves, v);
+        auto hu = hvp(objective, leaves, u).hv;
+        INFO(entry.op, " / ", c.label);
+        CHECK(flat(lin.first().hv) == flat(hvp(objective, leaves, v).hv));
+        auto lu = flat(lin.hvp(u)), fu = flat(hu);
+        INFO("sizes ", lu.size(), " ", fu.size(), " first ", (lu.empty() ? 0.0 : lu[0]), " ", (fu.empty() ? 0.0 : fu[0]));
+        CHECK(lu == fu);
+        ++cases;
+      }
+    }
+    MESSAGE(cases, " op-table cases linearized");
+    CHECK(cases > 50);
+  }
+
   TEST_CASE("every registered op is in the table or exempt with a reason") {
     std::set<std::string> covered;
     for (auto& e : check::op_table()) covered.insert(e.op);

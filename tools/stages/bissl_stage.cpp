@@ -69,7 +69,7 @@ BisslStageResult run_bissl(const Config& cfg_in, const Task& task, const BisslIn
   o.upper_wd = bc.upper_wd >= 0 ? bc.upper_wd : cfg.finetune.weight_decay;
   o.upper_momentum = bc.upper_momentum, o.upper_total = bc.upper_total;
   o.clip = bc.clip, o.ghost_lower = bc.ghost_lower, o.ghost_upper = bc.ghost_upper;
-  o.cg_updates_bn = bc.cg_updates_bn, o.weight = bc.weight;
+  o.cg_updates_bn = bc.cg_updates_bn, o.cg_linearize = bc.cg_linearize, o.weight = bc.weight;
   // Ghost batch norm must split the batches evenly: say so before any work.
   auto ghost_ok = [](int64_t batch, int64_t ghost) { return ghost <= 0 || batch <= ghost || batch % ghost == 0; };
   const int64_t upper_batch = std::min(bc.upper_batch, task.train->n);

@@ -83,6 +83,7 @@ void Config::bind() {
   s.add("bissl", "ghost_lower", &b.ghost_lower);
   s.add("bissl", "ghost_upper", &b.ghost_upper);
   s.add("bissl", "cg_updates_bn", &b.cg_updates_bn);
+  s.add("bissl", "cg_linearize", &b.cg_linearize);
   s.add("bissl", "weight", &b.weight);
   s.add("bissl", "eval_every", &b.eval_every);
   s.add("bissl", "checkpoint_every", &b.checkpoint_every);
