@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -110,6 +111,13 @@ TEST_SUITE("stages") {
     copy.set("finetune.seeds=7");
     CHECK(copy.finetune.seeds == 7);
     CHECK(c.finetune.seeds == 5);
+    // Lists on the command line: "a,b" or as --print-config shows them, "[a, b]".
+    copy.set("task.classes=[1, 3]");
+    CHECK(copy.task.classes == std::vector<int64_t>{1, 3});
+    copy.set("task.classes=[]");
+    CHECK(copy.task.classes.empty());
+    copy.set("pipeline.arms=[ft, bissl]");
+    CHECK(copy.arms == std::vector<std::string>{"ft", "bissl"});
     CHECK_THROWS_WITH_AS(stages::load_config("", {"pipeline.arms=ft,bisl"}), doctest::Contains("unknown arm 'bisl'"),
                          Error);
     CHECK_THROWS_WITH_AS(stages::load_config("/nonexistent.toml", {}), doctest::Contains("expected a readable TOML file"),
@@ -240,6 +248,62 @@ TEST_SUITE("stages") {
     ft.multi_label = false;
     CHECK_THROWS_WITH_AS(stages::run_eval(c, task, {ft}, {}, c.out + "/finetune", tmp.file("eval2")),
                          doctest::Contains("mAP"), Error);
+  }
+
+  TEST_CASE("a VOC2007 task: the reader under load_task, a train subset, fine-tuning scored by mAP") {
+    // A small VOCdevkit written here: PPM bytes under .jpg names (stb_image
+    // reads by content), objects of a few classes, some marked difficult.
+    testing::TempDir tmp("voc_task");
+    const std::string dir = tmp.file("VOCdevkit/VOC2007");
+    for (const char* sub : {"/ImageSets/Main", "/Annotations", "/JPEGImages"}) fs::create_directories(dir + sub);
+    const char* names[] = {"cat", "dog", "person", "car"};
+    auto write_set = [&](const std::string& set, int first, int count) {
+      std::ofstream list(dir + "/ImageSets/Main/" + set + ".txt");
+      for (int i = first; i < first + count; ++i) {
+        char id[16];
+        std::snprintf(id, sizeof id, "%06d", i);
+        list << id << "\n";
+        const int w = 20 + i % 5, h = 18 + i % 3;
+        std::ofstream img(dir + "/JPEGImages/" + id + ".jpg", std::ios::binary);
+        img << "P6\n" << w << " " << h << "\n255\n";
+        for (int k = 0; k < w * h * 3; ++k) img.put(char((k * 7 + i * 40) % 256));
+        std::ofstream ann(dir + "/Annotations/" + id + ".xml");
+        ann << "<annotation><filename>" << id << ".jpg</filename>";
+        for (int o = 0; o <= i % 2; ++o)
+          ann << "<object><name>" << names[(i + 2 * o) % 4] << "</name><difficult>" << (i % 7 == 0 ? 1 : 0)
+              << "</difficult></object>";
+        ann << "</annotation>";
+      }
+    };
+    write_set("train", 1, 24);
+    write_set("val", 101, 8);
+    write_set("test", 201, 8);
+    stages::Config c = stages::load_config(std::string(BISSL_SOURCE_DIR) + "/configs/pipeline_fashion_mnist.toml",
+                                           {"task.dataset=voc2007", "task.root=" + tmp.dir.string(), "task.classes=[]",
+                                            "task.image_size=16", "task.train_images=16", "finetune.batch_size=8",
+                                            "finetune.epochs=2", "pipeline.device=cpu", "pipeline.workers=1"});
+    stages::Task task = stages::load_task(c.task);
+    CHECK(task.multi_label);
+    CHECK(task.num_classes == 20);
+    CHECK(task.train->n == 16);
+    CHECK(task.val->n == 8);
+    CHECK(task.test->n == 8);
+    CHECK(task.train->h == 18);  // load_size: round(16 / 0.875)
+    CHECK(task.train->c == 3);
+    CHECK(task.train_index.size() == 16);
+    // Fine-tuning a random backbone (the random_init arm: no pretraining on RGB here).
+    auto spec = stages::spec_for_arm(c, "random_init", "");
+    stages::FinetuneRun r = stages::finetune_once(c, task, spec, 0.01, 1e-4, 0, 2, true, "", false, "voc test");
+    CHECK(r.multi_label);
+    CHECK(r.tested);
+    CHECK(r.test.multi_label);
+    CHECK(r.test.map > 0);
+    CHECK(r.test.map <= 1);
+    CHECK(r.val_score.size() == 2);
+    auto j = stages::to_json(r);
+    CHECK(j["metric"] == "map");
+    CHECK(j.contains("best_val_map"));
+    CHECK(stages::run_from_json(j).test.map == r.test.map);
   }
 
   TEST_CASE("the --quick pipeline on Fashion-MNIST end to end, rerun, and an exact BiSSL resume") {

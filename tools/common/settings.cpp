@@ -19,9 +19,12 @@ std::string trim(const std::string& s) {
   return a == std::string::npos ? "" : s.substr(a, b - a + 1);
 }
 
-std::vector<std::string> split_list(const std::string& v) {
+// "a,b", or the TOML-looking "[a, b]" (what --print-config shows); "" and "[]" are empty.
+std::vector<std::string> split_list(const std::string& v_in) {
   std::vector<std::string> out;
-  if (trim(v).empty()) return out;
+  std::string v = trim(v_in);
+  if (v.size() >= 2 && v.front() == '[' && v.back() == ']') v = trim(v.substr(1, v.size() - 2));
+  if (v.empty()) return out;
   std::stringstream ss(v);
   std::string item;
   while (std::getline(ss, item, ',')) out.push_back(trim(item));
