@@ -193,6 +193,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> sets;
   int lanczos_steps = 40;
   uint64_t seed = 0;
+  bool quick = false;
   app.add_option("--config", config_path, "the run's pipeline TOML config")->required();
   app.add_option("--set", sets, "override: section.key=value (repeatable)");
   app.add_option("--run", run, "the pipeline's output directory (pretrain/, warmup/, train/<arm>/)")->required();
@@ -202,9 +203,10 @@ int main(int argc, char** argv) {
   app.add_option("--iterations", iters_s, "CG iteration counts, comma-separated");
   app.add_option("--deltas", deltas_s, "dampings δ, comma-separated");
   app.add_option("--seed", seed, "which batches");
+  app.add_flag("--quick", quick, "the run was made with bissl-pipeline --quick (its batch sizes)");
   CLI11_PARSE(app, argc, argv);
   try {
-    auto cfg = stages::load_config(config_path, sets);
+    auto cfg = stages::load_config(config_path, sets, quick);
     auto task = stages::load_task(cfg.task);
     std::vector<int> iterations;
     for (double v : parse_list(iters_s)) iterations.push_back(int(v));
