@@ -1,15 +1,43 @@
 #pragma once
 // Helpers shared by several test suites.
+#include <doctest/doctest.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <vector>
 
+#include "engine/error.h"
 #include "engine/nn/layers.h"
 #include "engine/ops.h"
 
 namespace bissl::testing {
+
+// Every element of a list of tensors, in order, as one f64 vector.
+inline std::vector<double> flat(const std::vector<Tensor>& ts) {
+  std::vector<double> r;
+  for (auto& t : ts) {
+    auto v = t.to_vector();
+    r.insert(r.end(), v.begin(), v.end());
+  }
+  return r;
+}
+
+// f() must throw a bissl::Error whose message is one line and contains
+// every needle.
+template <class F>
+void expect_error(F&& f, std::initializer_list<std::string> needles) {
+  try {
+    f();
+    FAIL("expected a bissl::Error, nothing was thrown");
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    INFO("message: " << msg);
+    CHECK(msg.find('\n') == std::string::npos);
+    for (const auto& n : needles) CHECK_MESSAGE(msg.find(n) != std::string::npos, "missing '" << n << "'");
+  }
+}
 
 // A fresh directory per test case, removed afterwards.
 struct TempDir {

@@ -68,18 +68,7 @@ Bytes idx_labels(const std::vector<uint8_t>& labels) {
 }
 
 // Runs f, which must throw bissl::Error whose message contains every needle.
-template <class F>
-void expect_error(F&& f, std::initializer_list<std::string> needles) {
-  try {
-    f();
-    FAIL("expected a bissl::Error, nothing was thrown");
-  } catch (const Error& e) {
-    const std::string msg = e.what();
-    INFO("message: " << msg);
-    CHECK(msg.find('\n') == std::string::npos);
-    for (const auto& n : needles) CHECK_MESSAGE(msg.find(n) != std::string::npos, "missing '" << n << "'");
-  }
-}
+using bissl::testing::expect_error;
 
 }  // namespace
 

@@ -30,18 +30,7 @@ void write_text(const std::string& path, const std::string& text) {
   std::ofstream(path) << text;
 }
 
-template <class F>
-void expect_error(F&& f, std::initializer_list<std::string> needles) {
-  try {
-    f();
-    FAIL("expected a bissl::Error, nothing was thrown");
-  } catch (const Error& e) {
-    const std::string msg = e.what();
-    INFO("message: " << msg);
-    CHECK(msg.find('\n') == std::string::npos);
-    for (const auto& n : needles) CHECK_MESSAGE(msg.find(n) != std::string::npos, "missing '" << n << "'");
-  }
-}
+using bissl::testing::expect_error;
 
 std::string object(const std::string& name, int difficult, const std::string& extra = "") {
   return "  <object>\n    <name>" + name + "</name>\n    <pose>Left</pose>\n    <truncated>0</truncated>\n" +

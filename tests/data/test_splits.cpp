@@ -11,6 +11,7 @@
 
 #include "data/splits.h"
 #include "engine/error.h"
+#include "tests/support.h"
 
 using namespace bissl;
 using namespace bissl::data;
@@ -49,17 +50,7 @@ struct TempFile {
   }
 };
 
-template <class F>
-void expect_error(F&& f, std::initializer_list<std::string> needles) {
-  try {
-    f();
-    FAIL("expected a bissl::Error, nothing was thrown");
-  } catch (const Error& e) {
-    const std::string msg = e.what();
-    INFO("message: " << msg);
-    for (const auto& n : needles) CHECK_MESSAGE(msg.find(n) != std::string::npos, "missing '" << n << "'");
-  }
-}
+using bissl::testing::expect_error;
 
 }  // namespace
 

@@ -10,6 +10,7 @@
 #include "engine/check/gradcheck.h"
 #include "engine/ops.h"
 #include "tests/engine/small_nets.h"
+#include "tests/support.h"
 
 using namespace bissl;
 
@@ -18,14 +19,7 @@ namespace {
 constexpr double kTol = 1e-6;
 constexpr double kEps = 1e-5;
 
-std::vector<double> flat(const std::vector<Tensor>& ts) {
-  std::vector<double> r;
-  for (auto& t : ts) {
-    auto v = t.to_vector();
-    r.insert(r.end(), v.begin(), v.end());
-  }
-  return r;
-}
+using bissl::testing::flat;
 
 // Gradient of loss(params) at params + s·v (params are replaced in place and restored).
 std::vector<Tensor> grad_at(const std::function<Tensor()>& loss, std::vector<Tensor>& params,

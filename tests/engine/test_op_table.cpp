@@ -12,18 +12,12 @@
 #include "engine/ops.h"
 #include "engine/check/op_table.h"
 #include "engine/op_registry.h"
+#include "tests/support.h"
 
 using namespace bissl;
 
 namespace {
-std::vector<double> flat(const std::vector<Tensor>& ts) {
-  std::vector<double> r;
-  for (auto& t : ts) {
-    auto v = t.to_vector();
-    r.insert(r.end(), v.begin(), v.end());
-  }
-  return r;
-}
+using bissl::testing::flat;
 }  // namespace
 
 TEST_SUITE("op_table") {

@@ -33,14 +33,7 @@ std::shared_ptr<nn::Sequential> tiny_mlp(int64_t in, int64_t out, Generator& g) 
   return s;
 }
 
-std::vector<double> flat(const std::vector<Tensor>& ts) {
-  std::vector<double> r;
-  for (auto& t : ts) {
-    auto v = t.to_vector();
-    r.insert(r.end(), v.begin(), v.end());
-  }
-  return r;
-}
+using bissl::testing::flat;
 
 // Deep copy of a state dict (values at this moment).
 nn::StateDict snapshot(const nn::Module& m) {
@@ -227,6 +220,14 @@ TEST_SUITE("ssl_byol") {
     MESSAGE("BYOL H·v vs central differences of gradients: relative error ", err);
     CHECK(err <= 1e-6);
     CHECK(check::rel_error(flat(r.grad), flat(grad({loss()}, params))) <= 1e-12);
+    // A linearization replays the same rules: H·v and H·u bit for bit.
+    {
+      std::vector<Tensor> u;
+      for (auto& p : params) u.push_back(randn(p.shape(), g, DType::F64));
+      Linearization lin(loss, params, v);
+      CHECK(flat(lin.first().hv) == flat(r.hv));
+      CHECK(flat(lin.hvp(u)) == flat(hvp(loss, params, u).hv));
+    }
     // Still untouched after all those evaluations.
     CHECK(bit_identical(snapshot(obj.target_backbone()), tb));
     CHECK(bit_identical(snapshot(obj.target_projector()), tp));

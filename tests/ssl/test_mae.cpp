@@ -396,6 +396,12 @@ TEST_SUITE("mae") {
     double uhv = 0, vhu = 0;
     for (size_t i = 0; i < hv.size(); ++i) uhv += uf[i] * hv[i], vhu += vf[i] * hu[i];
     CHECK(check::rel_error(uhv, vhu) <= 1e-6);
+    // A linearization (attention, layer norm, gathers of the mask) replays
+    // to the same bits as fresh HVPs.
+    Linearization lin(loss, params, v);
+    CHECK(flat(lin.first().hv) == hv);
+    CHECK(flat(lin.hvp(u)) == hu);
+    CHECK(flat(lin.hvp(v)) == hv);
   }
 
   TEST_CASE("a few AdamW steps on one batch lower the loss") {

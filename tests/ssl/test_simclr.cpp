@@ -22,14 +22,7 @@ namespace {
 
 using testing::TinyConvNet;
 
-std::vector<double> flat(const std::vector<Tensor>& ts) {
-  std::vector<double> r;
-  for (auto& t : ts) {
-    auto v = t.to_vector();
-    r.insert(r.end(), v.begin(), v.end());
-  }
-  return r;
-}
+using bissl::testing::flat;
 
 // Central differences of loss() w.r.t. every element of params (in place, restored).
 std::vector<double> fd_gradient(const std::function<Tensor()>& loss, std::vector<Tensor>& params, double eps = 1e-6) {
