@@ -18,13 +18,15 @@ start=$(date +%s)
 if ! cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 >"$OUT/configure.log" 2>&1; then
   tail -40 "$OUT/configure.log"; exit 1
 fi
-targets="test_cuda test_op_table bissl-ops bissl-bench"
+targets="test_cuda test_op_table test_bilevel bissl-ops bissl-bench"
 [ "${PIPELINE:-0}" = 1 ] && targets="$targets bissl-pipeline"
 if ! cmake --build build-gpu -j"$jobs" --target $targets >"$OUT/build.log" 2>&1; then
   grep -E "error" -A3 "$OUT/build.log" | head -80; exit 1
 fi
 echo "build: $(( $(date +%s) - start )) s"
 ./build-gpu/tests/test_cuda 2>&1 | tee "$OUT/test_cuda.log" | grep -vE "^\s*$" | tail -60
+# The BiSSL trainer on the device against the CPU (f64).
+./build-gpu/tests/test_bilevel -tc="*CUDA*" -s 2>&1 | tee "$OUT/test_bilevel_cuda.log" | grep -E "MESSAGE|ERROR|SKIPPED|passed|failed" | tail -20
 if [ "${PERF:-1}" = 1 ]; then
 ./build-gpu/bissl-ops perf --device cuda --scale 16 --reps 20 >"$OUT/perf_cuda.json" 2>"$OUT/perf_cuda.err" ||
   tail -5 "$OUT/perf_cuda.err"

@@ -6,6 +6,7 @@
 // streams.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <memory>
@@ -14,6 +15,7 @@
 
 #include "bilevel/trainer.h"
 #include "engine/autograd.h"
+#include "engine/backend.h"
 #include "engine/nn/layers.h"
 #include "engine/ops.h"
 #include "ssl/byol.h"
@@ -273,6 +275,47 @@ TEST_SUITE("trainer") {
     BilevelOptions bad = small_options();
     bad.cg_linearize = true;  // with cg_updates_bn = true (the default)
     CHECK_THROWS_WITH_AS(bad.validate(), doctest::Contains("cg_updates_bn = false"), Error);
+  }
+
+  TEST_CASE("on CUDA, alternations equal the CPU's (f64; skips without a GPU)") {
+    if (cuda_device_count() == 0) {
+      MESSAGE("SKIPPED: the trainer on CUDA (no GPU on this machine)");
+      return;
+    }
+    for (bool linearize : {false, true}) {
+      CAPTURE(linearize);
+      BilevelOptions o = small_options();
+      o.alternations = 2;
+      o.cg_updates_bn = !linearize, o.cg_linearize = linearize;
+      Setup cpu, gpu;
+      // The GPU run's streams hand the same batches over on the device.
+      MemStream<ssl::SslBatch> lower(5, [](int64_t e, int64_t i) {
+        ssl::SslBatch b = pretext_batch(e, i);
+        return ssl::SslBatch{b.view1.to(Device::CUDA), b.view2.to(Device::CUDA), b.seed};
+      });
+      MemStream<DownstreamBatch> upper(3, [](int64_t e, int64_t i) {
+        DownstreamBatch b = downstream_batch(e, i);
+        return DownstreamBatch{b.x.to(Device::CUDA), b.y.to(Device::CUDA)};
+      });
+      for (nn::Module* m : {static_cast<nn::Module*>(gpu.d.get()), static_cast<nn::Module*>(gpu.p.get()),
+                            static_cast<nn::Module*>(gpu.obj.get()), static_cast<nn::Module*>(gpu.head.get())})
+        m->to(Device::CUDA);
+      BilevelTrainer tc(cpu.models(), o, cpu.lower, cpu.upper), tg(gpu.models(), o, lower, upper);
+      for (int a = 0; a < 2; ++a) {
+        AlternationStats sc = tc.alternation(), sg = tg.alternation();
+        CHECK(sc.hvps == sg.hvps);
+      }
+      auto on_cpu = [](const std::vector<Tensor>& ts) {
+        std::vector<Tensor> r;
+        for (auto& t : ts) r.push_back(t.to(Device::CPU));
+        return r;
+      };
+      double e = std::max({max_diff(cpu.d->parameters(), on_cpu(gpu.d->parameters())),
+                           max_diff(cpu.p->parameters(), on_cpu(gpu.p->parameters())),
+                           max_diff(cpu.head->parameters(), on_cpu(gpu.head->parameters()))});
+      MESSAGE("trainer, CUDA vs CPU after 2 alternations (f64): max abs difference ", e);
+      CHECK(e <= 1e-10);
+    }
   }
 
   TEST_CASE("a lower step minimises L_P + λ·½‖θD − θP‖² with θD held constant") {

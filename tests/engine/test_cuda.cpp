@@ -158,6 +158,33 @@ TEST_SUITE("cuda") {
     CHECK(max_rel(cpu.grad, gpu.grad) <= 1e-10);
   }
 
+  TEST_CASE("Linearization on CUDA: replays equal fresh CUDA HVPs bit for bit, and the CPU's (f64, ≤ 1e-10)") {
+    if (!have_gpu()) return;
+    Generator g(2025);
+    Tensor x = randn({4, 6, 6, 2}, g, DType::F64);
+    Tensor y = from_ints({0, 2, 1, 2}, {4});
+    auto p = testnets::convnet_params(g);
+    std::vector<Tensor> v, u;
+    for (auto& t : p) v.push_back(randn(t.shape(), g, DType::F64)), u.push_back(randn(t.shape(), g, DType::F64));
+    auto cpu_u = hvp([&] { return testnets::convnet_loss(p, x, y); }, p, u).hv;
+    std::vector<Tensor> pd, vd, ud;
+    for (size_t i = 0; i < p.size(); ++i) {
+      Tensor t = p[i].detach().to(Device::CUDA);
+      t.requires_grad_();
+      pd.push_back(t);
+      vd.push_back(v[i].to(Device::CUDA));
+      ud.push_back(u[i].to(Device::CUDA));
+    }
+    Tensor xd = x.to(Device::CUDA), yd = y.to(Device::CUDA);
+    auto loss = [&] { return testnets::convnet_loss(pd, xd, yd); };
+    Linearization lin(loss, pd, vd);
+    auto replay = lin.hvp(ud), fresh = hvp(loss, pd, ud).hv;
+    CHECK(max_rel(replay, fresh) == 0);
+    double e = max_rel(cpu_u, replay);
+    MESSAGE("linearized H·u on CUDA vs CPU, f64: relative error ", e);
+    CHECK(e <= 1e-10);
+  }
+
   TEST_CASE("optimiser steps on CUDA equal the CPU (SGD, LARS, AdamW; f64); LARS waits for nothing") {
     if (!have_gpu()) return;
     for (std::string kind : {"sgd", "lars", "adamw"}) {
