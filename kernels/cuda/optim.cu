@@ -3,6 +3,7 @@
 // synchronisation. (One norm pass + one update pass per tensor; a
 // multi-tensor version would save launches.)
 #include "kernels/cuda/common.cuh"
+#include "kernels/optim_math.h"
 
 namespace bissl::cuda {
 
@@ -10,42 +11,22 @@ namespace {
 
 template <class T>
 __global__ void k_sgd(T* p, const T* g, T* mom, int64_t n, double lr, double m, double wd, bool nesterov, bool first) {
-  BISSL_GRID_LOOP(i, n) {
-    double d = double(g[i]) + wd * double(p[i]);
-    if (m != 0.0) {
-      double b = first ? d : m * double(mom[i]) + d;
-      mom[i] = T(b);
-      d = nesterov ? d + m * b : b;
-    }
-    p[i] = T(double(p[i]) - lr * d);
-  }
+  BISSL_GRID_LOOP(i, n) kern_math::sgd_element(p, g, mom, i, lr, m, wd, nesterov, first);
 }
 
-// sums = {Σp², Σ(g + wd·p)²} (lars_sums); the spec's trust ratio
-// η‖p‖/‖g + wd·p‖, 1 when either norm is 0.
+// sums = {Σp², Σ(g + wd·p)²} from lars_sums: the trust ratio is computed on
+// the device, so the update needs no host synchronisation.
 template <class T>
 __global__ void k_lars(T* p, const T* g, T* mom, int64_t n, double lr, double m, double wd, double eta,
                        const double* sums) {
-  const double pn = sqrt(sums[0]), un = sqrt(sums[1]);
-  const double trust = (pn > 0.0 && un > 0.0) ? eta * pn / un : 1.0;
-  BISSL_GRID_LOOP(i, n) {
-    double u = (double(g[i]) + wd * double(p[i])) * trust;
-    double b = m * double(mom[i]) + u;
-    mom[i] = T(b);
-    p[i] = T(double(p[i]) - lr * b);
-  }
+  const double trust = kern_math::lars_trust(sums[0], sums[1], eta);
+  BISSL_GRID_LOOP(i, n) kern_math::lars_element(p, g, mom, i, lr, m, wd, trust);
 }
 
 template <class T>
 __global__ void k_adamw(T* p, const T* g, T* m, T* v, int64_t n, double lr, double b1, double b2, double eps,
                         double wd, double bc1, double bc2) {
-  BISSL_GRID_LOOP(i, n) {
-    double pi = double(p[i]) * (1.0 - lr * wd);
-    double mi = b1 * double(m[i]) + (1.0 - b1) * double(g[i]);
-    double vi = b2 * double(v[i]) + (1.0 - b2) * double(g[i]) * double(g[i]);
-    m[i] = T(mi), v[i] = T(vi);
-    p[i] = T(pi - lr * (mi / bc1) / (sqrt(vi / bc2) + eps));
-  }
+  BISSL_GRID_LOOP(i, n) kern_math::adamw_element(p, g, m, v, i, lr, b1, b2, eps, wd, bc1, bc2);
 }
 
 }  // namespace
