@@ -3,39 +3,14 @@
 
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/strided.h"
+#include "kernels/elementwise_math.h"
 
 namespace bissl::cpu {
 
 namespace {
 template <class T>
 inline T unary_one(Unary op, T x, T s) {
-  constexpr T kSqrt1_2 = T(0.70710678118654752440);
-  constexpr T kSqrt2OverPi = T(0.79788456080286535588);
-  switch (op) {
-    case Unary::Neg: return -x;
-    case Unary::Exp: return std::exp(x);
-    case Unary::Log: return std::log(x);
-    case Unary::Sqrt: return std::sqrt(x);
-    case Unary::Rsqrt: return T(1) / std::sqrt(x);
-    case Unary::Abs: return std::abs(x);
-    case Unary::Relu: return x > T(0) ? x : T(0);
-    case Unary::GeluErf: return T(0.5) * x * (T(1) + std::erf(x * kSqrt1_2));
-    case Unary::GeluTanh: return T(0.5) * x * (T(1) + std::tanh(kSqrt2OverPi * (x + T(0.044715) * x * x * x)));
-    case Unary::Sigmoid: return T(1) / (T(1) + std::exp(-x));
-    case Unary::Tanh: return std::tanh(x);
-    case Unary::Erf: return std::erf(x);
-    case Unary::Sign: return T((x > T(0)) - (x < T(0)));
-    case Unary::AddScalar: return x + s;
-    case Unary::MulScalar: return x * s;
-    case Unary::PowScalar: return std::pow(x, s);
-    case Unary::Gt: return T(x > s);
-    case Unary::Ge: return T(x >= s);
-    case Unary::Lt: return T(x < s);
-    case Unary::Le: return T(x <= s);
-    case Unary::Eq: return T(x == s);
-    case Unary::Ne: return T(x != s);
-  }
-  return x;
+  return kern_math::unary_element(op, x, s);
 }
 
 template <class T, class F>

@@ -3,6 +3,7 @@
 #include <cuda_bf16.h>
 
 #include "kernels/cuda/common.cuh"
+#include "kernels/elementwise_math.h"
 
 namespace bissl::cuda {
 
@@ -10,33 +11,7 @@ namespace {
 
 template <class T>
 __device__ inline T unary_one(Unary op, T x, T s) {
-  const T kSqrt1_2 = T(0.70710678118654752440);
-  const T kSqrt2OverPi = T(0.79788456080286535588);
-  switch (op) {
-    case Unary::Neg: return -x;
-    case Unary::Exp: return exp(x);
-    case Unary::Log: return log(x);
-    case Unary::Sqrt: return sqrt(x);
-    case Unary::Rsqrt: return T(1) / sqrt(x);
-    case Unary::Abs: return fabs(x);
-    case Unary::Relu: return x > T(0) ? x : T(0);
-    case Unary::GeluErf: return T(0.5) * x * (T(1) + erf(x * kSqrt1_2));
-    case Unary::GeluTanh: return T(0.5) * x * (T(1) + tanh(kSqrt2OverPi * (x + T(0.044715) * x * x * x)));
-    case Unary::Sigmoid: return T(1) / (T(1) + exp(-x));
-    case Unary::Tanh: return tanh(x);
-    case Unary::Erf: return erf(x);
-    case Unary::Sign: return T((x > T(0)) - (x < T(0)));
-    case Unary::AddScalar: return x + s;
-    case Unary::MulScalar: return x * s;
-    case Unary::PowScalar: return pow(x, s);
-    case Unary::Gt: return T(x > s);
-    case Unary::Ge: return T(x >= s);
-    case Unary::Lt: return T(x < s);
-    case Unary::Le: return T(x <= s);
-    case Unary::Eq: return T(x == s);
-    case Unary::Ne: return T(x != s);
-  }
-  return x;
+  return kern_math::unary_element(op, x, s);
 }
 
 template <class T>
