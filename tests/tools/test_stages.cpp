@@ -180,6 +180,38 @@ TEST_SUITE("stages") {
     CHECK(fs::exists(c.out + "/finetune/bissl/seed1/backbone.safetensors"));
   }
 
+  TEST_CASE("BYOL through every stage: the EMA target is saved, loaded by the BiSSL stage and kept out of its HVPs") {
+    if (!have_fashion_mnist()) {
+      MESSAGE("SKIPPED: Fashion-MNIST is not installed at ", data::kFashionMnistDir);
+      return;
+    }
+    testing::TempDir tmp("byol");
+    stages::Config c = stages::load_config(
+        std::string(BISSL_SOURCE_DIR) + "/configs/pipeline_fashion_mnist.toml",
+        {"pretrain.method.name=byol", "pretrain.method.ema=0.99", "pretrain.train.lr=1.0", "pretrain.data.limit=1024",
+         "pipeline.arms=ft,bissl", "finetune.search_trials=0", "finetune.lr=0.05", "finetune.epochs=2",
+         "finetune.seeds=2", "bissl.alternations=2", "eval.tsne_points=0"},
+        /*quick=*/true);
+    c.out = tmp.file("run");
+    c.device = "cpu";
+    std::string report = stages::run_pipeline(c);
+    CHECK(report.find("| bissl |") != std::string::npos);
+    CHECK(report.find("byol") != std::string::npos);
+    std::ifstream m(c.out + "/train/bissl/metrics.jsonl");
+    int lines = 0;
+    for (std::string line; std::getline(m, line); ++lines) {
+      auto j = nlohmann::json::parse(line);
+      CHECK(j["hvps"] == 2 * 5);
+      CHECK(std::isfinite(j["lower_loss"].get<double>()));
+      CHECK(std::isfinite(j["cg_residual_last"].get<double>()));
+    }
+    CHECK(lines == 2);
+    // The stage's objective file holds BYOL's target network next to the heads.
+    auto obj = slurp(c.out + "/train/bissl/objective.safetensors");
+    CHECK(obj.find("target") != std::string::npos);
+    CHECK(fs::exists(c.out + "/finetune/bissl/seed1/result.json"));
+  }
+
   TEST_CASE("a multi-label task (Fashion-MNIST mosaics) through every stage: mAP, soft-target cross-entropy") {
     if (!have_fashion_mnist()) {
       MESSAGE("SKIPPED: Fashion-MNIST is not installed at ", data::kFashionMnistDir);
