@@ -171,7 +171,12 @@ std::string write_report(const ReportInputs& in, const std::string& path) {
        << ". Per-alternation values: `cg_residual_first`, `cg_residual_last`, `cg_min_curvature`, "
        << "`cg_max_curvature` in the stage's metrics.jsonl"
        << (nonfinite ? str(" (", nonfinite, " alternations had non-finite CG residuals; their u had NaNs set to 0)") : "")
-       << ".\n";
+       << "."
+       << (cfg.bissl.cg_layerwise ? " The layer-wise recurrence's residual is not the true one; `bissl-cg-study --config <this "
+                                    "config> --run <this run>` measures ‖b − Au‖/‖b‖ and H's extreme eigenvalues "
+                                    "(docs/cg-study.md)."
+                                  : "")
+       << "\n";
   }
 
   // Curves.
