@@ -87,7 +87,19 @@ nlohmann::json study_point(const stages::Config& cfg, const stages::Task& task, 
     ++products;
     return lin.hvp(v);
   };
-  bilevel::LanczosResult lz = bilevel::lanczos(H, v0, lanczos_steps);
+  bilevel::LanczosResult lz;
+  {
+    stages::Progress lp(pt.name + " Lanczos", lanczos_steps, "step");
+    int64_t k = 0;
+    lz = bilevel::lanczos(
+        [&](const TensorList& v) {
+          TensorList r = H(v);
+          lp.update(++k, "");
+          return r;
+        },
+        v0, lanczos_steps);
+    lp.done();
+  }
   const double hmin = lz.ritz.front(), hmax = lz.ritz.back();
   std::fprintf(stderr, "%s: Lanczos(%d) on H: Ritz values %.4g .. %.4g\n", pt.name.c_str(), lz.steps, hmin, hmax);
 
