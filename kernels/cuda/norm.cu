@@ -1,7 +1,11 @@
 // Batch norm (column statistics over [rows, c]) and layer norm (row
-// statistics), forward and fused backward. Column sums use per-block partial
-// sums in double and atomics.
+// statistics), forward and fused backward. Column reductions go in two
+// steps: per chunk of kRowsPerBlock rows a partial result per column (in
+// double), then an ordered merge over the chunks per column — no atomics, so
+// the results are the same bits run after run. The statistics are one pass
+// over x (Welford within a chunk, Chan's merge across chunks).
 #include "kernels/cuda/common.cuh"
+#include "kernels/norm_math.h"
 
 namespace bissl::cuda {
 
@@ -9,36 +13,70 @@ namespace {
 
 constexpr int kRowsPerBlock = 256;
 
-// acc[j] += Σ_rows f(r, j) over a block of rows; threads walk columns.
-template <class F>
-__global__ void k_colsum(int64_t rows, int64_t c, double* acc, F f) {
-  int64_t r0 = int64_t(blockIdx.y) * kRowsPerBlock, r1 = min(rows, r0 + kRowsPerBlock);
-  for (int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; j < c; j += int64_t(gridDim.x) * blockDim.x) {
-    double s = 0;
-    for (int64_t r = r0; r < r1; ++r) s += f(r, j);
-    atomicAdd(acc + j, s);
-  }
-}
-
-template <class F>
-void colsum(int64_t rows, int64_t c, double* acc, F f) {
-  memset_zero(acc, size_t(c) * sizeof(double));
-  dim3 grid(unsigned((c + 127) / 128), unsigned((rows + kRowsPerBlock - 1) / kRowsPerBlock));
-  k_colsum<<<grid, 128, 0, stream()>>>(rows, c, acc, f);
-  BISSL_LAUNCH_OK("column sums");
-}
-
 struct Scratch {
   double* p;
-  explicit Scratch(int64_t n) : p(static_cast<double*>(alloc(size_t(n) * sizeof(double)))) {}
+  explicit Scratch(int64_t n) : p(static_cast<double*>(alloc(size_t(n > 0 ? n : 1) * sizeof(double)))) {}
   ~Scratch() { release(p); }
 };
 
-template <class T>
-__global__ void k_stats_finish(const double* s, const double* ss, T* mean, T* var, int64_t c, int64_t rows) {
+int64_t row_chunks(int64_t rows) { return rows > 0 ? (rows + kRowsPerBlock - 1) / kRowsPerBlock : 1; }
+
+// part[k·c + j] = Σ over the rows of chunk k of f(r, j); threads walk columns
+// (consecutive threads read consecutive columns of a row: coalesced).
+template <class F>
+__global__ void k_colsum_part(int64_t rows, int64_t c, double* part, F f) {
+  const int64_t k = blockIdx.y, r0 = k * kRowsPerBlock, r1 = min(rows, r0 + kRowsPerBlock);
+  for (int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; j < c; j += int64_t(gridDim.x) * blockDim.x) {
+    double s = 0;
+    for (int64_t r = r0; r < r1; ++r) s += f(r, j);
+    part[k * c + j] = s;
+  }
+}
+
+__global__ void k_colsum_merge(const double* part, int64_t chunks, int64_t c, double* acc) {
   BISSL_GRID_LOOP(j, c) {
-    mean[j] = T(s[j] / double(rows));
-    var[j] = T(ss[j] / double(rows));
+    double s = 0;
+    for (int64_t k = 0; k < chunks; ++k) s += part[k * c + j];
+    acc[j] = s;
+  }
+}
+
+// acc[j] = Σ_rows f(r, j), deterministic.
+template <class F>
+void colsum(int64_t rows, int64_t c, double* acc, F f) {
+  if (c == 0) return;
+  const int64_t chunks = row_chunks(rows);
+  Scratch part(chunks * c);
+  dim3 grid(unsigned((c + 127) / 128), unsigned(chunks));
+  k_colsum_part<<<grid, 128, 0, stream()>>>(rows, c, part.p, f);
+  BISSL_LAUNCH_OK("column sums (chunks)");
+  k_colsum_merge<<<blocks_for(c), kThreads, 0, stream()>>>(part.p, chunks, c, acc);
+  BISSL_LAUNCH_OK("column sums (merge)");
+}
+
+// Per chunk and column: Welford's running mean and M2 (Σ (x − mean)²).
+template <class T>
+__global__ void k_welford_part(const T* x, int64_t rows, int64_t c, double* pmean, double* pm2) {
+  const int64_t k = blockIdx.y, r0 = k * kRowsPerBlock, r1 = min(rows, r0 + kRowsPerBlock);
+  for (int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; j < c; j += int64_t(gridDim.x) * blockDim.x) {
+    kern_math::Moments m;
+    for (int64_t r = r0; r < r1; ++r) kern_math::welford_add(m, double(x[r * c + j]));
+    pmean[k * c + j] = m.mean;
+    pm2[k * c + j] = m.m2;
+  }
+}
+
+// Chan et al.'s pairwise merge of the chunks, in chunk order: the biased
+// variance M2 / rows.
+template <class T>
+__global__ void k_welford_merge(const double* pmean, const double* pm2, int64_t rows, int64_t c, T* mean, T* var) {
+  BISSL_GRID_LOOP(j, c) {
+    kern_math::Moments m;
+    int64_t k = 0;
+    for (int64_t r0 = 0; r0 < rows; r0 += kRowsPerBlock, ++k)
+      kern_math::chan_merge(m, double(min(rows - r0, int64_t(kRowsPerBlock))), pmean[k * c + j], pm2[k * c + j]);
+    mean[j] = T(m.mean);
+    var[j] = T(m.m2 / double(rows));
   }
 }
 
@@ -119,17 +157,15 @@ __global__ void k_ln_bwd(const T* gy, const T* x, const T* mean, const T* rstd, 
 
 template <class T>
 void batch_norm_stats(const T* x, int64_t rows, int64_t c, T* mean, T* var) {
-  Scratch s(c), ss(c);
-  colsum(rows, c, s.p, [=] __device__(int64_t r, int64_t j) { return double(x[r * c + j]); });
-  // Two passes (mean first) for accuracy, as on the CPU.
-  k_stats_finish<T><<<blocks_for(c), kThreads, 0, stream()>>>(s.p, s.p, mean, var, c, rows);
-  BISSL_LAUNCH_OK("batch_norm mean");
-  colsum(rows, c, ss.p, [=] __device__(int64_t r, int64_t j) {
-    double d = double(x[r * c + j]) - double(mean[j]);
-    return d * d;
-  });
-  k_stats_finish<T><<<blocks_for(c), kThreads, 0, stream()>>>(s.p, ss.p, mean, var, c, rows);
-  BISSL_LAUNCH_OK("batch_norm var");
+  if (c == 0) return;
+  // One pass over x (the CPU takes two; both accumulate in double).
+  const int64_t chunks = row_chunks(rows);
+  Scratch pm(chunks * c), pm2(chunks * c);
+  dim3 grid(unsigned((c + 127) / 128), unsigned(chunks));
+  k_welford_part<T><<<grid, 128, 0, stream()>>>(x, rows, c, pm.p, pm2.p);
+  BISSL_LAUNCH_OK("batch_norm statistics (chunks)");
+  k_welford_merge<T><<<blocks_for(c), kThreads, 0, stream()>>>(pm.p, pm2.p, rows, c, mean, var);
+  BISSL_LAUNCH_OK("batch_norm statistics (merge)");
 }
 
 template <class T>
