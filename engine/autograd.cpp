@@ -375,8 +375,11 @@ std::vector<Tensor> Linearization::hvp(const std::vector<Tensor>& v) const {
               " directions");
   std::unordered_map<const void*, Tensor> tan;
   for (size_t i = 0; i < v.size(); ++i) {
-    BISSL_CHECK(v[i].shape() == zeros_[i].shape(), "linearize: direction ", i, " has shape ", shape_str(v[i].shape()),
-                ", its parameter ", shape_str(zeros_[i].shape()));
+    BISSL_CHECK(v[i].shape() == zeros_[i].shape() && v[i].dtype() == zeros_[i].dtype() &&
+                    v[i].device() == zeros_[i].device(),
+                "linearize: direction ", i, " is ", dtype_name(v[i].dtype()), " ", shape_str(v[i].shape()), " on ",
+                device_name(v[i].device()), ", its parameter ", dtype_name(zeros_[i].dtype()), " ",
+                shape_str(zeros_[i].shape()), " on ", device_name(zeros_[i].device()));
     tan[param_keys_[i]] = v[i].detach();
   }
   NoGradGuard ng;

@@ -70,6 +70,12 @@ void check_hvp(const std::function<Tensor()>& loss, std::vector<Tensor>& params,
   CHECK(flat(lin.hvp(u)) == hu);
   CHECK(flat(lin.hvp(v)) == hv);
   MESSAGE("linearization: ", lin.steps(), " tangent rules per H·v");
+  // Directions must match the parameters: a one-line error otherwise.
+  std::vector<Tensor> wrong = v;
+  wrong[0] = wrong[0].to(DType::F32);
+  CHECK_THROWS_WITH_AS(lin.hvp(wrong), doctest::Contains("direction 0 is f32"), Error);
+  wrong.pop_back();
+  CHECK_THROWS_WITH_AS(lin.hvp(wrong), doctest::Contains("directions"), Error);
 }
 
 Tensor param(const Shape& s, Generator& g, double scale) {
