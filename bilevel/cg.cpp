@@ -33,6 +33,16 @@ void check_product(const TensorList& Ad, const TensorList& b) {
 
 }  // namespace
 
+double list_dot(const TensorList& a, const TensorList& b) {
+  BISSL_CHECK(!a.empty() && a.size() == b.size(), "list_dot: expected two lists of the same non-zero length, found ",
+              a.size(), " and ", b.size());
+  NoGradGuard ng;
+  NoForwardADGuard nf;
+  TensorList s(a.size());
+  for (size_t l = 0; l < a.size(); ++l) s[l] = sum(mul(a[l], b[l]));
+  return host_scalar(sum_list(s));
+}
+
 CgResult conjugate_gradient(const MatVec& A, const TensorList& b_in, const CgOptions& opts) {
   BISSL_CHECK(!b_in.empty(), "conjugate_gradient: expected at least one tensor in b, found none");
   BISSL_CHECK(opts.iterations >= 0, "conjugate_gradient: expected iterations >= 0, found ", opts.iterations);

@@ -65,4 +65,8 @@ struct CgResult {
 // true residual. Costs `iterations` products with A.
 CgResult conjugate_gradient(const MatVec& A, const TensorList& b, const CgOptions& opts = {});
 
+// Σ_l ⟨a_l, b_l⟩ over two lists of the same shapes, read back to the host
+// once (not once per tensor).
+double list_dot(const TensorList& a, const TensorList& b);
+
 }  // namespace bissl::bilevel

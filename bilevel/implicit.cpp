@@ -32,9 +32,8 @@ MatVec implicit_matvec(const HvpFn& hvp_fn, double lambda, double delta) {
 ImplicitGradResult implicit_gradient(const std::function<Tensor()>& lower_loss,
                                      const std::vector<Tensor>& backbone_params, const std::vector<Tensor>& rhs,
                                      double lambda, double delta, const CgOptions& cg) {
-  const std::vector<Tensor> params = backbone_params;
-  return implicit_gradient([&](const TensorList& v) { return hvp(lower_loss, params, v).hv; }, backbone_params, rhs,
-                           lambda, delta, cg);
+  return implicit_gradient([&](const TensorList& v) { return hvp(lower_loss, backbone_params, v).hv; },
+                           backbone_params, rhs, lambda, delta, cg);
 }
 
 ImplicitGradResult implicit_gradient(const HvpFn& hvp_fn, const std::vector<Tensor>& backbone_params,

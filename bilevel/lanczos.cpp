@@ -11,12 +11,6 @@ namespace bissl::bilevel {
 
 namespace {
 
-double dot(const TensorList& a, const TensorList& b) {
-  double s = 0;
-  for (size_t i = 0; i < a.size(); ++i) s += sum(mul(a[i], b[i])).item();
-  return s;
-}
-
 TensorList axpy(const TensorList& y, double a, const TensorList& x) {  // y + a·x
   TensorList r(y.size());
   for (size_t i = 0; i < y.size(); ++i) r[i] = add(y[i], mul(x[i], a));
@@ -73,7 +67,7 @@ LanczosResult lanczos(const MatVec& A, const TensorList& start, int steps) {
   NoForwardADGuard nf;
   TensorList q;
   for (auto& t : start) q.push_back(t.detach());
-  const double n0 = std::sqrt(dot(q, q));
+  const double n0 = std::sqrt(list_dot(q, q));
   BISSL_CHECK(n0 > 0 && std::isfinite(n0), "lanczos: the start vector has norm ", n0);
   q = scale(q, 1 / n0);
   std::vector<TensorList> Q{q};
@@ -87,14 +81,14 @@ LanczosResult lanczos(const MatVec& A, const TensorList& start, int steps) {
       w = A(Q.back());
     }
     for (auto& t : w) t = t.detach();
-    const double a = dot(w, Q.back());
+    const double a = list_dot(w, Q.back());
     r.alpha.push_back(a);
     // Full reorthogonalisation (twice is enough: "twice is enough", Parlett).
     for (int pass = 0; pass < 2; ++pass)
-      for (auto& qi : Q) w = axpy(w, -dot(w, qi), qi);
+      for (auto& qi : Q) w = axpy(w, -list_dot(w, qi), qi);
     ++r.steps;
     if (k + 1 == steps) break;
-    const double b = std::sqrt(dot(w, w));
+    const double b = std::sqrt(list_dot(w, w));
     double tnorm = 0;
     for (double x : r.alpha) tnorm = std::max(tnorm, std::abs(x));
     for (double x : r.beta) tnorm = std::max(tnorm, std::abs(x));

@@ -38,11 +38,7 @@ namespace {
 
 using bilevel::TensorList;
 
-double norm(const TensorList& x) {
-  double s = 0;
-  for (auto& t : x) s += sum(mul(t, t)).item();
-  return std::sqrt(s);
-}
+double norm(const TensorList& x) { return std::sqrt(bilevel::list_dot(x, x)); }
 
 struct Point {
   std::string name, backbone, objective, head;
@@ -103,18 +99,18 @@ nlohmann::json study_point(const stages::Config& cfg, const stages::Task& task, 
   const double hmin = lz.ritz.front(), hmax = lz.ritz.back();
   std::fprintf(stderr, "%s: Lanczos(%d) on H: Ritz values %.4g .. %.4g\n", pt.name.c_str(), lz.steps, hmin, hmax);
 
+  int64_t nparams = 0;
+  for (auto& p : params) nparams += p.numel();
+  const double bnorm = norm(b);
   nlohmann::json j{{"point", pt.name},
                    {"backbone", pt.backbone},
-                   {"parameters", int64_t(0)},
+                   {"parameters", nparams},
                    {"lanczos_steps", lz.steps},
                    {"ritz", lz.ritz},
                    {"h_min", hmin},
                    {"h_max", hmax},
-                   {"rhs_norm", norm(b)},
+                   {"rhs_norm", bnorm},
                    {"lambda", bc.lambda}};
-  int64_t nparams = 0;
-  for (auto& p : params) nparams += p.numel();
-  j["parameters"] = nparams;
   stages::Progress progress(pt.name + " CG runs", int64_t(deltas.size() * 2 * iterations.size()), "run");
   int64_t done = 0;
   for (double delta : deltas) {
@@ -138,15 +134,16 @@ nlohmann::json study_point(const stages::Config& cfg, const stages::Task& task, 
         }
         double min_curv = 1e300;
         for (double c : r.curvature) min_curv = std::min(min_curv, c);
+        const double true_residual = norm(res) / bnorm;
         runs.push_back({{"iterations", k},
-                        {"true_residual", norm(res) / norm(b)},
+                        {"true_residual", true_residual},
                         {"recurrence_residual", r.residuals.back() / r.residuals.front()},
                         {"recurrence_residuals", r.residuals},
                         {"min_curvature", min_curv},
                         {"u_norm", norm(r.x)},
                         {"nan_replaced", r.nan_replaced}});
         progress.update(++done, str("δ ", delta, layerwise ? " layer-wise " : " global ", k, " it: ‖b−Au‖/‖b‖ ",
-                                    stages::fmt(norm(res) / norm(b), 3)));
+                                    stages::fmt(true_residual, 3)));
       }
       dj[layerwise ? "layerwise" : "global"] = runs;
     }

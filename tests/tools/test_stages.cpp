@@ -42,6 +42,23 @@ bool have_fashion_mnist() {
          fs::exists(std::string(data::kFashionMnistDir) + "/train-images-idx3-ubyte");
 }
 
+// True (after saying so) when the test cannot run here.
+bool skip_without_fashion_mnist() {
+  if (have_fashion_mnist()) return false;
+  MESSAGE("SKIPPED: Fashion-MNIST is not installed at ", data::kFashionMnistDir, " (tools/setup.sh installs it)");
+  return true;
+}
+
+// A shipped pipeline config in its --quick preset with `sets` after it,
+// writing into `tmp`, on the CPU.
+stages::Config quick_config(const std::string& file, const std::vector<std::string>& sets,
+                            const testing::TempDir& tmp) {
+  stages::Config c = stages::load_config(std::string(BISSL_SOURCE_DIR) + "/configs/" + file, sets, /*quick=*/true);
+  c.out = tmp.file("run");
+  c.device = "cpu";
+  return c;
+}
+
 }  // namespace
 
 TEST_SUITE("stages") {
@@ -156,22 +173,17 @@ TEST_SUITE("stages") {
   }
 
   TEST_CASE("MAE through every stage: a 2-block ViT-Tiny, AdamW fine-tuning with layer-wise lr decay and drop path") {
-    if (!have_fashion_mnist()) {
-      MESSAGE("SKIPPED: Fashion-MNIST is not installed at ", data::kFashionMnistDir);
-      return;
-    }
+    if (skip_without_fashion_mnist()) return;
     testing::TempDir tmp("mae");
-    stages::Config c = stages::load_config(
-        std::string(BISSL_SOURCE_DIR) + "/configs/pipeline_fashion_mnist.toml",
+    stages::Config c = quick_config(
+        "pipeline_fashion_mnist.toml",
         {"pretrain.model.arch=vit_tiny", "pretrain.model.patch_size=7", "pretrain.model.depth=2",
          "pretrain.method.name=mae", "pretrain.train.optimizer=adamw", "pretrain.train.lr=1.5e-3",
          "pretrain.train.weight_decay=0.05", "pretrain.data.limit=1024", "pipeline.arms=ft,bissl",
          "finetune.optimizer=adamw", "finetune.layer_decay=0.75", "finetune.drop_path=0.1", "finetune.lr=1e-3",
          "finetune.search_trials=0", "finetune.epochs=2", "bissl.alternations=1", "eval.tsne_points=60"},
-        /*quick=*/true);  // the --set overrides come after the preset
-    CHECK(c.pretrain.limit == 1024);
-    c.out = tmp.file("run");
-    c.device = "cpu";
+        tmp);
+    CHECK(c.pretrain.limit == 1024);  // the --set overrides come after the preset
     std::string report = stages::run_pipeline(c);
     CHECK(report.find("| bissl |") != std::string::npos);
     auto m = nlohmann::json::parse(slurp(c.out + "/train/bissl/metrics.jsonl"));
@@ -181,19 +193,14 @@ TEST_SUITE("stages") {
   }
 
   TEST_CASE("BYOL through every stage: the EMA target is saved, loaded by the BiSSL stage and kept out of its HVPs") {
-    if (!have_fashion_mnist()) {
-      MESSAGE("SKIPPED: Fashion-MNIST is not installed at ", data::kFashionMnistDir);
-      return;
-    }
+    if (skip_without_fashion_mnist()) return;
     testing::TempDir tmp("byol");
-    stages::Config c = stages::load_config(
-        std::string(BISSL_SOURCE_DIR) + "/configs/pipeline_fashion_mnist.toml",
+    stages::Config c = quick_config(
+        "pipeline_fashion_mnist.toml",
         {"pretrain.method.name=byol", "pretrain.method.ema=0.99", "pretrain.train.lr=1.0", "pretrain.data.limit=1024",
          "pipeline.arms=ft,bissl", "finetune.search_trials=0", "finetune.lr=0.05", "finetune.epochs=2",
          "finetune.seeds=2", "bissl.alternations=2", "eval.tsne_points=0"},
-        /*quick=*/true);
-    c.out = tmp.file("run");
-    c.device = "cpu";
+        tmp);
     std::string report = stages::run_pipeline(c);
     CHECK(report.find("| bissl |") != std::string::npos);
     CHECK(report.find("byol") != std::string::npos);
@@ -213,19 +220,14 @@ TEST_SUITE("stages") {
   }
 
   TEST_CASE("a multi-label task (Fashion-MNIST mosaics) through every stage: mAP, soft-target cross-entropy") {
-    if (!have_fashion_mnist()) {
-      MESSAGE("SKIPPED: Fashion-MNIST is not installed at ", data::kFashionMnistDir);
-      return;
-    }
+    if (skip_without_fashion_mnist()) return;
     testing::TempDir tmp("mosaic");
-    stages::Config c = stages::load_config(
-        std::string(BISSL_SOURCE_DIR) + "/configs/pipeline_fashion_mnist_mosaic.toml",
+    stages::Config c = quick_config(
+        "pipeline_fashion_mnist_mosaic.toml",
         {"pipeline.pretrained=", "pretrain.data.limit=1024", "pipeline.arms=ft,bissl,ij_discarded",
          "bissl.alternations=1", "finetune.epochs=2", "eval.tsne_points=60"},
-        /*quick=*/true);
+        tmp);
     CHECK(c.task.train_images == 200);  // the preset's mosaic counts
-    c.out = tmp.file("run");
-    c.device = "cpu";
     stages::Task task = stages::load_task(c.task);
     CHECK(task.multi_label);
     CHECK(task.num_classes == 10);
@@ -339,15 +341,9 @@ TEST_SUITE("stages") {
   }
 
   TEST_CASE("the --quick pipeline on Fashion-MNIST end to end, rerun, and an exact BiSSL resume") {
-    if (!have_fashion_mnist()) {
-      MESSAGE("SKIPPED: Fashion-MNIST is not installed at ", data::kFashionMnistDir, " (tools/setup.sh installs it)");
-      return;
-    }
+    if (skip_without_fashion_mnist()) return;
     testing::TempDir tmp("pipeline");
-    stages::Config c = stages::load_config(std::string(BISSL_SOURCE_DIR) + "/configs/pipeline_fashion_mnist.toml", {},
-                                           /*quick=*/true);
-    c.out = tmp.file("run");
-    c.device = "cpu";
+    stages::Config c = quick_config("pipeline_fashion_mnist.toml", {}, tmp);
     std::string report = stages::run_pipeline(c);
     for (const char* f : {"report.md", "config.toml", "pretrain/backbone.safetensors", "task/train.txt",
                           "finetune/search/search.jsonl", "warmup/head.safetensors", "train/bissl/backbone.safetensors",

@@ -321,10 +321,11 @@ ArmResult finetune_arm(const Config& cfg, const Task& task, const FinetuneSpec& 
   a.multi_label = task.multi_label;
   if (shared) {
     a.hyper = *shared;
-  } else if (fs::exists(dir + "/hyper.json") && read_hyper(dir + "/hyper.json").multi_label == task.multi_label) {
-    a.hyper = read_hyper(dir + "/hyper.json");
   } else {
-    a.hyper = random_search(cfg, task, spec, dir);
+    // A chosen (lr, wd) on disk is reused when it was scored by this task's metric.
+    const bool have = fs::exists(dir + "/hyper.json");
+    if (have) a.hyper = read_hyper(dir + "/hyper.json");
+    if (!have || a.hyper.multi_label != task.multi_label) a.hyper = random_search(cfg, task, spec, dir);
   }
   write_hyper(dir + "/hyper.json", a.hyper);
   for (int64_t k = 0; k < cfg.finetune.seeds; ++k) {

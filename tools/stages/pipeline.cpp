@@ -129,8 +129,10 @@ std::string run_pipeline(const Config& cfg_in) {
     auto t0 = std::chrono::steady_clock::now();
     const std::string sdir = out + "/finetune/search";
     StageTime st{"search", str(cfg.finetune.search_trials, " random (lr, wd) trials on the validation split")};
-    if (fs::exists(sdir + "/hyper.json") && read_hyper(sdir + "/hyper.json").multi_label == task.multi_label) {
-      shared = read_hyper(sdir + "/hyper.json");
+    // A chosen (lr, wd) on disk is reused when it was scored by this task's metric.
+    const bool have = fs::exists(sdir + "/hyper.json");
+    if (have) shared = read_hyper(sdir + "/hyper.json");
+    if (have && shared.multi_label == task.multi_label) {
       st.skipped = true;
     } else {
       fs::create_directories(sdir);
