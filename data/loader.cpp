@@ -92,12 +92,15 @@ Batch Loader::make_batch(int64_t epoch, int64_t step) const {
   out.epoch = epoch;
   out.step = step;
   out.indices.assign(order->begin() + b0, order->begin() + b0 + bn);
-  out.labels = empty({bn}, DType::I64);
+  // Staging for the device copy when the batches go to a GPU.
+  const bool pin = opts_.device != Device::CPU && opts_.pin_memory;
+  auto alloc = [pin](const Shape& shape, DType t) { return pin ? empty_pinned(shape, t) : empty(shape, t); };
+  out.labels = alloc({bn}, DType::I64);
   int64_t* lab = out.labels.data<int64_t>();
   for (int64_t k = 0; k < bn; ++k) lab[k] = d.labels[size_t(out.indices[size_t(k)])];
   if (d.multi_label()) {
     const int64_t nc = d.num_classes;
-    out.targets = empty({bn, nc}, DType::F32);
+    out.targets = alloc({bn, nc}, DType::F32);
     float* t = out.targets.data<float>();
     for (int64_t k = 0; k < bn; ++k) {
       const uint8_t* row = d.target_row(out.indices[size_t(k)]);
@@ -106,7 +109,7 @@ Batch Loader::make_batch(int64_t epoch, int64_t step) const {
   }
   const int64_t per = out_h_ * out_w_ * d.c;
   for (size_t v = 0; v < opts_.views.size(); ++v) {
-    Tensor t = empty({bn, out_h_, out_w_, d.c}, DType::F32);
+    Tensor t = alloc({bn, out_h_, out_w_, d.c}, DType::F32);
     float* dst = t.data<float>();
     for (int64_t k = 0; k < bn; ++k) {
       const int64_t idx = out.indices[size_t(k)];
@@ -201,8 +204,9 @@ bool Loader::next(Batch& out) {
   out = std::move(r.batch);
   lk.unlock();
   work_cv_.notify_all();
-  // Hand the batch over on the model's device (a copy on the consumer's
-  // thread; pinned, overlapped copies are not built yet).
+  // Hand the batch over on the model's device, on the consumer's thread:
+  // from pinned staging the copies are queued without a wait (the staging
+  // is held until they pass, then reused by the workers).
   if (opts_.device != Device::CPU) {
     for (auto& v : out.views) v = v.to(opts_.device);
     out.labels = out.labels.to(opts_.device);

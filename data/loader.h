@@ -7,6 +7,10 @@
 // contents depend only on (seed, epoch, step) — not on the worker count or on
 // thread timing.
 //
+// Device hand-over: with a GPU `device`, batches are built in pinned host
+// memory and copied asynchronously on the compute stream by next(): the
+// host never waits for the GPU to take a batch.
+//
 // Stream model: batches form one stream, epoch after epoch. Workers run up
 // to `prefetch` batches ahead of the consumer, across epoch boundaries too,
 // so the first batch of the next epoch is usually ready when asked for.
@@ -53,8 +57,13 @@ struct LoaderOptions {
   std::vector<int64_t> indices;
   // true: next() runs on into the following epoch and never returns false.
   bool cycle = false;
-  // Device the batches are handed over on (views and labels).
+  // Device the batches are handed over on (views, labels, targets).
   Device device = Device::CPU;
+  // With a GPU device: workers build batches in page-locked (pinned) host
+  // memory and next() queues their copies to the device without waiting for
+  // it (the staging buffers are reused once their copies have passed).
+  // false: pageable buffers, copied with a wait for the device.
+  bool pin_memory = true;
   // Runs on every finished batch in the worker thread (extra per-batch work);
   // must be thread-safe. An exception it throws reaches the consumer.
   std::function<void(Batch&)> batch_hook;

@@ -59,6 +59,36 @@ AllocFn device_allocator(Device d) {
 #endif
 }
 
+AllocFn pinned_allocator() {
+#ifdef BISSL_WITH_CUDA
+  if (cuda::device_count() == 0) return nullptr;
+  return [](size_t nbytes) {
+    auto s = std::make_shared<Storage>();
+    s->data = cuda::host_alloc(nbytes);
+    s->nbytes = nbytes;
+    s->device = Device::CPU;
+    s->pinned = true;
+    s->deleter = [](void* p) { cuda::host_release(p); };
+    return s;
+  };
+#else
+  return nullptr;
+#endif
+}
+
+void copy_to_device_async(void* dst, Device dd, const void* src, std::shared_ptr<Storage> src_owner,
+                          size_t bytes) {
+  BISSL_CHECK(src_owner && src_owner->pinned && src_owner->device == Device::CPU,
+              "copy_to_device_async: expected a pinned cpu source");
+  BISSL_CHECK(dd != Device::CPU, "copy_to_device_async: expected a device destination, found the cpu");
+#ifdef BISSL_WITH_CUDA
+  cuda::copy_h2d_async(dst, src, bytes, std::move(src_owner));
+#else
+  (void)dst, (void)src, (void)bytes;
+  throw Error("copy: a cuda tensor in a build without the CUDA backend");
+#endif
+}
+
 void copy_bytes(void* dst, Device dd, const void* src, Device sd, size_t bytes) {
   if (!bytes) return;
   if (dd == Device::CPU && sd == Device::CPU) {
@@ -110,6 +140,21 @@ int64_t cuda_host_syncs() {
 #else
   return 0;
 #endif
+}
+
+size_t cuda_pinned_bytes() {
+#ifdef BISSL_WITH_CUDA
+  return cuda_device_count() ? cuda::host_pinned_bytes() : 0;
+#else
+  return 0;
+#endif
+}
+
+void cuda_set_eager_index_checks(bool on) {
+#ifdef BISSL_WITH_CUDA
+  cuda::set_eager_index_checks(on);
+#endif
+  (void)on;
 }
 
 void cuda_set_poison(bool on) {

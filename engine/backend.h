@@ -12,8 +12,16 @@ std::string backend_summary();  // one line for logs: "cpu (2 threads); cuda: ..
 
 // The allocator for a device (null when the device is unavailable).
 AllocFn device_allocator(Device d);
-// Byte copies between any two devices, and zero fills.
+// Page-locked CPU storage (Storage::pinned), cached by size; null when no
+// GPU is present.
+AllocFn pinned_allocator();
+// Byte copies between any two devices (waiting for the device when the host
+// is involved), and zero fills.
 void copy_bytes(void* dst, Device dd, const void* src, Device sd, size_t bytes);
+// From pinned CPU storage to a device, without waiting: `src_owner` is held
+// until the copy has passed.
+void copy_to_device_async(void* dst, Device dd, const void* src, std::shared_ptr<Storage> src_owner,
+                          size_t bytes);
 void zero_bytes(void* dst, Device d, size_t bytes);
 // CUDA pool statistics (0 without CUDA).
 size_t cuda_peak_bytes();
@@ -23,6 +31,12 @@ void cuda_synchronize();
 // (device<->host copies, synchronize); 0 without CUDA. bissl-bench reports it
 // per training step.
 int64_t cuda_host_syncs();
+// Page-locked host bytes made so far (the loader's staging; 0 without CUDA).
+size_t cuda_pinned_bytes();
+// Index checks of CUDA ops (gathers, cross-entropy targets, one-hot): by
+// default queued on the device and reported at the host's next wait for it
+// (no wait inside a training step); on = checked at the op, waiting.
+void cuda_set_eager_index_checks(bool on);
 // Fill new CUDA allocations with NaN bytes (parity tests: catches unwritten outputs).
 void cuda_set_poison(bool on);
 // TF32 tensor cores for f32 GEMMs on CUDA (off by default).

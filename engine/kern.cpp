@@ -17,6 +17,8 @@ void check_indices(const int64_t* idx, int64_t n, int64_t hi, const char* what) 
     ok = cpu::indices_in_range(idx, n, hi, &bad);
   } else {
 #ifdef BISSL_WITH_CUDA
+    // Deferred by default: no wait for the device inside a training step.
+    if (!cuda::eager_index_checks()) return cuda::check_indices_deferred(idx, n, hi, what);
     ok = cuda::indices_in_range(idx, n, hi, &bad);
 #else
     no_cuda(what);

@@ -97,7 +97,10 @@ BISSL_KERN_T(scale_inplace)
 #undef BISSL_KERN_T
 #undef BISSL_KERN
 
-// Index bounds check on either device: throws `what: index v out of range [0, hi)`.
+// Index bounds check on either device: throws `what: index v out of range
+// [0, hi)`. On the CPU at once; on CUDA at the host's next wait for the device
+// (cuda_set_eager_index_checks(true): at once, waiting). `what` must be a
+// string literal.
 void check_indices(const int64_t* idx, int64_t n, int64_t hi, const char* what);
 
 }  // namespace bissl::kern

@@ -140,7 +140,11 @@ Tensor Tensor::clone() const {
 void Tensor::copy_(const Tensor& src) {
   BISSL_CHECK(src.shape() == shape() && src.dtype() == dtype(), "copy_: expected ", shape_str(shape()), " ",
               dtype_name(dtype()), ", found ", shape_str(src.shape()), " ", dtype_name(src.dtype()));
-  if (raw() != src.raw()) copy_bytes(raw(), device(), src.raw(), src.device(), nbytes());
+  if (raw() == src.raw()) return;
+  if (device() != Device::CPU && src.device() == Device::CPU && src.is_pinned())
+    copy_to_device_async(raw(), device(), src.raw(), src.impl().storage, nbytes());
+  else
+    copy_bytes(raw(), device(), src.raw(), src.device(), nbytes());
 }
 
 Tensor& Tensor::fill_(double v) {
@@ -190,6 +194,17 @@ Tensor empty(const Shape& s, DType t, Device d) {
   for (auto x : s) BISSL_CHECK(x >= 0, "empty: negative dimension in shape ", shape_str(s));
   auto& fn = allocator(d);
   BISSL_CHECK(fn, "empty: no ", device_name(d), " device: ", backend_summary());
+  auto p = std::make_shared<TensorImpl>();
+  p->storage = fn(size_t(numel(s)) * dtype_size(t));
+  p->shape = s;
+  p->dtype = t;
+  return Tensor(p);
+}
+
+Tensor empty_pinned(const Shape& s, DType t) {
+  for (auto x : s) BISSL_CHECK(x >= 0, "empty_pinned: negative dimension in shape ", shape_str(s));
+  AllocFn fn = pinned_allocator();
+  if (!fn) return empty(s, t);
   auto p = std::make_shared<TensorImpl>();
   p->storage = fn(size_t(numel(s)) * dtype_size(t));
   p->shape = s;

@@ -23,6 +23,9 @@ struct Storage {
   void* data = nullptr;
   size_t nbytes = 0;
   Device device = Device::CPU;
+  // CPU storage in page-locked memory (empty_pinned): copies from it to the
+  // GPU are queued without waiting for the device.
+  bool pinned = false;
   std::function<void(void*)> deleter;
   ~Storage() {
     if (data && deleter) deleter(data);
@@ -54,6 +57,7 @@ class Tensor {
   int64_t numel() const { return bissl::numel(impl().shape); }
   DType dtype() const { return impl().dtype; }
   Device device() const { return impl().storage->device; }
+  bool is_pinned() const { return impl().storage->pinned; }
   size_t nbytes() const { return size_t(numel()) * dtype_size(dtype()); }
 
   void* raw() const { return static_cast<char*>(impl().storage->data) + impl().offset; }
@@ -85,7 +89,10 @@ class Tensor {
   Tensor clone() const;  // deep copy, no history
   Tensor to(DType t) const;  // differentiable dtype conversion
   Tensor to(Device d) const;
-  void copy_(const Tensor& src);  // in-place data copy, not recorded
+  // In-place data copy, not recorded. From a pinned CPU tensor to the GPU it
+  // is asynchronous: the source's storage is held until the copy is done,
+  // but the source must not be written before then (drop it or synchronize).
+  void copy_(const Tensor& src);
   Tensor& fill_(double v);        // in-place, not recorded
 
   // Common ops as methods (defined in ops.h / ops.cpp).
@@ -107,6 +114,9 @@ class Tensor {
 
 // ---- creation ----
 Tensor empty(const Shape& s, DType t = DType::F32, Device d = Device::CPU);
+// A CPU tensor in page-locked memory when a GPU is present (a plain CPU
+// tensor otherwise): staging for asynchronous host-to-device copies.
+Tensor empty_pinned(const Shape& s, DType t = DType::F32);
 Tensor zeros(const Shape& s, DType t = DType::F32, Device d = Device::CPU);
 Tensor ones(const Shape& s, DType t = DType::F32, Device d = Device::CPU);
 Tensor full(const Shape& s, double v, DType t = DType::F32, Device d = Device::CPU);

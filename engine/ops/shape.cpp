@@ -337,7 +337,7 @@ void register_shape(OpRegistry& r) {
         Tensor y = out_empty(idx.shape(), x.dtype());
         BISSL_FLOAT_KERNEL(x.dtype(), "take",
                            kern::take_flat<scalar_t>(x.data<scalar_t>(), idx.data<int64_t>(), y.data<scalar_t>(),
-                                                    idx.numel()));
+                                                    idx.numel(), x.numel()));
         return std::vector<Tensor>{y};
       },
       [](const Tensor& g, const OpCtx& c) {
@@ -355,7 +355,7 @@ void register_shape(OpRegistry& r) {
         check_index(idx, y.numel(), "put_add");
         BISSL_FLOAT_KERNEL(g.dtype(), "put_add",
                            kern::scatter_add_flat<scalar_t>(g.data<scalar_t>(), idx.data<int64_t>(), y.data<scalar_t>(),
-                                                           g.numel()));
+                                                           g.numel(), y.numel()));
         return std::vector<Tensor>{y};
       },
       [](const Tensor& g, const OpCtx& c) { return call_op("take", {g, c.input(1)})[0]; },

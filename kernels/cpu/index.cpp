@@ -48,13 +48,13 @@ void scatter_add_mid(const T* g, const int64_t* idx, T* out, int64_t outer, int6
 }
 
 template <class T>
-void take_flat(const T* x, const int64_t* idx, T* out, int64_t n) {
+void take_flat(const T* x, const int64_t* idx, T* out, int64_t n, int64_t /*limit: checked by the op*/) {
 #pragma omp parallel for if (n > 65536)
   for (int64_t i = 0; i < n; ++i) out[i] = x[idx[i]];
 }
 
 template <class T>
-void scatter_add_flat(const T* g, const int64_t* idx, T* out, int64_t n) {
+void scatter_add_flat(const T* g, const int64_t* idx, T* out, int64_t n, int64_t /*limit: checked by the op*/) {
   for (int64_t i = 0; i < n; ++i) out[idx[i]] += g[i];
 }
 
@@ -84,8 +84,8 @@ bool indices_in_range(const int64_t* idx, int64_t n, int64_t hi, int64_t* bad) {
   template void index_add<T>(const T*, const int64_t*, T*, int64_t, int64_t, int64_t, int64_t);    \
   template void gather_mid<T>(const T*, const int64_t*, T*, int64_t, int64_t, int64_t, int64_t);   \
   template void scatter_add_mid<T>(const T*, const int64_t*, T*, int64_t, int64_t, int64_t, int64_t); \
-  template void take_flat<T>(const T*, const int64_t*, T*, int64_t);                           \
-  template void scatter_add_flat<T>(const T*, const int64_t*, T*, int64_t);                           \
+  template void take_flat<T>(const T*, const int64_t*, T*, int64_t, int64_t);                           \
+  template void scatter_add_flat<T>(const T*, const int64_t*, T*, int64_t, int64_t);                           \
   template void one_hot<T>(const int64_t*, T*, int64_t, int64_t);                                     \
   template void dropout_mask<T>(T*, int64_t, double, uint64_t, uint64_t);
 INST(float)

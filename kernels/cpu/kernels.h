@@ -60,9 +60,9 @@ template <class T>
 void scatter_add_mid(const T* g, const int64_t* idx, T* out, int64_t outer, int64_t n, int64_t k, int64_t inner);
 // Flat gather/scatter: out[i] = x[idx[i]]; out[idx[i]] += g[i].
 template <class T>
-void take_flat(const T* x, const int64_t* idx, T* out, int64_t n);
+void take_flat(const T* x, const int64_t* idx, T* out, int64_t n, int64_t limit);
 template <class T>
-void scatter_add_flat(const T* g, const int64_t* idx, T* out, int64_t n);
+void scatter_add_flat(const T* g, const int64_t* idx, T* out, int64_t n, int64_t limit);
 
 template <class T>
 void one_hot(const int64_t* idx, T* out, int64_t n, int64_t classes);

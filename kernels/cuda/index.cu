@@ -1,5 +1,8 @@
 // Indexing (index_select/add, gather/scatter_add, take/put_add), one-hot,
 // index range checks, Philox dropout masks.
+#include <deque>
+#include <mutex>
+
 #include "kernels/cuda/common.cuh"
 #include "kernels/philox.h"
 
@@ -7,45 +10,51 @@ namespace bissl::cuda {
 
 namespace {
 
+// Kernels that read indices skip those out of range: a deferred check has
+// queued the error, which the host reports at its next wait for the stream.
+__device__ inline bool in_range(int64_t t, int64_t n) { return t >= 0 && t < n; }
+
 template <class T>
 __global__ void k_index_select(const T* x, const int64_t* idx, T* out, int64_t total, int64_t n, int64_t k,
                                int64_t inner) {
   BISSL_GRID_LOOP(q, total) {
-    int64_t i = q % inner, j = (q / inner) % k, o = q / (inner * k);
-    out[q] = x[(o * n + idx[j]) * inner + i];
+    int64_t i = q % inner, j = (q / inner) % k, o = q / (inner * k), t = idx[j];
+    out[q] = in_range(t, n) ? x[(o * n + t) * inner + i] : T(0);
   }
 }
 template <class T>
 __global__ void k_index_add(const T* g, const int64_t* idx, T* out, int64_t total, int64_t n, int64_t k,
                             int64_t inner) {
   BISSL_GRID_LOOP(q, total) {
-    int64_t i = q % inner, j = (q / inner) % k, o = q / (inner * k);
-    atomicAdd(out + (o * n + idx[j]) * inner + i, g[q]);
+    int64_t i = q % inner, j = (q / inner) % k, o = q / (inner * k), t = idx[j];
+    if (in_range(t, n)) atomicAdd(out + (o * n + t) * inner + i, g[q]);
   }
 }
 template <class T>
 __global__ void k_gather(const T* x, const int64_t* idx, T* out, int64_t total, int64_t n, int64_t k,
                          int64_t inner) {
   BISSL_GRID_LOOP(q, total) {
-    int64_t i = q % inner, o = q / (inner * k);
-    out[q] = x[(o * n + idx[q]) * inner + i];
+    int64_t i = q % inner, o = q / (inner * k), t = idx[q];
+    out[q] = in_range(t, n) ? x[(o * n + t) * inner + i] : T(0);
   }
 }
 template <class T>
 __global__ void k_scatter_add(const T* g, const int64_t* idx, T* out, int64_t total, int64_t n, int64_t k,
                               int64_t inner) {
   BISSL_GRID_LOOP(q, total) {
-    int64_t i = q % inner, o = q / (inner * k);
-    atomicAdd(out + (o * n + idx[q]) * inner + i, g[q]);
+    int64_t i = q % inner, o = q / (inner * k), t = idx[q];
+    if (in_range(t, n)) atomicAdd(out + (o * n + t) * inner + i, g[q]);
   }
 }
 template <class T>
-__global__ void k_take(const T* x, const int64_t* idx, T* out, int64_t n) {
-  BISSL_GRID_LOOP(i, n) out[i] = x[idx[i]];
+__global__ void k_take(const T* x, const int64_t* idx, T* out, int64_t n, int64_t limit) {
+  BISSL_GRID_LOOP(i, n) out[i] = in_range(idx[i], limit) ? x[idx[i]] : T(0);
 }
 template <class T>
-__global__ void k_put_add(const T* g, const int64_t* idx, T* out, int64_t n) {
-  BISSL_GRID_LOOP(i, n) atomicAdd(out + idx[i], g[i]);
+__global__ void k_put_add(const T* g, const int64_t* idx, T* out, int64_t n, int64_t limit) {
+  BISSL_GRID_LOOP(i, n) {
+    if (in_range(idx[i], limit)) atomicAdd(out + idx[i], g[i]);
+  }
 }
 __global__ void k_check(const int64_t* idx, int64_t n, int64_t hi, unsigned long long* bad) {
   BISSL_GRID_LOOP(i, n) {
@@ -92,23 +101,22 @@ void scatter_add_mid(const T* g, const int64_t* idx, T* out, int64_t outer, int6
   BISSL_LAUNCH_OK("scatter_add");
 }
 template <class T>
-void take_flat(const T* x, const int64_t* idx, T* out, int64_t n) {
+void take_flat(const T* x, const int64_t* idx, T* out, int64_t n, int64_t limit) {
   if (!n) return;
-  k_take<T><<<blocks_for(n), kThreads, 0, stream()>>>(x, idx, out, n);
+  k_take<T><<<blocks_for(n), kThreads, 0, stream()>>>(x, idx, out, n, limit);
   BISSL_LAUNCH_OK("take");
 }
 template <class T>
-void scatter_add_flat(const T* g, const int64_t* idx, T* out, int64_t n) {
+void scatter_add_flat(const T* g, const int64_t* idx, T* out, int64_t n, int64_t limit) {
   if (!n) return;
-  k_put_add<T><<<blocks_for(n), kThreads, 0, stream()>>>(g, idx, out, n);
+  k_put_add<T><<<blocks_for(n), kThreads, 0, stream()>>>(g, idx, out, n, limit);
   BISSL_LAUNCH_OK("put_add");
 }
 
 bool indices_in_range(const int64_t* idx, int64_t n, int64_t hi, int64_t* bad) {
   if (!n) return true;
   auto* d = static_cast<unsigned long long*>(alloc(sizeof(unsigned long long)));
-  unsigned long long none = ~0ull;
-  copy_h2d(d, &none, sizeof none);
+  BISSL_CUDA_OK(cudaMemsetAsync(d, 0xFF, sizeof(unsigned long long), stream()), "index check (init)");
   k_check<<<blocks_for(n), kThreads, 0, stream()>>>(idx, n, hi, d);
   BISSL_LAUNCH_OK("index check");
   unsigned long long first = 0;
@@ -117,6 +125,101 @@ bool indices_in_range(const int64_t* idx, int64_t n, int64_t hi, int64_t* bad) {
   if (first == ~0ull) return true;
   copy_d2h(bad, idx + first, sizeof(int64_t));
   return false;
+}
+
+// ---- deferred index checks ----
+// One failure record on the device, written by the first failing check; a
+// page-locked mirror, refreshed by an asynchronous copy queued after every
+// check, which the host reads after its next wait for the stream.
+namespace {
+constexpr unsigned long long kNoFailure = ~0ull;
+struct IndexFailure {
+  unsigned long long seq;  // the failing check's number, kNoFailure if none
+  long long value, pos;    // its first bad index seen, and where
+};
+__global__ void k_check_deferred(const int64_t* idx, int64_t n, int64_t hi, unsigned long long seq,
+                                 IndexFailure* f) {
+  if (f->seq != kNoFailure) return;  // an earlier check failed: that one is reported
+  BISSL_GRID_LOOP(i, n) {
+    const int64_t v = idx[i];
+    if (v < 0 || v >= hi) {
+      if (atomicCAS(&f->seq, kNoFailure, seq) == kNoFailure) f->value = v, f->pos = i;
+      return;
+    }
+  }
+}
+struct PendingCheck {
+  unsigned long long seq;
+  const char* what;  // a string literal (kern::check_indices' callers)
+  int64_t hi;
+};
+struct DeferredChecks {
+  std::mutex mu;
+  IndexFailure* dev = nullptr;
+  IndexFailure* host = nullptr;
+  unsigned long long next_seq = 0;
+  std::deque<PendingCheck> pending;  // checks queued since the last wait
+  bool eager = false;
+};
+DeferredChecks& deferred() {
+  static auto* d = new DeferredChecks();
+  return *d;
+}
+// So many checks without a wait that their records should be cleared.
+constexpr size_t kMaxPending = size_t(1) << 16;
+}  // namespace
+
+void set_eager_index_checks(bool on) { deferred().eager = on; }
+bool eager_index_checks() { return deferred().eager; }
+
+void check_indices_deferred(const int64_t* idx, int64_t n, int64_t hi, const char* what) {
+  if (!n) return;
+  auto& d = deferred();
+  bool drain = false;
+  {
+    std::lock_guard<std::mutex> lock(d.mu);
+    if (!d.dev) {
+      void* p = nullptr;
+      BISSL_CUDA_OK(cudaMalloc(&p, sizeof(IndexFailure)), "index check (device record)");
+      d.dev = static_cast<IndexFailure*>(p);
+      BISSL_CUDA_OK(cudaMemsetAsync(d.dev, 0xFF, sizeof(IndexFailure), stream()), "index check (init)");
+      d.host = static_cast<IndexFailure*>(host_alloc(sizeof(IndexFailure)));
+      d.host->seq = kNoFailure;
+    }
+    const unsigned long long seq = d.next_seq++;
+    k_check_deferred<<<blocks_for(n), kThreads, 0, stream()>>>(idx, n, hi, seq, d.dev);
+    BISSL_LAUNCH_OK(std::string("index check (") + what + ")");
+    BISSL_CUDA_OK(cudaMemcpyAsync(d.host, d.dev, sizeof(IndexFailure), cudaMemcpyDeviceToHost, stream()),
+                  "index check (record copy)");
+    d.pending.push_back({seq, what, hi});
+    drain = d.pending.size() >= kMaxPending;
+  }
+  if (drain) synchronize();  // reports, and clears the records
+}
+
+void report_index_errors() {
+  auto& d = deferred();
+  std::string msg;
+  {
+    std::lock_guard<std::mutex> lock(d.mu);
+    if (d.pending.empty()) return;
+    const IndexFailure f = *d.host;  // the stream has been waited for: the mirror is current
+    if (f.seq == kNoFailure) {
+      d.pending.clear();
+      return;
+    }
+    const char* what = "an index check";
+    int64_t hi = -1;
+    for (const auto& p : d.pending)
+      if (p.seq == f.seq) what = p.what, hi = p.hi;
+    msg = std::string(what) + ": index " + std::to_string(f.value) + " out of range [0, " + std::to_string(hi) +
+          ") at position " + std::to_string(f.pos) +
+          " (checked on the device; reported at the host's next wait for it)";
+    d.pending.clear();
+    d.host->seq = kNoFailure;
+    BISSL_CUDA_OK(cudaMemsetAsync(d.dev, 0xFF, sizeof(IndexFailure), stream()), "index check (reset)");
+  }
+  throw std::runtime_error(msg);
 }
 
 template <class T>
@@ -138,8 +241,8 @@ void dropout_mask(T* out, int64_t n, double p, uint64_t seed, uint64_t offset) {
   template void index_add<T>(const T*, const int64_t*, T*, int64_t, int64_t, int64_t, int64_t);       \
   template void gather_mid<T>(const T*, const int64_t*, T*, int64_t, int64_t, int64_t, int64_t);      \
   template void scatter_add_mid<T>(const T*, const int64_t*, T*, int64_t, int64_t, int64_t, int64_t); \
-  template void take_flat<T>(const T*, const int64_t*, T*, int64_t);                                  \
-  template void scatter_add_flat<T>(const T*, const int64_t*, T*, int64_t);                           \
+  template void take_flat<T>(const T*, const int64_t*, T*, int64_t, int64_t);                         \
+  template void scatter_add_flat<T>(const T*, const int64_t*, T*, int64_t, int64_t);                  \
   template void one_hot<T>(const int64_t*, T*, int64_t, int64_t);                                     \
   template void dropout_mask<T>(T*, int64_t, double, uint64_t, uint64_t);
 INST(float)

@@ -5,6 +5,7 @@
 // the engine includes this from plain C++.
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "kernels/common.h"
@@ -26,10 +27,22 @@ void reset_peak_bytes();
 // Fill new allocations with 0xFF bytes (NaN for floats) to catch reads of
 // unwritten outputs (parity tests turn this on).
 void set_poison(bool on);
+// From pageable host memory: waits for the stream (the source may be freed
+// or rewritten as soon as this returns).
 void copy_h2d(void* dst, const void* src, size_t bytes);
+// From page-locked host memory (host_alloc): queued on the stream, no wait.
+// `keep` (the source's owner) is held until the copy has passed; the caller
+// must not write the source before then.
+void copy_h2d_async(void* dst, const void* src, size_t bytes, std::shared_ptr<void> keep);
+size_t copies_in_flight();  // asynchronous copies whose sources are still held
 void copy_d2h(void* dst, const void* src, size_t bytes);  // waits for the stream
 void copy_d2d(void* dst, const void* src, size_t bytes);
 void memset_zero(void* p, size_t bytes);
+// Page-locked host memory for staging copies, from a cache of blocks by size
+// (blocks are reused, never unlocked: cudaFreeHost would wait for the device).
+void* host_alloc(size_t bytes);
+void host_release(void* p);
+size_t host_pinned_bytes();  // page-locked bytes made so far (cached + in use)
 void synchronize();
 // How many times the host has waited for the stream (copies to or from the
 // host, synchronize) since the start: what a training step should not do.
@@ -77,12 +90,27 @@ template <class T>
 void gather_mid(const T* x, const int64_t* idx, T* out, int64_t outer, int64_t n, int64_t k, int64_t inner);
 template <class T>
 void scatter_add_mid(const T* g, const int64_t* idx, T* out, int64_t outer, int64_t n, int64_t k, int64_t inner);
+// `limit`: the number of elements indexed into (x for take, out for put_add).
+// Every kernel here skips indices out of range (gathers read 0) instead of
+// faulting: a deferred check reports them.
 template <class T>
-void take_flat(const T* x, const int64_t* idx, T* out, int64_t n);
+void take_flat(const T* x, const int64_t* idx, T* out, int64_t n, int64_t limit);
 template <class T>
-void scatter_add_flat(const T* g, const int64_t* idx, T* out, int64_t n);
-// Checks 0 <= idx < hi on the device; returns the first bad value or -1... (hi if none bad)
+void scatter_add_flat(const T* g, const int64_t* idx, T* out, int64_t n, int64_t limit);
+// Eager check: 0 <= idx < hi, waiting for the stream; false with *bad = the
+// first bad index otherwise.
 bool indices_in_range(const int64_t* idx, int64_t n, int64_t hi, int64_t* bad);
+// Deferred check (the default for ops): queued on the stream, no wait. A bad
+// index is thrown as "what: index v out of range [0, hi) at position p ..."
+// at the host's next wait for the stream (a copy to the host, synchronize).
+// `what` must outlive that (a string literal).
+void check_indices_deferred(const int64_t* idx, int64_t n, int64_t hi, const char* what);
+// Throws the first failed deferred check since the last wait, if any; called
+// after every wait for the stream.
+void report_index_errors();
+// Eager checks for every op (debugging: the error at the op that made it).
+void set_eager_index_checks(bool on);
+bool eager_index_checks();
 template <class T>
 void one_hot(const int64_t* idx, T* out, int64_t n, int64_t classes);
 template <class T>

@@ -1,5 +1,7 @@
 // The stream-ordered pool, copies, the compute stream and the cuBLAS handle.
+#include <algorithm>
 #include <atomic>
+#include <deque>
 #include <mutex>
 #include <unordered_map>
 #include <vector>
@@ -84,23 +86,157 @@ void set_tf32(bool on) {
 }
 bool tf32() { return st().tf32; }
 
+// ---- page-locked host memory, cached by size ----
+// cudaFreeHost waits for the whole device, so blocks are never given back:
+// a released block waits in the cache for the next request of its size class
+// (the loader asks for the same few sizes over and over).
+namespace {
+struct HostCache {
+  std::mutex mu;
+  std::unordered_multimap<size_t, void*> free_blocks;  // size class -> block
+  std::unordered_map<void*, size_t> size_of;           // every block made
+  size_t total = 0, in_use = 0;
+};
+HostCache& host_cache() {
+  static auto* c = new HostCache();  // lives until exit, like the blocks
+  return *c;
+}
+size_t host_size_class(size_t bytes) {
+  const size_t g = bytes <= (size_t(1) << 20) ? 4096 : (size_t(1) << 16);
+  return (std::max<size_t>(bytes, 1) + g - 1) / g * g;
+}
+}  // namespace
+
+void* host_alloc(size_t bytes) {
+  auto& c = host_cache();
+  const size_t n = host_size_class(bytes);
+  {
+    std::lock_guard<std::mutex> lock(c.mu);
+    auto it = c.free_blocks.find(n);
+    if (it != c.free_blocks.end()) {
+      void* p = it->second;
+      c.free_blocks.erase(it);
+      c.in_use += n;
+      return p;
+    }
+  }
+  void* p = nullptr;
+  cudaError_t e = cudaHostAlloc(&p, n, cudaHostAllocDefault);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    fail("cudaHostAlloc of " + std::to_string(bytes) + " page-locked bytes (" + std::to_string(c.total) +
+             " already page-locked)",
+         cudaGetErrorString(e));
+  }
+  std::lock_guard<std::mutex> lock(c.mu);
+  c.size_of[p] = n;
+  c.total += n;
+  c.in_use += n;
+  return p;
+}
+
+void host_release(void* p) {
+  if (!p) return;
+  auto& c = host_cache();
+  std::lock_guard<std::mutex> lock(c.mu);
+  auto it = c.size_of.find(p);
+  if (it == c.size_of.end()) return;  // not ours: nothing to do (never happens)
+  c.in_use -= it->second;
+  c.free_blocks.emplace(it->second, p);
+}
+
+size_t host_pinned_bytes() {
+  std::lock_guard<std::mutex> lock(host_cache().mu);
+  return host_cache().total;
+}
+
 namespace {
 std::atomic<int64_t> g_host_syncs{0};
+
+// Copies from page-locked memory still in flight: each holds its source
+// until the event recorded after it has passed.
+struct InFlight {
+  cudaEvent_t done;
+  std::shared_ptr<void> keep;
+};
+struct Copies {
+  std::mutex mu;
+  std::deque<InFlight> in_flight;
+  std::vector<cudaEvent_t> spare;
+};
+Copies& copies() {
+  static auto* c = new Copies();
+  return *c;
 }
+
+// Drops the sources of finished copies (all of them when the stream has
+// been waited for). Sources are destroyed outside the lock.
+void retire_copies(bool stream_idle) {
+  auto& c = copies();
+  std::vector<std::shared_ptr<void>> drop;
+  {
+    std::lock_guard<std::mutex> lock(c.mu);
+    while (!c.in_flight.empty()) {
+      InFlight& f = c.in_flight.front();
+      if (!stream_idle) {
+        cudaError_t e = cudaEventQuery(f.done);
+        if (e == cudaErrorNotReady) {
+          // Not an error; make sure no launch check mistakes it for one.
+          if (cudaPeekAtLastError() == cudaErrorNotReady) cudaGetLastError();
+          break;
+        }
+        if (e != cudaSuccess) break;  // a real fault: the next checked call reports it
+      }
+      c.spare.push_back(f.done);
+      drop.push_back(std::move(f.keep));
+      c.in_flight.pop_front();
+    }
+  }
+}
+
+// After every host wait for the stream: everything queued so far is done.
+void after_stream_wait() {
+  retire_copies(true);
+  report_index_errors();
+}
+}  // namespace
+
 int64_t host_syncs() { return g_host_syncs.load(); }
+size_t copies_in_flight() {
+  std::lock_guard<std::mutex> lock(copies().mu);
+  return copies().in_flight.size();
+}
 
 void copy_h2d(void* dst, const void* src, size_t bytes) {
   if (!bytes) return;
   ++g_host_syncs;
   BISSL_CUDA_OK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream()), "copy host->device");
-  // The host buffer may be freed right after: wait (pinned staging comes with the loader).
+  // The (pageable) host buffer may be freed or rewritten right after: wait.
+  // Page-locked sources go through copy_h2d_async instead.
   BISSL_CUDA_OK(cudaStreamSynchronize(stream()), "copy host->device (sync)");
+  after_stream_wait();
+}
+void copy_h2d_async(void* dst, const void* src, size_t bytes, std::shared_ptr<void> keep) {
+  if (!bytes) return;
+  retire_copies(false);
+  BISSL_CUDA_OK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream()), "copy host->device (async)");
+  auto& c = copies();
+  cudaEvent_t ev = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(c.mu);
+    if (!c.spare.empty()) ev = c.spare.back(), c.spare.pop_back();
+  }
+  if (!ev) BISSL_CUDA_OK(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming), "cudaEventCreate (copy)");
+  BISSL_CUDA_OK(cudaEventRecord(ev, stream()), "cudaEventRecord (copy)");
+  std::lock_guard<std::mutex> lock(c.mu);
+  c.in_flight.push_back({ev, std::move(keep)});
 }
 void copy_d2h(void* dst, const void* src, size_t bytes) {
   if (!bytes) return;
   ++g_host_syncs;
   BISSL_CUDA_OK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream()), "copy device->host");
   BISSL_CUDA_OK(cudaStreamSynchronize(stream()), "copy device->host (sync)");
+  after_stream_wait();
 }
 void copy_d2d(void* dst, const void* src, size_t bytes) {
   if (!bytes) return;
@@ -113,6 +249,7 @@ void memset_zero(void* p, size_t bytes) {
 void synchronize() {
   ++g_host_syncs;
   BISSL_CUDA_OK(cudaStreamSynchronize(stream()), "stream synchronize");
+  after_stream_wait();
 }
 
 template <int K>

@@ -1,5 +1,7 @@
 // Reductions over [outer, n, inner] (accumulating in double), softmax,
 // cross-entropy, squared norms.
+#include <math_constants.h>
+
 #include <algorithm>
 #include <cfloat>
 
@@ -110,11 +112,16 @@ template <class T>
 __global__ void k_ce_rows(const T* z, const int64_t* t, double* row_loss, int64_t rows, int64_t c, double ls) {
   BISSL_GRID_LOOP(r, rows) {
     const T* p = z + r * c;
+    const int64_t tr = t[r];
+    if (tr < 0 || tr >= c) {  // a deferred index check reports it
+      row_loss[r] = CUDART_NAN;
+      continue;
+    }
     double m = -DBL_MAX, acc = 0, sum_z = 0;
     for (int64_t j = 0; j < c; ++j) m = fmax(m, double(p[j]));
     for (int64_t j = 0; j < c; ++j) acc += exp(double(p[j]) - m), sum_z += double(p[j]);
     double lse = m + log(acc);
-    double nll = lse - double(p[t[r]]);
+    double nll = lse - double(p[tr]);
     row_loss[r] = ls > 0 ? (1.0 - ls) * nll + ls * (lse - sum_z / double(c)) : nll;  // -inf logits: see cpu
   }
 }

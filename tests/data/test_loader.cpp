@@ -226,6 +226,25 @@ TEST_CASE("loader: batches are handed over on the requested device") {
   CHECK(b.labels.device() == Device::CUDA);
 }
 
+TEST_CASE("loader: staging is page-locked only for a GPU hand-over, and only with a GPU present") {
+  auto set = make_set(16);
+  LoaderOptions o;
+  o.batch_size = 8;
+  o.workers = 0;
+  const bool gpu = bissl::cuda_device_count() > 0;
+  Batch cpu = Loader(set, o).make_batch(0, 1);
+  CHECK_FALSE(cpu.views[0].is_pinned());
+  CHECK_FALSE(cpu.labels.is_pinned());
+  o.device = Device::CUDA;
+  Batch staged = Loader(set, o).make_batch(0, 1);  // what the workers build, before next() moves it
+  CHECK(staged.views[0].is_pinned() == gpu);
+  CHECK(staged.labels.is_pinned() == gpu);
+  CHECK(staged.views[0].to_vector() == cpu.views[0].to_vector());
+  CHECK(staged.labels.to_vector() == cpu.labels.to_vector());
+  o.pin_memory = false;
+  CHECK_FALSE(Loader(set, o).make_batch(0, 1).views[0].is_pinned());
+}
+
 TEST_CASE("loader: destruction with work in flight returns promptly; bad options are errors") {
   auto set = make_set(200, 32);
   auto t0 = std::chrono::steady_clock::now();

@@ -5,15 +5,18 @@
 // Without a device every case skips, loudly.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <string>
 
+#include "data/loader.h"
 #include "engine/autograd.h"
 #include "engine/backend.h"
 #include "engine/check/gradcheck.h"
 #include "engine/check/op_table.h"
 #include "engine/nn/layers.h"
+#include "engine/op_registry.h"
 #include "engine/optim/optimizer.h"
 #include "tests/engine/small_nets.h"
 
@@ -252,10 +255,103 @@ TEST_SUITE("cuda") {
     CHECK(cuda_peak_bytes() >= before + (size_t(4) << 20));
   }
 
-  TEST_CASE("bad indices on the device are a clear error") {
+  TEST_CASE("bad indices on the device: reported at the next wait, naming the op; eager checks on request") {
     if (!have_gpu()) return;
     Tensor x = ones({4, 3}, DType::F32, Device::CUDA);
-    Tensor idx = from_ints({0, 7}, {2}).to(Device::CUDA);
-    CHECK_THROWS_WITH_AS(index_select(x, 0, idx), doctest::Contains("index 7 out of range"), Error);
+    Tensor bad = from_ints({0, 7, 2}, {3}).to(Device::CUDA), good = from_ints({3, 0}, {2}).to(Device::CUDA);
+    // Deferred (default): the op queues its check and waits for nothing; the
+    // kernel skips the bad index (no memory fault) and the next wait throws.
+    const int64_t before = cuda_host_syncs();
+    Tensor y = index_select(x, 0, bad);
+    CHECK(cuda_host_syncs() == before);
+    CHECK_THROWS_WITH_AS(y.to(Device::CPU), doctest::Contains("index_select: index 7 out of range [0, 4) at position 1"),
+                         std::exception);
+    // Reported once; the device is usable afterwards.
+    CHECK(index_select(x, 0, good).to_vector() == std::vector<double>(6, 1.0));
+    // The first failing check is the one named, even with later failures queued.
+    Tensor logits = zeros({3, 5}, DType::F32, Device::CUDA);
+    Tensor targets = from_ints({1, 5, 0}, {3}).to(Device::CUDA);
+    Tensor loss = cross_entropy(logits, targets);
+    Tensor y2 = index_select(x, 0, bad);
+    CHECK_THROWS_WITH_AS(loss.item(), doctest::Contains("cross_entropy (targets): index 5 out of range [0, 5)"),
+                         std::exception);
+    // take and put_add (flat indices), then synchronize as the wait.
+    Tensor flat_bad = from_ints({0, 12}, {2}).to(Device::CUDA);
+    Tensor t = call_op("take", {x, flat_bad})[0];
+    CHECK_THROWS_WITH_AS(cuda_synchronize(), doctest::Contains("take: index 12 out of range [0, 12)"), std::exception);
+    // Eager: the op itself throws.
+    cuda_set_eager_index_checks(true);
+    CHECK_THROWS_WITH_AS(index_select(x, 0, bad), doctest::Contains("index 7 out of range"), Error);
+    cuda_set_eager_index_checks(false);
+    cuda_synchronize();  // nothing pending
+  }
+
+  TEST_CASE("pinned staging: an asynchronous copy keeps its source until it has passed") {
+    if (!have_gpu()) return;
+    Tensor h = empty_pinned({1 << 20}, DType::F32);
+    REQUIRE(h.is_pinned());
+    for (int64_t i = 0; i < h.numel(); ++i) h.data<float>()[i] = float(i % 977);
+    const std::vector<double> want = h.to_vector();
+    // Work queued ahead of the copy, so that it is still pending below.
+    Tensor big = ones({2048, 2048}, DType::F32, Device::CUDA);
+    for (int k = 0; k < 8; ++k) big = matmul(big, big);
+    const int64_t before = cuda_host_syncs();
+    Tensor d = h.to(Device::CUDA);
+    CHECK(cuda_host_syncs() == before);
+    h = Tensor();  // the copy still holds the block; a new request of its size must get another
+    std::vector<Tensor> others;
+    for (int k = 0; k < 4; ++k) {
+      others.push_back(empty_pinned({1 << 20}, DType::F32));
+      std::fill(others.back().data<float>(), others.back().data<float>() + (1 << 20), -1.0f);
+    }
+    CHECK(d.to_vector() == want);
+    const size_t pinned = cuda_pinned_bytes();
+    others.clear();  // back to the cache: the next requests reuse them
+    for (int k = 0; k < 4; ++k) others.push_back(empty_pinned({1 << 20}, DType::F32));
+    CHECK(cuda_pinned_bytes() == pinned);
+  }
+
+  TEST_CASE("a training step from the loader to the optimiser waits for nothing (pinned batches, deferred checks)") {
+    if (!have_gpu()) return;
+    auto set = std::make_shared<data::ImageSet>();
+    set->n = 24, set->h = set->w = 6, set->c = 2, set->num_classes = 3;
+    set->pixels.resize(size_t(set->n * 6 * 6 * 2));
+    for (size_t i = 0; i < set->pixels.size(); ++i) set->pixels[i] = uint8_t((i * 37) % 251);
+    for (int64_t i = 0; i < set->n; ++i) set->labels.push_back(i % 3);
+    set->source = "synthetic";
+    data::LoaderOptions o;
+    o.batch_size = 8, o.seed = 5, o.workers = 2, o.cycle = true;
+    data::LoaderOptions oc = o;
+    o.device = Device::CUDA;
+    data::Loader gpu(set, o), cpu(set, oc);
+    Generator g(11);
+    auto params = testnets::convnet_params(g, DType::F32);
+    std::vector<Tensor> pd;
+    for (auto& p : params) pd.push_back(p.detach().to(Device::CUDA).requires_grad_());
+    optim::SGD opt(pd, 0.05, 0.9, 1e-4);
+    int64_t syncs = 0;
+    for (int step = 0; step < 4; ++step) {
+      const int64_t before = cuda_host_syncs();
+      data::Batch b, bc;
+      REQUIRE(gpu.next(b));
+      opt.zero_grad();
+      backward(testnets::convnet_loss(pd, b.views[0], b.labels));
+      opt.step();
+      syncs += cuda_host_syncs() - before;
+      // The batch that reached the device is the CPU loader's, bit for bit.
+      REQUIRE(cpu.next(bc));
+      CHECK(b.views[0].to_vector() == bc.views[0].to_vector());
+      CHECK(b.labels.to_vector() == bc.labels.to_vector());
+    }
+    MESSAGE("host waits in 4 training steps (loader to optimiser): ", syncs, "; page-locked bytes ",
+            cuda_pinned_bytes());
+    CHECK(syncs == 0);
+    // pin_memory = false: each batch copy waits.
+    o.pin_memory = false;
+    data::Loader pageable(set, o);
+    data::Batch b;
+    const int64_t before = cuda_host_syncs();
+    REQUIRE(pageable.next(b));
+    CHECK(cuda_host_syncs() > before);
   }
 }

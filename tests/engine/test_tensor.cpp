@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "engine/autograd.h"
+#include "engine/backend.h"
 #include "engine/ops.h"
 #include "engine/random.h"
 
@@ -127,6 +128,19 @@ TEST_SUITE("tensor") {
     // Integer tensors (labels) select too.
     Tensor lab = from_ints({5, 6, 7}, {3});
     CHECK(index_select(lab, 0, from_ints({2, 0}, {2})).to_vector() == std::vector<double>{7, 5});
+  }
+
+  TEST_CASE("empty_pinned: page-locked with a GPU, an ordinary CPU tensor without one") {
+    Tensor t = empty_pinned({3, 4}, DType::F64);
+    CHECK(t.device() == Device::CPU);
+    CHECK(t.is_pinned() == (cuda_device_count() > 0));
+    CHECK_FALSE(empty({3, 4}).is_pinned());
+    t.fill_(2.5);
+    CHECK(t.to_vector() == std::vector<double>(12, 2.5));
+    Tensor c = t.clone();  // copies are ordinary CPU tensors
+    CHECK_FALSE(c.is_pinned());
+    CHECK(c.to_vector() == t.to_vector());
+    CHECK_THROWS_WITH_AS(empty_pinned({2, -1}), doctest::Contains("negative dimension"), Error);
   }
 
   TEST_CASE("printing") {
