@@ -1,7 +1,19 @@
 #pragma once
-// Running moments for batch-norm statistics, shared by host and device code
-// (kernels/cuda/norm.cu; tested on the host in tests/engine/test_kernel_math.cpp).
+// Normalisation formulas shared by host and device code: running moments
+// for batch-norm statistics (kernels/cuda/norm.cu; tested on the host in
+// tests/engine/test_kernel_math.cpp), and the per-channel and per-row
+// formulas of batch norm and layer norm (kernels/cpu/norm.cpp and
+// kernels/cuda/norm.cu).
+#include <cmath>
+#include <cstdint>
+
 #include "kernels/philox.h"  // BISSL_HD
+
+#ifdef __CUDA_ARCH__
+#define BISSL_NORM_SQRT ::sqrt
+#else
+#define BISSL_NORM_SQRT std::sqrt
+#endif
 
 namespace bissl::kern_math {
 
@@ -28,4 +40,74 @@ BISSL_HD inline void chan_merge(Moments& a, double nb, double mb, double m2b) {
   a.n = nab;
 }
 
+// ---- batch norm (rows = N·H·W, channels last) ----
+
+// invstd of one channel from its biased variance, and the running statistics'
+// momentum update (unbiased variance: unbias = rows / (rows − 1)) when given.
+template <class T>
+BISSL_HD inline void bn_finish_channel(T mean, T var, double eps, double mom, double unbias, T& invstd, T* rm,
+                                       T* rv) {
+  invstd = T(1.0 / BISSL_NORM_SQRT(double(var) + eps));
+  if (rm && rv) {
+    *rm = T((1 - mom) * double(*rm) + mom * double(mean));
+    *rv = T((1 - mom) * double(*rv) + mom * double(var) * unbias);
+  }
+}
+
+// y = x·scale + shift with scale = invstd·γ and shift = β − mean·scale
+// (γ = 1, β = 0 when absent).
+template <class T>
+struct BnAffine {
+  T scale, shift;
+};
+template <class T>
+BISSL_HD inline BnAffine<T> bn_affine(T mean, T invstd, const T* gamma, const T* beta, int64_t j) {
+  const T scale = invstd * (gamma ? gamma[j] : T(1));
+  return {scale, (beta ? beta[j] : T(0)) - mean * scale};
+}
+
+// ∂L/∂x of one element from the column sums sg = Σ gy and sgx = Σ gy·x̂.
+template <class T>
+BISSL_HD inline T bn_input_grad(T gy, T x, T mean, T invstd, const T* gamma, int64_t j, double sg, double sgx,
+                                double inv_rows) {
+  const double xhat = double(x - mean) * double(invstd);
+  const double k = (gamma ? double(gamma[j]) : 1.0) * double(invstd);
+  return T(k * (double(gy) - sg * inv_rows - xhat * sgx * inv_rows));
+}
+
+// ---- layer norm (one row of c values) ----
+
+template <class T>
+BISSL_HD inline void layer_norm_row(const T* p, const T* gamma, const T* beta, T* y, int64_t c, double eps,
+                                    T& mean, T& rstd) {
+  double s = 0, ss = 0;
+  for (int64_t j = 0; j < c; ++j) s += double(p[j]);
+  const double m = s / double(c);
+  for (int64_t j = 0; j < c; ++j) ss += (double(p[j]) - m) * (double(p[j]) - m);
+  const double rs = 1.0 / BISSL_NORM_SQRT(ss / double(c) + eps);
+  mean = T(m);
+  rstd = T(rs);
+  for (int64_t j = 0; j < c; ++j)
+    y[j] = T((double(p[j]) - m) * rs * (gamma ? double(gamma[j]) : 1.0) + (beta ? double(beta[j]) : 0.0));
+}
+
+// ∂L/∂x of one row: rstd·(d − mean(d) − x̂·mean(d·x̂)), d = gy·γ.
+template <class T>
+BISSL_HD inline void layer_norm_row_backward(const T* gy, const T* x, T mean, T rstd, const T* gamma, T* gx,
+                                             int64_t c) {
+  double a = 0, b = 0;
+  for (int64_t j = 0; j < c; ++j) {
+    const double d = double(gy[j]) * (gamma ? double(gamma[j]) : 1.0);
+    const double xhat = double(x[j] - mean) * double(rstd);
+    a += d, b += d * xhat;
+  }
+  for (int64_t j = 0; j < c; ++j) {
+    const double d = double(gy[j]) * (gamma ? double(gamma[j]) : 1.0);
+    const double xhat = double(x[j] - mean) * double(rstd);
+    gx[j] = T(double(rstd) * (d - a / double(c) - xhat * b / double(c)));
+  }
+}
+
 }  // namespace bissl::kern_math
+
+#undef BISSL_NORM_SQRT

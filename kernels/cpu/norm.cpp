@@ -3,6 +3,7 @@
 
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/parallel.h"
+#include "kernels/norm_math.h"
 
 namespace bissl::cpu {
 
@@ -34,26 +35,19 @@ template <class T>
 void batch_norm_finish(const T* mean, const T* var, T* invstd, T* rm, T* rv, int64_t c, double eps, double mom,
                        int64_t rows) {
   double unbias = double(rows) / double(rows - 1);
-  for (int64_t j = 0; j < c; ++j) {
-    invstd[j] = T(1.0 / std::sqrt(double(var[j]) + eps));
-    if (rm && rv) {
-      rm[j] = T((1 - mom) * double(rm[j]) + mom * double(mean[j]));
-      rv[j] = T((1 - mom) * double(rv[j]) + mom * double(var[j]) * unbias);
-    }
-  }
+  for (int64_t j = 0; j < c; ++j)
+    kern_math::bn_finish_channel(mean[j], var[j], eps, mom, unbias, invstd[j], rm ? rm + j : nullptr,
+                                 rv ? rv + j : nullptr);
 }
 
 template <class T>
 void batch_norm_apply(const T* x, const T* mean, const T* invstd, const T* gamma, const T* beta, T* y, int64_t rows,
                       int64_t c) {
-  std::vector<T> scale(static_cast<size_t>(c)), shift(static_cast<size_t>(c));
-  for (int64_t j = 0; j < c; ++j) {
-    scale[size_t(j)] = invstd[j] * (gamma ? gamma[j] : T(1));
-    shift[size_t(j)] = (beta ? beta[j] : T(0)) - mean[j] * scale[size_t(j)];
-  }
+  std::vector<kern_math::BnAffine<T>> affine(static_cast<size_t>(c));
+  for (int64_t j = 0; j < c; ++j) affine[size_t(j)] = kern_math::bn_affine(mean[j], invstd[j], gamma, beta, j);
 #pragma omp parallel for if (rows * c > 32768)
   for (int64_t r = 0; r < rows; ++r)
-    for (int64_t j = 0; j < c; ++j) y[r * c + j] = x[r * c + j] * scale[size_t(j)] + shift[size_t(j)];
+    for (int64_t j = 0; j < c; ++j) y[r * c + j] = x[r * c + j] * affine[size_t(j)].scale + affine[size_t(j)].shift;
 }
 
 template <class T>
@@ -72,29 +66,17 @@ void batch_norm_backward(const T* gy, const T* x, const T* mean, const T* invstd
   double inv_n = 1.0 / double(rows);
 #pragma omp parallel for if (rows * c > 32768)
   for (int64_t r = 0; r < rows; ++r)
-    for (int64_t j = 0; j < c; ++j) {
-      double xhat = double(x[r * c + j] - mean[j]) * double(invstd[j]);
-      double k = (gamma ? double(gamma[j]) : 1.0) * double(invstd[j]);
-      gx[r * c + j] = T(k * (double(gy[r * c + j]) - sg[size_t(j)] * inv_n - xhat * sgx[size_t(j)] * inv_n));
-    }
+    for (int64_t j = 0; j < c; ++j)
+      gx[r * c + j] = kern_math::bn_input_grad(gy[r * c + j], x[r * c + j], mean[j], invstd[j], gamma, j,
+                                               sg[size_t(j)], sgx[size_t(j)], inv_n);
 }
 
 template <class T>
 void layer_norm_forward(const T* x, const T* gamma, const T* beta, T* y, T* mean, T* rstd, int64_t rows, int64_t c,
                         double eps) {
 #pragma omp parallel for if (rows * c > 32768)
-  for (int64_t r = 0; r < rows; ++r) {
-    const T* p = x + r * c;
-    double s = 0, ss = 0;
-    for (int64_t j = 0; j < c; ++j) s += p[j];
-    double m = s / double(c);
-    for (int64_t j = 0; j < c; ++j) ss += (p[j] - m) * (p[j] - m);
-    double rs = 1.0 / std::sqrt(ss / double(c) + eps);
-    mean[r] = T(m);
-    rstd[r] = T(rs);
-    for (int64_t j = 0; j < c; ++j)
-      y[r * c + j] = T((p[j] - m) * rs * (gamma ? double(gamma[j]) : 1.0) + (beta ? double(beta[j]) : 0.0));
-  }
+  for (int64_t r = 0; r < rows; ++r)
+    kern_math::layer_norm_row(x + r * c, gamma, beta, y + r * c, c, eps, mean[r], rstd[r]);
 }
 
 template <class T>
@@ -113,19 +95,8 @@ void layer_norm_backward(const T* gy, const T* x, const T* mean, const T* rstd, 
   }
   if (!gx) return;
 #pragma omp parallel for if (rows * c > 32768)
-  for (int64_t r = 0; r < rows; ++r) {
-    double a = 0, b = 0;
-    for (int64_t j = 0; j < c; ++j) {
-      double d = double(gy[r * c + j]) * (gamma ? double(gamma[j]) : 1.0);
-      double xhat = double(x[r * c + j] - mean[r]) * double(rstd[r]);
-      a += d, b += d * xhat;
-    }
-    for (int64_t j = 0; j < c; ++j) {
-      double d = double(gy[r * c + j]) * (gamma ? double(gamma[j]) : 1.0);
-      double xhat = double(x[r * c + j] - mean[r]) * double(rstd[r]);
-      gx[r * c + j] = T(double(rstd[r]) * (d - a / double(c) - xhat * b / double(c)));
-    }
-  }
+  for (int64_t r = 0; r < rows; ++r)
+    kern_math::layer_norm_row_backward(gy + r * c, x + r * c, mean[r], rstd[r], gamma, gx + r * c, c);
 }
 
 #define INST(T)                                                                                         \

@@ -84,11 +84,8 @@ template <class T>
 __global__ void k_bn_finish(const T* mean, const T* var, T* invstd, T* rm, T* rv, int64_t c, double eps, double mom,
                             double unbias) {
   BISSL_GRID_LOOP(j, c) {
-    invstd[j] = T(1.0 / sqrt(double(var[j]) + eps));
-    if (rm && rv) {
-      rm[j] = T((1 - mom) * double(rm[j]) + mom * double(mean[j]));
-      rv[j] = T((1 - mom) * double(rv[j]) + mom * double(var[j]) * unbias);
-    }
+    kern_math::bn_finish_channel(mean[j], var[j], eps, mom, unbias, invstd[j], rm ? rm + j : nullptr,
+                                 rv ? rv + j : nullptr);
   }
 }
 
@@ -96,9 +93,9 @@ template <class T>
 __global__ void k_bn_apply(const T* x, const T* mean, const T* invstd, const T* gamma, const T* beta, T* y,
                            int64_t n, int64_t c) {
   BISSL_GRID_LOOP(q, n) {
-    int64_t j = q % c;
-    T sc = invstd[j] * (gamma ? gamma[j] : T(1));
-    y[q] = (x[q] - mean[j]) * sc + (beta ? beta[j] : T(0));
+    const int64_t j = q % c;
+    const kern_math::BnAffine<T> a = kern_math::bn_affine(mean[j], invstd[j], gamma, beta, j);
+    y[q] = x[q] * a.scale + a.shift;
   }
 }
 
@@ -106,10 +103,8 @@ template <class T>
 __global__ void k_bn_bwd(const T* gy, const T* x, const T* mean, const T* invstd, const T* gamma, const double* sg,
                          const double* sgx, T* gx, int64_t n, int64_t c, double inv_rows) {
   BISSL_GRID_LOOP(q, n) {
-    int64_t j = q % c;
-    double xhat = double(x[q] - mean[j]) * double(invstd[j]);
-    double k = (gamma ? double(gamma[j]) : 1.0) * double(invstd[j]);
-    gx[q] = T(k * (double(gy[q]) - sg[j] * inv_rows - xhat * sgx[j] * inv_rows));
+    const int64_t j = q % c;
+    gx[q] = kern_math::bn_input_grad(gy[q], x[q], mean[j], invstd[j], gamma, j, sg[j], sgx[j], inv_rows);
   }
 }
 
@@ -122,16 +117,7 @@ template <class T>
 __global__ void k_ln_fwd(const T* x, const T* gamma, const T* beta, T* y, T* mean, T* rstd, int64_t rows, int64_t c,
                          double eps) {
   BISSL_GRID_LOOP(r, rows) {
-    const T* p = x + r * c;
-    double s = 0, ss = 0;
-    for (int64_t j = 0; j < c; ++j) s += double(p[j]);
-    double m = s / double(c);
-    for (int64_t j = 0; j < c; ++j) ss += (double(p[j]) - m) * (double(p[j]) - m);
-    double rs = 1.0 / sqrt(ss / double(c) + eps);
-    mean[r] = T(m);
-    rstd[r] = T(rs);
-    for (int64_t j = 0; j < c; ++j)
-      y[r * c + j] = T((double(p[j]) - m) * rs * (gamma ? double(gamma[j]) : 1.0) + (beta ? double(beta[j]) : 0.0));
+    kern_math::layer_norm_row(x + r * c, gamma, beta, y + r * c, c, eps, mean[r], rstd[r]);
   }
 }
 
@@ -139,17 +125,7 @@ template <class T>
 __global__ void k_ln_bwd(const T* gy, const T* x, const T* mean, const T* rstd, const T* gamma, T* gx, int64_t rows,
                          int64_t c) {
   BISSL_GRID_LOOP(r, rows) {
-    double a = 0, b = 0;
-    for (int64_t j = 0; j < c; ++j) {
-      double d = double(gy[r * c + j]) * (gamma ? double(gamma[j]) : 1.0);
-      double xhat = double(x[r * c + j] - mean[r]) * double(rstd[r]);
-      a += d, b += d * xhat;
-    }
-    for (int64_t j = 0; j < c; ++j) {
-      double d = double(gy[r * c + j]) * (gamma ? double(gamma[j]) : 1.0);
-      double xhat = double(x[r * c + j] - mean[r]) * double(rstd[r]);
-      gx[r * c + j] = T(double(rstd[r]) * (d - a / double(c) - xhat * b / double(c)));
-    }
+    kern_math::layer_norm_row_backward(gy + r * c, x + r * c, mean[r], rstd[r], gamma, gx + r * c, c);
   }
 }
 
