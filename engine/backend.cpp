@@ -169,6 +169,19 @@ void cuda_set_cudnn(bool on) {
 #endif
   (void)on;
 }
+void cuda_set_conv_autotune(bool on) {
+#ifdef BISSL_WITH_CUDA
+  cuda::set_conv_autotune(on);
+#endif
+  (void)on;
+}
+std::string cuda_conv_choices() {
+#ifdef BISSL_WITH_CUDA
+  return cuda::conv_choices();
+#else
+  return "no CUDA backend";
+#endif
+}
 void cuda_set_tf32(bool on) {
 #ifdef BISSL_WITH_CUDA
   if (cuda_device_count()) cuda::set_tf32(on);

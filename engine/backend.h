@@ -43,5 +43,11 @@ void cuda_set_poison(bool on);
 void cuda_set_tf32(bool on);
 // cuDNN for f32 convolutions on CUDA (on by default); off = im2col + cuBLAS.
 void cuda_set_cudnn(bool on);
+// f32 convolutions on CUDA: time cuDNN against im2col + cuBLAS on the first
+// call with each shape and keep the faster (on by default; the first call
+// waits for the device). Off: cuDNN whenever it takes the shape.
+void cuda_set_conv_autotune(bool on);
+// What the autotuning chose so far, e.g. "forward: 40 cuDNN, 13 GEMM; ...".
+std::string cuda_conv_choices();
 
 }  // namespace bissl

@@ -4,6 +4,8 @@
 //   R50 96px b256 SGD train step, fp32 and TF32; R18 CIFAR-stem 32px b512 fp32;
 //   NT-Xent (R50 backbone + 2048-256-256-256 projector, 256 images, τ 0.5):
 //   gradient and forward-over-reverse H·v w.r.t. the backbone; peak memory.
+//   Also the loader's hand-over of a 256×96×96×3 batch to the device, with
+//   pinned staging and with pageable buffers (not in the anchor).
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
@@ -12,7 +14,9 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <thread>
 
+#include "data/loader.h"
 #include "engine/autograd.h"
 #include "engine/backend.h"
 #include "engine/optim/optimizer.h"
@@ -136,27 +140,75 @@ void hvp_bench(nlohmann::json& res, const Opts& o) {
 
 }  // namespace
 
+// The loader's hand-over (next() with the batch already built by the
+// workers): host time of next(), the wall time per batch including the
+// copies (a synchronize after the last), and host waits per batch, with
+// pinned staging and with pageable buffers.
+void loader_bench(nlohmann::json& res, const Opts& o) {
+  const int64_t batch = o.small ? 8 : 256, px = o.small ? 32 : 96;
+  auto set = std::make_shared<data::ImageSet>();
+  set->n = batch * 2, set->h = set->w = px, set->c = 3, set->num_classes = 10;
+  set->pixels.resize(size_t(set->n * px * px * 3));
+  for (size_t i = 0; i < set->pixels.size(); ++i) set->pixels[i] = uint8_t((i * 2654435761u) >> 24);
+  for (int64_t i = 0; i < set->n; ++i) set->labels.push_back(i % 10);
+  set->source = "synthetic";
+  for (bool pin : {true, false}) {
+    data::LoaderOptions lo;
+    lo.batch_size = batch, lo.workers = 2, lo.prefetch = 2, lo.cycle = true, lo.device = o.dev, lo.pin_memory = pin;
+    data::Loader loader(set, lo);
+    data::Batch b;
+    for (int i = 0; i < o.warm + 1; ++i) loader.next(b);
+    cuda_synchronize();
+    double next_ms = 0;
+    int64_t syncs = 0;
+    auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < o.iters; ++i) {
+      while (loader.ready() < 1) std::this_thread::yield();  // the batch is built: time the hand-over only
+      auto a = std::chrono::steady_clock::now();
+      const int64_t before = cuda_host_syncs();
+      loader.next(b);
+      syncs += cuda_host_syncs() - before;
+      next_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - a).count();
+    }
+    cuda_synchronize();
+    const double wall = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    const std::string tag = std::string("loader_b") + std::to_string(batch) + "_" + std::to_string(px) + "px_" +
+                            (pin ? "pinned" : "pageable");
+    res[tag + "_next_ms"] = next_ms / o.iters;
+    res[tag + "_host_syncs"] = double(syncs) / o.iters;
+    res[tag + "_wall_ms"] = wall / o.iters;
+    std::fprintf(stderr, "[ok] %s: next() %.3f ms on the host\n", tag.c_str(), next_ms / o.iters);
+  }
+  res["pinned_MiB"] = double(cuda_pinned_bytes()) / double(1 << 20);
+}
+
 int main(int argc, char** argv) {
   CLI::App app{"bissl-bench: torch_anchor.py's shapes in bissl, as JSON"};
   Opts o;
-  std::string device = "cuda", out, only = "r50,r18,hvp";
+  std::string device = "cuda", out, only = "r50,r18,hvp,loader";
   app.add_option("--device", device, "cuda or cpu")->check(CLI::IsMember({"cpu", "cuda"}));
   app.add_option("--iters", o.iters, "timed iterations (median reported)");
   app.add_option("--warm", o.warm, "untimed warm-up iterations");
-  app.add_option("--only", only, "comma list of r50, r18, hvp");
+  app.add_option("--only", only, "comma list of r50, r18, hvp, loader");
   app.add_option("--out", out, "also write the JSON here");
   app.add_flag("--small", o.small, "tiny shapes (a smoke test, e.g. on the CPU)");
   bool no_cudnn = false;
   app.add_flag("--no-cudnn", no_cudnn, "f32 convolutions through im2col + cuBLAS instead of cuDNN");
+  bool no_autotune = false;
+  app.add_flag("--no-autotune", no_autotune,
+               "f32 convolutions: cuDNN whenever it takes the shape, instead of the faster of cuDNN and "
+               "im2col + cuBLAS per shape");
   CLI11_PARSE(app, argc, argv);
   o.dev = device == "cuda" ? Device::CUDA : Device::CPU;
   cuda_set_cudnn(!no_cudnn);
+  cuda_set_conv_autotune(!no_autotune);
   try {
     nlohmann::json res;
     res["backend"] = backend_summary();
     res["device"] = device;
     res["small"] = o.small;
     res["cudnn"] = !no_cudnn;
+    res["conv_autotune"] = !no_autotune;
     auto want = [&](const char* k) { return only.find(k) != std::string::npos; };
     Generator g(0);
     int64_t b50 = o.small ? 2 : 256, px50 = o.small ? 32 : 96, b18 = o.small ? 2 : 512;
@@ -171,6 +223,8 @@ int main(int argc, char** argv) {
     }
     if (want("r18")) train_step(res, "r18cifar_32px_b512_fp32", models::resnet18(g, 10, models::ResNetStem::Cifar), b18, 32, 10, o);
     if (want("hvp")) hvp_bench(res, o);
+    if (want("loader")) loader_bench(res, o);
+    res["conv_choices"] = cuda_conv_choices();
     std::cout << res.dump(1) << std::endl;
     if (!out.empty()) std::ofstream(out) << res.dump(1) << "\n";
   } catch (const std::exception& e) {

@@ -2,7 +2,8 @@
 # On a machine with an NVIDIA GPU: configure and build with CUDA for sm_90,
 # run the CUDA tests (op-table parity, HVP parity), time every op on the GPU,
 # print a short table. Results land in $OUT (default /tmp/bissl-gpu).
-# With BENCH=1 also runs bissl-bench and, when PyTorch and the anchor script
+# With BENCH=1 also runs bissl-bench (and its R50 steps once more without the
+# per-shape convolution autotuning) and, when PyTorch and the anchor script
 # are there (ANCHOR=path/to/torch_anchor.py), the PyTorch anchor beside it.
 # With PIPELINE=1 also runs the --quick BiSSL pipeline (every stage) on the
 # GPU and the mosaic (multi-label) one; FMNIST=dir points at the Fashion-MNIST
@@ -43,6 +44,10 @@ grep -E "^(cpu|op )|perf_" "$OUT/perf_cuda.txt"
 fi
 if [ "${BENCH:-0}" = 1 ]; then
   ./build-gpu/bissl-bench --device cuda --out "$OUT/bench_bissl.json" 2>&1 | tail -30
+  # The same R50 steps with cuDNN taken whenever it accepts a shape (no
+  # per-shape autotuning against im2col + cuBLAS): what the autotuning buys.
+  ./build-gpu/bissl-bench --device cuda --only r50 --no-autotune --out "$OUT/bench_bissl_no_autotune.json" 2>&1 |
+    grep -E '"r50_.*_ms"|conv_choices'
   anchor=${ANCHOR:-../shared/bench/torch_anchor.py}
   if [ -f "$anchor" ] && python3 -c "import torch" 2>/dev/null; then
     OUT="$OUT" python3 "$anchor" 2>&1 | tail -30

@@ -1,9 +1,14 @@
-// Convolution: f32 goes to cuDNN first (conv_cudnn.cu); f64, and anything
-// cuDNN declines or when it is switched off, runs as im2col + cuBLAS GEMM over
-// chunks of images. The data gradient gathers (no atomics) here.
+// Convolution: f32 goes to cuDNN (conv_cudnn.cu) or to im2col + cuBLAS GEMM
+// over chunks of images, whichever ran faster on the first call with that
+// shape (autotuning, cached per shape, direction and TF32 setting); f64, and
+// anything cuDNN declines or when it is switched off, runs the GEMM path. The
+// data gradient gathers (no atomics) here.
 #include <algorithm>
-
+#include <map>
+#include <mutex>
+#include <string>
 #include <type_traits>
+#include <vector>
 
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/conv_cudnn.h"
@@ -78,9 +83,7 @@ struct Buffer {
 }  // namespace
 
 template <class T>
-void conv2d_forward(const ConvShape& s, const T* x, const T* w, T* y) {
-  if constexpr (std::is_same_v<T, float>)
-    if (cudnn_conv2d_forward(s, x, w, y)) return;
+void gemm_conv2d_forward(const ConvShape& s, const T* x, const T* w, T* y) {
   int64_t cg = s.c / s.groups, og = s.o / s.groups, kk = s.kh * s.kw * cg, p = s.ho * s.wo;
   if (pointwise(s)) return gemm<T>(false, true, s.n * p, s.o, s.c, T(1), x, s.c, w, s.c, T(0), y, s.o);
   int64_t chunk = images_per_chunk<T>(s);
@@ -97,9 +100,7 @@ void conv2d_forward(const ConvShape& s, const T* x, const T* w, T* y) {
 }
 
 template <class T>
-void conv2d_input_grad(const ConvShape& s, const T* gy, const T* w, T* gx) {
-  if constexpr (std::is_same_v<T, float>)
-    if (cudnn_conv2d_input_grad(s, gy, w, gx)) return;
+void gemm_conv2d_input_grad(const ConvShape& s, const T* gy, const T* w, T* gx) {
   int64_t cg = s.c / s.groups, og = s.o / s.groups, kk = s.kh * s.kw * cg, p = s.ho * s.wo;
   if (pointwise(s)) return gemm<T>(false, false, s.n * p, s.c, s.o, T(1), gy, s.o, w, s.c, T(0), gx, s.c);
   int64_t chunk = images_per_chunk<T>(s);
@@ -117,9 +118,7 @@ void conv2d_input_grad(const ConvShape& s, const T* gy, const T* w, T* gx) {
 }
 
 template <class T>
-void conv2d_weight_grad(const ConvShape& s, const T* x, const T* gy, T* gw) {
-  if constexpr (std::is_same_v<T, float>)
-    if (cudnn_conv2d_weight_grad(s, x, gy, gw)) return;
+void gemm_conv2d_weight_grad(const ConvShape& s, const T* x, const T* gy, T* gw) {
   int64_t cg = s.c / s.groups, og = s.o / s.groups, kk = s.kh * s.kw * cg, p = s.ho * s.wo;
   if (pointwise(s)) return gemm<T>(true, false, s.o, s.c, s.n * p, T(1), gy, s.o, x, s.c, T(0), gw, s.c);
   int64_t chunk = images_per_chunk<T>(s);
@@ -133,6 +132,122 @@ void conv2d_weight_grad(const ConvShape& s, const T* x, const T* gy, T* gw) {
               n0 == 0 ? T(0) : T(1), gw + g * og * kk, kk);
     }
   }
+}
+
+// ---- the choice between cuDNN and the GEMM path (f32) ----
+namespace {
+enum class Path { Cudnn, Gemm };
+const char* const kDirection[3] = {"forward", "data grad", "filter grad"};
+struct Choices {
+  std::mutex mu;
+  std::map<std::vector<int64_t>, Path> path;
+  int64_t counts[3][2] = {};  // [direction][Cudnn, Gemm]
+  bool autotune = true;
+};
+Choices& choices() {
+  static auto* c = new Choices();
+  return *c;
+}
+std::vector<int64_t> key_of(int which, const ConvShape& s) {
+  return {which, tf32() ? 1 : 0, s.n, s.h, s.w, s.c, s.o, s.kh, s.kw, s.sh, s.sw, s.ph, s.pw, s.dh, s.dw, s.groups};
+}
+
+// Device time of run(), by events around it (autotuning only: waits).
+template <class Run>
+float elapsed_ms(Run run) {
+  cudaEvent_t a = nullptr, b = nullptr;
+  BISSL_CUDA_OK(cudaEventCreate(&a), "conv autotune: cudaEventCreate");
+  BISSL_CUDA_OK(cudaEventCreate(&b), "conv autotune: cudaEventCreate");
+  BISSL_CUDA_OK(cudaEventRecord(a, stream()), "conv autotune: cudaEventRecord");
+  run();
+  BISSL_CUDA_OK(cudaEventRecord(b, stream()), "conv autotune: cudaEventRecord");
+  synchronize();
+  float ms = 0;
+  BISSL_CUDA_OK(cudaEventElapsedTime(&ms, a, b), "conv autotune: cudaEventElapsedTime");
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
+  return ms;
+}
+
+// Runs one f32 convolution by the path chosen for its shape; on the first
+// call with a shape (autotuning on), runs both paths twice, times the second
+// runs, and keeps the faster (the output is written either way).
+template <class Cudnn, class Gemm>
+void run_f32(int which, const ConvShape& s, Cudnn cudnn, Gemm gemm_path) {
+  auto& c = choices();
+  if (!cudnn_enabled()) return gemm_path();
+  const auto key = key_of(which, s);
+  bool known = false, autotune = true;
+  Path path = Path::Cudnn;
+  {
+    std::lock_guard<std::mutex> lock(c.mu);
+    auto it = c.path.find(key);
+    if (it != c.path.end()) known = true, path = it->second;
+    autotune = c.autotune;
+  }
+  if (known) {
+    if (path == Path::Gemm || !cudnn()) gemm_path();
+    return;
+  }
+  Path pick = Path::Cudnn;
+  if (!cudnn()) {  // cuDNN declines this shape (its first call also ran cudnnFind)
+    pick = Path::Gemm;
+    gemm_path();
+  } else if (autotune) {
+    const float t_cudnn = elapsed_ms([&] { cudnn(); });
+    gemm_path();
+    const float t_gemm = elapsed_ms(gemm_path);
+    if (t_gemm < t_cudnn) pick = Path::Gemm;
+  }
+  std::lock_guard<std::mutex> lock(c.mu);
+  c.path[key] = pick;
+  ++c.counts[which][pick == Path::Cudnn ? 0 : 1];
+}
+}  // namespace
+
+void set_conv_autotune(bool on) {
+  std::lock_guard<std::mutex> lock(choices().mu);
+  choices().autotune = on;
+  choices().path.clear();
+  for (auto& d : choices().counts) d[0] = d[1] = 0;
+}
+
+std::string conv_choices() {
+  auto& c = choices();
+  std::lock_guard<std::mutex> lock(c.mu);
+  std::string out;
+  for (int d = 0; d < 3; ++d) {
+    if (!out.empty()) out += "; ";
+    out += std::string(kDirection[d]) + ": " + std::to_string(c.counts[d][0]) + " cuDNN, " +
+           std::to_string(c.counts[d][1]) + " GEMM";
+  }
+  return out + (c.autotune ? " (autotuned)" : " (cuDNN first)");
+}
+
+template <class T>
+void conv2d_forward(const ConvShape& s, const T* x, const T* w, T* y) {
+  if constexpr (std::is_same_v<T, float>)
+    run_f32(0, s, [&] { return cudnn_conv2d_forward(s, x, w, y); }, [&] { gemm_conv2d_forward(s, x, w, y); });
+  else
+    gemm_conv2d_forward(s, x, w, y);
+}
+
+template <class T>
+void conv2d_input_grad(const ConvShape& s, const T* gy, const T* w, T* gx) {
+  if constexpr (std::is_same_v<T, float>)
+    run_f32(1, s, [&] { return cudnn_conv2d_input_grad(s, gy, w, gx); },
+            [&] { gemm_conv2d_input_grad(s, gy, w, gx); });
+  else
+    gemm_conv2d_input_grad(s, gy, w, gx);
+}
+
+template <class T>
+void conv2d_weight_grad(const ConvShape& s, const T* x, const T* gy, T* gw) {
+  if constexpr (std::is_same_v<T, float>)
+    run_f32(2, s, [&] { return cudnn_conv2d_weight_grad(s, x, gy, gw); },
+            [&] { gemm_conv2d_weight_grad(s, x, gy, gw); });
+  else
+    gemm_conv2d_weight_grad(s, x, gy, gw);
 }
 
 #define INST(T)                                                                \

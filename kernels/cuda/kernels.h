@@ -53,6 +53,12 @@ bool tf32();
 // cuDNN for f32 convolutions (on by default; off = im2col + cuBLAS).
 void set_cudnn(bool on);
 bool cudnn_enabled();
+// f32 convolutions: on the first call with a shape, time cuDNN against
+// im2col + cuBLAS and keep the faster for that shape (on by default; off =
+// cuDNN whenever it takes the shape). Setting it forgets earlier choices.
+void set_conv_autotune(bool on);
+// "forward: 40 cuDNN, 13 GEMM; data grad: ...; filter grad: ..." (choices made so far).
+std::string conv_choices();
 
 // ---- elementwise ----
 template <class T>

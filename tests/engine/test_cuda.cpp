@@ -92,18 +92,21 @@ TEST_SUITE("cuda") {
   TEST_CASE("op table parity: CUDA vs CPU, f64 and f32, outputs / VJP / JVP / HVP") {
     if (!have_gpu()) return;
     cuda_set_poison(true);
-    // f32 convolutions run twice: through cuDNN (the default) and through
-    // im2col + cuBLAS.
-    for (bool cudnn : {true, false}) {
-      cuda_set_cudnn(cudnn);
+    // f32 convolutions run three times: through cuDNN (autotuning off), by
+    // the autotuned choice per shape (the default), and through im2col +
+    // cuBLAS (cuDNN off). Everything else runs once, in the first mode.
+    for (std::string mode : {"cudnn", "autotuned", "im2col"}) {
+      const bool first = mode == "cudnn";
+      cuda_set_cudnn(mode != "im2col");
+      cuda_set_conv_autotune(mode == "autotuned");
       for (DType dt : {DType::F64, DType::F32}) {
-        if (!cudnn && dt == DType::F64) continue;  // f64 never uses cuDNN
+        if (!first && dt == DType::F64) continue;  // f64 never uses cuDNN
         double tol = dt == DType::F64 ? 1e-10 : 1e-5;
         uint64_t seed = 11;
         for (auto& e : check::op_table()) {
           Generator g(seed++);
           bool conv = e.op.rfind("conv2d", 0) == 0;
-          if (!cudnn && !conv) continue;
+          if (!first && !conv) continue;
           for (auto& c : e.cases(g, dt, 1)) {
             std::vector<Tensor> w, u, v;
             {
@@ -119,7 +122,8 @@ TEST_SUITE("cuda") {
             Run gpu = run_case(c, Device::CUDA, w, u, v);
             for (auto& o : gpu.outs) REQUIRE((!o.defined() || o.device() == Device::CUDA));
             // (std::string: doctest prints a bare const char* as a pointer)
-            const std::string path = cudnn ? "cudnn" : "im2col", dtn = dtype_name(dt);
+            const std::string& path = mode;
+            const std::string dtn = dtype_name(dt);
             INFO(e.op, " / ", c.label, " / ", dtn, " / ", path);
             double eo = max_rel(cpu.outs, gpu.outs), eg = max_rel(cpu.grads, gpu.grads),
                    et = max_rel(cpu.tangents, gpu.tangents), eh = max_rel(cpu.hv, gpu.hv);
@@ -133,7 +137,9 @@ TEST_SUITE("cuda") {
         }
       }
     }
+    MESSAGE("autotuned convolution choices: ", cuda_conv_choices());
     cuda_set_cudnn(true);
+    cuda_set_conv_autotune(true);
     cuda_set_poison(false);
   }
 
@@ -330,14 +336,16 @@ TEST_SUITE("cuda") {
     for (auto& p : params) pd.push_back(p.detach().to(Device::CUDA).requires_grad_());
     optim::SGD opt(pd, 0.05, 0.9, 1e-4);
     int64_t syncs = 0;
-    for (int step = 0; step < 4; ++step) {
+    // Step 0 warms up: the convolutions' first calls per shape time cuDNN
+    // against the GEMM path (waits); steps 1-4 are counted.
+    for (int step = 0; step < 5; ++step) {
       const int64_t before = cuda_host_syncs();
       data::Batch b, bc;
       REQUIRE(gpu.next(b));
       opt.zero_grad();
       backward(testnets::convnet_loss(pd, b.views[0], b.labels));
       opt.step();
-      syncs += cuda_host_syncs() - before;
+      if (step > 0) syncs += cuda_host_syncs() - before;
       // The batch that reached the device is the CPU loader's, bit for bit.
       REQUIRE(cpu.next(bc));
       CHECK(b.views[0].to_vector() == bc.views[0].to_vector());
