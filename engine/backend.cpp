@@ -12,6 +12,21 @@
 
 namespace bissl {
 
+namespace {
+// CUDA-layer failures (std::runtime_error, e.g. a deferred index error
+// reported at a wait) reach callers as bissl::Error, one line as they are.
+template <class F>
+void as_error(F f) {
+  try {
+    f();
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw Error(e.what());
+  }
+}
+}  // namespace
+
 bool cuda_built() {
 #ifdef BISSL_WITH_CUDA
   return true;
@@ -61,10 +76,11 @@ AllocFn device_allocator(Device d) {
 
 AllocFn pinned_allocator() {
 #ifdef BISSL_WITH_CUDA
-  if (cuda::device_count() == 0) return nullptr;
+  static const bool gpu = cuda::device_count() > 0;
+  if (!gpu) return nullptr;
   return [](size_t nbytes) {
     auto s = std::make_shared<Storage>();
-    s->data = cuda::host_alloc(nbytes);
+    as_error([&] { s->data = cuda::host_alloc(nbytes); });
     s->nbytes = nbytes;
     s->device = Device::CPU;
     s->pinned = true;
@@ -82,7 +98,7 @@ void copy_to_device_async(void* dst, Device dd, const void* src, std::shared_ptr
               "copy_to_device_async: expected a pinned cpu source");
   BISSL_CHECK(dd != Device::CPU, "copy_to_device_async: expected a device destination, found the cpu");
 #ifdef BISSL_WITH_CUDA
-  cuda::copy_h2d_async(dst, src, bytes, std::move(src_owner));
+  as_error([&] { cuda::copy_h2d_async(dst, src, bytes, std::move(src_owner)); });
 #else
   (void)dst, (void)src, (void)bytes;
   throw Error("copy: a cuda tensor in a build without the CUDA backend");
@@ -96,9 +112,11 @@ void copy_bytes(void* dst, Device dd, const void* src, Device sd, size_t bytes) 
     return;
   }
 #ifdef BISSL_WITH_CUDA
-  if (dd == Device::CUDA && sd == Device::CPU) cuda::copy_h2d(dst, src, bytes);
-  else if (dd == Device::CPU && sd == Device::CUDA) cuda::copy_d2h(dst, src, bytes);
-  else cuda::copy_d2d(dst, src, bytes);
+  as_error([&] {
+    if (dd == Device::CUDA && sd == Device::CPU) cuda::copy_h2d(dst, src, bytes);
+    else if (dd == Device::CPU && sd == Device::CUDA) cuda::copy_d2h(dst, src, bytes);
+    else cuda::copy_d2d(dst, src, bytes);
+  });
 #else
   throw Error("copy: a cuda tensor in a build without the CUDA backend");
 #endif
@@ -110,7 +128,7 @@ void zero_bytes(void* dst, Device d, size_t bytes) {
     return;
   }
 #ifdef BISSL_WITH_CUDA
-  cuda::memset_zero(dst, bytes);
+  as_error([&] { cuda::memset_zero(dst, bytes); });
 #else
   throw Error("zero: a cuda tensor in a build without the CUDA backend");
 #endif
@@ -130,7 +148,7 @@ void cuda_reset_peak_bytes() {
 }
 void cuda_synchronize() {
 #ifdef BISSL_WITH_CUDA
-  if (cuda_device_count()) cuda::synchronize();
+  if (cuda_device_count()) as_error([] { cuda::synchronize(); });
 #endif
 }
 

@@ -29,6 +29,13 @@ namespace bissl::cuda {
 
 cudaStream_t stream();
 cublasHandle_t cublas();
+// Counts a host wait for the stream made outside memory.cu (autotuning).
+void note_host_wait();
+// Deferred index checks (index.cu): the number the next check will get, and
+// the report after a wait for the stream: throws the first failed check
+// numbered below `mark` (those the wait covered), and forgets them all.
+uint64_t index_check_mark();
+void report_index_errors(uint64_t mark);
 
 constexpr int kThreads = 256;
 inline unsigned blocks_for(int64_t n, int threads = kThreads) {

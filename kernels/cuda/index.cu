@@ -115,13 +115,15 @@ void scatter_add_flat(const T* g, const int64_t* idx, T* out, int64_t n, int64_t
 
 bool indices_in_range(const int64_t* idx, int64_t n, int64_t hi, int64_t* bad) {
   if (!n) return true;
-  auto* d = static_cast<unsigned long long*>(alloc(sizeof(unsigned long long)));
-  BISSL_CUDA_OK(cudaMemsetAsync(d, 0xFF, sizeof(unsigned long long), stream()), "index check (init)");
-  k_check<<<blocks_for(n), kThreads, 0, stream()>>>(idx, n, hi, d);
+  struct Word {  // released on every path, exceptions included
+    unsigned long long* p = static_cast<unsigned long long*>(alloc(sizeof(unsigned long long)));
+    ~Word() { release(p); }
+  } d;
+  BISSL_CUDA_OK(cudaMemsetAsync(d.p, 0xFF, sizeof(unsigned long long), stream()), "index check (init)");
+  k_check<<<blocks_for(n), kThreads, 0, stream()>>>(idx, n, hi, d.p);
   BISSL_LAUNCH_OK("index check");
   unsigned long long first = 0;
-  copy_d2h(&first, d, sizeof first);
-  release(d);
+  copy_d2h(&first, d.p, sizeof first);
   if (first == ~0ull) return true;
   copy_d2h(bad, idx + first, sizeof(int64_t));
   return false;
@@ -130,23 +132,31 @@ bool indices_in_range(const int64_t* idx, int64_t n, int64_t hi, int64_t* bad) {
 // ---- deferred index checks ----
 // One failure record on the device, written by the first failing check; a
 // page-locked mirror, refreshed by an asynchronous copy queued after every
-// check, which the host reads after its next wait for the stream.
+// check, which the host reads after its next wait for the stream. The
+// record names the lowest failing position of that check and its value.
 namespace {
-constexpr unsigned long long kNoFailure = ~0ull;
+constexpr unsigned long long kNone = ~0ull;
 struct IndexFailure {
-  unsigned long long seq;  // the failing check's number, kNoFailure if none
-  long long value, pos;    // its first bad index seen, and where
+  unsigned long long seq;  // the failing check's number, kNone if none
+  unsigned long long pos;  // its lowest bad position (kNone until found)
+  long long value;         // the index there
 };
 __global__ void k_check_deferred(const int64_t* idx, int64_t n, int64_t hi, unsigned long long seq,
                                  IndexFailure* f) {
-  if (f->seq != kNoFailure) return;  // an earlier check failed: that one is reported
+  const unsigned long long owner = f->seq;
+  if (owner != kNone && owner != seq) return;  // an earlier check failed: that one is reported
   BISSL_GRID_LOOP(i, n) {
     const int64_t v = idx[i];
     if (v < 0 || v >= hi) {
-      if (atomicCAS(&f->seq, kNoFailure, seq) == kNoFailure) f->value = v, f->pos = i;
-      return;
+      const unsigned long long was = atomicCAS(&f->seq, kNone, seq);
+      if (was == kNone || was == seq) atomicMin(&f->pos, (unsigned long long)i);
+      return;  // positions after i in this thread's stride cannot be lower
     }
   }
+}
+// One thread, after the check: the value at the lowest bad position.
+__global__ void k_check_value(const int64_t* idx, unsigned long long seq, IndexFailure* f) {
+  if (f->seq == seq) f->value = idx[f->pos];
 }
 struct PendingCheck {
   unsigned long long seq;
@@ -158,7 +168,7 @@ struct DeferredChecks {
   IndexFailure* dev = nullptr;
   IndexFailure* host = nullptr;
   unsigned long long next_seq = 0;
-  std::deque<PendingCheck> pending;  // checks queued since the last wait
+  std::deque<PendingCheck> pending;  // checks queued and not yet reported
   bool eager = false;
 };
 DeferredChecks& deferred() {
@@ -178,17 +188,20 @@ void check_indices_deferred(const int64_t* idx, int64_t n, int64_t hi, const cha
   bool drain = false;
   {
     std::lock_guard<std::mutex> lock(d.mu);
-    if (!d.dev) {
+    if (!d.dev) {  // first use: both records, published once both exist
+      auto* host = static_cast<IndexFailure*>(host_alloc(sizeof(IndexFailure)));
+      host->seq = kNone;
       void* p = nullptr;
       BISSL_CUDA_OK(cudaMalloc(&p, sizeof(IndexFailure)), "index check (device record)");
+      BISSL_CUDA_OK(cudaMemsetAsync(p, 0xFF, sizeof(IndexFailure), stream()), "index check (init)");
+      d.host = host;
       d.dev = static_cast<IndexFailure*>(p);
-      BISSL_CUDA_OK(cudaMemsetAsync(d.dev, 0xFF, sizeof(IndexFailure), stream()), "index check (init)");
-      d.host = static_cast<IndexFailure*>(host_alloc(sizeof(IndexFailure)));
-      d.host->seq = kNoFailure;
     }
     const unsigned long long seq = d.next_seq++;
     k_check_deferred<<<blocks_for(n), kThreads, 0, stream()>>>(idx, n, hi, seq, d.dev);
     BISSL_LAUNCH_OK(std::string("index check (") + what + ")");
+    k_check_value<<<1, 1, 0, stream()>>>(idx, seq, d.dev);
+    BISSL_LAUNCH_OK(std::string("index check (") + what + ", value)");
     BISSL_CUDA_OK(cudaMemcpyAsync(d.host, d.dev, sizeof(IndexFailure), cudaMemcpyDeviceToHost, stream()),
                   "index check (record copy)");
     d.pending.push_back({seq, what, hi});
@@ -197,26 +210,32 @@ void check_indices_deferred(const int64_t* idx, int64_t n, int64_t hi, const cha
   if (drain) synchronize();  // reports, and clears the records
 }
 
-void report_index_errors() {
+uint64_t index_check_mark() {
+  std::lock_guard<std::mutex> lock(deferred().mu);
+  return deferred().next_seq;
+}
+
+void report_index_errors(uint64_t mark) {
   auto& d = deferred();
   std::string msg;
   {
     std::lock_guard<std::mutex> lock(d.mu);
-    if (d.pending.empty()) return;
-    const IndexFailure f = *d.host;  // the stream has been waited for: the mirror is current
-    if (f.seq == kNoFailure) {
-      d.pending.clear();
-      return;
-    }
+    if (d.pending.empty() || d.pending.front().seq >= mark) return;
+    // The stream has been waited for past every check before `mark`: the
+    // mirror holds their outcome.
+    const IndexFailure f = *d.host;
+    const bool failed = f.seq != kNone && f.seq < mark;
     const char* what = "an index check";
     int64_t hi = -1;
-    for (const auto& p : d.pending)
-      if (p.seq == f.seq) what = p.what, hi = p.hi;
+    while (!d.pending.empty() && d.pending.front().seq < mark) {
+      if (failed && d.pending.front().seq == f.seq) what = d.pending.front().what, hi = d.pending.front().hi;
+      d.pending.pop_front();
+    }
+    if (!failed) return;
     msg = std::string(what) + ": index " + std::to_string(f.value) + " out of range [0, " + std::to_string(hi) +
           ") at position " + std::to_string(f.pos) +
           " (checked on the device; reported at the host's next wait for it)";
-    d.pending.clear();
-    d.host->seq = kNoFailure;
+    d.host->seq = kNone;
     BISSL_CUDA_OK(cudaMemsetAsync(d.dev, 0xFF, sizeof(IndexFailure), stream()), "index check (reset)");
   }
   throw std::runtime_error(msg);

@@ -107,13 +107,13 @@ void scatter_add_flat(const T* g, const int64_t* idx, T* out, int64_t n, int64_t
 // first bad index otherwise.
 bool indices_in_range(const int64_t* idx, int64_t n, int64_t hi, int64_t* bad);
 // Deferred check (the default for ops): queued on the stream, no wait. A bad
-// index is thrown as "what: index v out of range [0, hi) at position p ..."
-// at the host's next wait for the stream (a copy to the host, synchronize).
-// `what` must outlive that (a string literal).
+// index is thrown (std::runtime_error; bissl::Error once through the engine's
+// copies and synchronize) as "what: index v out of range [0, hi) at position
+// p ..." — the lowest bad position of the first failing check — at the
+// host's next wait for the stream (a copy to the host, synchronize).
+// `what` must outlive that (a string literal). GPU work is assumed to be
+// queued from one thread at a time (the training loop's).
 void check_indices_deferred(const int64_t* idx, int64_t n, int64_t hi, const char* what);
-// Throws the first failed deferred check since the last wait, if any; called
-// after every wait for the stream.
-void report_index_errors();
 // Eager checks for every op (debugging: the error at the op that made it).
 void set_eager_index_checks(bool on);
 bool eager_index_checks();

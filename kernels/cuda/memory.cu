@@ -124,7 +124,7 @@ void* host_alloc(size_t bytes) {
   cudaError_t e = cudaHostAlloc(&p, n, cudaHostAllocDefault);
   if (e != cudaSuccess) {
     cudaGetLastError();
-    fail("cudaHostAlloc of " + std::to_string(bytes) + " page-locked bytes (" + std::to_string(c.total) +
+    fail("cudaHostAlloc of " + std::to_string(bytes) + " page-locked bytes (" + std::to_string(host_pinned_bytes()) +
              " already page-locked)",
          cudaGetErrorString(e));
   }
@@ -156,8 +156,9 @@ std::atomic<int64_t> g_host_syncs{0};
 // Copies from page-locked memory still in flight: each holds its source
 // until the event recorded after it has passed.
 struct InFlight {
-  cudaEvent_t done;
+  cudaEvent_t done = nullptr;  // null: nothing to wait for (a copy that failed to queue)
   std::shared_ptr<void> keep;
+  bool reserved = true;  // being queued: later entries wait behind it
 };
 struct Copies {
   std::mutex mu;
@@ -169,16 +170,18 @@ Copies& copies() {
   return *c;
 }
 
-// Drops the sources of finished copies (all of them when the stream has
-// been waited for). Sources are destroyed outside the lock.
-void retire_copies(bool stream_idle) {
+// Drops the sources of finished copies, asking each copy's event (also
+// after a wait for the stream: a copy queued by another thread since then
+// must keep its source). Sources are destroyed outside the lock.
+void retire_copies() {
   auto& c = copies();
   std::vector<std::shared_ptr<void>> drop;
   {
     std::lock_guard<std::mutex> lock(c.mu);
     while (!c.in_flight.empty()) {
       InFlight& f = c.in_flight.front();
-      if (!stream_idle) {
+      if (f.reserved) break;
+      if (f.done) {
         cudaError_t e = cudaEventQuery(f.done);
         if (e == cudaErrorNotReady) {
           // Not an error; make sure no launch check mistakes it for one.
@@ -186,20 +189,26 @@ void retire_copies(bool stream_idle) {
           break;
         }
         if (e != cudaSuccess) break;  // a real fault: the next checked call reports it
+        c.spare.push_back(f.done);
       }
-      c.spare.push_back(f.done);
       drop.push_back(std::move(f.keep));
       c.in_flight.pop_front();
     }
   }
 }
 
-// After every host wait for the stream: everything queued so far is done.
-void after_stream_wait() {
-  retire_copies(true);
-  report_index_errors();
+// Waits for the stream (counted), then drops finished copies' sources and
+// reports the deferred index checks queued before the wait.
+void wait_for_stream(const char* what) {
+  ++g_host_syncs;
+  const uint64_t mark = index_check_mark();
+  BISSL_CUDA_OK(cudaStreamSynchronize(stream()), what);
+  retire_copies();
+  report_index_errors(mark);
 }
 }  // namespace
+
+void note_host_wait() { ++g_host_syncs; }
 
 int64_t host_syncs() { return g_host_syncs.load(); }
 size_t copies_in_flight() {
@@ -209,34 +218,53 @@ size_t copies_in_flight() {
 
 void copy_h2d(void* dst, const void* src, size_t bytes) {
   if (!bytes) return;
-  ++g_host_syncs;
   BISSL_CUDA_OK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream()), "copy host->device");
   // The (pageable) host buffer may be freed or rewritten right after: wait.
   // Page-locked sources go through copy_h2d_async instead.
-  BISSL_CUDA_OK(cudaStreamSynchronize(stream()), "copy host->device (sync)");
-  after_stream_wait();
+  wait_for_stream("copy host->device (sync)");
 }
 void copy_h2d_async(void* dst, const void* src, size_t bytes, std::shared_ptr<void> keep) {
   if (!bytes) return;
-  retire_copies(false);
-  BISSL_CUDA_OK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream()), "copy host->device (async)");
+  retire_copies();
   auto& c = copies();
+  // The event and the list entry exist before the copy is queued, so that
+  // nothing after it can fail and drop `keep` while the copy still reads it.
   cudaEvent_t ev = nullptr;
+  InFlight* slot = nullptr;  // deque: references survive pushes and pops of other entries
   {
     std::lock_guard<std::mutex> lock(c.mu);
     if (!c.spare.empty()) ev = c.spare.back(), c.spare.pop_back();
+    c.in_flight.emplace_back();  // reserved: filled in below
+    slot = &c.in_flight.back();
   }
-  if (!ev) BISSL_CUDA_OK(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming), "cudaEventCreate (copy)");
-  BISSL_CUDA_OK(cudaEventRecord(ev, stream()), "cudaEventRecord (copy)");
+  auto give_back = [&](cudaEvent_t e) {  // on failure: an empty entry, the event spare again
+    std::lock_guard<std::mutex> lock(c.mu);
+    slot->reserved = false;
+    if (e) c.spare.push_back(e);
+  };
+  if (!ev && cudaEventCreateWithFlags(&ev, cudaEventDisableTiming) != cudaSuccess) {
+    cudaGetLastError();
+    give_back(nullptr);
+    fail("copy host->device (async)", "cudaEventCreate failed");
+  }
+  cudaError_t e = cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream());
+  if (e == cudaSuccess) e = cudaEventRecord(ev, stream());
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    cudaStreamSynchronize(stream());  // whatever was queued has finished with the source
+    cudaGetLastError();
+    give_back(ev);
+    fail("copy host->device (async)", cudaGetErrorString(e));
+  }
   std::lock_guard<std::mutex> lock(c.mu);
-  c.in_flight.push_back({ev, std::move(keep)});
+  slot->done = ev;
+  slot->keep = std::move(keep);
+  slot->reserved = false;
 }
 void copy_d2h(void* dst, const void* src, size_t bytes) {
   if (!bytes) return;
-  ++g_host_syncs;
   BISSL_CUDA_OK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream()), "copy device->host");
-  BISSL_CUDA_OK(cudaStreamSynchronize(stream()), "copy device->host (sync)");
-  after_stream_wait();
+  wait_for_stream("copy device->host (sync)");
 }
 void copy_d2d(void* dst, const void* src, size_t bytes) {
   if (!bytes) return;
@@ -246,11 +274,7 @@ void memset_zero(void* p, size_t bytes) {
   if (!bytes) return;
   BISSL_CUDA_OK(cudaMemsetAsync(p, 0, bytes, stream()), "memset");
 }
-void synchronize() {
-  ++g_host_syncs;
-  BISSL_CUDA_OK(cudaStreamSynchronize(stream()), "stream synchronize");
-  after_stream_wait();
-}
+void synchronize() { wait_for_stream("stream synchronize"); }
 
 template <int K>
 StridedArgs<K> make_strided(const Dims& shape, const Dims* const* st, const char* what) {
