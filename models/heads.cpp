@@ -48,7 +48,7 @@ void NamedSequential::push_back_impl(const std::string& name, std::shared_ptr<nn
   layers_.push_back(std::move(layer));
 }
 
-Tensor NamedSequential::forward(const Tensor& x) {
+Tensor NamedSequential::forward_impl(const Tensor& x) {
   Tensor y = x;
   for (auto& l : layers_) y = l->forward(y);
   return y;

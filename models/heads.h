@@ -64,7 +64,7 @@ class NamedSequential : public nn::Layer {
     push_back_impl(name, layer);
     return layer;
   }
-  Tensor forward(const Tensor& x) override;
+  Tensor forward_impl(const Tensor& x) override;
   std::string type_name() const override { return "Sequential"; }
   size_t size() const { return layers_.size(); }
 

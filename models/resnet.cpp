@@ -50,7 +50,7 @@ BasicBlock::BasicBlock(int64_t in_planes, int64_t planes, int64_t stride, Genera
   if (downsample) register_module("downsample", downsample);
 }
 
-Tensor BasicBlock::forward(const Tensor& x) {
+Tensor BasicBlock::forward_impl(const Tensor& x) {
   Tensor h = relu(bn1->forward(conv1->forward(x)));
   h = bn2->forward(conv2->forward(h));
   return relu(add(h, downsample ? downsample->forward(x) : x));
@@ -67,7 +67,7 @@ Bottleneck::Bottleneck(int64_t in_planes, int64_t planes, int64_t stride, Genera
   if (downsample) register_module("downsample", downsample);
 }
 
-Tensor Bottleneck::forward(const Tensor& x) {
+Tensor Bottleneck::forward_impl(const Tensor& x) {
   Tensor h = relu(bn1->forward(conv1->forward(x)));
   h = relu(bn2->forward(conv2->forward(h)));
   h = bn3->forward(conv3->forward(h));
@@ -126,6 +126,7 @@ ResNet::ResNet(const ResNetConfig& cfg, Generator& g) : cfg_(cfg) {
 }
 
 Tensor ResNet::forward_feature_map(const Tensor& x) {
+  ScopedRange range((range_name() + " features").c_str());
   BISSL_CHECK(x.dim() == 4 && x.shape()[3] == cfg_.in_channels, "ResNet: expected NHWC input [N, H, W, ",
               cfg_.in_channels, "], found shape ", shape_str(x.shape()));
   Tensor h = relu(bn1->forward(conv1->forward(x)));
@@ -138,7 +139,7 @@ Tensor ResNet::forward_feature_map(const Tensor& x) {
 
 Tensor ResNet::forward_features(const Tensor& x) { return global_avg_pool(forward_feature_map(x)); }
 
-Tensor ResNet::forward(const Tensor& x) {
+Tensor ResNet::forward_impl(const Tensor& x) {
   Tensor f = forward_features(x);
   return fc ? fc->forward(f) : f;
 }

@@ -42,7 +42,7 @@ class BasicBlock : public nn::Layer {
  public:
   static constexpr int64_t kExpansion = 1;
   BasicBlock(int64_t in_planes, int64_t planes, int64_t stride, Generator& g);
-  Tensor forward(const Tensor& x) override;
+  Tensor forward_impl(const Tensor& x) override;
   std::string type_name() const override { return "BasicBlock"; }
 
   std::shared_ptr<nn::Conv2d> conv1, conv2;
@@ -56,7 +56,7 @@ class Bottleneck : public nn::Layer {
  public:
   static constexpr int64_t kExpansion = 4;
   Bottleneck(int64_t in_planes, int64_t planes, int64_t stride, Generator& g);
-  Tensor forward(const Tensor& x) override;
+  Tensor forward_impl(const Tensor& x) override;
   std::string type_name() const override { return "Bottleneck"; }
 
   std::shared_ptr<nn::Conv2d> conv1, conv2, conv3;
@@ -73,7 +73,7 @@ class ResNet : public nn::Layer {
 
   // x NHWC [N, H, W, in_channels] -> logits [N, num_classes], or the pooled
   // features [N, feature_dim()] when there is no classifier.
-  Tensor forward(const Tensor& x) override;
+  Tensor forward_impl(const Tensor& x) override;
   // Stem + stages + global average pool: [N, feature_dim()].
   Tensor forward_features(const Tensor& x);
   // Stem + stages, before pooling: [N, h, w, feature_dim()].

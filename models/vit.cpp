@@ -36,7 +36,7 @@ PatchEmbed::PatchEmbed(int64_t image_size_, int64_t patch_size_, int64_t in_chan
                                                                1, 1, /*bias=*/true));
 }
 
-Tensor PatchEmbed::forward(const Tensor& x) {
+Tensor PatchEmbed::forward_impl(const Tensor& x) {
   BISSL_CHECK(x.dim() == 4 && x.shape()[1] == image_size && x.shape()[2] == image_size && x.shape()[3] == in_channels,
               "PatchEmbed: expected NHWC images [N, ", image_size, ", ", image_size, ", ", in_channels,
               "], found shape ", shape_str(x.shape()));
@@ -52,7 +52,7 @@ Attention::Attention(int64_t dim_, int64_t heads, bool qkv_bias, Generator& g) :
   proj = register_module("proj", std::make_shared<nn::Linear>(dim, dim, g));
 }
 
-Tensor Attention::forward(const Tensor& x) {
+Tensor Attention::forward_impl(const Tensor& x) {
   BISSL_CHECK(x.dim() == 3 && x.shape()[2] == dim, "Attention: expected tokens [N, T, ", dim, "], found shape ",
               shape_str(x.shape()));
   int64_t n = x.shape()[0], t = x.shape()[1], hd = dim / num_heads;
@@ -72,7 +72,7 @@ Mlp::Mlp(int64_t dim, int64_t hidden, Generator& g) {
   fc2 = register_module("fc2", std::make_shared<nn::Linear>(hidden, dim, g));
 }
 
-Tensor Mlp::forward(const Tensor& x) { return fc2->forward(gelu(fc1->forward(x))); }
+Tensor Mlp::forward_impl(const Tensor& x) { return fc2->forward(gelu(fc1->forward(x))); }
 
 Block::Block(int64_t dim, int64_t num_heads, double mlp_ratio, bool qkv_bias, double drop_path_, double ln_eps,
              std::shared_ptr<Generator> rng, Generator& g)
@@ -85,7 +85,7 @@ Block::Block(int64_t dim, int64_t num_heads, double mlp_ratio, bool qkv_bias, do
   mlp = register_module("mlp", std::make_shared<Mlp>(dim, int64_t(double(dim) * mlp_ratio), g));
 }
 
-Tensor Block::forward(const Tensor& x) {
+Tensor Block::forward_impl(const Tensor& x) {
   auto residual = [&](const Tensor& h) {
     if (!is_training() || drop_path == 0.0) return h;
     BISSL_CHECK(rng_, "Block: drop path in training mode needs a generator");
@@ -187,6 +187,7 @@ ViT::ViT(const ViTConfig& cfg, Generator& g) : cfg_(cfg), rng_(std::make_shared<
 }
 
 Tensor ViT::forward_features(const Tensor& x, const Tensor& keep_index) {
+  ScopedRange range((range_name() + " features").c_str());
   int64_t n = x.dim() == 4 ? x.shape()[0] : 0, l = cfg_.num_patches(), d = cfg_.embed_dim;
   Tensor t = patch_embed->forward(x);  // [N, L, D]
   t = add(t, slice(pos_embed, 1, 1, 1 + l));
@@ -204,7 +205,7 @@ Tensor ViT::pool(const Tensor& tokens) const {
   return mean(slice(tokens, 1, 1, tokens.shape()[1]), {1});
 }
 
-Tensor ViT::forward(const Tensor& x) {
+Tensor ViT::forward_impl(const Tensor& x) {
   Tensor f = pool(forward_features(x));
   return head ? head->forward(f) : f;
 }

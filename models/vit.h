@@ -53,7 +53,7 @@ struct ViTConfig {
 class PatchEmbed : public nn::Layer {
  public:
   PatchEmbed(int64_t image_size, int64_t patch_size, int64_t in_channels, int64_t embed_dim, Generator& g);
-  Tensor forward(const Tensor& x) override;
+  Tensor forward_impl(const Tensor& x) override;
   std::string type_name() const override { return "PatchEmbed"; }
   int64_t image_size, patch_size, in_channels, embed_dim;
   std::shared_ptr<nn::Conv2d> proj;
@@ -63,7 +63,7 @@ class PatchEmbed : public nn::Layer {
 class Attention : public nn::Layer {
  public:
   Attention(int64_t dim, int64_t num_heads, bool qkv_bias, Generator& g);
-  Tensor forward(const Tensor& x) override;  // [N, T, D] -> [N, T, D]
+  Tensor forward_impl(const Tensor& x) override;  // [N, T, D] -> [N, T, D]
   std::string type_name() const override { return "Attention"; }
   int64_t dim, num_heads;
   std::shared_ptr<nn::Linear> qkv, proj;
@@ -73,7 +73,7 @@ class Attention : public nn::Layer {
 class Mlp : public nn::Layer {
  public:
   Mlp(int64_t dim, int64_t hidden, Generator& g);
-  Tensor forward(const Tensor& x) override;
+  Tensor forward_impl(const Tensor& x) override;
   std::string type_name() const override { return "Mlp"; }
   std::shared_ptr<nn::Linear> fc1, fc2;
 };
@@ -84,7 +84,7 @@ class Block : public nn::Layer {
  public:
   Block(int64_t dim, int64_t num_heads, double mlp_ratio, bool qkv_bias, double drop_path, double ln_eps,
         std::shared_ptr<Generator> rng, Generator& g);
-  Tensor forward(const Tensor& x) override;
+  Tensor forward_impl(const Tensor& x) override;
   std::string type_name() const override { return "Block"; }
   std::string extra_repr() const override;
   double drop_path;
@@ -121,7 +121,7 @@ class ViT : public nn::Layer {
 
   // Images NHWC [N, image_size, image_size, in_channels] -> pooled feature
   // [N, embed_dim] (config().pool), or logits [N, num_classes] with a head.
-  Tensor forward(const Tensor& x) override;
+  Tensor forward_impl(const Tensor& x) override;
   // All tokens after the final norm: [N, 1 + K, D], the class token first.
   // keep_index i64 [N, K] (values in [0, num_patches), per sample) keeps
   // those patch tokens, in that order, after adding position embeddings;

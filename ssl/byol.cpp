@@ -127,6 +127,7 @@ Tensor BYOL::target_forward(const Tensor& view) {
 }
 
 Tensor BYOL::loss(nn::Layer& backbone, const SslBatch& batch) {
+  ScopedRange range(range_name().c_str());
   check_two_views(batch, "BYOL");
   Tensor p1 = head_->forward(backbone.forward(batch.view1));
   Tensor p2 = head_->forward(backbone.forward(batch.view2));

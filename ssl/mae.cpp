@@ -159,6 +159,7 @@ MaeDecoder::MaeDecoder(const models::ViTConfig& enc, const MaeConfig& cfg, Gener
 }
 
 Tensor MaeDecoder::forward(const Tensor& latent, const Tensor& ids_restore) {
+  ScopedRange range(range_name().c_str());
   int64_t l = enc_.num_patches(), dd = cfg_.decoder_dim;
   BISSL_CHECK(latent.dim() == 3 && latent.shape()[2] == enc_.embed_dim && latent.shape()[1] >= 2,
               "MaeDecoder: expected encoder tokens [N, 1 + K, ", enc_.embed_dim, "], found shape ",
@@ -182,6 +183,7 @@ Tensor MaeDecoder::forward(const Tensor& latent, const Tensor& ids_restore) {
 // ---- loss ----
 
 MaeOut mae_loss(models::ViT& encoder, MaeDecoder& decoder, const Tensor& images, const Tensor& mask, Generator& g) {
+  ScopedRange range("MAE loss");
   const models::ViTConfig& ec = encoder.config();
   check_encoder_matches(ec, decoder.encoder_config());
   BISSL_CHECK(images.dim() == 4, "mae_loss: expected NHWC images, found shape ", shape_str(images.shape()));

@@ -42,6 +42,7 @@ SimCLR::SimCLR(int64_t feature_dim, Generator& g, const SimclrOptions& opts) : o
 }
 
 Tensor SimCLR::loss(nn::Layer& backbone, const SslBatch& batch) {
+  ScopedRange range(range_name().c_str());
   check_two_views(batch, "SimCLR");
   Tensor z1 = head_->forward(backbone.forward(batch.view1));
   Tensor z2 = head_->forward(backbone.forward(batch.view2));

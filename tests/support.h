@@ -66,7 +66,7 @@ class TinyConvNet : public nn::Layer {
     bn->weight.copy_(add(mul(randn({c}, g), 0.3), 1.0));
     bn->bias.copy_(mul(randn({c}, g), 0.2));
   }
-  Tensor forward(const Tensor& x) override { return global_avg_pool(relu(bn->forward(conv->forward(x)))); }
+  Tensor forward_impl(const Tensor& x) override { return global_avg_pool(relu(bn->forward(conv->forward(x)))); }
   std::shared_ptr<nn::Conv2d> conv;
   std::shared_ptr<nn::BatchNorm2d> bn;
 };

@@ -30,7 +30,7 @@ Linear::Linear(int64_t in, int64_t out, Generator& g, bool has_bias) : in_featur
   init::torch_default_init_(weight, bias, g);
 }
 
-Tensor Linear::forward(const Tensor& x) {
+Tensor Linear::forward_impl(const Tensor& x) {
   check_last_axis(x, in_features, "Linear", "features");
   return linear(x, weight, bias);
 }
@@ -64,7 +64,7 @@ Conv2d::Conv2d(int64_t in, int64_t out, int64_t k, Generator& g, int64_t stride_
   init::torch_default_init_(weight, bias, g);
 }
 
-Tensor Conv2d::forward(const Tensor& x) {
+Tensor Conv2d::forward_impl(const Tensor& x) {
   BISSL_CHECK(x.dim() == 4, "Conv2d: expected NHWC input [N, H, W, ", in_channels, "], found shape ",
               shape_str(x.shape()));
   check_last_axis(x, in_channels, "Conv2d", "channels");
@@ -116,7 +116,7 @@ void BatchNorm2d::check_input(const Tensor& x) const {
   BISSL_CHECK(x.dim() == 4, "BatchNorm2d: expected NHWC input [N, H, W, C], found shape ", shape_str(x.shape()));
 }
 
-Tensor BatchNorm::forward(const Tensor& x) {
+Tensor BatchNorm::forward_impl(const Tensor& x) {
   check_input(x);
   check_last_axis(x, num_features, type_name().c_str(), "channels");
   if (!is_training() && track_running_stats) return batch_norm_eval(x, weight, bias, running_mean, running_var, eps);
@@ -174,7 +174,7 @@ LayerNorm::LayerNorm(int64_t d, double eps_, bool affine) : dim(d), eps(eps_) {
   }
 }
 
-Tensor LayerNorm::forward(const Tensor& x) {
+Tensor LayerNorm::forward_impl(const Tensor& x) {
   check_last_axis(x, dim, "LayerNorm", "features");
   return layer_norm(x, weight, bias, eps);
 }
@@ -200,7 +200,7 @@ const std::shared_ptr<Layer>& Sequential::operator[](size_t i) const {
   return layers_[i];
 }
 
-Tensor Sequential::forward(const Tensor& x) {
+Tensor Sequential::forward_impl(const Tensor& x) {
   Tensor y = x;
   for (auto& l : layers_) y = l->forward(y);
   return y;

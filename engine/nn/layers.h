@@ -24,7 +24,7 @@ namespace bissl::nn {
 class Linear : public Layer {
  public:
   Linear(int64_t in_features, int64_t out_features, Generator& g, bool bias = true);
-  Tensor forward(const Tensor& x) override;
+  Tensor forward_impl(const Tensor& x) override;
   std::string type_name() const override { return "Linear"; }
   std::string extra_repr() const override;
 
@@ -39,7 +39,7 @@ class Conv2d : public Layer {
  public:
   Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel, Generator& g, int64_t stride = 1,
          int64_t padding = 0, int64_t dilation = 1, int64_t groups = 1, bool bias = false);
-  Tensor forward(const Tensor& x) override;
+  Tensor forward_impl(const Tensor& x) override;
   std::string type_name() const override { return "Conv2d"; }
   std::string extra_repr() const override;
   Conv2dParams params() const { return Conv2dParams::make(stride, padding, dilation, groups); }
@@ -60,7 +60,7 @@ class BatchNorm : public Layer {
   static constexpr double kCumulative = std::numeric_limits<double>::quiet_NaN();
   explicit BatchNorm(int64_t num_features, double eps = 1e-5, double momentum = 0.1, bool affine = true,
                      bool track_running_stats = true);
-  Tensor forward(const Tensor& x) override;
+  Tensor forward_impl(const Tensor& x) override;
   std::string type_name() const override { return "BatchNorm"; }
   std::string extra_repr() const override;
 
@@ -109,7 +109,7 @@ class BatchNorm2d : public BatchNorm {
 class LayerNorm : public Layer {
  public:
   explicit LayerNorm(int64_t dim, double eps = 1e-5, bool affine = true);
-  Tensor forward(const Tensor& x) override;
+  Tensor forward_impl(const Tensor& x) override;
   std::string type_name() const override { return "LayerNorm"; }
   std::string extra_repr() const override;
 
@@ -120,13 +120,13 @@ class LayerNorm : public Layer {
 
 class ReLU : public Layer {
  public:
-  Tensor forward(const Tensor& x) override { return relu(x); }
+  Tensor forward_impl(const Tensor& x) override { return relu(x); }
   std::string type_name() const override { return "ReLU"; }
 };
 
 class Identity : public Layer {
  public:
-  Tensor forward(const Tensor& x) override { return x; }
+  Tensor forward_impl(const Tensor& x) override { return x; }
   std::string type_name() const override { return "Identity"; }
 };
 
@@ -140,7 +140,7 @@ class Sequential : public Layer {
     push_back_impl(layer);
     return layer;
   }
-  Tensor forward(const Tensor& x) override;
+  Tensor forward_impl(const Tensor& x) override;
   std::string type_name() const override { return "Sequential"; }
 
   size_t size() const { return layers_.size(); }

@@ -63,12 +63,19 @@ void Module::register_module_impl(const std::string& name, std::shared_ptr<Modul
   check_name(name, "register_module");
   BISSL_CHECK(m, "register_module: ", name, " is a null module pointer");
   BISSL_CHECK(m.get() != this, "register_module: a module cannot be its own child (", name, ")");
+  m->local_name_ = name;
+  m->range_name_.clear();
   for (auto& c : children_)
     if (c.first == name) {
       c.second = std::move(m);
       return;
     }
   children_.emplace_back(name, std::move(m));
+}
+
+const std::string& Module::range_name() const {
+  if (range_name_.empty()) range_name_ = local_name_.empty() ? type_name() : local_name_ + " (" + type_name() + ")";
+  return range_name_;
 }
 
 // ---- traversal ----

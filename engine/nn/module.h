@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "engine/profile.h"
 #include "engine/tensor.h"
 
 namespace bissl::nn {
@@ -42,6 +43,10 @@ class Module {
   virtual std::string extra_repr() const { return ""; }
   // Torch-style multi-line tree of the module.
   std::string repr() const;
+  // The NVTX range a forward of this module opens: "conv1 (Conv2d)" — its
+  // name in its parent and its type — or the type alone for a root module.
+  // Ranges nest, so an Nsight Systems timeline reads like the model.
+  const std::string& range_name() const;
 
   // ---- traversal (recursive, registration order, dotted names) ----
   // Shared parameters (the same tensor registered twice) appear once.
@@ -120,13 +125,22 @@ class Module {
   std::vector<Entry> buffers_;
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
   bool training_ = true;
+  std::string local_name_;           // name in the parent that registered it last
+  mutable std::string range_name_;   // built at the first forward
 };
 
-// A module with one tensor in and one tensor out.
+// A module with one tensor in and one tensor out. forward() opens the
+// module's NVTX range and runs forward_impl(), which subclasses define.
 class Layer : public Module {
  public:
-  virtual Tensor forward(const Tensor& x) = 0;
+  Tensor forward(const Tensor& x) {
+    ScopedRange range(range_name().c_str());
+    return forward_impl(x);
+  }
   Tensor operator()(const Tensor& x) { return forward(x); }
+
+ protected:
+  virtual Tensor forward_impl(const Tensor& x) = 0;
 };
 
 }  // namespace bissl::nn

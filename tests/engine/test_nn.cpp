@@ -26,7 +26,7 @@ struct Block : Layer {
     conv1 = register_module("conv1", std::make_shared<Conv2d>(c, c, 3, g, 1, 1));
     bn1 = register_module("bn1", std::make_shared<BatchNorm2d>(c));
   }
-  Tensor forward(const Tensor& x) override { return relu(bn1->forward(conv1->forward(x))); }
+  Tensor forward_impl(const Tensor& x) override { return relu(bn1->forward(conv1->forward(x))); }
   std::string type_name() const override { return "Block"; }
 };
 
@@ -85,6 +85,23 @@ bool same_values(const Tensor& a, const Tensor& b) {
 }  // namespace
 
 TEST_SUITE("nn") {
+  TEST_CASE("NVTX range names: a module's name in its parent and its type; the type for a root") {
+    Net net(3);
+    CHECK(net.range_name() == "Module");
+    CHECK(net.conv1->range_name() == "conv1 (Conv2d)");
+    CHECK(net.bn1->range_name() == "bn1 (BatchNorm2d)");
+    CHECK(net.layer1->range_name() == "layer1 (Sequential)");
+    CHECK(net.layer1->at<Block>(1)->range_name() == "1 (Block)");
+    CHECK(net.layer1->at<Block>(1)->conv1->range_name() == "conv1 (Conv2d)");
+    // forward() opens the range around forward_impl(): results are unchanged.
+    Generator g(5);
+    Tensor x = randn({2, 6, 6, 3}, g);
+    Tensor a = net.forward(x), b = net.forward(x);
+    CHECK(a.to_vector() == b.to_vector());
+    Conv2d root(3, 2, 1, g);
+    CHECK(root.range_name() == "Conv2d");
+  }
+
   TEST_CASE("nested names follow torch: own params, own buffers, then children") {
     Net net(1);
     std::vector<std::string> bn = {"weight", "bias", "running_mean", "running_var", "num_batches_tracked"};
