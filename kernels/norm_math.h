@@ -75,6 +75,66 @@ BISSL_HD inline T bn_input_grad(T gy, T x, T mean, T invstd, const T* gamma, int
   return T(k * (double(gy) - sg * inv_rows - xhat * sgx * inv_rows));
 }
 
+// ---- batch norm tangents (forward mode; closed forms of the JVPs) ----
+// Notation: x̂ = (x − mean)·invstd, n rows, ẋ the tangent of x (null
+// pointers are zero tangents, a null γ is 1).
+
+// x̂ as the kernels compute it (x − mean in T, as batch_norm_backward).
+template <class T>
+BISSL_HD inline double bn_xhat(T x, T mean, T invstd) {
+  return double(x - mean) * double(invstd);
+}
+
+// Forward (batch_norm_train): with the column sums a = Σ ẋ and b = Σ ẋ·x̂,
+//   ṁean = a/n,  (invstd)˙ = −invstd²·b/n,
+//   ẏ = γ·invstd·(ẋ − a/n − x̂·b/n) + x̂·γ̇ + β̇.
+template <class T>
+BISSL_HD inline T bn_output_tangent(double tx, bool has_tx, double xhat, double invstd, const T* gamma,
+                                    const T* tgamma, const T* tbeta, int64_t j, double a, double b, double inv_rows) {
+  double t = 0;
+  if (has_tx) t = (gamma ? double(gamma[j]) : 1.0) * invstd * (tx - a * inv_rows - xhat * b * inv_rows);
+  if (tgamma) t += xhat * double(tgamma[j]);
+  if (tbeta) t += double(tbeta[j]);
+  return T(t);
+}
+
+// The statistics' tangents from the same sums.
+template <class T>
+BISSL_HD inline void bn_stat_tangents(T invstd, double a, double b, double inv_rows, T& tmean, T& tinvstd) {
+  tmean = T(a * inv_rows);
+  tinvstd = T(-double(invstd) * double(invstd) * b * inv_rows);
+}
+
+// Backward (batch_norm_backward: dx = γ·invstd·(gy − sg/n − x̂·sgx/n),
+// dγ = sgx = Σ gy·x̂, dβ = sg = Σ gy). With
+//   x̂˙ = invstd·(ẋ − ṁean) + (x − mean)·(invstd)˙
+// its column sums are p = Σ ġy (= dβ˙) and q = Σ (ġy·x̂ + gy·x̂˙) (= dγ˙), and
+//   dx˙ = (γ̇·invstd + γ·(invstd)˙)·(gy − sg/n − x̂·sgx/n)
+//         + γ·invstd·(ġy − p/n − x̂˙·sgx/n − x̂·q/n).
+template <class T>
+BISSL_HD inline double bn_xhat_tangent(T x, T mean, T invstd, const T* tx, const T* tmean, const T* tinvstd,
+                                       int64_t q, int64_t j) {
+  double t = 0;
+  if (tx) t += double(tx[q]);
+  if (tmean) t -= double(tmean[j]);
+  t *= double(invstd);
+  if (tinvstd) t += double(x - mean) * double(tinvstd[j]);
+  return t;
+}
+// The summand of q for one element.
+BISSL_HD inline double bn_backward_tangent_term(double gy, double tgy, double xhat, double txhat) {
+  return tgy * xhat + gy * txhat;
+}
+template <class T>
+BISSL_HD inline T bn_input_grad_tangent(double gy, double tgy, double xhat, double txhat, double invstd,
+                                        const T* gamma, const T* tgamma, const T* tinvstd, int64_t j, double sg,
+                                        double sgx, double p, double q, double inv_rows) {
+  const double g = gamma ? double(gamma[j]) : 1.0;
+  const double inner = gy - sg * inv_rows - xhat * sgx * inv_rows;
+  const double dk = (tgamma ? double(tgamma[j]) * invstd : 0.0) + (tinvstd ? g * double(tinvstd[j]) : 0.0);
+  return T(dk * inner + g * invstd * (tgy - p * inv_rows - txhat * sgx * inv_rows - xhat * q * inv_rows));
+}
+
 // ---- layer norm (one row of c values) ----
 
 template <class T>

@@ -318,7 +318,9 @@ std::vector<OpEntry> build() {
                  Gen G{g, dt, s};
                  int64_t c = G.n(3);
                  return Cases{one("2d", {G.rn({2, 2, 2, c}), G.rn({2, 2, 2, c}), G.rn({c}), G.pos({c}), G.rn({c})},
-                                  {true, true, true, true, true}, op_fn("batch_norm_backward"))};
+                                  {true, true, true, true, true}, op_fn("batch_norm_backward")),
+                              one("no_gamma", {G.rn({7, c}), G.rn({7, c}), G.rn({c}), G.pos({c}), Tensor()},
+                                  {true, true, true, true, false}, op_fn("batch_norm_backward"))};
                }});
   t.push_back({"batch_norm_eval", true, [](Generator& g, DType dt, int s) {
                  Gen G{g, dt, s};

@@ -92,4 +92,10 @@ inline OpDef make_op(const std::string& name, int nin, int nout, const std::stri
 // The dtype-dispatch for kernels of floating ops.
 #define BISSL_FLOAT_KERNEL(DT, OP, ...) BISSL_DISPATCH_FLOAT(DT, OP, [&] { __VA_ARGS__; })
 
+// Batch norm's JVPs by its unfused composites (engine/ops/norm.cpp): what the
+// fused closed-form rules must equal (tests). Inputs and tangents as the ops'.
+std::vector<Tensor> batch_norm_train_jvp_composite(const std::vector<Tensor>& in, const std::vector<Tensor>& t,
+                                                   double eps);
+std::vector<Tensor> batch_norm_backward_jvp_composite(const std::vector<Tensor>& in, const std::vector<Tensor>& t);
+
 }  // namespace bissl::ops

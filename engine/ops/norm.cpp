@@ -1,7 +1,10 @@
 // Batch norm (train: batch statistics, eval: running statistics) and layer
-// norm, each with a fused backward op. The fused backward ops take their JVP
-// from the unfused composite (jvp_of_composite), so forward-over-reverse is
-// exact through batch statistics.
+// norm, each with a fused backward op. Batch norm's forward and backward ops
+// have closed-form fused JVPs (kern::batch_norm_jvp / batch_norm_backward_jvp,
+// formulas in kernels/norm_math.h): forward-over-reverse through batch
+// statistics costs two passes per op instead of the composite's dozens.
+// Layer norm's ops take their JVP from the unfused composite
+// (jvp_of_composite); the composites also give every VJP of a VJP.
 #include <cmath>
 
 #include "engine/ops/common.h"
@@ -69,6 +72,72 @@ std::vector<Tensor> ln_backward_composite(const std::vector<Tensor>& in) {
   return {dx, gamma.defined() ? sum(mul(gy, xhat), rows) : Tensor(), in[5].defined() ? sum(gy, rows) : Tensor()};
 }
 
+template <class T>
+const T* ptr_or_null(const Tensor& t) {
+  return t.defined() ? t.data<T>() : nullptr;
+}
+template <class T>
+T* ptr_or_null(Tensor& t) {
+  return t.defined() ? t.data<T>() : nullptr;
+}
+
+// Tangents reach the fused kernels as raw pointers: same dtype and device as x.
+void check_tangents(const char* op, const Tensor& x, const std::vector<Tensor>& t) {
+  for (const Tensor& v : t)
+    BISSL_CHECK(!v.defined() || (v.dtype() == x.dtype() && v.device() == x.device()), op,
+                " (jvp): expected tangents of ", dtype_name(x.dtype()), " on ", device_name(x.device()), ", found ",
+                dtype_name(v.dtype()), " on ", device_name(v.device()));
+}
+
+// Tangents (ẏ, ṁean, invstd˙) of batch_norm_train from (ẋ, γ̇, β̇); the
+// statistics' tangents are undefined (zero) without ẋ.
+std::vector<Tensor> bn_train_jvp(const Tensor& x, const Tensor& m, const Tensor& inv, const Tensor& gamma,
+                                 const Tensor& tx, const Tensor& tg, const Tensor& tb) {
+  check_tangents("batch_norm_train", x, {tx, tg, tb});
+  const int64_t c = x.shape().back(), rows = x.numel() / c;
+  Tensor ty = empty(x.shape(), x.dtype(), x.device()), tm, ts;
+  if (tx.defined()) tm = empty({c}, x.dtype(), x.device()), ts = empty({c}, x.dtype(), x.device());
+  kern::DeviceScope ds(x.device());
+  BISSL_FLOAT_KERNEL(x.dtype(), "batch_norm_train (jvp)",
+                     kern::batch_norm_jvp<scalar_t>(x.data<scalar_t>(), m.data<scalar_t>(), inv.data<scalar_t>(),
+                                                    ptr_or_null<scalar_t>(gamma), ptr_or_null<scalar_t>(tx),
+                                                    ptr_or_null<scalar_t>(tg), ptr_or_null<scalar_t>(tb),
+                                                    ty.data<scalar_t>(), ptr_or_null<scalar_t>(tm),
+                                                    ptr_or_null<scalar_t>(ts), rows, c));
+  return {ty, tm, ts};
+}
+
+// Tangents (dẋ, dγ̇, dβ̇) of batch_norm_backward from those of (gy, x, mean, invstd, γ).
+std::vector<Tensor> bn_backward_jvp(const std::vector<Tensor>& in, const std::vector<Tensor>& t) {
+  const Tensor &gy = in[0], &x = in[1], &m = in[2], &inv = in[3], &gamma = in[4];
+  check_tangents("batch_norm_backward", x, t);
+  const int64_t c = x.shape().back(), rows = x.numel() / c;
+  Tensor tdx = empty(x.shape(), x.dtype(), x.device());
+  Tensor tdg = empty({c}, x.dtype(), x.device()), tdb = empty({c}, x.dtype(), x.device());
+  kern::DeviceScope ds(x.device());
+  BISSL_FLOAT_KERNEL(
+      x.dtype(), "batch_norm_backward (jvp)",
+      kern::batch_norm_backward_jvp<scalar_t>(
+          gy.data<scalar_t>(), x.data<scalar_t>(), m.data<scalar_t>(), inv.data<scalar_t>(),
+          ptr_or_null<scalar_t>(gamma), ptr_or_null<scalar_t>(t[0]), ptr_or_null<scalar_t>(t[1]),
+          ptr_or_null<scalar_t>(t[2]), ptr_or_null<scalar_t>(t[3]), ptr_or_null<scalar_t>(t[4]),
+          tdx.data<scalar_t>(), tdg.data<scalar_t>(), tdb.data<scalar_t>(), rows, c));
+  return {tdx, tdg, tdb};
+}
+
+}  // namespace
+
+// The composites' JVPs, for the tests that check the fused JVPs against them.
+std::vector<Tensor> batch_norm_train_jvp_composite(const std::vector<Tensor>& in, const std::vector<Tensor>& t,
+                                                   double eps) {
+  return jvp_of_composite([eps](const std::vector<Tensor>& i) { return bn_composite(i, eps); }, in, t);
+}
+std::vector<Tensor> batch_norm_backward_jvp_composite(const std::vector<Tensor>& in, const std::vector<Tensor>& t) {
+  return jvp_of_composite(bn_backward_composite, in, t);
+}
+
+namespace {
+
 void check_channel_param(const Tensor& p, int64_t c, const char* what, const char* op) {
   if (!p.defined()) return;
   BISSL_CHECK(p.shape() == Shape{c}, op, ": ", what, " has shape ", shape_str(p.shape()), ", expected [", c, "]");
@@ -123,10 +192,7 @@ void register_norm(OpRegistry& r) {
                                  Tensor()};
     };
     op.jvp = [](const OpCtx& c, const std::vector<Tensor>& t) {
-      double eps = c.attrs.f("eps");
-      auto outs = jvp_of_composite([eps](const std::vector<Tensor>& in) { return bn_composite(in, eps); },
-                                   {c.input(0), c.input_opt(1), c.input_opt(2)}, {t[0], t[1], t[2]});
-      return outs;
+      return bn_train_jvp(c.input(0), c.output(1), c.output(2), c.input_opt(1), t[0], t[1], t[2]);
     };
     r.add(std::move(op));
   }
@@ -154,8 +220,7 @@ void register_norm(OpRegistry& r) {
       return vjp_of_composite(bn_backward_composite, in, g);
     };
     op.jvp = [](const OpCtx& c, const std::vector<Tensor>& t) {
-      return jvp_of_composite(bn_backward_composite,
-                              {c.input(0), c.input(1), c.input(2), c.input(3), c.input_opt(4)}, t);
+      return bn_backward_jvp({c.input(0), c.input(1), c.input(2), c.input(3), c.input_opt(4)}, t);
     };
     r.add(std::move(op));
   }

@@ -72,6 +72,60 @@ void batch_norm_backward(const T* gy, const T* x, const T* mean, const T* invstd
 }
 
 template <class T>
+void batch_norm_jvp(const T* x, const T* mean, const T* invstd, const T* gamma, const T* tx, const T* tgamma,
+                    const T* tbeta, T* ty, T* tmean, T* tinvstd, int64_t rows, int64_t c) {
+  const double inv_n = 1.0 / double(rows);
+  std::vector<double> a(static_cast<size_t>(c), 0.0), b(static_cast<size_t>(c), 0.0);
+  if (tx) {
+    column_sums(tx, rows, c, a, [](T v, int64_t, int64_t) { return double(v); });
+    column_sums(tx, rows, c, b, [&](T t, int64_t j, int64_t r) {
+      return double(t) * kern_math::bn_xhat(x[r * c + j], mean[j], invstd[j]);
+    });
+    for (int64_t j = 0; j < c; ++j)
+      kern_math::bn_stat_tangents(invstd[j], a[size_t(j)], b[size_t(j)], inv_n, tmean[j], tinvstd[j]);
+  }
+#pragma omp parallel for if (rows * c > 32768)
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < c; ++j) {
+      const int64_t q = r * c + j;
+      ty[q] = kern_math::bn_output_tangent<T>(tx ? double(tx[q]) : 0.0, tx != nullptr,
+                                              kern_math::bn_xhat(x[q], mean[j], invstd[j]), double(invstd[j]), gamma,
+                                              tgamma, tbeta, j, a[size_t(j)], b[size_t(j)], inv_n);
+    }
+}
+
+template <class T>
+void batch_norm_backward_jvp(const T* gy, const T* x, const T* mean, const T* invstd, const T* gamma, const T* tgy,
+                             const T* tx, const T* tmean, const T* tinvstd, const T* tgamma, T* tdx, T* tdgamma,
+                             T* tdbeta, int64_t rows, int64_t c) {
+  const double inv_n = 1.0 / double(rows);
+  auto xhat = [&](int64_t r, int64_t j) { return kern_math::bn_xhat(x[r * c + j], mean[j], invstd[j]); };
+  auto txhat = [&](int64_t r, int64_t j) {
+    return kern_math::bn_xhat_tangent(x[r * c + j], mean[j], invstd[j], tx, tmean, tinvstd, r * c + j, j);
+  };
+  std::vector<double> sg, sgx, p(static_cast<size_t>(c), 0.0), q;
+  column_sums(gy, rows, c, sg, [](T v, int64_t, int64_t) { return double(v); });
+  column_sums(gy, rows, c, sgx, [&](T g, int64_t j, int64_t r) { return double(g) * xhat(r, j); });
+  if (tgy) column_sums(tgy, rows, c, p, [](T v, int64_t, int64_t) { return double(v); });
+  column_sums(gy, rows, c, q, [&](T g, int64_t j, int64_t r) {
+    return kern_math::bn_backward_tangent_term(double(g), tgy ? double(tgy[r * c + j]) : 0.0, xhat(r, j), txhat(r, j));
+  });
+  for (int64_t j = 0; j < c; ++j) {
+    if (tdbeta) tdbeta[j] = T(p[size_t(j)]);
+    if (tdgamma) tdgamma[j] = T(q[size_t(j)]);
+  }
+  if (!tdx) return;
+#pragma omp parallel for if (rows * c > 32768)
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < c; ++j) {
+      const int64_t k = r * c + j;
+      tdx[k] = kern_math::bn_input_grad_tangent<T>(double(gy[k]), tgy ? double(tgy[k]) : 0.0, xhat(r, j), txhat(r, j),
+                                                   double(invstd[j]), gamma, tgamma, tinvstd, j, sg[size_t(j)],
+                                                   sgx[size_t(j)], p[size_t(j)], q[size_t(j)], inv_n);
+    }
+}
+
+template <class T>
 void layer_norm_forward(const T* x, const T* gamma, const T* beta, T* y, T* mean, T* rstd, int64_t rows, int64_t c,
                         double eps) {
 #pragma omp parallel for if (rows * c > 32768)
@@ -105,6 +159,10 @@ void layer_norm_backward(const T* gy, const T* x, const T* mean, const T* rstd, 
   template void batch_norm_apply<T>(const T*, const T*, const T*, const T*, const T*, T*, int64_t, int64_t); \
   template void batch_norm_backward<T>(const T*, const T*, const T*, const T*, const T*, T*, T*, T*, int64_t, \
                                        int64_t);                                                        \
+  template void batch_norm_jvp<T>(const T*, const T*, const T*, const T*, const T*, const T*, const T*, T*, T*, T*, \
+                                  int64_t, int64_t);                                                    \
+  template void batch_norm_backward_jvp<T>(const T*, const T*, const T*, const T*, const T*, const T*, const T*,   \
+                                           const T*, const T*, const T*, T*, T*, T*, int64_t, int64_t);          \
   template void layer_norm_forward<T>(const T*, const T*, const T*, T*, T*, T*, int64_t, int64_t, double); \
   template void layer_norm_backward<T>(const T*, const T*, const T*, const T*, const T*, T*, T*, T*, int64_t, \
                                        int64_t);

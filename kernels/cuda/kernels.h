@@ -160,6 +160,19 @@ void batch_norm_apply(const T* x, const T* mean, const T* invstd, const T* gamma
 template <class T>
 void batch_norm_backward(const T* gy, const T* x, const T* mean, const T* invstd, const T* gamma, T* gx, T* ggamma,
                          T* gbeta, int64_t rows, int64_t c);
+// Forward-mode tangents of batch_norm_train, closed form (kernels/norm_math.h):
+// ty [rows, c] from the tangents of x, gamma, beta (null = zero; null gamma =
+// 1); tmean and tinvstd [c] are written only when tx is given.
+template <class T>
+void batch_norm_jvp(const T* x, const T* mean, const T* invstd, const T* gamma, const T* tx, const T* tgamma,
+                    const T* tbeta, T* ty, T* tmean, T* tinvstd, int64_t rows, int64_t c);
+// Tangents of batch_norm_backward's outputs (dx, dgamma, dbeta) from those of
+// its inputs (gy, x, mean, invstd, gamma); null tangents are zero, null
+// outputs are skipped.
+template <class T>
+void batch_norm_backward_jvp(const T* gy, const T* x, const T* mean, const T* invstd, const T* gamma, const T* tgy,
+                             const T* tx, const T* tmean, const T* tinvstd, const T* tgamma, T* tdx, T* tdgamma,
+                             T* tdbeta, int64_t rows, int64_t c);
 template <class T>
 void layer_norm_forward(const T* x, const T* gamma, const T* beta, T* y, T* mean, T* rstd, int64_t rows, int64_t c,
                         double eps);

@@ -54,6 +54,40 @@ void colsum(int64_t rows, int64_t c, double* acc, F f) {
   BISSL_LAUNCH_OK("column sums (merge)");
 }
 
+// K column sums in one pass over the rows: f(r, j) returns K summands.
+// Each sum is ordered exactly as colsum's (same chunks, same merge).
+template <int K>
+struct Sums {
+  double v[K];
+};
+template <int K, class F>
+__global__ void k_colsums_part(int64_t rows, int64_t c, int64_t chunks, double* part, F f) {
+  const int64_t k = blockIdx.y, r0 = k * kRowsPerBlock, r1 = min(rows, r0 + kRowsPerBlock);
+  for (int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; j < c; j += int64_t(gridDim.x) * blockDim.x) {
+    Sums<K> s{};
+    for (int64_t r = r0; r < r1; ++r) {
+      const Sums<K> e = f(r, j);
+      for (int i = 0; i < K; ++i) s.v[i] += e.v[i];
+    }
+    for (int i = 0; i < K; ++i) part[(i * chunks + k) * c + j] = s.v[i];
+  }
+}
+// acc[i][j] = Σ_rows f(r, j).v[i], deterministic; acc[i] may be null (not wanted).
+template <int K, class F>
+void colsums(int64_t rows, int64_t c, double* const (&acc)[K], F f) {
+  if (c == 0) return;
+  const int64_t chunks = row_chunks(rows);
+  Scratch part(K * chunks * c);
+  dim3 grid(unsigned((c + 127) / 128), unsigned(chunks));
+  k_colsums_part<K><<<grid, 128, 0, stream()>>>(rows, c, chunks, part.p, f);
+  BISSL_LAUNCH_OK("column sums (chunks)");
+  for (int i = 0; i < K; ++i) {
+    if (!acc[i]) continue;
+    k_colsum_merge<<<blocks_for(c), kThreads, 0, stream()>>>(part.p + i * chunks * c, chunks, c, acc[i]);
+    BISSL_LAUNCH_OK("column sums (merge)");
+  }
+}
+
 // Per chunk and column: Welford's running mean and M2 (Σ (x − mean)²).
 template <class T>
 __global__ void k_welford_part(const T* x, int64_t rows, int64_t c, double* pmean, double* pm2) {
@@ -105,6 +139,38 @@ __global__ void k_bn_bwd(const T* gy, const T* x, const T* mean, const T* invstd
   BISSL_GRID_LOOP(q, n) {
     const int64_t j = q % c;
     gx[q] = kern_math::bn_input_grad(gy[q], x[q], mean[j], invstd[j], gamma, j, sg[j], sgx[j], inv_rows);
+  }
+}
+
+template <class T>
+__global__ void k_bn_jvp_stats(const T* invstd, const double* a, const double* b, T* tmean, T* tinvstd, int64_t c,
+                               double inv_rows) {
+  BISSL_GRID_LOOP(j, c) { kern_math::bn_stat_tangents(invstd[j], a[j], b[j], inv_rows, tmean[j], tinvstd[j]); }
+}
+
+template <class T>
+__global__ void k_bn_jvp(const T* x, const T* mean, const T* invstd, const T* gamma, const T* tx, const T* tgamma,
+                         const T* tbeta, const double* a, const double* b, T* ty, int64_t n, int64_t c,
+                         double inv_rows) {
+  BISSL_GRID_LOOP(q, n) {
+    const int64_t j = q % c;
+    ty[q] = kern_math::bn_output_tangent<T>(tx ? double(tx[q]) : 0.0, tx != nullptr,
+                                            kern_math::bn_xhat(x[q], mean[j], invstd[j]), double(invstd[j]), gamma,
+                                            tgamma, tbeta, j, a ? a[j] : 0.0, b ? b[j] : 0.0, inv_rows);
+  }
+}
+
+template <class T>
+__global__ void k_bn_bwd_jvp(const T* gy, const T* x, const T* mean, const T* invstd, const T* gamma, const T* tgy,
+                             const T* tx, const T* tmean, const T* tinvstd, const T* tgamma, const double* sg,
+                             const double* sgx, const double* p, const double* q, T* tdx, int64_t n, int64_t c,
+                             double inv_rows) {
+  BISSL_GRID_LOOP(k, n) {
+    const int64_t j = k % c;
+    tdx[k] = kern_math::bn_input_grad_tangent<T>(
+        double(gy[k]), tgy ? double(tgy[k]) : 0.0, kern_math::bn_xhat(x[k], mean[j], invstd[j]),
+        kern_math::bn_xhat_tangent(x[k], mean[j], invstd[j], tx, tmean, tinvstd, k, j), double(invstd[j]), gamma,
+        tgamma, tinvstd, j, sg[j], sgx[j], p[j], q[j], inv_rows);
   }
 }
 
@@ -165,9 +231,10 @@ template <class T>
 void batch_norm_backward(const T* gy, const T* x, const T* mean, const T* invstd, const T* gamma, T* gx, T* ggamma,
                          T* gbeta, int64_t rows, int64_t c) {
   Scratch sg(c), sgx(c);
-  colsum(rows, c, sg.p, [=] __device__(int64_t r, int64_t j) { return double(gy[r * c + j]); });
-  colsum(rows, c, sgx.p, [=] __device__(int64_t r, int64_t j) {
-    return double(gy[r * c + j]) * double(x[r * c + j] - mean[j]) * double(invstd[j]);
+  double* const sums[2] = {sg.p, sgx.p};
+  colsums<2>(rows, c, sums, [=] __device__(int64_t r, int64_t j) {
+    const double g = double(gy[r * c + j]);
+    return Sums<2>{{g, g * double(x[r * c + j] - mean[j]) * double(invstd[j])}};
   });
   if (gbeta) k_copy_cols<T><<<blocks_for(c), kThreads, 0, stream()>>>(sg.p, gbeta, c);
   if (ggamma) k_copy_cols<T><<<blocks_for(c), kThreads, 0, stream()>>>(sgx.p, ggamma, c);
@@ -176,6 +243,53 @@ void batch_norm_backward(const T* gy, const T* x, const T* mean, const T* invstd
     k_bn_bwd<T><<<blocks_for(rows * c), kThreads, 0, stream()>>>(gy, x, mean, invstd, gamma, sg.p, sgx.p, gx, rows * c,
                                                                   c, 1.0 / double(rows));
     BISSL_LAUNCH_OK("batch_norm_backward");
+  }
+}
+
+template <class T>
+void batch_norm_jvp(const T* x, const T* mean, const T* invstd, const T* gamma, const T* tx, const T* tgamma,
+                    const T* tbeta, T* ty, T* tmean, T* tinvstd, int64_t rows, int64_t c) {
+  const double inv_rows = 1.0 / double(rows);
+  Scratch a(c), b(c);
+  if (tx) {
+    double* const sums[2] = {a.p, b.p};
+    colsums<2>(rows, c, sums, [=] __device__(int64_t r, int64_t j) {
+      const double t = double(tx[r * c + j]);
+      return Sums<2>{{t, t * kern_math::bn_xhat(x[r * c + j], mean[j], invstd[j])}};
+    });
+    k_bn_jvp_stats<T><<<blocks_for(c), kThreads, 0, stream()>>>(invstd, a.p, b.p, tmean, tinvstd, c, inv_rows);
+    BISSL_LAUNCH_OK("batch_norm jvp (statistics)");
+  }
+  if (rows * c) {
+    k_bn_jvp<T><<<blocks_for(rows * c), kThreads, 0, stream()>>>(x, mean, invstd, gamma, tx, tgamma, tbeta,
+                                                                  tx ? a.p : nullptr, tx ? b.p : nullptr, ty,
+                                                                  rows * c, c, inv_rows);
+    BISSL_LAUNCH_OK("batch_norm jvp");
+  }
+}
+
+template <class T>
+void batch_norm_backward_jvp(const T* gy, const T* x, const T* mean, const T* invstd, const T* gamma, const T* tgy,
+                             const T* tx, const T* tmean, const T* tinvstd, const T* tgamma, T* tdx, T* tdgamma,
+                             T* tdbeta, int64_t rows, int64_t c) {
+  const double inv_rows = 1.0 / double(rows);
+  Scratch sg(c), sgx(c), p(c), q(c);
+  double* const sums[4] = {sg.p, sgx.p, p.p, q.p};
+  colsums<4>(rows, c, sums, [=] __device__(int64_t r, int64_t j) {
+    const int64_t k = r * c + j;
+    const double g = double(gy[k]), tg = tgy ? double(tgy[k]) : 0.0;
+    const double xh = kern_math::bn_xhat(x[k], mean[j], invstd[j]);
+    const double txh = kern_math::bn_xhat_tangent(x[k], mean[j], invstd[j], tx, tmean, tinvstd, k, j);
+    return Sums<4>{{g, g * xh, tg, kern_math::bn_backward_tangent_term(g, tg, xh, txh)}};
+  });
+  if (tdbeta) k_copy_cols<T><<<blocks_for(c), kThreads, 0, stream()>>>(p.p, tdbeta, c);
+  if (tdgamma) k_copy_cols<T><<<blocks_for(c), kThreads, 0, stream()>>>(q.p, tdgamma, c);
+  BISSL_LAUNCH_OK("batch_norm_backward jvp sums");
+  if (tdx && rows * c) {
+    k_bn_bwd_jvp<T><<<blocks_for(rows * c), kThreads, 0, stream()>>>(gy, x, mean, invstd, gamma, tgy, tx, tmean,
+                                                                      tinvstd, tgamma, sg.p, sgx.p, p.p, q.p, tdx,
+                                                                      rows * c, c, inv_rows);
+    BISSL_LAUNCH_OK("batch_norm_backward jvp");
   }
 }
 
@@ -212,6 +326,10 @@ void layer_norm_backward(const T* gy, const T* x, const T* mean, const T* rstd, 
   template void batch_norm_apply<T>(const T*, const T*, const T*, const T*, const T*, T*, int64_t, int64_t); \
   template void batch_norm_backward<T>(const T*, const T*, const T*, const T*, const T*, T*, T*, T*, int64_t, \
                                        int64_t);                                                          \
+  template void batch_norm_jvp<T>(const T*, const T*, const T*, const T*, const T*, const T*, const T*, T*, T*, T*, \
+                                  int64_t, int64_t);                                                      \
+  template void batch_norm_backward_jvp<T>(const T*, const T*, const T*, const T*, const T*, const T*, const T*,     \
+                                           const T*, const T*, const T*, T*, T*, T*, int64_t, int64_t);            \
   template void layer_norm_forward<T>(const T*, const T*, const T*, T*, T*, T*, int64_t, int64_t, double); \
   template void layer_norm_backward<T>(const T*, const T*, const T*, const T*, const T*, T*, T*, T*, int64_t, \
                                        int64_t);

@@ -12,6 +12,7 @@
 #include "engine/ops.h"
 #include "engine/check/op_table.h"
 #include "engine/op_registry.h"
+#include "engine/ops/common.h"
 #include "tests/support.h"
 
 using namespace bissl;
@@ -21,6 +22,62 @@ using bissl::testing::flat;
 }  // namespace
 
 TEST_SUITE("op_table") {
+  TEST_CASE("batch norm's fused JVPs equal its composites' for every pattern of zero tangents (f64 and f32)") {
+    auto max_rel = [](const std::vector<Tensor>& a, const std::vector<Tensor>& b) {
+      double worst = 0;
+      REQUIRE(a.size() == b.size());
+      for (size_t k = 0; k < a.size(); ++k) {
+        // An undefined tangent is zero: the other side must be zero (or undefined) too.
+        Tensor x = a[k], y = b[k];
+        if (!x.defined() && !y.defined()) continue;
+        if (!x.defined()) x = zeros_like(y);
+        if (!y.defined()) y = zeros_like(x);
+        worst = std::max(worst, check::rel_error(x.to_vector(), y.to_vector()));
+      }
+      return worst;
+    };
+    for (DType dt : {DType::F64, DType::F32}) {
+      const double tol = dt == DType::F64 ? 1e-12 : 1e-5;
+      Generator g(77);
+      for (bool affine : {true, false}) {
+        const int64_t c = 5;
+        Tensor x = randn({3, 2, 4, c}, g, dt), gamma = affine ? randn({c}, g, dt) : Tensor(),
+               beta = affine ? randn({c}, g, dt) : Tensor();
+        auto fwd = [](const std::vector<Tensor>& in) {
+          const int64_t ch = in[0].shape().back();
+          Tensor rm = zeros({ch}, in[0].dtype()), rv = ones({ch}, in[0].dtype());
+          auto r = batch_norm_train(in[0], in[1], in[2], rm, rv, 0.1, 1e-5);
+          return std::vector<Tensor>{r.y, r.mean, r.invstd};
+        };
+        for (int mask = 1; mask < 8; ++mask) {
+          if (!affine && mask != 1) continue;
+          std::vector<Tensor> t = {mask & 1 ? randn(x.shape(), g, dt) : Tensor(),
+                                   mask & 2 ? randn({c}, g, dt) : Tensor(), mask & 4 ? randn({c}, g, dt) : Tensor()};
+          auto fused = jvp(fwd, {x, gamma, beta}, t).second;
+          auto composite = ops::batch_norm_train_jvp_composite({x, gamma, beta}, t, 1e-5);
+          CAPTURE(affine);
+          CAPTURE(mask);
+          CHECK(max_rel(fused, composite) <= tol);
+        }
+        // batch_norm_backward: (gy, x, mean, invstd, gamma), any subset of tangents.
+        auto stats = fwd({x, gamma, beta});
+        Tensor gy = randn(x.shape(), g, dt);
+        std::vector<Tensor> in = {gy, x, stats[1], stats[2], gamma};
+        auto bwd = [](const std::vector<Tensor>& i) { return call_op("batch_norm_backward", i); };
+        for (int mask = 1; mask < 32; ++mask) {
+          if (!affine && (mask & 16)) continue;
+          std::vector<Tensor> t;
+          for (int k = 0; k < 5; ++k) t.push_back(mask & (1 << k) ? randn(in[size_t(k)].shape(), g, dt) : Tensor());
+          auto fused = jvp(bwd, in, t).second;
+          auto composite = ops::batch_norm_backward_jvp_composite(in, t);
+          CAPTURE(affine);
+          CAPTURE(mask);
+          CHECK(max_rel(fused, composite) <= tol);
+        }
+      }
+    }
+  }
+
   TEST_CASE("linearize: replaying the recorded tangent rules gives hvp's H·v for every op") {
     int64_t cases = 0;
     for (auto& entry : check::op_table()) {
