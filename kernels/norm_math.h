@@ -168,6 +168,73 @@ BISSL_HD inline void layer_norm_row_backward(const T* gy, const T* x, T mean, T 
   }
 }
 
+// ---- layer norm tangents (one row; closed forms of the JVPs) ----
+// The batch-norm formulas with rows and columns exchanged: statistics per
+// row of c values, γ and β per column. Null pointers are zero tangents.
+
+// x̂˙ of one element from the tangents of x and of its row's statistics.
+template <class T>
+BISSL_HD inline double ln_xhat_tangent(T x, T mean, T rstd, double tx, const T* tmean, const T* trstd) {
+  double t = tx;
+  if (tmean) t -= double(*tmean);
+  t *= double(rstd);
+  if (trstd) t += double(x - mean) * double(*trstd);
+  return t;
+}
+
+// layer_norm: ẏ, and (when tx is given) ṁean = a/c, rstd˙ = −rstd²·b/c with
+// the row sums a = Σ ẋ, b = Σ ẋ·x̂.
+template <class T>
+BISSL_HD inline void layer_norm_row_jvp(const T* x, T mean, T rstd, const T* gamma, const T* tx, const T* tgamma,
+                                        const T* tbeta, T* ty, T* tmean, T* trstd, int64_t c) {
+  double a = 0, b = 0;
+  const double inv_c = 1.0 / double(c);
+  if (tx) {
+    for (int64_t j = 0; j < c; ++j) {
+      a += double(tx[j]);
+      b += double(tx[j]) * bn_xhat(x[j], mean, rstd);
+    }
+    *tmean = T(a * inv_c);
+    *trstd = T(-double(rstd) * double(rstd) * b * inv_c);
+  }
+  for (int64_t j = 0; j < c; ++j)
+    ty[j] = bn_output_tangent<T>(tx ? double(tx[j]) : 0.0, tx != nullptr, bn_xhat(x[j], mean, rstd), double(rstd),
+                                 gamma, tgamma, tbeta, j, a, b, inv_c);
+}
+
+// layer_norm_backward's dx˙ for one row. With d = gy·γ, a = Σ d, b = Σ d·x̂,
+// ḋ = ġy·γ + gy·γ̇, ȧ = Σ ḋ, ḃ = Σ (ḋ·x̂ + d·x̂˙):
+//   dx˙ = rstd˙·(d − a/c − x̂·b/c) + rstd·(ḋ − ȧ/c − x̂˙·b/c − x̂·ḃ/c).
+// The per-element terms of layer_norm_backward's tangent: d = gy·γ, ḋ, x̂, x̂˙.
+struct LnTerms {
+  double d, td, xh, txh;
+};
+template <class T>
+BISSL_HD inline LnTerms ln_backward_terms(const T* gy, const T* x, T mean, T rstd, const T* gamma, const T* tgy,
+                                          const T* tx, const T* tmean, const T* trstd, const T* tgamma, int64_t j) {
+  const double g = gamma ? double(gamma[j]) : 1.0;
+  return {double(gy[j]) * g,
+          (tgy ? double(tgy[j]) * g : 0.0) + (tgamma ? double(gy[j]) * double(tgamma[j]) : 0.0),
+          bn_xhat(x[j], mean, rstd), ln_xhat_tangent(x[j], mean, rstd, tx ? double(tx[j]) : 0.0, tmean, trstd)};
+}
+template <class T>
+BISSL_HD inline void layer_norm_row_backward_jvp(const T* gy, const T* x, T mean, T rstd, const T* gamma,
+                                                 const T* tgy, const T* tx, const T* tmean, const T* trstd,
+                                                 const T* tgamma, T* tdx, int64_t c) {
+  double a = 0, b = 0, ta = 0, tb = 0;
+  const double inv_c = 1.0 / double(c);
+  for (int64_t j = 0; j < c; ++j) {
+    const LnTerms e = ln_backward_terms(gy, x, mean, rstd, gamma, tgy, tx, tmean, trstd, tgamma, j);
+    a += e.d, b += e.d * e.xh, ta += e.td, tb += e.td * e.xh + e.d * e.txh;
+  }
+  for (int64_t j = 0; j < c; ++j) {
+    const LnTerms e = ln_backward_terms(gy, x, mean, rstd, gamma, tgy, tx, tmean, trstd, tgamma, j);
+    const double inner = e.d - a * inv_c - e.xh * b * inv_c;
+    tdx[j] = T((trstd ? double(*trstd) * inner : 0.0) +
+               double(rstd) * (e.td - ta * inv_c - e.txh * b * inv_c - e.xh * tb * inv_c));
+  }
+}
+
 }  // namespace bissl::kern_math
 
 #undef BISSL_NORM_SQRT

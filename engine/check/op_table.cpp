@@ -338,13 +338,18 @@ std::vector<OpEntry> build() {
                  return Cases{one("affine", {G.rn({2, 3, c}), G.rn({c}), G.rn({c})}, {true, true, true},
                                   op_fn("layer_norm", {{"eps", 1e-5}})),
                               one("plain", {G.rn({4, c}), Tensor(), Tensor()}, {true, false, false},
+                                  op_fn("layer_norm", {{"eps", 1e-5}})),
+                              one("single_row", {G.rn({c}), G.rn({c}), G.rn({c})}, {true, true, true},
                                   op_fn("layer_norm", {{"eps", 1e-5}}))};
                }});
   t.push_back({"layer_norm_backward", false, [](Generator& g, DType dt, int s) {
                  Gen G{g, dt, s};
                  int64_t c = G.n(4);
                  return Cases{one("affine", {G.rn({3, c}), G.rn({3, c}), G.rn({3}), G.pos({3}), G.rn({c}), G.rn({c})},
-                                  {true, true, true, true, true, false}, op_fn("layer_norm_backward"))};
+                                  {true, true, true, true, true, false}, op_fn("layer_norm_backward")),
+                              one("plain", {G.rn({2, 2, c}), G.rn({2, 2, c}), G.rn({2, 2}), G.pos({2, 2}), Tensor(),
+                                            Tensor()},
+                                  {true, true, true, true, false, false}, op_fn("layer_norm_backward"))};
                }});
 
   // ---- softmax and losses ----

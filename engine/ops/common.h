@@ -92,10 +92,13 @@ inline OpDef make_op(const std::string& name, int nin, int nout, const std::stri
 // The dtype-dispatch for kernels of floating ops.
 #define BISSL_FLOAT_KERNEL(DT, OP, ...) BISSL_DISPATCH_FLOAT(DT, OP, [&] { __VA_ARGS__; })
 
-// Batch norm's JVPs by its unfused composites (engine/ops/norm.cpp): what the
+// Batch norm's and layer norm's JVPs by their unfused composites (engine/ops/norm.cpp): what the
 // fused closed-form rules must equal (tests). Inputs and tangents as the ops'.
 std::vector<Tensor> batch_norm_train_jvp_composite(const std::vector<Tensor>& in, const std::vector<Tensor>& t,
                                                    double eps);
 std::vector<Tensor> batch_norm_backward_jvp_composite(const std::vector<Tensor>& in, const std::vector<Tensor>& t);
+// The same for layer norm: (x, gamma, beta) and (gy, x, mean, rstd, gamma, beta).
+std::vector<Tensor> layer_norm_jvp_composite(const std::vector<Tensor>& in, const std::vector<Tensor>& t, double eps);
+std::vector<Tensor> layer_norm_backward_jvp_composite(const std::vector<Tensor>& in, const std::vector<Tensor>& t);
 
 }  // namespace bissl::ops

@@ -1,10 +1,10 @@
 // Batch norm (train: batch statistics, eval: running statistics) and layer
-// norm, each with a fused backward op. Batch norm's forward and backward ops
-// have closed-form fused JVPs (kern::batch_norm_jvp / batch_norm_backward_jvp,
-// formulas in kernels/norm_math.h): forward-over-reverse through batch
-// statistics costs two passes per op instead of the composite's dozens.
-// Layer norm's ops take their JVP from the unfused composite
-// (jvp_of_composite); the composites also give every VJP of a VJP.
+// norm, each with a fused backward op. All four ops have closed-form fused
+// JVPs (kern::batch_norm_jvp, batch_norm_backward_jvp, layer_norm_jvp,
+// layer_norm_backward_jvp; formulas in kernels/norm_math.h): forward-over-
+// reverse through the statistics costs two passes per op instead of the
+// unfused composites' dozens of ops. The composites give every VJP of a VJP
+// (and, in the tests, the reference the fused JVPs must equal).
 #include <cmath>
 
 #include "engine/ops/common.h"
@@ -68,8 +68,10 @@ std::vector<Tensor> ln_backward_composite(const std::vector<Tensor>& in) {
   Tensor d = gamma.defined() ? mul(gy, gamma) : gy;
   Tensor a = sum(d, {-1}, true), b = sum(mul(d, xhat), {-1}, true);
   Tensor dx = mul(sub(sub(d, mul(a, 1.0 / c)), mul(xhat, mul(b, 1.0 / c))), rstd);
+  // Sums over every axis but the last (none for a single row: sum over {} would reduce all).
   auto rows = stat_axes(x.dim());
-  return {dx, gamma.defined() ? sum(mul(gy, xhat), rows) : Tensor(), in[5].defined() ? sum(gy, rows) : Tensor()};
+  auto over_rows = [&](const Tensor& t) { return rows.empty() ? t : sum(t, rows); };
+  return {dx, gamma.defined() ? over_rows(mul(gy, xhat)) : Tensor(), in[5].defined() ? over_rows(gy) : Tensor()};
 }
 
 template <class T>
@@ -125,6 +127,43 @@ std::vector<Tensor> bn_backward_jvp(const std::vector<Tensor>& in, const std::ve
   return {tdx, tdg, tdb};
 }
 
+// Tangents (ẏ, ṁean, rstd˙) of layer_norm from (ẋ, γ̇, β̇).
+std::vector<Tensor> ln_jvp(const Tensor& x, const Tensor& m, const Tensor& rstd, const Tensor& gamma,
+                           const Tensor& tx, const Tensor& tg, const Tensor& tb) {
+  check_tangents("layer_norm", x, {tx, tg, tb});
+  const int64_t c = x.shape().back(), rows = x.numel() / c;
+  Tensor ty = empty(x.shape(), x.dtype(), x.device()), tm, ts;
+  if (tx.defined()) tm = empty(m.shape(), x.dtype(), x.device()), ts = empty(rstd.shape(), x.dtype(), x.device());
+  kern::DeviceScope ds(x.device());
+  BISSL_FLOAT_KERNEL(x.dtype(), "layer_norm (jvp)",
+                     kern::layer_norm_jvp<scalar_t>(x.data<scalar_t>(), m.data<scalar_t>(), rstd.data<scalar_t>(),
+                                                    ptr_or_null<scalar_t>(gamma), ptr_or_null<scalar_t>(tx),
+                                                    ptr_or_null<scalar_t>(tg), ptr_or_null<scalar_t>(tb),
+                                                    ty.data<scalar_t>(), ptr_or_null<scalar_t>(tm),
+                                                    ptr_or_null<scalar_t>(ts), rows, c));
+  return {ty, tm, ts};
+}
+
+// Tangents (dẋ, dγ̇, dβ̇) of layer_norm_backward from those of (gy, x, mean,
+// rstd, γ); dγ̇ / dβ̇ exist where the op's dγ / dβ do.
+std::vector<Tensor> ln_backward_jvp(const std::vector<Tensor>& in, const std::vector<Tensor>& t) {
+  const Tensor &gy = in[0], &x = in[1], &m = in[2], &rstd = in[3], &gamma = in[4], &beta = in[5];
+  check_tangents("layer_norm_backward", x, {t[0], t[1], t[2], t[3], t[4]});
+  const int64_t c = x.shape().back(), rows = x.numel() / c;
+  Tensor tdx = empty(x.shape(), x.dtype(), x.device());
+  Tensor tdg = gamma.defined() ? empty({c}, x.dtype(), x.device()) : Tensor();
+  Tensor tdb = beta.defined() ? empty({c}, x.dtype(), x.device()) : Tensor();
+  kern::DeviceScope ds(x.device());
+  BISSL_FLOAT_KERNEL(
+      x.dtype(), "layer_norm_backward (jvp)",
+      kern::layer_norm_backward_jvp<scalar_t>(
+          gy.data<scalar_t>(), x.data<scalar_t>(), m.data<scalar_t>(), rstd.data<scalar_t>(),
+          ptr_or_null<scalar_t>(gamma), ptr_or_null<scalar_t>(t[0]), ptr_or_null<scalar_t>(t[1]),
+          ptr_or_null<scalar_t>(t[2]), ptr_or_null<scalar_t>(t[3]), ptr_or_null<scalar_t>(t[4]),
+          tdx.data<scalar_t>(), ptr_or_null<scalar_t>(tdg), ptr_or_null<scalar_t>(tdb), rows, c));
+  return {tdx, tdg, tdb};
+}
+
 }  // namespace
 
 // The composites' JVPs, for the tests that check the fused JVPs against them.
@@ -134,6 +173,12 @@ std::vector<Tensor> batch_norm_train_jvp_composite(const std::vector<Tensor>& in
 }
 std::vector<Tensor> batch_norm_backward_jvp_composite(const std::vector<Tensor>& in, const std::vector<Tensor>& t) {
   return jvp_of_composite(bn_backward_composite, in, t);
+}
+std::vector<Tensor> layer_norm_jvp_composite(const std::vector<Tensor>& in, const std::vector<Tensor>& t, double eps) {
+  return jvp_of_composite([eps](const std::vector<Tensor>& i) { return ln_composite(i, eps); }, in, t);
+}
+std::vector<Tensor> layer_norm_backward_jvp_composite(const std::vector<Tensor>& in, const std::vector<Tensor>& t) {
+  return jvp_of_composite(ln_backward_composite, in, t);
 }
 
 namespace {
@@ -259,9 +304,7 @@ void register_norm(OpRegistry& r) {
       return std::vector<Tensor>{gx, r[1], r[2]};
     };
     op.jvp = [](const OpCtx& c, const std::vector<Tensor>& t) {
-      double eps = c.attrs.f("eps");
-      return jvp_of_composite([eps](const std::vector<Tensor>& in) { return ln_composite(in, eps); },
-                              {c.input(0), c.input_opt(1), c.input_opt(2)}, t);
+      return ln_jvp(c.input(0), c.output(1), c.output(2), c.input_opt(1), t[0], t[1], t[2]);
     };
     r.add(std::move(op));
   }
@@ -297,7 +340,7 @@ void register_norm(OpRegistry& r) {
     op.jvp = [](const OpCtx& c, const std::vector<Tensor>& t) {
       std::vector<Tensor> in;
       for (int i = 0; i < 6; ++i) in.push_back(c.input_opt(i));
-      return jvp_of_composite(ln_backward_composite, in, t);
+      return ln_backward_jvp(in, t);
     };
     r.add(std::move(op));
   }

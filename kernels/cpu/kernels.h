@@ -128,6 +128,17 @@ void layer_norm_forward(const T* x, const T* gamma, const T* beta, T* y, T* mean
 template <class T>
 void layer_norm_backward(const T* gy, const T* x, const T* mean, const T* rstd, const T* gamma, T* gx, T* ggamma,
                          T* gbeta, int64_t rows, int64_t c);
+// Forward-mode tangents of layer_norm (closed form, kernels/norm_math.h):
+// ty [rows, c]; tmean and trstd [rows] written only when tx is given.
+template <class T>
+void layer_norm_jvp(const T* x, const T* mean, const T* rstd, const T* gamma, const T* tx, const T* tgamma,
+                    const T* tbeta, T* ty, T* tmean, T* trstd, int64_t rows, int64_t c);
+// Tangents of layer_norm_backward's (dx, dgamma, dbeta) from those of (gy, x,
+// mean, rstd, gamma); null tangents are zero, null outputs are skipped.
+template <class T>
+void layer_norm_backward_jvp(const T* gy, const T* x, const T* mean, const T* rstd, const T* gamma, const T* tgy,
+                             const T* tx, const T* tmean, const T* trstd, const T* tgamma, T* tdx, T* tdgamma,
+                             T* tdbeta, int64_t rows, int64_t c);
 
 // ---- losses ----
 // Mean over rows of -((1-ls) log p[t] + ls/C Σ log p), written to *out (a

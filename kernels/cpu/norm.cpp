@@ -153,6 +153,42 @@ void layer_norm_backward(const T* gy, const T* x, const T* mean, const T* rstd, 
     kern_math::layer_norm_row_backward(gy + r * c, x + r * c, mean[r], rstd[r], gamma, gx + r * c, c);
 }
 
+template <class T>
+void layer_norm_jvp(const T* x, const T* mean, const T* rstd, const T* gamma, const T* tx, const T* tgamma,
+                    const T* tbeta, T* ty, T* tmean, T* trstd, int64_t rows, int64_t c) {
+#pragma omp parallel for if (rows * c > 32768)
+  for (int64_t r = 0; r < rows; ++r)
+    kern_math::layer_norm_row_jvp(x + r * c, mean[r], rstd[r], gamma, tx ? tx + r * c : nullptr, tgamma, tbeta,
+                                  ty + r * c, tx ? tmean + r : nullptr, tx ? trstd + r : nullptr, c);
+}
+
+template <class T>
+void layer_norm_backward_jvp(const T* gy, const T* x, const T* mean, const T* rstd, const T* gamma, const T* tgy,
+                             const T* tx, const T* tmean, const T* trstd, const T* tgamma, T* tdx, T* tdgamma,
+                             T* tdbeta, int64_t rows, int64_t c) {
+  if (tdgamma || tdbeta) {
+    std::vector<double> p(static_cast<size_t>(c), 0.0), q;
+    if (tgy) column_sums(tgy, rows, c, p, [](T v, int64_t, int64_t) { return double(v); });
+    column_sums(gy, rows, c, q, [&](T g, int64_t j, int64_t r) {
+      const int64_t k = r * c + j;
+      const double xh = kern_math::bn_xhat(x[k], mean[r], rstd[r]);
+      const double txh = kern_math::ln_xhat_tangent(x[k], mean[r], rstd[r], tx ? double(tx[k]) : 0.0,
+                                                    tmean ? tmean + r : nullptr, trstd ? trstd + r : nullptr);
+      return kern_math::bn_backward_tangent_term(double(g), tgy ? double(tgy[k]) : 0.0, xh, txh);
+    });
+    for (int64_t j = 0; j < c; ++j) {
+      if (tdbeta) tdbeta[j] = T(p[size_t(j)]);
+      if (tdgamma) tdgamma[j] = T(q[size_t(j)]);
+    }
+  }
+  if (!tdx) return;
+#pragma omp parallel for if (rows * c > 32768)
+  for (int64_t r = 0; r < rows; ++r)
+    kern_math::layer_norm_row_backward_jvp(gy + r * c, x + r * c, mean[r], rstd[r], gamma, tgy ? tgy + r * c : nullptr,
+                                           tx ? tx + r * c : nullptr, tmean ? tmean + r : nullptr,
+                                           trstd ? trstd + r : nullptr, tgamma, tdx + r * c, c);
+}
+
 #define INST(T)                                                                                         \
   template void batch_norm_stats<T>(const T*, int64_t, int64_t, T*, T*);                                \
   template void batch_norm_finish<T>(const T*, const T*, T*, T*, T*, int64_t, double, double, int64_t); \
@@ -162,6 +198,10 @@ void layer_norm_backward(const T* gy, const T* x, const T* mean, const T* rstd, 
   template void batch_norm_jvp<T>(const T*, const T*, const T*, const T*, const T*, const T*, const T*, T*, T*, T*, \
                                   int64_t, int64_t);                                                    \
   template void batch_norm_backward_jvp<T>(const T*, const T*, const T*, const T*, const T*, const T*, const T*,   \
+                                           const T*, const T*, const T*, T*, T*, T*, int64_t, int64_t);          \
+  template void layer_norm_jvp<T>(const T*, const T*, const T*, const T*, const T*, const T*, const T*, T*, T*, T*, \
+                                  int64_t, int64_t);                                                    \
+  template void layer_norm_backward_jvp<T>(const T*, const T*, const T*, const T*, const T*, const T*, const T*,   \
                                            const T*, const T*, const T*, T*, T*, T*, int64_t, int64_t);          \
   template void layer_norm_forward<T>(const T*, const T*, const T*, T*, T*, T*, int64_t, int64_t, double); \
   template void layer_norm_backward<T>(const T*, const T*, const T*, const T*, const T*, T*, T*, T*, int64_t, \

@@ -4,6 +4,8 @@
 // double), then an ordered merge over the chunks per column — no atomics, so
 // the results are the same bits run after run. The statistics are one pass
 // over x (Welford within a chunk, Chan's merge across chunks).
+#include <algorithm>
+
 #include "kernels/cuda/common.cuh"
 #include "kernels/norm_math.h"
 
@@ -20,16 +22,24 @@ struct Scratch {
 };
 
 int64_t row_chunks(int64_t rows) { return rows > 0 ? (rows + kRowsPerBlock - 1) / kRowsPerBlock : 1; }
+// 128 columns per block along x; chunks along y, at most 65535 (the kernels
+// stride over the rest).
+dim3 chunk_grid(int64_t c, int64_t chunks) {
+  return dim3(unsigned((c + 127) / 128), unsigned(std::min<int64_t>(chunks, 65535)));
+}
 
 // part[k·c + j] = Σ over the rows of chunk k of f(r, j); threads walk columns
 // (consecutive threads read consecutive columns of a row: coalesced).
+// Chunks walk grid.y with a stride (grids are at most 65535 high).
 template <class F>
-__global__ void k_colsum_part(int64_t rows, int64_t c, double* part, F f) {
-  const int64_t k = blockIdx.y, r0 = k * kRowsPerBlock, r1 = min(rows, r0 + kRowsPerBlock);
-  for (int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; j < c; j += int64_t(gridDim.x) * blockDim.x) {
-    double s = 0;
-    for (int64_t r = r0; r < r1; ++r) s += f(r, j);
-    part[k * c + j] = s;
+__global__ void k_colsum_part(int64_t rows, int64_t c, int64_t chunks, double* part, F f) {
+  for (int64_t k = blockIdx.y; k < chunks; k += gridDim.y) {
+    const int64_t r0 = k * kRowsPerBlock, r1 = min(rows, r0 + kRowsPerBlock);
+    for (int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; j < c; j += int64_t(gridDim.x) * blockDim.x) {
+      double s = 0;
+      for (int64_t r = r0; r < r1; ++r) s += f(r, j);
+      part[k * c + j] = s;
+    }
   }
 }
 
@@ -47,8 +57,7 @@ void colsum(int64_t rows, int64_t c, double* acc, F f) {
   if (c == 0) return;
   const int64_t chunks = row_chunks(rows);
   Scratch part(chunks * c);
-  dim3 grid(unsigned((c + 127) / 128), unsigned(chunks));
-  k_colsum_part<<<grid, 128, 0, stream()>>>(rows, c, part.p, f);
+  k_colsum_part<<<chunk_grid(c, chunks), 128, 0, stream()>>>(rows, c, chunks, part.p, f);
   BISSL_LAUNCH_OK("column sums (chunks)");
   k_colsum_merge<<<blocks_for(c), kThreads, 0, stream()>>>(part.p, chunks, c, acc);
   BISSL_LAUNCH_OK("column sums (merge)");
@@ -62,14 +71,16 @@ struct Sums {
 };
 template <int K, class F>
 __global__ void k_colsums_part(int64_t rows, int64_t c, int64_t chunks, double* part, F f) {
-  const int64_t k = blockIdx.y, r0 = k * kRowsPerBlock, r1 = min(rows, r0 + kRowsPerBlock);
-  for (int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; j < c; j += int64_t(gridDim.x) * blockDim.x) {
-    Sums<K> s{};
-    for (int64_t r = r0; r < r1; ++r) {
-      const Sums<K> e = f(r, j);
-      for (int i = 0; i < K; ++i) s.v[i] += e.v[i];
+  for (int64_t k = blockIdx.y; k < chunks; k += gridDim.y) {
+    const int64_t r0 = k * kRowsPerBlock, r1 = min(rows, r0 + kRowsPerBlock);
+    for (int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; j < c; j += int64_t(gridDim.x) * blockDim.x) {
+      Sums<K> s{};
+      for (int64_t r = r0; r < r1; ++r) {
+        const Sums<K> e = f(r, j);
+        for (int i = 0; i < K; ++i) s.v[i] += e.v[i];
+      }
+      for (int i = 0; i < K; ++i) part[(i * chunks + k) * c + j] = s.v[i];
     }
-    for (int i = 0; i < K; ++i) part[(i * chunks + k) * c + j] = s.v[i];
   }
 }
 // acc[i][j] = Σ_rows f(r, j).v[i], deterministic; acc[i] may be null (not wanted).
@@ -78,8 +89,7 @@ void colsums(int64_t rows, int64_t c, double* const (&acc)[K], F f) {
   if (c == 0) return;
   const int64_t chunks = row_chunks(rows);
   Scratch part(K * chunks * c);
-  dim3 grid(unsigned((c + 127) / 128), unsigned(chunks));
-  k_colsums_part<K><<<grid, 128, 0, stream()>>>(rows, c, chunks, part.p, f);
+  k_colsums_part<K><<<chunk_grid(c, chunks), 128, 0, stream()>>>(rows, c, chunks, part.p, f);
   BISSL_LAUNCH_OK("column sums (chunks)");
   for (int i = 0; i < K; ++i) {
     if (!acc[i]) continue;
@@ -90,13 +100,15 @@ void colsums(int64_t rows, int64_t c, double* const (&acc)[K], F f) {
 
 // Per chunk and column: Welford's running mean and M2 (Σ (x − mean)²).
 template <class T>
-__global__ void k_welford_part(const T* x, int64_t rows, int64_t c, double* pmean, double* pm2) {
-  const int64_t k = blockIdx.y, r0 = k * kRowsPerBlock, r1 = min(rows, r0 + kRowsPerBlock);
-  for (int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; j < c; j += int64_t(gridDim.x) * blockDim.x) {
-    kern_math::Moments m;
-    for (int64_t r = r0; r < r1; ++r) kern_math::welford_add(m, double(x[r * c + j]));
-    pmean[k * c + j] = m.mean;
-    pm2[k * c + j] = m.m2;
+__global__ void k_welford_part(const T* x, int64_t rows, int64_t c, int64_t chunks, double* pmean, double* pm2) {
+  for (int64_t k = blockIdx.y; k < chunks; k += gridDim.y) {
+    const int64_t r0 = k * kRowsPerBlock, r1 = min(rows, r0 + kRowsPerBlock);
+    for (int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; j < c; j += int64_t(gridDim.x) * blockDim.x) {
+      kern_math::Moments m;
+      for (int64_t r = r0; r < r1; ++r) kern_math::welford_add(m, double(x[r * c + j]));
+      pmean[k * c + j] = m.mean;
+      pm2[k * c + j] = m.m2;
+    }
   }
 }
 
@@ -195,6 +207,27 @@ __global__ void k_ln_bwd(const T* gy, const T* x, const T* mean, const T* rstd, 
   }
 }
 
+template <class T>
+__global__ void k_ln_jvp(const T* x, const T* mean, const T* rstd, const T* gamma, const T* tx, const T* tgamma,
+                         const T* tbeta, T* ty, T* tmean, T* trstd, int64_t rows, int64_t c) {
+  BISSL_GRID_LOOP(r, rows) {
+    kern_math::layer_norm_row_jvp(x + r * c, mean[r], rstd[r], gamma, tx ? tx + r * c : nullptr, tgamma, tbeta,
+                                  ty + r * c, tx ? tmean + r : nullptr, tx ? trstd + r : nullptr, c);
+  }
+}
+
+template <class T>
+__global__ void k_ln_bwd_jvp(const T* gy, const T* x, const T* mean, const T* rstd, const T* gamma, const T* tgy,
+                             const T* tx, const T* tmean, const T* trstd, const T* tgamma, T* tdx, int64_t rows,
+                             int64_t c) {
+  BISSL_GRID_LOOP(r, rows) {
+    kern_math::layer_norm_row_backward_jvp(gy + r * c, x + r * c, mean[r], rstd[r], gamma,
+                                           tgy ? tgy + r * c : nullptr, tx ? tx + r * c : nullptr,
+                                           tmean ? tmean + r : nullptr, trstd ? trstd + r : nullptr, tgamma,
+                                           tdx + r * c, c);
+  }
+}
+
 }  // namespace
 
 template <class T>
@@ -203,8 +236,7 @@ void batch_norm_stats(const T* x, int64_t rows, int64_t c, T* mean, T* var) {
   // One pass over x (the CPU takes two; both accumulate in double).
   const int64_t chunks = row_chunks(rows);
   Scratch pm(chunks * c), pm2(chunks * c);
-  dim3 grid(unsigned((c + 127) / 128), unsigned(chunks));
-  k_welford_part<T><<<grid, 128, 0, stream()>>>(x, rows, c, pm.p, pm2.p);
+  k_welford_part<T><<<chunk_grid(c, chunks), 128, 0, stream()>>>(x, rows, c, chunks, pm.p, pm2.p);
   BISSL_LAUNCH_OK("batch_norm statistics (chunks)");
   k_welford_merge<T><<<blocks_for(c), kThreads, 0, stream()>>>(pm.p, pm2.p, rows, c, mean, var);
   BISSL_LAUNCH_OK("batch_norm statistics (merge)");
@@ -250,7 +282,7 @@ template <class T>
 void batch_norm_jvp(const T* x, const T* mean, const T* invstd, const T* gamma, const T* tx, const T* tgamma,
                     const T* tbeta, T* ty, T* tmean, T* tinvstd, int64_t rows, int64_t c) {
   const double inv_rows = 1.0 / double(rows);
-  Scratch a(c), b(c);
+  Scratch a(tx ? c : 0), b(tx ? c : 0);
   if (tx) {
     double* const sums[2] = {a.p, b.p};
     colsums<2>(rows, c, sums, [=] __device__(int64_t r, int64_t j) {
@@ -320,6 +352,41 @@ void layer_norm_backward(const T* gy, const T* x, const T* mean, const T* rstd, 
   }
 }
 
+template <class T>
+void layer_norm_jvp(const T* x, const T* mean, const T* rstd, const T* gamma, const T* tx, const T* tgamma,
+                    const T* tbeta, T* ty, T* tmean, T* trstd, int64_t rows, int64_t c) {
+  if (!rows) return;
+  k_ln_jvp<T><<<blocks_for(rows), kThreads, 0, stream()>>>(x, mean, rstd, gamma, tx, tgamma, tbeta, ty, tmean, trstd,
+                                                            rows, c);
+  BISSL_LAUNCH_OK("layer_norm jvp");
+}
+
+template <class T>
+void layer_norm_backward_jvp(const T* gy, const T* x, const T* mean, const T* rstd, const T* gamma, const T* tgy,
+                             const T* tx, const T* tmean, const T* trstd, const T* tgamma, T* tdx, T* tdgamma,
+                             T* tdbeta, int64_t rows, int64_t c) {
+  if (tdgamma || tdbeta) {
+    Scratch p(c), q(c);
+    double* const sums[2] = {p.p, q.p};
+    colsums<2>(rows, c, sums, [=] __device__(int64_t r, int64_t j) {
+      const int64_t k = r * c + j;
+      const double g = double(gy[k]), tg = tgy ? double(tgy[k]) : 0.0;
+      const double xh = kern_math::bn_xhat(x[k], mean[r], rstd[r]);
+      const double txh = kern_math::ln_xhat_tangent(x[k], mean[r], rstd[r], tx ? double(tx[k]) : 0.0,
+                                                    tmean ? tmean + r : nullptr, trstd ? trstd + r : nullptr);
+      return Sums<2>{{tg, kern_math::bn_backward_tangent_term(g, tg, xh, txh)}};
+    });
+    if (tdbeta) k_copy_cols<T><<<blocks_for(c), kThreads, 0, stream()>>>(p.p, tdbeta, c);
+    if (tdgamma) k_copy_cols<T><<<blocks_for(c), kThreads, 0, stream()>>>(q.p, tdgamma, c);
+    BISSL_LAUNCH_OK("layer_norm_backward jvp sums");
+  }
+  if (tdx && rows) {
+    k_ln_bwd_jvp<T><<<blocks_for(rows), kThreads, 0, stream()>>>(gy, x, mean, rstd, gamma, tgy, tx, tmean, trstd,
+                                                                  tgamma, tdx, rows, c);
+    BISSL_LAUNCH_OK("layer_norm_backward jvp");
+  }
+}
+
 #define INST(T)                                                                                           \
   template void batch_norm_stats<T>(const T*, int64_t, int64_t, T*, T*);                                  \
   template void batch_norm_finish<T>(const T*, const T*, T*, T*, T*, int64_t, double, double, int64_t);   \
@@ -329,6 +396,10 @@ void layer_norm_backward(const T* gy, const T* x, const T* mean, const T* rstd, 
   template void batch_norm_jvp<T>(const T*, const T*, const T*, const T*, const T*, const T*, const T*, T*, T*, T*, \
                                   int64_t, int64_t);                                                      \
   template void batch_norm_backward_jvp<T>(const T*, const T*, const T*, const T*, const T*, const T*, const T*,     \
+                                           const T*, const T*, const T*, T*, T*, T*, int64_t, int64_t);            \
+  template void layer_norm_jvp<T>(const T*, const T*, const T*, const T*, const T*, const T*, const T*, T*, T*, T*, \
+                                  int64_t, int64_t);                                                      \
+  template void layer_norm_backward_jvp<T>(const T*, const T*, const T*, const T*, const T*, const T*, const T*,     \
                                            const T*, const T*, const T*, T*, T*, T*, int64_t, int64_t);            \
   template void layer_norm_forward<T>(const T*, const T*, const T*, T*, T*, T*, int64_t, int64_t, double); \
   template void layer_norm_backward<T>(const T*, const T*, const T*, const T*, const T*, T*, T*, T*, int64_t, \

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -192,6 +193,63 @@ TEST_SUITE("cuda") {
     double e = max_rel(cpu_u, replay);
     MESSAGE("linearized H·u on CUDA vs CPU, f64: relative error ", e);
     CHECK(e <= 1e-10);
+  }
+
+  TEST_CASE("normalisation JVPs on CUDA equal the CPU for every pattern of zero tangents (f64, f32)") {
+    if (!have_gpu()) return;
+    // The fused closed-form kernels (kernels/norm_math.h) have null-pointer
+    // paths the op-table parity (every tangent given) does not reach.
+    auto bn_stats = [](const Tensor& x, const Tensor& g, const Tensor& b) {
+      const int64_t c = x.shape().back();
+      Tensor rm = zeros({c}, x.dtype(), x.device()), rv = ones({c}, x.dtype(), x.device());
+      auto r = batch_norm_train(x, g, b, rm, rv, 0.1, 1e-5);
+      return std::vector<Tensor>{r.y, r.mean, r.invstd};
+    };
+    for (DType dt : {DType::F64, DType::F32}) {
+      const double tol = dt == DType::F64 ? 1e-10 : 1e-5;
+      for (bool layer : {false, true}) {
+        for (int params = 0; params < 4; ++params) {  // gamma, beta present
+          Generator g(90 + params);
+          const int64_t c = 5;
+          Tensor x = randn(layer ? Shape{3, 4, c} : Shape{4, 3, 3, c}, g, dt);
+          Tensor gamma = params & 1 ? randn({c}, g, dt) : Tensor(), beta = params & 2 ? randn({c}, g, dt) : Tensor();
+          auto fwd = [layer, &bn_stats](const std::vector<Tensor>& in) {
+            return layer ? call_op("layer_norm", {in[0], in[1], in[2]}, {{"eps", 1e-5}}) : bn_stats(in[0], in[1], in[2]);
+          };
+          auto stats = fwd({x, gamma, beta});
+          std::vector<Tensor> bin = {randn(x.shape(), g, dt), x, stats[1], stats[2], gamma};
+          if (layer) bin.push_back(beta);
+          const std::string bname = layer ? "layer_norm_backward" : "batch_norm_backward";
+          auto bwd = [&bname](const std::vector<Tensor>& in) { return call_op(bname, in); };
+          for (bool backward : {false, true}) {
+            const std::vector<Tensor> in = backward ? bin : std::vector<Tensor>{x, gamma, beta};
+            const int n = backward ? 5 : 3;
+            for (int mask = 1; mask < (1 << n); ++mask) {
+              std::vector<Tensor> t(in.size());
+              bool ok = true;
+              for (int k = 0; k < n; ++k)
+                if (mask & (1 << k)) {
+                  if (!in[size_t(k)].defined()) ok = false;
+                  else t[size_t(k)] = randn(in[size_t(k)].shape(), g, dt);
+                }
+              if (!ok) continue;
+              auto f = [&](const std::vector<Tensor>& i) { return backward ? bwd(i) : fwd(i); };
+              auto cpu = jvp(f, in, t).second;
+              auto gpu = jvp(f, to_dev(in, Device::CUDA), to_dev(t, Device::CUDA)).second;
+              CAPTURE(layer);
+              CAPTURE(backward);
+              CAPTURE(params);
+              CAPTURE(mask);
+              REQUIRE(cpu.size() == gpu.size());
+              for (size_t k = 0; k < cpu.size(); ++k) {
+                REQUIRE(cpu[k].defined() == gpu[k].defined());
+                if (cpu[k].defined()) CHECK(check::rel_error(cpu[k].to_vector(), gpu[k].to_vector()) <= tol);
+              }
+            }
+          }
+        }
+      }
+    }
   }
 
   TEST_CASE("optimiser steps on CUDA equal the CPU (SGD, LARS, AdamW; f64); LARS waits for nothing") {

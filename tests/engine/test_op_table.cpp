@@ -19,30 +19,68 @@ using namespace bissl;
 
 namespace {
 using bissl::testing::flat;
+
+// Largest relative error over tangent lists; an undefined tangent is zero.
+double tangent_rel_error(const std::vector<Tensor>& a, const std::vector<Tensor>& b) {
+  double worst = 0;
+  REQUIRE(a.size() == b.size());
+  for (size_t k = 0; k < a.size(); ++k) {
+    Tensor x = a[k], y = b[k];
+    if (!x.defined() && !y.defined()) continue;
+    if (!x.defined()) x = zeros_like(y);
+    if (!y.defined()) y = zeros_like(x);
+    worst = std::max(worst, check::rel_error(x.to_vector(), y.to_vector()));
+  }
+  return worst;
+}
 }  // namespace
 
 TEST_SUITE("op_table") {
-  TEST_CASE("batch norm's fused JVPs equal its composites' for every pattern of zero tangents (f64 and f32)") {
-    auto max_rel = [](const std::vector<Tensor>& a, const std::vector<Tensor>& b) {
-      double worst = 0;
-      REQUIRE(a.size() == b.size());
-      for (size_t k = 0; k < a.size(); ++k) {
-        // An undefined tangent is zero: the other side must be zero (or undefined) too.
-        Tensor x = a[k], y = b[k];
-        if (!x.defined() && !y.defined()) continue;
-        if (!x.defined()) x = zeros_like(y);
-        if (!y.defined()) y = zeros_like(x);
-        worst = std::max(worst, check::rel_error(x.to_vector(), y.to_vector()));
+  TEST_CASE("layer norm's fused JVPs equal its composites' for every pattern of zero tangents (f64 and f32)") {
+    for (DType dt : {DType::F64, DType::F32}) {
+      const double tol = dt == DType::F64 ? 1e-12 : 1e-5;
+      Generator g(78);
+      for (int params = 0; params < 4; ++params) {  // bit 0: gamma, bit 1: beta
+        const int64_t c = 6;
+        Tensor x = randn({2, 3, c}, g, dt), gamma = params & 1 ? randn({c}, g, dt) : Tensor(),
+               beta = params & 2 ? randn({c}, g, dt) : Tensor();
+        auto fwd = [](const std::vector<Tensor>& in) {
+          return call_op("layer_norm", {in[0], in[1], in[2]}, {{"eps", 1e-5}});
+        };
+        for (int mask = 1; mask < 8; ++mask) {
+          if (((mask & 2) && !gamma.defined()) || ((mask & 4) && !beta.defined())) continue;
+          std::vector<Tensor> t = {mask & 1 ? randn(x.shape(), g, dt) : Tensor(),
+                                   mask & 2 ? randn({c}, g, dt) : Tensor(), mask & 4 ? randn({c}, g, dt) : Tensor()};
+          CAPTURE(params);
+          CAPTURE(mask);
+          CHECK(tangent_rel_error(jvp(fwd, {x, gamma, beta}, t).second,
+                                  ops::layer_norm_jvp_composite({x, gamma, beta}, t, 1e-5)) <= tol);
+        }
+        auto stats = fwd({x, gamma, beta});
+        std::vector<Tensor> in = {randn(x.shape(), g, dt), x, stats[1], stats[2], gamma, beta};
+        auto bwd = [](const std::vector<Tensor>& i) { return call_op("layer_norm_backward", i); };
+        for (int mask = 1; mask < 32; ++mask) {
+          if ((mask & 16) && !gamma.defined()) continue;
+          std::vector<Tensor> t;
+          for (int k = 0; k < 5; ++k) t.push_back(mask & (1 << k) ? randn(in[size_t(k)].shape(), g, dt) : Tensor());
+          t.push_back(Tensor());  // beta: read only for whether it exists
+          CAPTURE(params);
+          CAPTURE(mask);
+          CHECK(tangent_rel_error(jvp(bwd, in, t).second, ops::layer_norm_backward_jvp_composite(in, t)) <= tol);
+        }
       }
-      return worst;
-    };
+    }
+  }
+
+  TEST_CASE("batch norm's fused JVPs equal its composites' for every pattern of zero tangents (f64 and f32)") {
+    auto max_rel = tangent_rel_error;
     for (DType dt : {DType::F64, DType::F32}) {
       const double tol = dt == DType::F64 ? 1e-12 : 1e-5;
       Generator g(77);
-      for (bool affine : {true, false}) {
+      for (int params = 0; params < 4; ++params) {  // bit 0: gamma, bit 1: beta
         const int64_t c = 5;
-        Tensor x = randn({3, 2, 4, c}, g, dt), gamma = affine ? randn({c}, g, dt) : Tensor(),
-               beta = affine ? randn({c}, g, dt) : Tensor();
+        Tensor x = randn({3, 2, 4, c}, g, dt), gamma = params & 1 ? randn({c}, g, dt) : Tensor(),
+               beta = params & 2 ? randn({c}, g, dt) : Tensor();
         auto fwd = [](const std::vector<Tensor>& in) {
           const int64_t ch = in[0].shape().back();
           Tensor rm = zeros({ch}, in[0].dtype()), rv = ones({ch}, in[0].dtype());
@@ -50,12 +88,12 @@ TEST_SUITE("op_table") {
           return std::vector<Tensor>{r.y, r.mean, r.invstd};
         };
         for (int mask = 1; mask < 8; ++mask) {
-          if (!affine && mask != 1) continue;
+          if (((mask & 2) && !gamma.defined()) || ((mask & 4) && !beta.defined())) continue;
           std::vector<Tensor> t = {mask & 1 ? randn(x.shape(), g, dt) : Tensor(),
                                    mask & 2 ? randn({c}, g, dt) : Tensor(), mask & 4 ? randn({c}, g, dt) : Tensor()};
           auto fused = jvp(fwd, {x, gamma, beta}, t).second;
           auto composite = ops::batch_norm_train_jvp_composite({x, gamma, beta}, t, 1e-5);
-          CAPTURE(affine);
+          CAPTURE(params);
           CAPTURE(mask);
           CHECK(max_rel(fused, composite) <= tol);
         }
@@ -65,12 +103,12 @@ TEST_SUITE("op_table") {
         std::vector<Tensor> in = {gy, x, stats[1], stats[2], gamma};
         auto bwd = [](const std::vector<Tensor>& i) { return call_op("batch_norm_backward", i); };
         for (int mask = 1; mask < 32; ++mask) {
-          if (!affine && (mask & 16)) continue;
+          if ((mask & 16) && !gamma.defined()) continue;
           std::vector<Tensor> t;
           for (int k = 0; k < 5; ++k) t.push_back(mask & (1 << k) ? randn(in[size_t(k)].shape(), g, dt) : Tensor());
           auto fused = jvp(bwd, in, t).second;
           auto composite = ops::batch_norm_backward_jvp_composite(in, t);
-          CAPTURE(affine);
+          CAPTURE(params);
           CAPTURE(mask);
           CHECK(max_rel(fused, composite) <= tol);
         }
