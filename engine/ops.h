@@ -26,6 +26,8 @@ Tensor rsqrt(const Tensor& x);
 Tensor pow(const Tensor& x, double p);
 Tensor abs(const Tensor& x);
 Tensor relu(const Tensor& x);
+// g where x > 0, else 0: ReLU's VJP (and JVP) as one fused op.
+Tensor relu_backward(const Tensor& g, const Tensor& x);
 Tensor gelu(const Tensor& x, bool tanh_approx = false);
 Tensor sigmoid(const Tensor& x);
 Tensor tanh(const Tensor& x);

@@ -12,7 +12,8 @@ enum class Unary {
   Neg, Exp, Log, Sqrt, Rsqrt, Abs, Relu, GeluErf, GeluTanh, Sigmoid, Tanh, Erf, Sign,
   AddScalar, MulScalar, PowScalar, Gt, Ge, Lt, Le, Eq, Ne
 };
-enum class Binary { Add, Sub, Mul, Div };
+// MaskPositive: b > 0 ? a : 0 (ReLU's backward: a = gradient, b = input).
+enum class Binary { Add, Sub, Mul, Div, MaskPositive };
 
 // Convolution, NHWC activations, OHWI weights.
 struct ConvShape {

@@ -86,6 +86,11 @@ std::vector<OpEntry> build() {
   t.push_back(binary("sub", false));
   t.push_back(binary("mul", false));
   t.push_back(binary("div", true));
+  t.push_back({"relu_backward", false, [](Generator& g, DType dt, int s) {
+                 Gen G{g, dt, s};
+                 return Cases{one("same_shape", {G.rn({3, G.n(4)}), G.away0({3, G.n(4)})}, {true, false},
+                                  op_fn("relu_backward"))};
+               }});
   t.push_back({"where", false, [](Generator& g, DType dt, int s) {
                  Gen G{g, dt, s};
                  Tensor cond = compare(G.rn({3, 1, G.n(4)}), "gt", 0.0);

@@ -92,8 +92,39 @@ void register_elementwise(OpRegistry& r) {
            [](const Tensor&, const Tensor& y, const Attrs&) { return mul(pow(y, 3.0), -0.5); });
   unary_op(r, "abs", Unary::Abs, "|x|", true, false,
            [](const Tensor& x, const Tensor&, const Attrs&) { return sign(x); });
-  unary_op(r, "relu", Unary::Relu, "max(x, 0)", true, false,
-           [](const Tensor& x, const Tensor&, const Attrs&) { return compare(x, "gt", 0.0); });
+  // ReLU's derivative rules go through one fused op, relu_backward(g, x) =
+  // g where x > 0 and 0 elsewhere (one pass; no mask tensor), which is also
+  // its own tangent rule, so forward-over-reverse stays one pass per ReLU.
+  {
+    OpDef op = make_op("relu", 1, 1, "max(x, 0)");
+    op.forward[0] = [](const std::vector<Tensor>& in, const Attrs&) {
+      return std::vector<Tensor>{run_unary(Unary::Relu, in[0], 0.0, "relu")};
+    };
+    op.save_inputs = {0};
+    op.vjp = [](const OpCtx& c, const std::vector<Tensor>& g) {
+      return std::vector<Tensor>{relu_backward(g[0], c.input(0))};
+    };
+    op.jvp = [](const OpCtx& c, const std::vector<Tensor>& t) {
+      return std::vector<Tensor>{relu_backward(t[0], c.input(0))};
+    };
+    r.add(std::move(op));
+  }
+  {
+    OpDef op = make_op("relu_backward", 2, 1,
+                       "g where x > 0, else 0 (ReLU's VJP; x is not differentiated: ReLU's second derivative is 0)");
+    op.nondiff_inputs = {1};
+    op.save_inputs = {1};
+    op.forward[0] = [](const std::vector<Tensor>& in, const Attrs&) {
+      return std::vector<Tensor>{run_binary(kern::Binary::MaskPositive, in[0], in[1], "relu_backward")};
+    };
+    op.vjp = [](const OpCtx& c, const std::vector<Tensor>& g) {
+      return std::vector<Tensor>{relu_backward(g[0], c.input(1)), Tensor()};
+    };
+    op.jvp = [](const OpCtx& c, const std::vector<Tensor>& t) {
+      return std::vector<Tensor>{relu_backward(t[0], c.input(1))};
+    };
+    r.add(std::move(op));
+  }
   unary_op(r, "gelu", Unary::GeluErf, "x·Φ(x), exact (erf)", true, false,
            [](const Tensor& x, const Tensor&, const Attrs&) {
              Tensor cdf = mul(add(erf(mul(x, kInvSqrt2)), 1.0), 0.5);
@@ -288,6 +319,7 @@ Tensor rsqrt(const Tensor& x) { OP1("rsqrt"); return call_op(op, {x})[0]; }
 Tensor pow(const Tensor& x, double p) { OP1("pow"); return call_op(op, {x}, {{"s", p}})[0]; }
 Tensor abs(const Tensor& x) { OP1("abs"); return call_op(op, {x})[0]; }
 Tensor relu(const Tensor& x) { OP1("relu"); return call_op(op, {x})[0]; }
+Tensor relu_backward(const Tensor& g, const Tensor& x) { OP1("relu_backward"); return call_op(op, {g, x})[0]; }
 Tensor gelu(const Tensor& x, bool tanh_approx) {
   static const OpDef& exact = op_named("gelu");
   static const OpDef& approx = op_named("gelu_tanh");

@@ -66,6 +66,8 @@ void binary(Binary op, const T* a, const Dims& sa, const T* b, const Dims& sb, T
     case Binary::Sub: return binary_loop(a, sa, b, sb, out, shape, [](T x, T y) { return x - y; });
     case Binary::Mul: return binary_loop(a, sa, b, sb, out, shape, [](T x, T y) { return x * y; });
     case Binary::Div: return binary_loop(a, sa, b, sb, out, shape, [](T x, T y) { return x / y; });
+    case Binary::MaskPositive:
+      return binary_loop(a, sa, b, sb, out, shape, [](T x, T y) { return y > T(0) ? x : T(0); });
   }
 }
 

@@ -26,6 +26,7 @@ __device__ inline T binary_one(Binary op, T a, T b) {
     case Binary::Sub: return a - b;
     case Binary::Mul: return a * b;
     case Binary::Div: return a / b;
+    case Binary::MaskPositive: return b > T(0) ? a : T(0);
   }
   return a;
 }
