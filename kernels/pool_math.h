@@ -53,4 +53,20 @@ BISSL_HD inline int64_t first_window_over(const kern::PoolShape& s, int64_t i) {
   return imax(0, (i + s.pad - s.k + s.stride) / s.stride);
 }
 
+// Max pooling's gradient at one input element (flat NHWC index q = image n,
+// row ih, column iw, channel c), in gather form: the sum of gy over the
+// windows whose argmax is q, in increasing window order — deterministic, no
+// atomics, and the same order in which a scatter over outputs would add.
+template <class T>
+BISSL_HD inline T max_pool_input_grad(const kern::PoolShape& s, const T* gy, const int64_t* idx, int64_t n,
+                                      int64_t ih, int64_t iw, int64_t c, int64_t q) {
+  T acc = T(0);
+  for (int64_t oh = first_window_over(s, ih); oh < s.ho && oh * s.stride - s.pad <= ih; ++oh)
+    for (int64_t ow = first_window_over(s, iw); ow < s.wo && ow * s.stride - s.pad <= iw; ++ow) {
+      const int64_t o = ((n * s.ho + oh) * s.wo + ow) * s.c + c;
+      if (idx[o] == q) acc += gy[o];
+    }
+  return acc;
+}
+
 }  // namespace bissl::kern_math

@@ -283,6 +283,15 @@ std::vector<OpEntry> build() {
                  return Cases{one("k3_s2_p1", {G.rn({2, 5, 5, G.n(3)})}, {true}, op_fn("max_pool2d", pool_attrs(3, 2, 1))),
                               one("k2_s2", {G.rn({1, 4, 6, G.n(2)})}, {true}, op_fn("max_pool2d", pool_attrs(2, 2, 0)))};
                }});
+  t.push_back({"max_pool2d_backward", false, [=](Generator& g, DType dt, int s) {
+                 Gen G{g, dt, s};
+                 // Argmax indices of a real pooling (overlapping 3x3 windows, stride 2: inputs shared by windows).
+                 Shape xs{2, 5, 5, G.n(3)};
+                 Tensor idx = call_op("max_pool2d", {G.rn(xs)}, pool_attrs(3, 2, 1))[1];
+                 Attrs a = pool_attrs(3, 2, 1);
+                 a.set("x_shape", xs);
+                 return Cases{one("k3_s2_p1", {G.rn(idx.shape()), idx}, {true, false}, op_fn("max_pool2d_backward", a))};
+               }});
   t.push_back({"avg_pool2d", false, [=](Generator& g, DType dt, int s) {
                  Gen G{g, dt, s};
                  return Cases{one("k3_s2_p1_incl", {G.rn({2, 5, 5, G.n(3)})}, {true},

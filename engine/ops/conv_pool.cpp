@@ -160,11 +160,45 @@ void register_conv_pool(OpRegistry& r) {
                          kern::max_pool2d<scalar_t>(s, x.data<scalar_t>(), y.data<scalar_t>(), idx.data<int64_t>()));
       return std::vector<Tensor>{y, idx};
     };
+    // The VJP gathers per input element (max_pool2d_backward): deterministic
+    // on every device, where a scatter (put_add) needs atomics on CUDA.
     op.vjp = [](const OpCtx& c, const std::vector<Tensor>& g) {
-      return std::vector<Tensor>{call_op("put_add", {g[0], c.output(1)}, {{"shape", c.input_shape(0)}})[0]};
+      Attrs a = c.attrs;
+      a.set("x_shape", c.input_shape(0));
+      return std::vector<Tensor>{call_op("max_pool2d_backward", {g[0], c.output(1)}, a)[0]};
     };
     op.jvp = [](const OpCtx& c, const std::vector<Tensor>& t) {
       return std::vector<Tensor>{call_op("take", {t[0], c.output(1)})[0], Tensor()};
+    };
+    r.add(std::move(op));
+  }
+  {
+    OpDef op = make_op("max_pool2d_backward", 2, 1,
+                       "max pooling's VJP: (gy, argmax indices) -> gx of x_shape, each element the sum of gy over "
+                       "the windows whose argmax it is (gathered: deterministic)");
+    op.attrs = {"kernel: int", "stride: int", "padding: int", "x_shape: ints"};
+    op.nondiff_inputs = {1};
+    op.save_inputs = {1};
+    op.forward[0] = [](const std::vector<Tensor>& in, const Attrs& a) {
+      const Tensor &gy = in[0], &idx = in[1];
+      auto s = pool_shape(a.ints("x_shape"), a, "max_pool2d_backward");
+      const Shape ys{s.n, s.ho, s.wo, s.c};
+      BISSL_CHECK(gy.shape() == ys && idx.shape() == ys && idx.dtype() == DType::I64,
+                  "max_pool2d_backward: expected gradient and i64 indices of shape ", shape_str(ys), ", found ",
+                  shape_str(gy.shape()), " and ", dtype_name(idx.dtype()), " ", shape_str(idx.shape()));
+      Tensor gx = out_empty(a.ints("x_shape"), gy.dtype());
+      BISSL_FLOAT_KERNEL(gy.dtype(), "max_pool2d_backward",
+                         kern::max_pool2d_backward<scalar_t>(s, gy.data<scalar_t>(), idx.data<int64_t>(),
+                                                             gx.data<scalar_t>()));
+      return std::vector<Tensor>{gx};
+    };
+    // Linear in gy: its adjoint is the gather at the argmax (take), its
+    // tangent the same op on the tangent.
+    op.vjp = [](const OpCtx& c, const std::vector<Tensor>& g) {
+      return std::vector<Tensor>{call_op("take", {g[0], c.input(1)})[0], Tensor()};
+    };
+    op.jvp = [](const OpCtx& c, const std::vector<Tensor>& t) {
+      return std::vector<Tensor>{call_op("max_pool2d_backward", {t[0], c.input(1)}, c.attrs)[0]};
     };
     r.add(std::move(op));
   }

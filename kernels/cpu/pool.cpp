@@ -63,8 +63,21 @@ void avg_pool2d_backward(const PoolShape& s, const T* gy, T* gx, bool cip) {
       }
 }
 
+template <class T>
+void max_pool2d_backward(const PoolShape& s, const T* gy, const int64_t* idx, T* gx) {
+#pragma omp parallel for collapse(2) if (s.n * s.h * s.w * s.c > 32768)
+  for (int64_t n = 0; n < s.n; ++n)
+    for (int64_t ih = 0; ih < s.h; ++ih)
+      for (int64_t iw = 0; iw < s.w; ++iw)
+        for (int64_t c = 0; c < s.c; ++c) {
+          const int64_t q = ((n * s.h + ih) * s.w + iw) * s.c + c;
+          gx[q] = kern_math::max_pool_input_grad(s, gy, idx, n, ih, iw, c, q);
+        }
+}
+
 #define INST(T)                                                                   \
   template void max_pool2d<T>(const PoolShape&, const T*, T*, int64_t*);          \
+  template void max_pool2d_backward<T>(const PoolShape&, const T*, const int64_t*, T*); \
   template void avg_pool2d<T>(const PoolShape&, const T*, T*, bool);              \
   template void avg_pool2d_backward<T>(const PoolShape&, const T*, T*, bool);
 INST(float)

@@ -142,6 +142,10 @@ void conv2d_weight_grad(const ConvShape& s, const T* x, const T* gy, T* gw);
 // ---- pooling ----
 template <class T>
 void max_pool2d(const PoolShape& s, const T* x, T* y, int64_t* idx);
+// Max pooling's gradient from the argmax indices, gathered per input element
+// (deterministic; no atomics).
+template <class T>
+void max_pool2d_backward(const PoolShape& s, const T* gy, const int64_t* idx, T* gx);
 template <class T>
 void avg_pool2d(const PoolShape& s, const T* x, T* y, bool count_include_pad);
 template <class T>

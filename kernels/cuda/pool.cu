@@ -34,6 +34,16 @@ __global__ void k_avg_pool(PoolShape s, const T* x, T* y, bool cip) {
   }
 }
 
+// Gather form (deterministic): each input element sums the windows whose
+// argmax it is.
+template <class T>
+__global__ void k_max_pool_bwd(PoolShape s, const T* gy, const int64_t* idx, T* gx) {
+  BISSL_GRID_LOOP(q, s.n * s.h * s.w * s.c) {
+    int64_t c = q % s.c, iw = (q / s.c) % s.w, ih = (q / (s.c * s.w)) % s.h, n = q / (s.c * s.w * s.h);
+    gx[q] = kern_math::max_pool_input_grad(s, gy, idx, n, ih, iw, c, q);
+  }
+}
+
 // Gather form: each input element sums the windows that contain it.
 template <class T>
 __global__ void k_avg_pool_bwd(PoolShape s, const T* gy, T* gx, bool cip) {
@@ -75,8 +85,17 @@ void avg_pool2d_backward(const PoolShape& s, const T* gy, T* gx, bool cip) {
   BISSL_LAUNCH_OK("avg_pool2d_backward");
 }
 
+template <class T>
+void max_pool2d_backward(const PoolShape& s, const T* gy, const int64_t* idx, T* gx) {
+  int64_t n = s.n * s.h * s.w * s.c;
+  if (!n) return;
+  k_max_pool_bwd<T><<<blocks_for(n), kThreads, 0, stream()>>>(s, gy, idx, gx);
+  BISSL_LAUNCH_OK("max_pool2d_backward");
+}
+
 #define INST(T)                                                                   \
   template void max_pool2d<T>(const PoolShape&, const T*, T*, int64_t*);          \
+  template void max_pool2d_backward<T>(const PoolShape&, const T*, const int64_t*, T*); \
   template void avg_pool2d<T>(const PoolShape&, const T*, T*, bool);              \
   template void avg_pool2d_backward<T>(const PoolShape&, const T*, T*, bool);
 INST(float)
