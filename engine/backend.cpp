@@ -187,6 +187,13 @@ void cuda_set_cudnn(bool on) {
 #endif
   (void)on;
 }
+void cuda_set_deterministic(bool on) {
+#ifdef BISSL_WITH_CUDA
+  cuda::set_cudnn_deterministic(on);
+  cuda::set_conv_autotune(cuda::conv_autotune());  // forget choices made with other algorithms
+#endif
+  (void)on;
+}
 void cuda_set_conv_autotune(bool on) {
 #ifdef BISSL_WITH_CUDA
   cuda::set_conv_autotune(on);

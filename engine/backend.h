@@ -43,6 +43,10 @@ void cuda_set_poison(bool on);
 void cuda_set_tf32(bool on);
 // cuDNN for f32 convolutions on CUDA (on by default); off = im2col + cuBLAS.
 void cuda_set_cudnn(bool on);
+// Deterministic CUDA training steps: cuDNN restricted to the algorithms it
+// marks deterministic (off by default). Everything else bissl runs in a
+// training step is deterministic already (no atomic reductions).
+void cuda_set_deterministic(bool on);
 // f32 convolutions on CUDA: time cuDNN against im2col + cuBLAS on the first
 // call with each shape and keep the faster (on by default; the first call
 // waits for the device). Off: cuDNN whenever it takes the shape.

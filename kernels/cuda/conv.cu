@@ -18,6 +18,7 @@ namespace bissl::cuda {
 #ifdef BISSL_WITHOUT_CUDNN  // built without cuDNN: every f32 conv falls back
 void set_cudnn(bool) {}
 bool cudnn_enabled() { return false; }
+void set_cudnn_deterministic(bool) {}
 bool cudnn_conv2d_forward(const ConvShape&, const float*, const float*, float*) { return false; }
 bool cudnn_conv2d_input_grad(const ConvShape&, const float*, const float*, float*) { return false; }
 bool cudnn_conv2d_weight_grad(const ConvShape&, const float*, const float*, float*) { return false; }
@@ -217,6 +218,11 @@ void set_conv_autotune(bool on) {
   choices().autotune = on;
   choices().path.clear();
   for (auto& d : choices().counts) d[0] = d[1] = 0;
+}
+
+bool conv_autotune() {
+  std::lock_guard<std::mutex> lock(choices().mu);
+  return choices().autotune;
 }
 
 std::string conv_choices() {

@@ -99,11 +99,16 @@ Choice choose(int which, const ConvShape& s, Find find) {
   return c;
 }
 
-// The fastest successful entry of a cudnnFind* result.
+bool g_deterministic = false;
+
+// The fastest successful entry of a cudnnFind* result (deterministic
+// algorithms only when set_cudnn_deterministic(true)).
 template <class Perf>
 Choice first_ok(const Perf* perf, int found) {
   for (int i = 0; i < found; ++i)
-    if (perf[i].status == CUDNN_STATUS_SUCCESS) return {int(perf[i].algo), perf[i].memory};
+    if (perf[i].status == CUDNN_STATUS_SUCCESS &&
+        (!g_deterministic || perf[i].determinism == CUDNN_DETERMINISTIC))
+      return {int(perf[i].algo), perf[i].memory};
   return {};
 }
 
@@ -116,6 +121,11 @@ struct Workspace {
 }  // namespace
 
 void set_cudnn(bool on) { g_enabled = on; }
+void set_cudnn_deterministic(bool on) {
+  std::lock_guard<std::mutex> lock(g_mu);
+  g_deterministic = on;
+  g_cache.clear();  // choices made under the other rule
+}
 bool cudnn_enabled() { return g_enabled; }
 
 bool cudnn_conv2d_forward(const ConvShape& s, const float* x, const float* w, float* y) {

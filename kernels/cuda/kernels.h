@@ -53,10 +53,15 @@ bool tf32();
 // cuDNN for f32 convolutions (on by default; off = im2col + cuBLAS).
 void set_cudnn(bool on);
 bool cudnn_enabled();
+// cuDNN: only algorithms it marks deterministic (off by default: the
+// fastest; some of its backward algorithms accumulate with atomics).
+// Forgets earlier choices.
+void set_cudnn_deterministic(bool on);
 // f32 convolutions: on the first call with a shape, time cuDNN against
 // im2col + cuBLAS and keep the faster for that shape (on by default; off =
 // cuDNN whenever it takes the shape). Setting it forgets earlier choices.
 void set_conv_autotune(bool on);
+bool conv_autotune();
 // "forward: 40 cuDNN, 13 GEMM; data grad: ...; filter grad: ..." (choices made so far).
 std::string conv_choices();
 

@@ -127,11 +127,11 @@ __global__ void k_ce_rows(const T* z, const int64_t* t, double* row_loss, int64_
 }
 
 template <class T>
-__global__ void k_sumsq(const T* x, int64_t n, double* out) {
+__global__ void k_sumsq(const T* x, int64_t n, double* part) {
   double acc = 0;
   BISSL_GRID_LOOP(i, n) acc += double(x[i]) * double(x[i]);
   acc = block_sum(acc);
-  if (threadIdx.x == 0) atomicAdd(out, acc);
+  if (threadIdx.x == 0) part[blockIdx.x] = acc;  // per block; summed in order after (no atomics)
 }
 
 // One block: out[0] = T(scale · Σx), a fixed summation order (deterministic).
@@ -147,6 +147,13 @@ template <class T>
 __global__ void k_scale(T* x, int64_t n, double s) {
   BISSL_GRID_LOOP(i, n) x[i] = T(double(x[i]) * s);
 }
+
+// Per-block partial sums in device memory, released with the scope.
+struct PartialSums {
+  double* p;
+  explicit PartialSums(int64_t n) : p(static_cast<double*>(alloc(size_t(n > 0 ? n : 1) * sizeof(double)))) {}
+  ~PartialSums() { release(p); }
+};
 
 // A device double, read back to the host.
 struct DeviceScalar {
@@ -249,14 +256,18 @@ template <class T>
 double sum_squares(const T* x, int64_t n) {
   DeviceScalar s;
   if (n > 0) {
-    k_sumsq<T><<<std::min<unsigned>(blocks_for(n), 1024), kThreads, 0, stream()>>>(x, n, s.p);
+    const unsigned nb = std::min<unsigned>(blocks_for(n), 1024);
+    PartialSums part(nb);
+    k_sumsq<T><<<nb, kThreads, 0, stream()>>>(x, n, part.p);
     BISSL_LAUNCH_OK("sum_squares");
+    k_sum_double_to<double><<<1, kThreads, 0, stream()>>>(part.p, nb, 1.0, s.p);
+    BISSL_LAUNCH_OK("sum_squares (blocks)");
   }
   return s.get();
 }
 
 template <class T>
-__global__ void k_lars_sums(const T* p, const T* g, int64_t n, double wd, double* out) {
+__global__ void k_lars_sums(const T* p, const T* g, int64_t n, double wd, double* part) {
   double a = 0, b = 0;
   BISSL_GRID_LOOP(i, n) {
     const double pi = double(p[i]), u = double(g[i]) + wd * pi;
@@ -265,15 +276,19 @@ __global__ void k_lars_sums(const T* p, const T* g, int64_t n, double wd, double
   }
   a = block_sum(a);
   b = block_sum(b);
-  if (threadIdx.x == 0) atomicAdd(out, a), atomicAdd(out + 1, b);
+  if (threadIdx.x == 0) part[blockIdx.x] = a, part[gridDim.x + blockIdx.x] = b;  // summed in order after
 }
 
 template <class T>
 void lars_sums(const T* p, const T* g, int64_t n, double wd, double* out) {
-  memset_zero(out, 2 * sizeof(double));
-  if (n == 0) return;
-  k_lars_sums<T><<<std::min<unsigned>(blocks_for(n), 1024), kThreads, 0, stream()>>>(p, g, n, wd, out);
+  if (n == 0) return memset_zero(out, 2 * sizeof(double));
+  const unsigned nb = std::min<unsigned>(blocks_for(n), 1024);
+  PartialSums part(2 * int64_t(nb));
+  k_lars_sums<T><<<nb, kThreads, 0, stream()>>>(p, g, n, wd, part.p);
   BISSL_LAUNCH_OK("lars_sums");
+  k_sum_double_to<double><<<1, kThreads, 0, stream()>>>(part.p, nb, 1.0, out);
+  k_sum_double_to<double><<<1, kThreads, 0, stream()>>>(part.p + nb, nb, 1.0, out + 1);
+  BISSL_LAUNCH_OK("lars_sums (blocks)");
 }
 
 template <class T>

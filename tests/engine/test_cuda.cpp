@@ -311,6 +311,37 @@ TEST_SUITE("cuda") {
     CHECK(back.num_batches_tracked.to_vector() == std::vector<double>{3});
   }
 
+  TEST_CASE("deterministic mode: repeated gradients, LARS steps and max-pool VJPs are the same bits") {
+    if (!have_gpu()) return;
+    cuda_set_deterministic(true);
+    Generator g(21);
+    auto params = testnets::convnet_params(g, DType::F32);
+    std::vector<Tensor> pd;
+    for (auto& p : params) pd.push_back(p.detach().to(Device::CUDA).requires_grad_());
+    Tensor x = randn({16, 6, 6, 2}, g).to(Device::CUDA), y = randint({16}, 0, 3, g).to(Device::CUDA);
+    Tensor img = randn({8, 12, 12, 16}, g).to(Device::CUDA).requires_grad_();
+    auto once = [&] {
+      auto gr = grad({testnets::convnet_loss(pd, x, y)}, pd);
+      Tensor pooled = max_pool2d(img, 3, 2, 1);
+      gr.push_back(grad({sum(mul(pooled, pooled))}, {img})[0]);
+      std::vector<double> flat;
+      for (auto& t : gr)
+        for (double v : t.to_vector()) flat.push_back(v);
+      // LARS's device-side norms (per-block partials summed in order).
+      std::vector<Tensor> ps;
+      for (auto& p : pd) ps.push_back(p.detach().clone());
+      optim::LARS opt(ps, 0.5, 0.9, 1e-4, 0.001);
+      for (size_t i = 0; i < ps.size(); ++i) ps[i].set_grad(gr[i]);
+      opt.step();
+      for (auto& p : ps)
+        for (double v : p.to_vector()) flat.push_back(v);
+      return flat;
+    };
+    const auto a = once(), b = once();
+    CHECK(a == b);
+    cuda_set_deterministic(false);
+  }
+
   TEST_CASE("peak memory is tracked") {
     if (!have_gpu()) return;
     cuda_reset_peak_bytes();
