@@ -190,7 +190,9 @@ void cuda_set_cudnn(bool on) {
 void cuda_set_deterministic(bool on) {
 #ifdef BISSL_WITH_CUDA
   cuda::set_cudnn_deterministic(on);
-  cuda::set_conv_autotune(cuda::conv_autotune());  // forget choices made with other algorithms
+  // A timed choice (cuDNN vs im2col) could differ from run to run: off while
+  // deterministic, back on after (this also forgets the earlier choices).
+  cuda::set_conv_autotune(!on);
 #endif
   (void)on;
 }

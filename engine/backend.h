@@ -43,9 +43,12 @@ void cuda_set_poison(bool on);
 void cuda_set_tf32(bool on);
 // cuDNN for f32 convolutions on CUDA (on by default); off = im2col + cuBLAS.
 void cuda_set_cudnn(bool on);
-// Deterministic CUDA training steps: cuDNN restricted to the algorithms it
-// marks deterministic (off by default). Everything else bissl runs in a
-// training step is deterministic already (no atomic reductions).
+// Deterministic CUDA training steps (off by default): cuDNN limited to the
+// algorithms it marks deterministic, chosen by its heuristics instead of by
+// timing, and no timed cuDNN-vs-im2col choice (autotuning off; setting this
+// to false turns autotuning back on). The rest of a ResNet step has no atomic
+// reductions; index_add / scatter_add / put_add (MAE's token gathers) still
+// do.
 void cuda_set_deterministic(bool on);
 // f32 convolutions on CUDA: time cuDNN against im2col + cuBLAS on the first
 // call with each shape and keep the faster (on by default; the first call

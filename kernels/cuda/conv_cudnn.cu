@@ -134,9 +134,12 @@ bool cudnn_conv2d_forward(const ConvShape& s, const float* x, const float* w, fl
   Choice c = choose(0, s, [&] {
     cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
     int found = 0;
-    BISSL_CUDNN_OK(cudnnFindConvolutionForwardAlgorithm(handle(), p.x, p.w, p.conv, p.y,
-                                                        CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &found, perf),
-                   "cudnnFindConvolutionForwardAlgorithm");
+    if (g_deterministic)  // heuristics: the same choice run after run (timing could differ)
+      BISSL_CUDNN_OK(cudnnGetConvolutionForwardAlgorithm_v7(handle(), p.x, p.w, p.conv, p.y,
+                     CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &found, perf), "cudnnGetConvolutionForwardAlgorithm_v7");
+    else
+      BISSL_CUDNN_OK(cudnnFindConvolutionForwardAlgorithm(handle(), p.x, p.w, p.conv, p.y,
+                     CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &found, perf), "cudnnFindConvolutionForwardAlgorithm");
     return first_ok(perf, found);
   });
   if (c.algo < 0) return false;
@@ -154,9 +157,13 @@ bool cudnn_conv2d_input_grad(const ConvShape& s, const float* gy, const float* w
   Choice c = choose(1, s, [&] {
     cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
     int found = 0;
-    BISSL_CUDNN_OK(cudnnFindConvolutionBackwardDataAlgorithm(handle(), p.w, p.y, p.conv, p.x,
-                                                             CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &found, perf),
-                   "cudnnFindConvolutionBackwardDataAlgorithm");
+    if (g_deterministic)  // heuristics: the same choice run after run (timing could differ)
+      BISSL_CUDNN_OK(cudnnGetConvolutionBackwardDataAlgorithm_v7(handle(), p.w, p.y, p.conv, p.x,
+                     CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &found, perf),
+                     "cudnnGetConvolutionBackwardDataAlgorithm_v7");
+    else
+      BISSL_CUDNN_OK(cudnnFindConvolutionBackwardDataAlgorithm(handle(), p.w, p.y, p.conv, p.x,
+                     CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &found, perf), "cudnnFindConvolutionBackwardDataAlgorithm");
     return first_ok(perf, found);
   });
   if (c.algo < 0) return false;
@@ -175,9 +182,14 @@ bool cudnn_conv2d_weight_grad(const ConvShape& s, const float* x, const float* g
   Choice c = choose(2, s, [&] {
     cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
     int found = 0;
-    BISSL_CUDNN_OK(cudnnFindConvolutionBackwardFilterAlgorithm(handle(), p.x, p.y, p.conv, p.w,
-                                                               CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &found, perf),
-                   "cudnnFindConvolutionBackwardFilterAlgorithm");
+    if (g_deterministic)  // heuristics: the same choice run after run (timing could differ)
+      BISSL_CUDNN_OK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(handle(), p.x, p.y, p.conv, p.w,
+                     CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &found, perf),
+                     "cudnnGetConvolutionBackwardFilterAlgorithm_v7");
+    else
+      BISSL_CUDNN_OK(cudnnFindConvolutionBackwardFilterAlgorithm(handle(), p.x, p.y, p.conv, p.w,
+                     CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &found, perf),
+                     "cudnnFindConvolutionBackwardFilterAlgorithm");
     return first_ok(perf, found);
   });
   if (c.algo < 0) return false;
