@@ -46,7 +46,7 @@ struct Point {
 
 nlohmann::json study_point(const stages::Config& cfg, const stages::Task& task, const Point& pt, int lanczos_steps,
                            const std::vector<int>& iterations, const std::vector<double>& deltas, uint64_t seed) {
-  const Device dev = stages::resolve_device(cfg.device);
+  const Device dev = stages::resolve_device(cfg.device, cfg.deterministic);
   const auto& bc = cfg.bissl;
   int64_t fdim = 0;
   auto theta = stages::build_backbone(cfg, task.train->c, pt.backbone, cfg.seed, fdim);

@@ -8,6 +8,7 @@
 
 #include <cstdio>
 
+#include "engine/backend.h"
 #include "tools/pretrain/run.h"
 
 int main(int argc, char** argv) {
@@ -22,6 +23,9 @@ int main(int argc, char** argv) {
   app.add_option("--device", device, "cpu, cuda or auto (overrides train.device)");
   app.add_option("--resume", resume, "continue from this checkpoint (its config is used)");
   app.add_option("--stop-after", stop_after, "stop after this many steps of this run (tests resume)");
+  bool deterministic = false;
+  app.add_flag("--deterministic", deterministic,
+               "on CUDA: bit-reproducible steps (cuDNN's deterministic algorithms, no timed convolution choice)");
   CLI11_PARSE(app, argc, argv);
   try {
     bissl::pretrain::Config cfg;
@@ -30,6 +34,7 @@ int main(int argc, char** argv) {
     if (!out.empty()) cfg.out = out;
     if (steps > 0) cfg.steps = steps;
     if (!device.empty()) cfg.device = device;
+    if (deterministic) bissl::cuda_set_deterministic(true);
     auto s = bissl::pretrain::run(cfg, resume, stop_after);
     std::printf("done: %lld steps, final loss %.4f, %.1f images/s, %.1f s\n", (long long)s.steps, s.final_loss,
                 s.images_per_s, s.seconds);

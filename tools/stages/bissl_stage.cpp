@@ -56,7 +56,7 @@ BisslStageResult run_bissl(const Config& cfg_in, const Task& task, const BisslIn
   const auto& bc = cfg.bissl;
   fs::create_directories(dir);
   write_text_atomic(dir + "/config.toml", cfg.to_toml());
-  const Device dev = resolve_device(cfg.device);
+  const Device dev = resolve_device(cfg.device, cfg.deterministic);
 
   bilevel::BilevelOptions o;
   o.variant = bilevel::parse_variant(bc.variant);

@@ -5,6 +5,7 @@
 #include "data/augment.h"
 #include "data/loader.h"
 #include "engine/autograd.h"
+#include "engine/backend.h"
 #include "engine/nn/layers.h"
 #include "engine/ops.h"
 #include "engine/random.h"
@@ -14,7 +15,11 @@
 
 namespace bissl::stages {
 
-Device resolve_device(const std::string& device) { return pretrain::device_of(device); }
+Device resolve_device(const std::string& device, bool deterministic) {
+  const Device d = pretrain::device_of(device);
+  if (d == Device::CUDA) cuda_set_deterministic(deterministic);
+  return d;
+}
 
 std::shared_ptr<nn::Layer> build_backbone(const Config& cfg, int64_t channels, const std::string& weights,
                                           uint64_t seed, int64_t& feature_dim, double drop_path) {

@@ -61,7 +61,8 @@ Tensor extract_features(nn::Layer& backbone, const data::ImageSet& set, int64_t 
 void recalibrate_bn(nn::Layer& backbone, const data::ImageSet& set, const TaskConfig& t, int64_t batches,
                     int64_t batch_size, uint64_t seed, Device dev, int workers);
 
-// The device a config's "cpu | cuda | auto" names.
-Device resolve_device(const std::string& device);
+// The device a config's "cpu | cuda | auto" names; on CUDA also sets
+// cuda_set_deterministic(deterministic) (pipeline.deterministic).
+Device resolve_device(const std::string& device, bool deterministic);
 
 }  // namespace bissl::stages

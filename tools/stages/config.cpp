@@ -26,6 +26,7 @@ void Config::bind() {
   auto& s = settings_;
   s.add("pipeline", "out", &out);
   s.add("pipeline", "device", &device);
+  s.add("pipeline", "deterministic", &deterministic);
   s.add("pipeline", "workers", &workers);
   s.add("pipeline", "seed", &seed);
   s.add("pipeline", "arms", &arms);

@@ -98,6 +98,10 @@ struct ConfigValues {
   // [pipeline]
   std::string out = "runs/pipeline";
   std::string device = "auto";
+  // On CUDA: bit-reproducible steps (cuda_set_deterministic: cuDNN's
+  // deterministic algorithms by heuristics, no timed convolution choice).
+  // The CPU is reproducible either way.
+  bool deterministic = false;
   int workers = 2;
   uint64_t seed = 0;
   std::vector<std::string> arms = {"ft", "bissl"};

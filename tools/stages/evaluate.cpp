@@ -132,7 +132,7 @@ EvalResult run_eval(const Config& cfg, const Task& task, const std::vector<ArmRe
                     const std::map<std::string, std::string>& starts, const std::string& finetune_dir,
                     const std::string& dir) {
   fs::create_directories(dir);
-  const Device dev = resolve_device(cfg.device);
+  const Device dev = resolve_device(cfg.device, cfg.deterministic);
   EvalResult res;
   res.multi_label = task.multi_label;
   const ArmSummary* ft = nullptr;

@@ -111,7 +111,7 @@ FinetuneRun finetune_once(const Config& cfg, const Task& task, const FinetuneSpe
                           uint64_t seed, int64_t epochs, bool test, const std::string& save_dir,
                           bool allow_divergence, const std::string& label) {
   auto t0 = std::chrono::steady_clock::now();
-  const Device dev = resolve_device(cfg.device);
+  const Device dev = resolve_device(cfg.device, cfg.deterministic);
   const auto& fc = cfg.finetune;
   FinetuneRun r;
   r.lr = lr, r.weight_decay = wd, r.seed = seed, r.epochs = epochs;

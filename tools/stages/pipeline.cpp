@@ -71,6 +71,7 @@ std::string run_pipeline(const Config& cfg_in) {
   write_text_atomic(out + "/config.toml", cfg.to_toml());
   std::fprintf(stderr, "bissl-pipeline: resolved config\n%s\nbackend: %s\n", cfg.to_toml().c_str(),
                backend_summary().c_str());
+  resolve_device(cfg.device, cfg.deterministic);  // checks the device; sets CUDA determinism for every stage
   ReportInputs rep;
   rep.cfg = &cfg;
   // Each stage's time when it actually ran, kept across invocations so the

@@ -23,7 +23,7 @@ namespace bissl::stages {
 WarmupResult run_warmup(const Config& cfg, const Task& task, const std::string& backbone_path, const std::string& dir) {
   auto t0 = std::chrono::steady_clock::now();
   std::filesystem::create_directories(dir);
-  const Device dev = resolve_device(cfg.device);
+  const Device dev = resolve_device(cfg.device, cfg.deterministic);
   const auto& w = cfg.warmup;
   int64_t fdim = 0;
   auto backbone = build_backbone(cfg, task.train->c, backbone_path, cfg.seed, fdim);
