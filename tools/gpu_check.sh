@@ -7,7 +7,9 @@
 # are there (ANCHOR=path/to/torch_anchor.py), the PyTorch anchor beside it.
 # With PIPELINE=1 also runs the --quick BiSSL pipeline (every stage) on the
 # GPU and the mosaic (multi-label) one; FMNIST=dir points at the Fashion-MNIST
-# .gz files when Debian's package is not installed there.
+# .gz files when Debian's package is not installed there. With DETERMINISM=1
+# it runs the --quick main pipeline twice with pipeline.deterministic and
+# compares the BiSSL stage's metrics.
 # Sized to finish in a few minutes on an H100.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -63,5 +65,23 @@ if [ "${PIPELINE:-0}" = 1 ]; then
       --set pretrain.data.root="$fm" >"$OUT/$cfg.log" 2>&1 || { echo "$cfg failed:"; tail -20 "$OUT/$cfg.log"; }
     sed -n '/^| arm/,/^$/p' "$OUT/$cfg/report.md" 2>/dev/null
   done
+fi
+if [ "${DETERMINISM:-0}" = 1 ]; then
+  # The --quick main pipeline twice with pipeline.deterministic: the BiSSL
+  # stage's per-alternation metrics must be equal to the last digit.
+  fm=${FMNIST:-/usr/share/datasets/fashion-mnist}
+  for k in 1 2; do
+    ./build-gpu/bissl-pipeline --config configs/pipeline_fashion_mnist.toml --quick --set pipeline.device=cuda \
+      --set pipeline.deterministic=true --set pipeline.out="$OUT/determinism_$k" --set pipeline.pretrained= \
+      --set task.root="$fm" --set pretrain.data.root="$fm" >"$OUT/determinism_$k.log" 2>&1 ||
+      { echo "determinism run $k failed:"; tail -20 "$OUT/determinism_$k.log"; }
+  done
+  strip() { sed 's/"seconds":[0-9.e+-]*,\?//' "$1"; }  # wall times differ; nothing else may
+  if cmp -s <(strip "$OUT/determinism_1/train/bissl/metrics.jsonl") \
+            <(strip "$OUT/determinism_2/train/bissl/metrics.jsonl"); then
+    echo "determinism: two deterministic CUDA runs gave the same BiSSL metrics"
+  else
+    echo "determinism: the two deterministic CUDA runs DIFFER (see $OUT/determinism_*)"
+  fi
 fi
 echo "total: $(( $(date +%s) - start )) s"
