@@ -122,6 +122,19 @@ void copy_bytes(void* dst, Device dd, const void* src, Device sd, size_t bytes) 
 #endif
 }
 
+void fill_elements(void* dst, Device d, size_t elem_size, int64_t n, uint64_t pattern) {
+  if (d == Device::CPU) {
+    for (int64_t i = 0; i < n; ++i) std::memcpy(static_cast<char*>(dst) + size_t(i) * elem_size, &pattern, elem_size);
+    return;
+  }
+#ifdef BISSL_WITH_CUDA
+  as_error([&] { cuda::fill_pattern(dst, elem_size, n, pattern); });
+#else
+  (void)dst, (void)elem_size, (void)n, (void)pattern;
+  throw Error("fill: a cuda tensor in a build without the CUDA backend");
+#endif
+}
+
 void zero_bytes(void* dst, Device d, size_t bytes) {
   if (d == Device::CPU) {
     std::memset(dst, 0, bytes);

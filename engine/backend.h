@@ -23,6 +23,9 @@ void copy_bytes(void* dst, Device dd, const void* src, Device sd, size_t bytes);
 void copy_to_device_async(void* dst, Device dd, const void* src, std::shared_ptr<Storage> src_owner,
                           size_t bytes);
 void zero_bytes(void* dst, Device d, size_t bytes);
+// n elements of elem_size bytes on a device set to the low bytes of
+// `pattern` (no host wait on CUDA).
+void fill_elements(void* dst, Device d, size_t elem_size, int64_t n, uint64_t pattern);
 // CUDA pool statistics (0 without CUDA).
 size_t cuda_peak_bytes();
 void cuda_reset_peak_bytes();

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <iomanip>
 #include <sstream>
 
@@ -148,10 +149,12 @@ void Tensor::copy_(const Tensor& src) {
 }
 
 Tensor& Tensor::fill_(double v) {
-  if (device() != Device::CPU) {  // fill on the host, copy over (fills are rare outside creation)
-    Tensor h = bissl::empty(shape(), dtype());
-    h.fill_(v);
-    copy_(h);
+  if (device() != Device::CPU) {
+    // One element's bits, written by a device kernel: no host wait (ones()
+    // seeds every backward pass, batch norm's running variance starts at 1).
+    uint64_t pattern = 0;  // little-endian: the element sits in the low bytes
+    write_elem(&pattern, dtype(), 0, v);
+    fill_elements(raw(), device(), dtype_size(dtype()), numel(), pattern);
     return *this;
   }
   for (int64_t i = 0; i < numel(); ++i) write_elem(raw(), dtype(), i, v);
@@ -210,6 +213,13 @@ Tensor empty_pinned(const Shape& s, DType t) {
   p->shape = s;
   p->dtype = t;
   return Tensor(p);
+}
+
+Tensor to_device_staged(const Tensor& t, Device d) {
+  if (d == t.device() || d == Device::CPU || t.device() != Device::CPU) return t.to(d);
+  Tensor p = empty_pinned(t.shape(), t.dtype());
+  if (t.nbytes()) std::memcpy(p.raw(), t.raw(), t.nbytes());
+  return p.to(d);
 }
 
 Tensor full(const Shape& s, double v, DType t, Device d) {

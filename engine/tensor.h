@@ -117,6 +117,9 @@ Tensor empty(const Shape& s, DType t = DType::F32, Device d = Device::CPU);
 // A CPU tensor in page-locked memory when a GPU is present (a plain CPU
 // tensor otherwise): staging for asynchronous host-to-device copies.
 Tensor empty_pinned(const Shape& s, DType t = DType::F32);
+// A CPU tensor on device d, copied through pinned staging so that the copy
+// does not wait for the device (small per-step constants: masks, indices).
+Tensor to_device_staged(const Tensor& t, Device d);
 Tensor zeros(const Shape& s, DType t = DType::F32, Device d = Device::CPU);
 Tensor ones(const Shape& s, DType t = DType::F32, Device d = Device::CPU);
 Tensor full(const Shape& s, double v, DType t = DType::F32, Device d = Device::CPU);

@@ -150,7 +150,7 @@ Tensor gather_tokens(const Tensor& x, const Tensor& index) {
       flat[size_t(i * k + j)] = i * l + v;
     }
   Tensor fi = from_ints(flat, {n * k});
-  if (x.device() != Device::CPU) fi = fi.to(x.device());
+  if (x.device() != Device::CPU) fi = to_device_staged(fi, x.device());
   return reshape(index_select(reshape(x, {n * l, d}), 0, fi), {n, k, d});
 }
 

@@ -12,7 +12,8 @@ namespace bissl::ssl {
 
 namespace {
 
-Tensor to_device(const Tensor& t, Device d) { return t.device() == d ? t : t.to(d); }
+// Per-step masks and indices: through pinned staging, no wait for the GPU.
+Tensor to_device(const Tensor& t, Device d) { return t.device() == d ? t : to_device_staged(t, d); }
 
 // Builds the index tensors of a masking from per-row shuffles (visible first).
 MaeMasking masking_from_shuffles(const std::vector<int64_t>& shuffle, int64_t n, int64_t l, int64_t k, DType t) {

@@ -1,8 +1,37 @@
 #include "ssl/simclr.h"
 
+#include <map>
+#include <mutex>
+#include <tuple>
+
 #include "engine/ops.h"
 
 namespace bissl::ssl {
+
+namespace {
+// The constants of NT-Xent over 2N rows: the diagonal mask and each row's
+// positive. Built on the CPU once per (2N, dtype, device) and kept: a fresh
+// copy to the GPU at every loss (every step, every H·v) would wait for it.
+struct NtXentConstants {
+  Tensor eye, target;
+};
+NtXentConstants nt_xent_constants(int64_t n2, DType dt, Device dev) {  // by value: the cache may be cleared
+  static std::mutex mu;
+  static std::map<std::tuple<int64_t, int, int>, NtXentConstants> cache;
+  std::lock_guard<std::mutex> lock(mu);
+  auto key = std::make_tuple(n2, int(dt), int(dev));
+  auto it = cache.find(key);
+  if (it != cache.end()) return it->second;
+  Tensor eye = zeros({n2, n2}, dt);
+  std::vector<int64_t> positive(size_t(n2), 0);
+  for (int64_t i = 0; i < n2; ++i) {
+    eye.set_flat(i * n2 + i, 1.0);
+    positive[size_t(i)] = (i + n2 / 2) % n2;
+  }
+  if (cache.size() >= 16) cache.clear();  // batch sizes are few; never hold many
+  return cache[key] = {to_device_staged(eye, dev), to_device_staged(from_ints(positive, {n2}), dev)};
+}
+}  // namespace
 
 namespace {
 constexpr double kMaskedLogit = -1e9;
@@ -17,15 +46,8 @@ Tensor nt_xent(const Tensor& z1, const Tensor& z2, double temperature) {
   Tensor z = l2_normalize(concat({z1, z2}, 0), 1);
   Tensor sim = mul(matmul(z, z, false, true), 1.0 / temperature);  // [2N, 2N]
 
-  // Constants built on the CPU (2N + 2N writes), moved next to the logits.
-  Tensor eye = zeros({n2, n2}, sim.dtype());
-  std::vector<int64_t> positive(size_t(n2), 0);
-  for (int64_t i = 0; i < n2; ++i) {
-    eye.set_flat(i * n2 + i, 1.0);
-    positive[size_t(i)] = (i + n) % n2;
-  }
-  Tensor target = from_ints(positive, {n2});
-  if (sim.device() != Device::CPU) eye = eye.to(sim.device()), target = target.to(sim.device());
+  const NtXentConstants k = nt_xent_constants(n2, sim.dtype(), sim.device());
+  const Tensor &eye = k.eye, &target = k.target;
   // −1e9 rather than −∞: exp underflows to exactly 0 either way (the same
   // numbers), and cross_entropy's forward kernel computes its
   // label-smoothing term even when label_smoothing = 0, where −∞ gives

@@ -38,6 +38,9 @@ size_t copies_in_flight();  // asynchronous copies whose sources are still held
 void copy_d2h(void* dst, const void* src, size_t bytes);  // waits for the stream
 void copy_d2d(void* dst, const void* src, size_t bytes);
 void memset_zero(void* p, size_t bytes);
+// n elements of elem_size bytes (2, 4 or 8), each set to the low bytes of
+// `pattern` (a value's bit pattern), on the stream: no host wait.
+void fill_pattern(void* p, size_t elem_size, int64_t n, uint64_t pattern);
 // Page-locked host memory for staging copies, from a cache of blocks by size
 // (blocks are reused, never unlocked: cudaFreeHost would wait for the device).
 void* host_alloc(size_t bytes);

@@ -270,6 +270,31 @@ void copy_d2d(void* dst, const void* src, size_t bytes) {
   if (!bytes) return;
   BISSL_CUDA_OK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream()), "copy device->device");
 }
+namespace {
+template <class U>
+__global__ void k_fill(U* p, int64_t n, U v) {
+  BISSL_GRID_LOOP(i, n) p[i] = v;
+}
+}  // namespace
+
+void fill_pattern(void* p, size_t elem_size, int64_t n, uint64_t pattern) {
+  if (n <= 0) return;
+  switch (elem_size) {
+    case 2:
+      k_fill<uint16_t><<<blocks_for(n), kThreads, 0, stream()>>>(static_cast<uint16_t*>(p), n, uint16_t(pattern));
+      break;
+    case 4:
+      k_fill<uint32_t><<<blocks_for(n), kThreads, 0, stream()>>>(static_cast<uint32_t*>(p), n, uint32_t(pattern));
+      break;
+    case 8:
+      k_fill<unsigned long long><<<blocks_for(n), kThreads, 0, stream()>>>(static_cast<unsigned long long*>(p), n,
+                                                                           (unsigned long long)pattern);
+      break;
+    default: fail("fill", "element size " + std::to_string(elem_size) + " is not 2, 4 or 8 bytes");
+  }
+  BISSL_LAUNCH_OK("fill");
+}
+
 void memset_zero(void* p, size_t bytes) {
   if (!bytes) return;
   BISSL_CUDA_OK(cudaMemsetAsync(p, 0, bytes, stream()), "memset");

@@ -342,6 +342,20 @@ TEST_SUITE("cuda") {
     cuda_set_deterministic(false);
   }
 
+  TEST_CASE("fills on the device: full / ones / ones_like in every dtype equal the CPU and wait for nothing") {
+    if (!have_gpu()) return;
+    for (DType dt : {DType::F32, DType::F64, DType::I64, DType::BF16}) {
+      CAPTURE(dtype_name(dt));
+      const int64_t before = cuda_host_syncs();
+      Tensor a = full({5, 7}, -2.75, dt, Device::CUDA), b = ones({3}, dt, Device::CUDA);
+      Tensor c = ones_like(a);
+      CHECK(cuda_host_syncs() == before);
+      CHECK(a.to_vector() == full({5, 7}, -2.75, dt).to_vector());
+      CHECK(b.to_vector() == std::vector<double>(3, 1.0));
+      CHECK(c.to_vector() == std::vector<double>(35, 1.0));
+    }
+  }
+
   TEST_CASE("peak memory is tracked") {
     if (!have_gpu()) return;
     cuda_reset_peak_bytes();

@@ -1,6 +1,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 
 #include "engine/autograd.h"
@@ -128,6 +129,18 @@ TEST_SUITE("tensor") {
     // Integer tensors (labels) select too.
     Tensor lab = from_ints({5, 6, 7}, {3});
     CHECK(index_select(lab, 0, from_ints({2, 0}, {2})).to_vector() == std::vector<double>{7, 5});
+  }
+
+  TEST_CASE("fill_elements writes an element's bit pattern (the CPU side of device fills)") {
+    Tensor t = empty({6}, DType::F64);
+    double v = -1.25;
+    uint64_t bits = 0;
+    std::memcpy(&bits, &v, sizeof v);
+    fill_elements(t.raw(), Device::CPU, sizeof(double), t.numel(), bits);
+    CHECK(t.to_vector() == std::vector<double>(6, -1.25));
+    Tensor h = empty({3}, DType::BF16);
+    fill_elements(h.raw(), Device::CPU, 2, 3, f32_to_bf16(0.5f));
+    CHECK(h.to_vector() == std::vector<double>(3, 0.5));
   }
 
   TEST_CASE("empty_pinned: page-locked with a GPU, an ordinary CPU tensor without one") {
