@@ -6,6 +6,7 @@
 // unfused composites' dozens of ops. The composites give every VJP of a VJP
 // (and, in the tests, the reference the fused JVPs must equal).
 #include <cmath>
+#include <utility>
 
 #include "engine/ops/common.h"
 
@@ -87,80 +88,62 @@ T* ptr_or_null(Tensor& t) {
 void check_tangents(const char* op, const Tensor& x, const std::vector<Tensor>& t) {
   for (const Tensor& v : t)
     BISSL_CHECK(!v.defined() || (v.dtype() == x.dtype() && v.device() == x.device()), op,
-                " (jvp): expected tangents of ", dtype_name(x.dtype()), " on ", device_name(x.device()), ", found ",
+                ": expected tangents of ", dtype_name(x.dtype()), " on ", device_name(x.device()), ", found ",
                 dtype_name(v.dtype()), " on ", device_name(v.device()));
 }
 
-// Tangents (ẏ, ṁean, invstd˙) of batch_norm_train from (ẋ, γ̇, β̇); the
+// The fused JVP kernels of batch norm and layer norm take the same
+// arguments (statistics per column or per row): one rule pair serves both.
+struct BatchNormKernels {
+  template <class T, class... A>
+  static void jvp(A&&... a) { kern::batch_norm_jvp<T>(std::forward<A>(a)...); }
+  template <class T, class... A>
+  static void backward_jvp(A&&... a) { kern::batch_norm_backward_jvp<T>(std::forward<A>(a)...); }
+};
+struct LayerNormKernels {
+  template <class T, class... A>
+  static void jvp(A&&... a) { kern::layer_norm_jvp<T>(std::forward<A>(a)...); }
+  template <class T, class... A>
+  static void backward_jvp(A&&... a) { kern::layer_norm_backward_jvp<T>(std::forward<A>(a)...); }
+};
+
+// Tangents (ẏ, ṁean, istd˙) of the forward op from (ẋ, γ̇, β̇); the
 // statistics' tangents are undefined (zero) without ẋ.
-std::vector<Tensor> bn_train_jvp(const Tensor& x, const Tensor& m, const Tensor& inv, const Tensor& gamma,
-                                 const Tensor& tx, const Tensor& tg, const Tensor& tb) {
-  check_tangents("batch_norm_train", x, {tx, tg, tb});
+template <class K>
+std::vector<Tensor> norm_jvp(const char* op, const Tensor& x, const Tensor& m, const Tensor& istd,
+                             const Tensor& gamma, const Tensor& tx, const Tensor& tg, const Tensor& tb) {
+  check_tangents(op, x, {tx, tg, tb});
   const int64_t c = x.shape().back(), rows = x.numel() / c;
   Tensor ty = empty(x.shape(), x.dtype(), x.device()), tm, ts;
-  if (tx.defined()) tm = empty({c}, x.dtype(), x.device()), ts = empty({c}, x.dtype(), x.device());
+  if (tx.defined()) tm = empty(m.shape(), x.dtype(), x.device()), ts = empty(istd.shape(), x.dtype(), x.device());
   kern::DeviceScope ds(x.device());
-  BISSL_FLOAT_KERNEL(x.dtype(), "batch_norm_train (jvp)",
-                     kern::batch_norm_jvp<scalar_t>(x.data<scalar_t>(), m.data<scalar_t>(), inv.data<scalar_t>(),
-                                                    ptr_or_null<scalar_t>(gamma), ptr_or_null<scalar_t>(tx),
-                                                    ptr_or_null<scalar_t>(tg), ptr_or_null<scalar_t>(tb),
-                                                    ty.data<scalar_t>(), ptr_or_null<scalar_t>(tm),
-                                                    ptr_or_null<scalar_t>(ts), rows, c));
+  BISSL_FLOAT_KERNEL(x.dtype(), op,
+                     K::template jvp<scalar_t>(x.data<scalar_t>(), m.data<scalar_t>(), istd.data<scalar_t>(),
+                                               ptr_or_null<scalar_t>(gamma), ptr_or_null<scalar_t>(tx),
+                                               ptr_or_null<scalar_t>(tg), ptr_or_null<scalar_t>(tb),
+                                               ty.data<scalar_t>(), ptr_or_null<scalar_t>(tm),
+                                               ptr_or_null<scalar_t>(ts), rows, c));
   return {ty, tm, ts};
 }
 
-// Tangents (dẋ, dγ̇, dβ̇) of batch_norm_backward from those of (gy, x, mean, invstd, γ).
-std::vector<Tensor> bn_backward_jvp(const std::vector<Tensor>& in, const std::vector<Tensor>& t) {
-  const Tensor &gy = in[0], &x = in[1], &m = in[2], &inv = in[3], &gamma = in[4];
-  check_tangents("batch_norm_backward", x, t);
+// Tangents (dẋ, dγ̇, dβ̇) of the fused backward op from those of (gy, x,
+// mean, istd, γ); dγ̇ / dβ̇ exist where the op's dγ / dβ do.
+template <class K>
+std::vector<Tensor> norm_backward_jvp(const char* op, const std::vector<Tensor>& in, const std::vector<Tensor>& t,
+                                      bool has_dgamma, bool has_dbeta) {
+  const Tensor &gy = in[0], &x = in[1], &m = in[2], &istd = in[3], &gamma = in[4];
+  check_tangents(op, x, {t[0], t[1], t[2], t[3], t[4]});
   const int64_t c = x.shape().back(), rows = x.numel() / c;
   Tensor tdx = empty(x.shape(), x.dtype(), x.device());
-  Tensor tdg = empty({c}, x.dtype(), x.device()), tdb = empty({c}, x.dtype(), x.device());
+  Tensor tdg = has_dgamma ? empty({c}, x.dtype(), x.device()) : Tensor();
+  Tensor tdb = has_dbeta ? empty({c}, x.dtype(), x.device()) : Tensor();
   kern::DeviceScope ds(x.device());
-  BISSL_FLOAT_KERNEL(
-      x.dtype(), "batch_norm_backward (jvp)",
-      kern::batch_norm_backward_jvp<scalar_t>(
-          gy.data<scalar_t>(), x.data<scalar_t>(), m.data<scalar_t>(), inv.data<scalar_t>(),
-          ptr_or_null<scalar_t>(gamma), ptr_or_null<scalar_t>(t[0]), ptr_or_null<scalar_t>(t[1]),
-          ptr_or_null<scalar_t>(t[2]), ptr_or_null<scalar_t>(t[3]), ptr_or_null<scalar_t>(t[4]),
-          tdx.data<scalar_t>(), tdg.data<scalar_t>(), tdb.data<scalar_t>(), rows, c));
-  return {tdx, tdg, tdb};
-}
-
-// Tangents (ẏ, ṁean, rstd˙) of layer_norm from (ẋ, γ̇, β̇).
-std::vector<Tensor> ln_jvp(const Tensor& x, const Tensor& m, const Tensor& rstd, const Tensor& gamma,
-                           const Tensor& tx, const Tensor& tg, const Tensor& tb) {
-  check_tangents("layer_norm", x, {tx, tg, tb});
-  const int64_t c = x.shape().back(), rows = x.numel() / c;
-  Tensor ty = empty(x.shape(), x.dtype(), x.device()), tm, ts;
-  if (tx.defined()) tm = empty(m.shape(), x.dtype(), x.device()), ts = empty(rstd.shape(), x.dtype(), x.device());
-  kern::DeviceScope ds(x.device());
-  BISSL_FLOAT_KERNEL(x.dtype(), "layer_norm (jvp)",
-                     kern::layer_norm_jvp<scalar_t>(x.data<scalar_t>(), m.data<scalar_t>(), rstd.data<scalar_t>(),
-                                                    ptr_or_null<scalar_t>(gamma), ptr_or_null<scalar_t>(tx),
-                                                    ptr_or_null<scalar_t>(tg), ptr_or_null<scalar_t>(tb),
-                                                    ty.data<scalar_t>(), ptr_or_null<scalar_t>(tm),
-                                                    ptr_or_null<scalar_t>(ts), rows, c));
-  return {ty, tm, ts};
-}
-
-// Tangents (dẋ, dγ̇, dβ̇) of layer_norm_backward from those of (gy, x, mean,
-// rstd, γ); dγ̇ / dβ̇ exist where the op's dγ / dβ do.
-std::vector<Tensor> ln_backward_jvp(const std::vector<Tensor>& in, const std::vector<Tensor>& t) {
-  const Tensor &gy = in[0], &x = in[1], &m = in[2], &rstd = in[3], &gamma = in[4], &beta = in[5];
-  check_tangents("layer_norm_backward", x, {t[0], t[1], t[2], t[3], t[4]});
-  const int64_t c = x.shape().back(), rows = x.numel() / c;
-  Tensor tdx = empty(x.shape(), x.dtype(), x.device());
-  Tensor tdg = gamma.defined() ? empty({c}, x.dtype(), x.device()) : Tensor();
-  Tensor tdb = beta.defined() ? empty({c}, x.dtype(), x.device()) : Tensor();
-  kern::DeviceScope ds(x.device());
-  BISSL_FLOAT_KERNEL(
-      x.dtype(), "layer_norm_backward (jvp)",
-      kern::layer_norm_backward_jvp<scalar_t>(
-          gy.data<scalar_t>(), x.data<scalar_t>(), m.data<scalar_t>(), rstd.data<scalar_t>(),
-          ptr_or_null<scalar_t>(gamma), ptr_or_null<scalar_t>(t[0]), ptr_or_null<scalar_t>(t[1]),
-          ptr_or_null<scalar_t>(t[2]), ptr_or_null<scalar_t>(t[3]), ptr_or_null<scalar_t>(t[4]),
-          tdx.data<scalar_t>(), ptr_or_null<scalar_t>(tdg), ptr_or_null<scalar_t>(tdb), rows, c));
+  BISSL_FLOAT_KERNEL(x.dtype(), op,
+                     K::template backward_jvp<scalar_t>(
+                         gy.data<scalar_t>(), x.data<scalar_t>(), m.data<scalar_t>(), istd.data<scalar_t>(),
+                         ptr_or_null<scalar_t>(gamma), ptr_or_null<scalar_t>(t[0]), ptr_or_null<scalar_t>(t[1]),
+                         ptr_or_null<scalar_t>(t[2]), ptr_or_null<scalar_t>(t[3]), ptr_or_null<scalar_t>(t[4]),
+                         tdx.data<scalar_t>(), ptr_or_null<scalar_t>(tdg), ptr_or_null<scalar_t>(tdb), rows, c));
   return {tdx, tdg, tdb};
 }
 
@@ -237,7 +220,8 @@ void register_norm(OpRegistry& r) {
                                  Tensor()};
     };
     op.jvp = [](const OpCtx& c, const std::vector<Tensor>& t) {
-      return bn_train_jvp(c.input(0), c.output(1), c.output(2), c.input_opt(1), t[0], t[1], t[2]);
+      return norm_jvp<BatchNormKernels>("batch_norm_train (jvp)", c.input(0), c.output(1), c.output(2),
+                                        c.input_opt(1), t[0], t[1], t[2]);
     };
     r.add(std::move(op));
   }
@@ -265,7 +249,9 @@ void register_norm(OpRegistry& r) {
       return vjp_of_composite(bn_backward_composite, in, g);
     };
     op.jvp = [](const OpCtx& c, const std::vector<Tensor>& t) {
-      return bn_backward_jvp({c.input(0), c.input(1), c.input(2), c.input(3), c.input_opt(4)}, t);
+      // The op always returns dγ and dβ.
+      return norm_backward_jvp<BatchNormKernels>(
+          "batch_norm_backward (jvp)", {c.input(0), c.input(1), c.input(2), c.input(3), c.input_opt(4)}, t, true, true);
     };
     r.add(std::move(op));
   }
@@ -304,7 +290,8 @@ void register_norm(OpRegistry& r) {
       return std::vector<Tensor>{gx, r[1], r[2]};
     };
     op.jvp = [](const OpCtx& c, const std::vector<Tensor>& t) {
-      return ln_jvp(c.input(0), c.output(1), c.output(2), c.input_opt(1), t[0], t[1], t[2]);
+      return norm_jvp<LayerNormKernels>("layer_norm (jvp)", c.input(0), c.output(1), c.output(2), c.input_opt(1),
+                                        t[0], t[1], t[2]);
     };
     r.add(std::move(op));
   }
@@ -340,7 +327,8 @@ void register_norm(OpRegistry& r) {
     op.jvp = [](const OpCtx& c, const std::vector<Tensor>& t) {
       std::vector<Tensor> in;
       for (int i = 0; i < 6; ++i) in.push_back(c.input_opt(i));
-      return ln_backward_jvp(in, t);
+      return norm_backward_jvp<LayerNormKernels>("layer_norm_backward (jvp)", in, t, in[4].defined(),
+                                                 in[5].defined());
     };
     r.add(std::move(op));
   }

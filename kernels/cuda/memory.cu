@@ -95,7 +95,7 @@ struct HostCache {
   std::mutex mu;
   std::unordered_multimap<size_t, void*> free_blocks;  // size class -> block
   std::unordered_map<void*, size_t> size_of;           // every block made
-  size_t total = 0, in_use = 0;
+  size_t total = 0;  // bytes made (cached or in use)
 };
 HostCache& host_cache() {
   static auto* c = new HostCache();  // lives until exit, like the blocks
@@ -116,7 +116,6 @@ void* host_alloc(size_t bytes) {
     if (it != c.free_blocks.end()) {
       void* p = it->second;
       c.free_blocks.erase(it);
-      c.in_use += n;
       return p;
     }
   }
@@ -131,7 +130,6 @@ void* host_alloc(size_t bytes) {
   std::lock_guard<std::mutex> lock(c.mu);
   c.size_of[p] = n;
   c.total += n;
-  c.in_use += n;
   return p;
 }
 
@@ -141,7 +139,6 @@ void host_release(void* p) {
   std::lock_guard<std::mutex> lock(c.mu);
   auto it = c.size_of.find(p);
   if (it == c.size_of.end()) return;  // not ours: nothing to do (never happens)
-  c.in_use -= it->second;
   c.free_blocks.emplace(it->second, p);
 }
 
