@@ -50,8 +50,9 @@ void cuda_set_cudnn(bool on);
 // algorithms it marks deterministic, chosen by its heuristics instead of by
 // timing, and no timed cuDNN-vs-im2col choice (autotuning off; setting this
 // to false turns autotuning back on). The rest of a ResNet step has no atomic
-// reductions; index_add / scatter_add / put_add (MAE's token gathers) still
-// do.
+// reductions; index_add / scatter_add / put_add / scatter_rows_add still add
+// atomically, which is exact (order-free) where each element gets one add:
+// MAE's token gathers, the max/min VJPs; not with repeated indices.
 void cuda_set_deterministic(bool on);
 // f32 convolutions on CUDA: time cuDNN against im2col + cuBLAS on the first
 // call with each shape and keep the faster (on by default; the first call

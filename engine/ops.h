@@ -74,6 +74,9 @@ Tensor concat(const std::vector<Tensor>& xs, int64_t axis);
 // pads[2*i], pads[2*i+1]: before/after of dim i (non-negative); constant value.
 Tensor pad(const Tensor& x, const std::vector<int64_t>& pads, double value = 0.0);
 Tensor index_select(const Tensor& x, int64_t axis, const Tensor& index);
+// Per-row index_select: index has x's dims before axis, then K;
+// out[o, j, ...] = x[o, index[o, j], ...] (o: the dims before axis).
+Tensor gather_rows(const Tensor& x, int64_t axis, const Tensor& index);
 // torch.gather: out[..i..] = x[..index[..i..]..] along axis.
 Tensor gather(const Tensor& x, int64_t axis, const Tensor& index);
 Tensor unsqueeze(const Tensor& x, int64_t axis);

@@ -135,23 +135,15 @@ Tensor sincos_pos_embed_2d(int64_t dim, int64_t grid, bool cls_token, DType t) {
 
 Tensor gather_tokens(const Tensor& x, const Tensor& index) {
   BISSL_CHECK(x.dim() == 3, "gather_tokens: expected tokens [N, L, D], found shape ", shape_str(x.shape()));
-  int64_t n = x.shape()[0], l = x.shape()[1], d = x.shape()[2];
+  const int64_t n = x.shape()[0];
   BISSL_CHECK(index.dtype() == DType::I64 && index.dim() == 2 && index.shape()[0] == n,
               "gather_tokens: expected an i64 index [", n, ", K], found ", dtype_name(index.dtype()), " ",
               shape_str(index.shape()));
-  int64_t k = index.shape()[1];
-  Tensor ic = index.device() == Device::CPU ? index : index.to(Device::CPU);
-  const int64_t* p = ic.data<int64_t>();
-  std::vector<int64_t> flat(size_t(n * k));
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t j = 0; j < k; ++j) {
-      int64_t v = p[i * k + j];
-      BISSL_CHECK(v >= 0 && v < l, "gather_tokens: index ", v, " at [", i, ", ", j, "] is outside [0, ", l, ")");
-      flat[size_t(i * k + j)] = i * l + v;
-    }
-  Tensor fi = from_ints(flat, {n * k});
-  if (x.device() != Device::CPU) fi = to_device_staged(fi, x.device());
-  return reshape(index_select(reshape(x, {n * l, d}), 0, fi), {n, k, d});
+  // Per-row gather on the tokens' device: the range check runs there too
+  // (deferred on a GPU), so the host never reads the index back. An index
+  // still on the host goes over through pinned staging (no wait).
+  if (index.device() != x.device()) return gather_rows(x, 1, to_device_staged(index, x.device()));
+  return gather_rows(x, 1, index);
 }
 
 // ---- the network ----

@@ -192,6 +192,20 @@ std::vector<OpEntry> build() {
                  return Cases{one("axis1", {G.rn({3, 4, G.n(2)}), G.idx({3, 4, G.n(2)}, 5)}, {true, false},
                                   op_fn("scatter_add", {{"axis", int64_t(1)}, {"shape", Shape{3, 5, G.n(2)}}}))};
                }});
+  t.push_back({"gather_rows", false, [](Generator& g, DType dt, int s) {
+                 Gen G{g, dt, s};
+                 return Cases{one("axis1_tokens", {G.rn({3, 5, G.n(2)}), G.idx({3, 4}, 5)}, {true, false},
+                                  op_fn("gather_rows", {{"axis", int64_t(1)}})),
+                              one("axis2_rank4", {G.rn({2, 3, 4, G.n(2)}), G.idx({2, 3, 6}, 4)}, {true, false},
+                                  op_fn("gather_rows", {{"axis", int64_t(2)}})),
+                              one("axis0_last", {G.rn({G.n(5)}), G.idx({3}, G.n(5))}, {true, false},
+                                  op_fn("gather_rows", {{"axis", int64_t(0)}}))};
+               }});
+  t.push_back({"scatter_rows_add", false, [](Generator& g, DType dt, int s) {
+                 Gen G{g, dt, s};
+                 return Cases{one("axis1_repeat", {G.rn({3, 4, G.n(2)}), G.idx({3, 4}, 5)}, {true, false},
+                                  op_fn("scatter_rows_add", {{"axis", int64_t(1)}, {"size", int64_t(5)}}))};
+               }});
   t.push_back({"take", false, [](Generator& g, DType dt, int s) {
                  Gen G{g, dt, s};
                  return Cases{one("flat", {G.rn({4, G.n(5)}), G.idx({3, 4}, 4 * G.n(5))}, {true, false}, op_fn("take"))};

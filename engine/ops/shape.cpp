@@ -329,6 +329,63 @@ void register_shape(OpRegistry& r) {
       [](const Tensor& g, const OpCtx& c) { return gather(g, c.attrs.i("axis"), c.input(1)); },
       [](const Tensor& t, const OpCtx& c) { return call_op("scatter_add", {t, c.input(1)}, c.attrs)[0]; }));
 
+  // Per-row index_select (MAE's token subsets): the index lives on the
+  // tensor's device and is checked there, so no host read-back is needed.
+  auto rows_of = [](const Shape& x, const Tensor& idx, int64_t axis, const char* op) {
+    BISSL_CHECK(idx.dim() == axis + 1, op, ": expected an index of rank ", axis + 1, " (the dims up to axis ", axis,
+                "), found shape ", shape_str(idx.shape()));
+    for (int64_t d = 0; d < axis; ++d)
+      BISSL_CHECK(idx.shape()[size_t(d)] == x[size_t(d)], op, ": index shape ", shape_str(idx.shape()),
+                  " must match ", shape_str(x), " before axis ", axis);
+    return mid_of(x, axis);
+  };
+  r.add(linear_pair_op(
+      "gather_rows", 2,
+      "per-row index_select: out[o, j, ...] = x[o, index[o, j], ...] with index [x.shape[:axis]..., K]",
+      {"axis: int"},
+      [rows_of](const std::vector<Tensor>& in, const Attrs& a) {
+        const Tensor &x = in[0], &idx = in[1];
+        int64_t axis = normalize_axis(a.i("axis"), x.dim(), "gather_rows");
+        Mid m = rows_of(x.shape(), idx, axis, "gather_rows");
+        check_index(idx, m.n, "gather_rows");
+        Shape out = x.shape();
+        out[size_t(axis)] = idx.shape()[size_t(axis)];
+        Tensor y = out_empty(out, x.dtype());
+        BISSL_FLOAT_KERNEL(x.dtype(), "gather_rows",
+                           kern::gather_rows<scalar_t>(x.data<scalar_t>(), idx.data<int64_t>(), y.data<scalar_t>(),
+                                                      m.outer, m.n, out[size_t(axis)], m.inner));
+        return std::vector<Tensor>{y};
+      },
+      [](const Tensor& g, const OpCtx& c) {
+        int64_t axis = normalize_axis(c.attrs.i("axis"), int64_t(c.input_shape(0).size()), "gather_rows");
+        return call_op("scatter_rows_add", {g, c.input(1)},
+                       {{"axis", axis}, {"size", c.input_shape(0)[size_t(axis)]}})[0];
+      },
+      [](const Tensor& t, const OpCtx& c) { return gather_rows(t, c.attrs.i("axis"), c.input(1)); }));
+
+  r.add(linear_pair_op(
+      "scatter_rows_add", 2, "zeros with `size` along axis, g[o, j, ...] added at row index[o, j] (adjoint of gather_rows)",
+      {"axis: int", "size: int"},
+      [rows_of](const std::vector<Tensor>& in, const Attrs& a) {
+        const Tensor &g = in[0], &idx = in[1];
+        int64_t axis = normalize_axis(a.i("axis"), g.dim(), "scatter_rows_add");
+        BISSL_CHECK(idx.dim() == axis + 1 && idx.shape()[size_t(axis)] == g.shape()[size_t(axis)],
+                    "scatter_rows_add: index shape ", shape_str(idx.shape()), " does not match source ",
+                    shape_str(g.shape()), " up to axis ", axis);
+        Shape out = g.shape();
+        out[size_t(axis)] = a.i("size");
+        Mid m = rows_of(out, idx, axis, "scatter_rows_add");
+        check_index(idx, m.n, "scatter_rows_add");
+        Tensor y = out_zeros(out, g.dtype());
+        BISSL_FLOAT_KERNEL(g.dtype(), "scatter_rows_add",
+                           kern::scatter_rows_add<scalar_t>(g.data<scalar_t>(), idx.data<int64_t>(),
+                                                           y.data<scalar_t>(), m.outer, m.n,
+                                                           g.shape()[size_t(axis)], m.inner));
+        return std::vector<Tensor>{y};
+      },
+      [](const Tensor& g, const OpCtx& c) { return gather_rows(g, c.attrs.i("axis"), c.input(1)); },
+      [](const Tensor& t, const OpCtx& c) { return call_op("scatter_rows_add", {t, c.input(1)}, c.attrs)[0]; }));
+
   r.add(linear_pair_op(
       "take", 2, "out[i] = x.flat[index[i]] (shape of index)", {},
       [](const std::vector<Tensor>& in, const Attrs&) {
@@ -408,6 +465,10 @@ Tensor pad(const Tensor& x, const std::vector<int64_t>& pads, double value) {
 }
 Tensor index_select(const Tensor& x, int64_t axis, const Tensor& index) {
   static const OpDef& op = op_named("index_select");
+  return call_op(op, {x, index}, {{"axis", axis}})[0];
+}
+Tensor gather_rows(const Tensor& x, int64_t axis, const Tensor& index) {
+  static const OpDef& op = op_named("gather_rows");
   return call_op(op, {x, index}, {{"axis", axis}})[0];
 }
 Tensor gather(const Tensor& x, int64_t axis, const Tensor& index) {

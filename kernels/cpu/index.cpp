@@ -48,6 +48,25 @@ void scatter_add_mid(const T* g, const int64_t* idx, T* out, int64_t outer, int6
 }
 
 template <class T>
+void gather_rows(const T* x, const int64_t* idx, T* out, int64_t outer, int64_t n, int64_t k, int64_t inner) {
+#pragma omp parallel for if (outer * k * inner > 32768)
+  for (int64_t o = 0; o < outer; ++o)
+    for (int64_t j = 0; j < k; ++j)
+      std::memcpy(out + (o * k + j) * inner, x + (o * n + idx[o * k + j]) * inner, size_t(inner) * sizeof(T));
+}
+
+template <class T>
+void scatter_rows_add(const T* g, const int64_t* idx, T* out, int64_t outer, int64_t n, int64_t k, int64_t inner) {
+#pragma omp parallel for if (outer * k * inner > 32768 && outer > 1)
+  for (int64_t o = 0; o < outer; ++o)
+    for (int64_t j = 0; j < k; ++j) {
+      T* d = out + (o * n + idx[o * k + j]) * inner;
+      const T* s = g + (o * k + j) * inner;
+      for (int64_t i = 0; i < inner; ++i) d[i] += s[i];
+    }
+}
+
+template <class T>
 void take_flat(const T* x, const int64_t* idx, T* out, int64_t n, int64_t /*limit: checked by the op*/) {
 #pragma omp parallel for if (n > 65536)
   for (int64_t i = 0; i < n; ++i) out[i] = x[idx[i]];
@@ -84,6 +103,8 @@ bool indices_in_range(const int64_t* idx, int64_t n, int64_t hi, int64_t* bad) {
   template void index_add<T>(const T*, const int64_t*, T*, int64_t, int64_t, int64_t, int64_t);    \
   template void gather_mid<T>(const T*, const int64_t*, T*, int64_t, int64_t, int64_t, int64_t);   \
   template void scatter_add_mid<T>(const T*, const int64_t*, T*, int64_t, int64_t, int64_t, int64_t); \
+  template void gather_rows<T>(const T*, const int64_t*, T*, int64_t, int64_t, int64_t, int64_t);  \
+  template void scatter_rows_add<T>(const T*, const int64_t*, T*, int64_t, int64_t, int64_t, int64_t); \
   template void take_flat<T>(const T*, const int64_t*, T*, int64_t, int64_t);                           \
   template void scatter_add_flat<T>(const T*, const int64_t*, T*, int64_t, int64_t);                           \
   template void one_hot<T>(const int64_t*, T*, int64_t, int64_t);                                     \

@@ -58,6 +58,12 @@ template <class T>
 void gather_mid(const T* x, const int64_t* idx, T* out, int64_t outer, int64_t n, int64_t k, int64_t inner);
 template <class T>
 void scatter_add_mid(const T* g, const int64_t* idx, T* out, int64_t outer, int64_t n, int64_t k, int64_t inner);
+// Per-row index_select: idx has shape [outer, k]; out[o,j,i] = x[o, idx[o,j], i],
+// and its adjoint out[o, idx[o,j], i] += g[o,j,i] (out pre-zeroed).
+template <class T>
+void gather_rows(const T* x, const int64_t* idx, T* out, int64_t outer, int64_t n, int64_t k, int64_t inner);
+template <class T>
+void scatter_rows_add(const T* g, const int64_t* idx, T* out, int64_t outer, int64_t n, int64_t k, int64_t inner);
 // Flat gather/scatter: out[i] = x[idx[i]]; out[idx[i]] += g[i].
 template <class T>
 void take_flat(const T* x, const int64_t* idx, T* out, int64_t n, int64_t limit);

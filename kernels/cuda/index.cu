@@ -47,6 +47,22 @@ __global__ void k_scatter_add(const T* g, const int64_t* idx, T* out, int64_t to
   }
 }
 template <class T>
+__global__ void k_gather_rows(const T* x, const int64_t* idx, T* out, int64_t total, int64_t n, int64_t k,
+                              int64_t inner) {
+  BISSL_GRID_LOOP(q, total) {
+    int64_t i = q % inner, r = q / inner, o = r / k, t = idx[r];
+    out[q] = in_range(t, n) ? x[(o * n + t) * inner + i] : T(0);
+  }
+}
+template <class T>
+__global__ void k_scatter_rows_add(const T* g, const int64_t* idx, T* out, int64_t total, int64_t n, int64_t k,
+                                   int64_t inner) {
+  BISSL_GRID_LOOP(q, total) {
+    int64_t i = q % inner, r = q / inner, o = r / k, t = idx[r];
+    if (in_range(t, n)) atomicAdd(out + (o * n + t) * inner + i, g[q]);
+  }
+}
+template <class T>
 __global__ void k_take(const T* x, const int64_t* idx, T* out, int64_t n, int64_t limit) {
   BISSL_GRID_LOOP(i, n) out[i] = in_range(idx[i], limit) ? x[idx[i]] : T(0);
 }
@@ -99,6 +115,20 @@ void scatter_add_mid(const T* g, const int64_t* idx, T* out, int64_t outer, int6
   if (!total) return;
   k_scatter_add<T><<<blocks_for(total), kThreads, 0, stream()>>>(g, idx, out, total, n, k, inner);
   BISSL_LAUNCH_OK("scatter_add");
+}
+template <class T>
+void gather_rows(const T* x, const int64_t* idx, T* out, int64_t outer, int64_t n, int64_t k, int64_t inner) {
+  int64_t total = outer * k * inner;
+  if (!total) return;
+  k_gather_rows<T><<<blocks_for(total), kThreads, 0, stream()>>>(x, idx, out, total, n, k, inner);
+  BISSL_LAUNCH_OK("gather_rows");
+}
+template <class T>
+void scatter_rows_add(const T* g, const int64_t* idx, T* out, int64_t outer, int64_t n, int64_t k, int64_t inner) {
+  int64_t total = outer * k * inner;
+  if (!total) return;
+  k_scatter_rows_add<T><<<blocks_for(total), kThreads, 0, stream()>>>(g, idx, out, total, n, k, inner);
+  BISSL_LAUNCH_OK("scatter_rows_add");
 }
 template <class T>
 void take_flat(const T* x, const int64_t* idx, T* out, int64_t n, int64_t limit) {
@@ -260,6 +290,8 @@ void dropout_mask(T* out, int64_t n, double p, uint64_t seed, uint64_t offset) {
   template void index_add<T>(const T*, const int64_t*, T*, int64_t, int64_t, int64_t, int64_t);       \
   template void gather_mid<T>(const T*, const int64_t*, T*, int64_t, int64_t, int64_t, int64_t);      \
   template void scatter_add_mid<T>(const T*, const int64_t*, T*, int64_t, int64_t, int64_t, int64_t); \
+  template void gather_rows<T>(const T*, const int64_t*, T*, int64_t, int64_t, int64_t, int64_t);     \
+  template void scatter_rows_add<T>(const T*, const int64_t*, T*, int64_t, int64_t, int64_t, int64_t); \
   template void take_flat<T>(const T*, const int64_t*, T*, int64_t, int64_t);                         \
   template void scatter_add_flat<T>(const T*, const int64_t*, T*, int64_t, int64_t);                  \
   template void one_hot<T>(const int64_t*, T*, int64_t, int64_t);                                     \

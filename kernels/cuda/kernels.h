@@ -104,6 +104,12 @@ template <class T>
 void gather_mid(const T* x, const int64_t* idx, T* out, int64_t outer, int64_t n, int64_t k, int64_t inner);
 template <class T>
 void scatter_add_mid(const T* g, const int64_t* idx, T* out, int64_t outer, int64_t n, int64_t k, int64_t inner);
+// Per-row index_select (idx [outer, k]) and its adjoint (atomic adds:
+// bit-reproducible where each row's indices are distinct, as MAE's are).
+template <class T>
+void gather_rows(const T* x, const int64_t* idx, T* out, int64_t outer, int64_t n, int64_t k, int64_t inner);
+template <class T>
+void scatter_rows_add(const T* g, const int64_t* idx, T* out, int64_t outer, int64_t n, int64_t k, int64_t inner);
 // `limit`: the number of elements indexed into (x for take, out for put_add).
 // Every kernel here skips indices out of range (gathers read 0) instead of
 // faulting: a deferred check reports them.

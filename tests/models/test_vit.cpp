@@ -219,7 +219,7 @@ TEST_SUITE("vit") {
     CHECK(sub.shape() == Shape{2, 2, 8});
     Tensor one = m.forward_features(slice(x, 0, 1, 2), from_ints({1}, {1, 1}));
     CHECK(max_abs_diff(slice(sub, 0, 1, 2), one) < 1e-14);
-    CHECK(error_of([&] { m.forward_features(x, from_ints({0, 4}, {2, 1})); }).find("outside [0, 4)") !=
+    CHECK(error_of([&] { m.forward_features(x, from_ints({0, 4}, {2, 1})); }).find("index 4 out of range [0, 4)") !=
           std::string::npos);
     // Gradients reach the selected tokens only through index_select: every parameter gets one.
     m.train();
@@ -314,6 +314,15 @@ TEST_SUITE("vit") {
     CHECK(y.at({1, 0, 0}) == 16);
     CHECK(y.at({1, 1, 2}) == 18);
     CHECK(error_of([&] { gather_tokens(x, from_ints({0, 1}, {1, 2})); }).find("i64 index [2, K]") != std::string::npos);
+    CHECK(error_of([&] { gather_tokens(x, from_ints({0, 3, 1, 1}, {2, 2})); }).find("index 3 out of range [0, 3)") !=
+          std::string::npos);
+    // The VJP puts each row's gradient back at its own tokens.
+    Tensor xg = x.clone().requires_grad_();
+    backward(sum(gather_tokens(xg, from_ints({2, 0, 1, 1}, {2, 2}))));
+    CHECK(xg.grad().at({0, 1, 0}) == 0);
+    CHECK(xg.grad().at({0, 2, 3}) == 1);
+    CHECK(xg.grad().at({1, 1, 2}) == 2);
+    CHECK(xg.grad().at({1, 0, 0}) == 0);
   }
 }
 
