@@ -78,9 +78,6 @@ void BilevelOptions::validate() const {
   BISSL_CHECK(clip >= 0, "bissl: clip must be >= 0 (0 = off), found ", clip);
   BISSL_CHECK(ghost_lower >= 0 && ghost_upper >= 0, "bissl: ghost batch sizes must be >= 0 (0 = off)");
   BISSL_CHECK(weight >= 0 && weight <= 1, "bissl: weighted_sum weight must be in [0, 1], found ", weight);
-  BISSL_CHECK(!cg_linearize || !cg_updates_bn,
-              "bissl: cg_linearize needs cg_updates_bn = false (a replayed H·v runs no forward pass, so the BN "
-              "running statistics cannot move on every product as the reference's do)");
 }
 
 Tensor cross_entropy_loss(nn::Layer& backbone, nn::Layer& head, const DownstreamBatch& b) {
@@ -232,7 +229,9 @@ void BilevelTrainer::upper_phase(AlternationStats& s) {
   HvpFn hvp_fn = [&](const std::vector<Tensor>& v) {
     if (!o_.cg_linearize) return hvp(lower_loss, theta_p_, v).hv;
     if (!lin) {
-      lin = std::make_unique<Linearization>(lower_loss, theta_p_, v);
+      // With cg_updates_bn every replay also moves the BN running statistics
+      // as the fresh product's forward would (the reference's behaviour).
+      lin = std::make_unique<Linearization>(lower_loss, theta_p_, v, o_.cg_updates_bn);
       return lin->first().hv;
     }
     return lin->hvp(v);

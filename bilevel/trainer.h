@@ -45,10 +45,12 @@
 // with its 4 devices). Each loss evaluation moves the running statistics,
 // the CG products' too (the reference's behaviour); cg_updates_bn = false
 // restores θP's and the pretext heads' buffers after every CG solve instead.
-// cg_linearize (needs cg_updates_bn = false): within an upper phase θP and
-// the pretext batch are fixed, so the phase's first H·v records a
-// bissl::Linearization and every later one (up to N_U × CG iterations)
-// replays only its tangent rules: the same numbers, less work, more memory.
+// cg_linearize: within an upper phase θP and the pretext batch are fixed, so
+// the phase's first H·v records a bissl::Linearization and every later one
+// (up to N_U × CG iterations) replays only its tangent rules: the same
+// numbers, less work, more memory. With cg_updates_bn each replay also
+// repeats the recorded forward's BN running-statistics updates, so the
+// buffers move exactly as fresh products' forwards would move them.
 #include <chrono>
 #include <cstdint>
 #include <functional>

@@ -14,7 +14,15 @@ namespace bissl {
 namespace {
 thread_local bool t_grad_enabled = true;
 thread_local bool t_forward_ad_enabled = true;
+thread_local std::vector<std::function<void()>>* t_effects = nullptr;
 }  // namespace
+
+bool forward_effects_recording() { return t_effects != nullptr; }
+void record_forward_effect(std::function<void()> effect) {
+  if (t_effects) t_effects->push_back(std::move(effect));
+}
+NoForwardEffectsGuard::NoForwardEffectsGuard() : prev_(t_effects) { t_effects = nullptr; }
+NoForwardEffectsGuard::~NoForwardEffectsGuard() { t_effects = prev_; }
 
 bool grad_enabled() { return t_grad_enabled; }
 bool forward_ad_enabled() { return t_forward_ad_enabled; }
@@ -332,14 +340,19 @@ HvpResult hvp(const std::function<Tensor()>& loss_fn, const std::vector<Tensor>&
 }
 
 Linearization::Linearization(const std::function<Tensor()>& loss_fn, const std::vector<Tensor>& params,
-                             const std::vector<Tensor>& v0) {
+                             const std::vector<Tensor>& v0, bool replay_forward_effects) {
   BISSL_CHECK(params.size() == v0.size(), "linearize: ", params.size(), " parameters but ", v0.size(), " directions");
   // The parameters' tangents are v0's tensors while hvp runs (set_tangent).
   std::vector<TangentStep> rec;
   struct Stop {
-    ~Stop() { set_tangent_recorder(nullptr); }
+    std::vector<std::function<void()>>* prev_effects = t_effects;
+    ~Stop() {
+      set_tangent_recorder(nullptr);
+      t_effects = prev_effects;
+    }
   } stop;
   set_tangent_recorder(&rec);
+  if (replay_forward_effects) t_effects = &effects_;
   // hvp sets the tangents itself; record their identities from inside the loss.
   first_ = hvp_impl(
       [&] {
@@ -348,6 +361,7 @@ Linearization::Linearization(const std::function<Tensor()>& loss_fn, const std::
       },
       params, v0, &hv_keys_);
   set_tangent_recorder(nullptr);
+  t_effects = stop.prev_effects;
   steps_ = std::move(rec);
   for (auto& p : params) zeros_.push_back(zeros_like(p));
   // A gradient's tangent is alive when hvp returns, so no other tangent had
@@ -401,6 +415,8 @@ std::vector<Tensor> Linearization::hvp(const std::vector<Tensor>& v) const {
     }
     for (const void* k : release_[s]) tan.erase(k);
   }
+  // The state a fresh product's forward would have moved, moved the same way.
+  for (const auto& effect : effects_) effect();
   std::vector<Tensor> hv;
   for (size_t i = 0; i < v.size(); ++i) {
     auto it = hv_keys_[i] ? tan.find(hv_keys_[i]) : tan.end();

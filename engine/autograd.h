@@ -84,6 +84,27 @@ struct HvpResult {
 HvpResult hvp(const std::function<Tensor()>& loss_fn, const std::vector<Tensor>& params,
               const std::vector<Tensor>& v);
 
+// Forward effects: state a forward pass moves besides its outputs (batch
+// norm's running statistics and batch count), which a Linearization can
+// repeat with every replayed product so that it leaves the same state
+// behind as a fresh hvp would. A layer that moves such state calls
+// record_forward_effect while forward_effects_recording(), with a closure
+// that redoes exactly that update (it runs with grad and tangents off).
+bool forward_effects_recording();
+void record_forward_effect(std::function<void()> effect);
+// Pauses the recording: for forwards whose effects are undone before the
+// loss returns (BYOL's target branch restores its buffers).
+class NoForwardEffectsGuard {
+ public:
+  NoForwardEffectsGuard();
+  ~NoForwardEffectsGuard();
+  NoForwardEffectsGuard(const NoForwardEffectsGuard&) = delete;
+  NoForwardEffectsGuard& operator=(const NoForwardEffectsGuard&) = delete;
+
+ private:
+  std::vector<std::function<void()>>* prev_;
+};
+
 // H·v at one fixed point for many v (BiSSL's CG: up to 40 products at the
 // same θP and pretext batch). The constructor runs hvp(loss_fn, params, v0)
 // once, recording every JVP rule it applied together with the primal values
@@ -92,19 +113,26 @@ HvpResult hvp(const std::function<Tensor()>& loss_fn, const std::vector<Tensor>&
 // effects of loss_fn (BN running statistics) happen once, at recording.
 // Memory: every intermediate of the forward and the backward stays alive
 // while the object does. Valid while params keep the values they had.
+// replay_forward_effects: each hvp(v) also repeats the forward effects
+// recorded with the first pass (batch norm's running statistics move as
+// they would under a fresh hvp, bit for bit; the modules must outlive the
+// object). Random draws inside loss_fn (drop path) are not redrawn: every
+// replay differentiates the recorded draw.
 class Linearization {
  public:
   Linearization(const std::function<Tensor()>& loss_fn, const std::vector<Tensor>& params,
-                const std::vector<Tensor>& v0);
+                const std::vector<Tensor>& v0, bool replay_forward_effects = false);
   const HvpResult& first() const { return first_; }  // the recording pass: loss, ∇L, H·v0
   std::vector<Tensor> hvp(const std::vector<Tensor>& v) const;
   int64_t steps() const { return int64_t(steps_.size()); }  // JVP rules replayed per product
+  int64_t forward_effects() const { return int64_t(effects_.size()); }  // repeated per product
 
  private:
   std::vector<TangentStep> steps_;
   std::vector<const void*> param_keys_, hv_keys_;  // hv_keys_: nullptr where ∇L has no tangent (H·v = 0)
   std::vector<Tensor> zeros_;                      // one per parameter
   std::vector<std::vector<const void*>> release_;  // per step: tangents not needed after it
+  std::vector<std::function<void()>> effects_;      // recorded forward effects (replay_forward_effects)
   HvpResult first_;
 };
 

@@ -113,6 +113,10 @@ BatchNormOut batch_norm_train(const Tensor& x, const Tensor& gamma, const Tensor
                               const Tensor& running_var, double momentum, double eps);
 Tensor batch_norm_eval(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
                        const Tensor& running_var, double eps);
+// batch_norm_train's running-statistics update alone (no output, no tape):
+// the same kernels, so the same bits. Replays of forward effects use it.
+void batch_norm_update_running(const Tensor& x, const Tensor& running_mean, const Tensor& running_var,
+                               double momentum, double eps);
 // Fused VJP of batch_norm_train: (dx, dgamma, dbeta).
 std::vector<Tensor> batch_norm_backward(const Tensor& gy, const Tensor& x, const Tensor& mean,
                                         const Tensor& invstd, const Tensor& gamma);

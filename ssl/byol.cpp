@@ -110,6 +110,7 @@ void BYOL::update_target(const nn::Module& online_backbone) {
 Tensor BYOL::target_forward(const Tensor& view) {
   NoGradGuard ng;
   NoForwardADGuard nf;
+  NoForwardEffectsGuard ne;  // nothing for a Linearization to repeat: see below
   // A train-mode forward updates BN running statistics; put them back.
   nn::StateDict bufs = backbone_target_->named_buffers();
   for (auto& b : projector_target_->named_buffers()) bufs.push_back(b);

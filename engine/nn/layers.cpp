@@ -122,6 +122,13 @@ Tensor BatchNorm::forward_impl(const Tensor& x) {
   if (!is_training() && track_running_stats) return batch_norm_eval(x, weight, bias, running_mean, running_var, eps);
   if (!is_training() || !track_running_stats)
     return batch_norm_train(x, weight, bias, Tensor(), Tensor(), 0.0, eps).y;
+  double factor = count_batch();
+  if (ghost_batch > 0 && x.shape()[0] > ghost_batch) return ghost_forward(x, factor);
+  record_running_update(x);
+  return batch_norm_train(x, weight, bias, running_mean, running_var, factor, eps).y;
+}
+
+double BatchNorm::count_batch() {
   int64_t n = 0;
   if (num_batches_tracked.device() == Device::CPU) {
     n = ++*num_batches_tracked.data<int64_t>();
@@ -129,9 +136,18 @@ Tensor BatchNorm::forward_impl(const Tensor& x) {
     n = int64_t(num_batches_tracked.to(Device::CPU).item()) + 1;
     num_batches_tracked.copy_(from_ints({n}, {}).to(num_batches_tracked.device()));
   }
-  double factor = std::isnan(momentum) ? 1.0 / double(n) : momentum;
-  if (ghost_batch > 0 && x.shape()[0] > ghost_batch) return ghost_forward(x, factor);
-  return batch_norm_train(x, weight, bias, running_mean, running_var, factor, eps).y;
+  return std::isnan(momentum) ? 1.0 / double(n) : momentum;
+}
+
+void BatchNorm::record_running_update(const Tensor& x) {
+  if (!forward_effects_recording()) return;
+  // A replayed H·v (Linearization) moves the running statistics as this
+  // forward did: the same count, the same kernels on the same values, so
+  // the same bits.
+  record_forward_effect([this, xs = x.detach()] {
+    const double factor = count_batch();
+    batch_norm_update_running(xs, running_mean, running_var, factor, eps);
+  });
 }
 
 Tensor BatchNorm::ghost_forward(const Tensor& x, double factor) {
@@ -143,7 +159,9 @@ Tensor BatchNorm::ghost_forward(const Tensor& x, double factor) {
     // Running statistics from the first ghost batch only: device 0's, whose
     // buffers are the ones a data-parallel run saves.
     bool first = s == 0;
-    parts.push_back(batch_norm_train(slice(x, 0, s, s + ghost_batch), weight, bias, first ? running_mean : Tensor(),
+    Tensor part = slice(x, 0, s, s + ghost_batch);
+    if (first) record_running_update(part);
+    parts.push_back(batch_norm_train(part, weight, bias, first ? running_mean : Tensor(),
                                      first ? running_var : Tensor(), first ? factor : 0.0, eps)
                         .y);
   }

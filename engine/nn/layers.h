@@ -77,6 +77,13 @@ class BatchNorm : public Layer {
 
  protected:
   Tensor ghost_forward(const Tensor& x, double factor);
+  // One more batch counted (num_batches_tracked); the running statistics'
+  // update factor that goes with it.
+  double count_batch();
+  // While a Linearization records forward effects: the running-statistics
+  // update of this forward (x: the rows that feed the statistics), to be
+  // repeated with every replayed product.
+  void record_running_update(const Tensor& x);
   bool optional_on_load(const std::string& local) const override { return local == "num_batches_tracked"; }
   // Rank check of the subclasses (-1 accepts any rank >= 2).
   virtual void check_input(const Tensor& x) const;

@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "engine/ops/common.h"
+#include "engine/profile.h"
 
 namespace bissl {
 namespace ops {
@@ -341,6 +342,32 @@ BatchNormOut batch_norm_train(const Tensor& x, const Tensor& gamma, const Tensor
   static const OpDef& op = OpRegistry::get().op("batch_norm_train");
   auto r = call_op(op, {x, gamma, beta, running_mean, running_var}, {{"momentum", momentum}, {"eps", eps}});
   return {r[0], r[1], r[2]};
+}
+
+void batch_norm_update_running(const Tensor& x, const Tensor& running_mean, const Tensor& running_var,
+                               double momentum, double eps) {
+  BISSL_CHECK(x.dim() >= 2, "batch_norm_update_running: expected rank >= 2 ([..., C]), found ", shape_str(x.shape()));
+  const int64_t c = x.shape().back(), rows = x.numel() / c;
+  BISSL_CHECK(rows > 1, "batch_norm_update_running: needs more than one value per channel, found ", rows);
+  BISSL_CHECK(running_mean.defined() && running_var.defined(),
+              "batch_norm_update_running: expected running statistics to update");
+  ops::check_channel_param(running_mean, c, "running_mean", "batch_norm_update_running");
+  ops::check_channel_param(running_var, c, "running_var", "batch_norm_update_running");
+  BISSL_CHECK(running_mean.device() == x.device() && running_var.device() == x.device() &&
+                  running_mean.dtype() == x.dtype() && running_var.dtype() == x.dtype(),
+              "batch_norm_update_running: running statistics must match the input's dtype and device");
+  ScopedRange range("batch_norm_update_running");
+  kern::DeviceScope ds(x.device());
+  Tensor m = empty({c}, x.dtype(), x.device()), var = empty({c}, x.dtype(), x.device());
+  Tensor inv = empty({c}, x.dtype(), x.device());
+  // batch_norm_train's statistics and update kernels, without its apply:
+  // the running statistics come out the same bits.
+  BISSL_FLOAT_KERNEL(x.dtype(), "batch_norm_update_running", {
+    kern::batch_norm_stats<scalar_t>(x.data<scalar_t>(), rows, c, m.data<scalar_t>(), var.data<scalar_t>());
+    kern::batch_norm_finish<scalar_t>(m.data<scalar_t>(), var.data<scalar_t>(), inv.data<scalar_t>(),
+                                      running_mean.data<scalar_t>(), running_var.data<scalar_t>(), c, eps, momentum,
+                                      rows);
+  });
 }
 
 std::vector<Tensor> batch_norm_backward(const Tensor& gy, const Tensor& x, const Tensor& mean, const Tensor& invstd,

@@ -570,4 +570,57 @@ TEST_SUITE("nn") {
     a.eval();  // evaluation ignores ghost batches
     CHECK_NOTHROW(a.forward(x.detach()));
   }
+
+  TEST_CASE("a Linearization repeats batch norm's running-statistics updates with every replay, bit for bit") {
+    // Two copies of a conv/BN/ReLU/conv/BN net: one takes fresh H·v, the
+    // other one recorded linearization and its replays; after each product
+    // every buffer (running statistics, batch counters) is the same bits.
+    // Covers momentum 0.1, cumulative momentum and ghost batches.
+    for (int mode = 0; mode < 3; ++mode) {
+      CAPTURE(mode);
+      auto build = [&] {
+        Generator g(31);
+        auto net = std::make_shared<nn::Sequential>();
+        net->push_back(std::make_shared<nn::Conv2d>(2, 4, 3, g, 1, 1));
+        auto bn1 = net->push_back(std::make_shared<nn::BatchNorm2d>(4, 1e-5, mode == 1 ? nn::BatchNorm::kCumulative : 0.1));
+        net->push_back(std::make_shared<nn::ReLU>());
+        net->push_back(std::make_shared<nn::Conv2d>(4, 3, 3, g, 1, 1));
+        net->push_back(std::make_shared<nn::BatchNorm2d>(3));
+        net->to(DType::F64);
+        if (mode == 2) nn::set_ghost_batch(*net, 2);
+        return net;
+      };
+      auto fresh = build(), lin = build();
+      Generator gx(4);
+      Tensor x = randn({4, 5, 5, 2}, gx, DType::F64);
+      auto loss_of = [&](nn::Sequential& m) { return [&m, &x] { return sum(mul(tanh(m.forward(x)), 1.5)); }; };
+      std::vector<Tensor> pf = fresh->parameters(), pl = lin->parameters(), v, u;
+      for (auto& p : pf) v.push_back(randn(p.shape(), gx, DType::F64)), u.push_back(randn(p.shape(), gx, DType::F64));
+      auto buffers_equal = [&] {
+        auto bf = fresh->named_buffers(), bl = lin->named_buffers();
+        REQUIRE(bf.size() == bl.size());
+        for (size_t i = 0; i < bf.size(); ++i) {
+          CAPTURE(bf[i].first);
+          CHECK(bf[i].second.to_vector() == bl[i].second.to_vector());
+        }
+      };
+      auto hf = hvp(loss_of(*fresh), pf, v).hv;
+      Linearization rec(loss_of(*lin), pl, v, /*replay_forward_effects=*/true);
+      CHECK(rec.forward_effects() == 2);
+      buffers_equal();
+      for (int k = 0; k < 3; ++k) {
+        const auto& d = k % 2 ? v : u;
+        auto a = hvp(loss_of(*fresh), pf, d).hv, b = rec.hvp(d);
+        for (size_t i = 0; i < a.size(); ++i) CHECK(a[i].to_vector() == b[i].to_vector());
+        buffers_equal();
+      }
+      CHECK(fresh->named_buffers()[2].second.to_vector()[0] == 4.0);  // num_batches_tracked after 4 products
+      // Without replay_forward_effects a replay leaves the buffers alone.
+      Linearization quiet(loss_of(*lin), pl, v);
+      CHECK(quiet.forward_effects() == 0);
+      auto before = lin->named_buffers()[0].second.to_vector();
+      quiet.hvp(u);
+      CHECK(lin->named_buffers()[0].second.to_vector() == before);
+    }
+  }
 }
