@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "kernels/cpu/kernels.h"
@@ -54,6 +55,22 @@ void col2im(const ConvShape& s, const T* col, int64_t g, T* gx) {
       }
 }
 
+// The im2col buffer: one per calling thread, grown on demand and kept (up
+// to kColElems elements, 64 MiB in f32). A fresh std::vector per call
+// zero-filled it and, at this size, page-faulted it in from the OS every
+// time, only for im2col / the GEMM to overwrite it.
+template <class T>
+T* col_buffer(size_t elems) {
+  thread_local std::unique_ptr<T[]> buf;
+  thread_local size_t cap = 0;
+  if (elems > cap) {
+    buf.reset();  // release before allocating the larger one
+    buf.reset(new T[elems]);  // default-initialised: not zeroed
+    cap = elems;
+  }
+  return buf.get();
+}
+
 bool pointwise(const ConvShape& s) {
   return s.kh == 1 && s.kw == 1 && s.sh == 1 && s.sw == 1 && s.ph == 0 && s.pw == 0 && s.groups == 1;
 }
@@ -77,13 +94,13 @@ void conv2d_forward(const ConvShape& s, const T* x, const T* w, T* y) {
     return;
   }
   int64_t chunk = chunk_images(s);
-  std::vector<T> col(static_cast<size_t>(chunk * p * kk));
+  T* col = col_buffer<T>(static_cast<size_t>(chunk * p * kk));
   for (int64_t n0 = 0; n0 < s.n; n0 += chunk) {
     int64_t nb = std::min(chunk, s.n - n0);
     for (int64_t g = 0; g < s.groups; ++g) {
 #pragma omp parallel for if (nb > 1)
-      for (int64_t i = 0; i < nb; ++i) im2col(s, x + (n0 + i) * s.h * s.w * s.c, g, col.data() + i * p * kk);
-      gemm<T>(false, true, nb * p, og, kk, T(1), col.data(), kk, w + g * og * kk, kk, T(0), y + n0 * p * s.o + g * og,
+      for (int64_t i = 0; i < nb; ++i) im2col(s, x + (n0 + i) * s.h * s.w * s.c, g, col + i * p * kk);
+      gemm<T>(false, true, nb * p, og, kk, T(1), col, kk, w + g * og * kk, kk, T(0), y + n0 * p * s.o + g * og,
               s.o);
     }
   }
@@ -98,14 +115,14 @@ void conv2d_input_grad(const ConvShape& s, const T* gy, const T* w, T* gx) {
   }
   std::memset(gx, 0, size_t(s.n * s.h * s.w * s.c) * sizeof(T));
   int64_t chunk = chunk_images(s);
-  std::vector<T> col(static_cast<size_t>(chunk * p * kk));
+  T* col = col_buffer<T>(static_cast<size_t>(chunk * p * kk));
   for (int64_t n0 = 0; n0 < s.n; n0 += chunk) {
     int64_t nb = std::min(chunk, s.n - n0);
     for (int64_t g = 0; g < s.groups; ++g) {
       gemm<T>(false, false, nb * p, kk, og, T(1), gy + n0 * p * s.o + g * og, s.o, w + g * og * kk, kk, T(0),
-              col.data(), kk);
+              col, kk);
 #pragma omp parallel for if (nb > 1)
-      for (int64_t i = 0; i < nb; ++i) col2im(s, col.data() + i * p * kk, g, gx + (n0 + i) * s.h * s.w * s.c);
+      for (int64_t i = 0; i < nb; ++i) col2im(s, col + i * p * kk, g, gx + (n0 + i) * s.h * s.w * s.c);
     }
   }
 }
@@ -119,13 +136,13 @@ void conv2d_weight_grad(const ConvShape& s, const T* x, const T* gy, T* gw) {
   }
   std::memset(gw, 0, size_t(s.o * kk) * sizeof(T));
   int64_t chunk = chunk_images(s);
-  std::vector<T> col(static_cast<size_t>(chunk * p * kk));
+  T* col = col_buffer<T>(static_cast<size_t>(chunk * p * kk));
   for (int64_t n0 = 0; n0 < s.n; n0 += chunk) {
     int64_t nb = std::min(chunk, s.n - n0);
     for (int64_t g = 0; g < s.groups; ++g) {
 #pragma omp parallel for if (nb > 1)
-      for (int64_t i = 0; i < nb; ++i) im2col(s, x + (n0 + i) * s.h * s.w * s.c, g, col.data() + i * p * kk);
-      gemm<T>(true, false, og, kk, nb * p, T(1), gy + n0 * p * s.o + g * og, s.o, col.data(), kk, T(1),
+      for (int64_t i = 0; i < nb; ++i) im2col(s, x + (n0 + i) * s.h * s.w * s.c, g, col + i * p * kk);
+      gemm<T>(true, false, og, kk, nb * p, T(1), gy + n0 * p * s.o + g * og, s.o, col, kk, T(1),
               gw + g * og * kk, kk);
     }
   }
