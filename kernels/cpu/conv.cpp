@@ -14,16 +14,38 @@ namespace {
 template <class T>
 void im2col(const ConvShape& s, const T* x, int64_t g, T* col) {
   int64_t cg = s.c / s.groups, kk = s.kh * s.kw * cg;
+  // Without dilation a kernel row's taps are consecutive input pixels: with
+  // one group their channels form one contiguous run (kw·C values), copied
+  // at once instead of tap by tap (a 7×7 RGB stem: 21 values, not 7 × 3).
+  const bool runs = s.dw == 1 && s.groups == 1;
 #pragma omp parallel for if (s.ho * s.wo * kk > 32768)
   for (int64_t oh = 0; oh < s.ho; ++oh)
     for (int64_t ow = 0; ow < s.wo; ++ow) {
       T* row = col + (oh * s.wo + ow) * kk;
+      const int64_t iw0 = ow * s.sw - s.pw;
       for (int64_t ki = 0; ki < s.kh; ++ki) {
         int64_t ih = oh * s.sh - s.ph + ki * s.dh;
+        T* dst_row = row + ki * s.kw * cg;
+        if (ih < 0 || ih >= s.h) {
+          std::memset(dst_row, 0, size_t(s.kw * cg) * sizeof(T));
+          continue;
+        }
+        if (runs) {
+          // Taps kj in [lo, hi) are inside the image; zeros around them.
+          const int64_t lo = std::max<int64_t>(0, -iw0), hi = std::min<int64_t>(s.kw, s.w - iw0);
+          if (hi <= lo) {
+            std::memset(dst_row, 0, size_t(s.kw * cg) * sizeof(T));
+            continue;
+          }
+          if (lo > 0) std::memset(dst_row, 0, size_t(lo * cg) * sizeof(T));
+          std::memcpy(dst_row + lo * cg, x + (ih * s.w + iw0 + lo) * s.c, size_t((hi - lo) * cg) * sizeof(T));
+          if (hi < s.kw) std::memset(dst_row + hi * cg, 0, size_t((s.kw - hi) * cg) * sizeof(T));
+          continue;
+        }
         for (int64_t kj = 0; kj < s.kw; ++kj) {
-          int64_t iw = ow * s.sw - s.pw + kj * s.dw;
-          T* dst = row + (ki * s.kw + kj) * cg;
-          if (ih < 0 || ih >= s.h || iw < 0 || iw >= s.w) {
+          int64_t iw = iw0 + kj * s.dw;
+          T* dst = dst_row + kj * cg;
+          if (iw < 0 || iw >= s.w) {
             std::memset(dst, 0, size_t(cg) * sizeof(T));
           } else {
             std::memcpy(dst, x + (ih * s.w + iw) * s.c + g * cg, size_t(cg) * sizeof(T));
