@@ -50,7 +50,9 @@
 // (up to N_U × CG iterations) replays only its tangent rules: the same
 // numbers, less work, more memory. With cg_updates_bn each replay also
 // repeats the recorded forward's BN running-statistics updates, so the
-// buffers move exactly as fresh products' forwards would move them.
+// buffers move exactly as fresh products' forwards would move them. Random
+// draws inside the pretext loss (a ViT θP's drop path) are the exception:
+// replays reuse the recorded draw (the stages' config refuses that mix).
 #include <chrono>
 #include <cstdint>
 #include <functional>

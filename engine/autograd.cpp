@@ -352,7 +352,7 @@ Linearization::Linearization(const std::function<Tensor()>& loss_fn, const std::
     }
   } stop;
   set_tangent_recorder(&rec);
-  if (replay_forward_effects) t_effects = &effects_;
+  t_effects = replay_forward_effects ? &effects_ : nullptr;  // not an enclosing recording's
   // hvp sets the tangents itself; record their identities from inside the loss.
   first_ = hvp_impl(
       [&] {

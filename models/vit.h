@@ -107,7 +107,7 @@ Tensor sincos_pos_embed_2d(int64_t dim, int64_t grid, bool cls_token, DType t = 
 
 // Per-sample token selection: x [N, L, D], index i64 [N, K] with values in
 // [0, L) -> [N, K, D], out[n, k] = x[n, index[n, k]]. Differentiable in x
-// (index_select on the flattened tokens).
+// (the gather_rows op; the index stays on its device, no host read-back).
 Tensor gather_tokens(const Tensor& x, const Tensor& index);
 
 class ViT : public nn::Layer {

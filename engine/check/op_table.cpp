@@ -252,6 +252,8 @@ std::vector<OpEntry> build() {
     return std::vector<ConvCfg>{{"3x3_s1_p1", {2, 5, 5, 3}, {4, 3, 3, 3}, 1, 1, 1, 1},
                                 {"3x3_s2_p1_d2_g2", {2, 7, 6, 4}, {6, 3, 3, 2}, 2, 1, 2, 2},
                                 {"1x1", {2, 3, 3, 4}, {5, 1, 1, 4}, 1, 0, 1, 1},
+                                // a stem-like kernel wider than the image: taps clipped on both sides
+                                {"7x7_s2_p3_wide", {2, 5, 6, 2}, {3, 7, 7, 2}, 2, 3, 1, 1},
                                 {"perf_3x3_64", {8 * s, 16, 16, 32}, {32, 3, 3, 32}, 1, 1, 1, 1}};
   };
   auto conv_out = [](const ConvCfg& c) {

@@ -32,10 +32,13 @@ kern::ConvShape conv_shape(const Shape& x, const Shape& w, const Conv2dParams& p
               "conv2d: expected positive stride/dilation and non-negative padding");
   kern::ConvShape s{x[0], x[1], x[2], x[3], w[0], w[1], w[2], 0, 0,
                    p.stride_h, p.stride_w, p.pad_h, p.pad_w, p.dil_h, p.dil_w, p.groups};
+  // The (dilated) kernel must fit the padded input; checked before dividing
+  // (C++ division truncates a negative numerator towards zero).
+  BISSL_CHECK(s.h + 2 * s.ph >= s.dh * (s.kh - 1) + 1 && s.w + 2 * s.pw >= s.dw * (s.kw - 1) + 1, "conv2d: a ", s.kh,
+              "x", s.kw, " kernel (dilation ", s.dh, "x", s.dw, ") does not fit the ", s.h, "x", s.w,
+              " input with padding ", s.ph, "x", s.pw);
   s.ho = (s.h + 2 * s.ph - s.dh * (s.kh - 1) - 1) / s.sh + 1;
   s.wo = (s.w + 2 * s.pw - s.dw * (s.kw - 1) - 1) / s.sw + 1;
-  BISSL_CHECK(s.ho > 0 && s.wo > 0, "conv2d: a ", s.kh, "x", s.kw, " kernel does not fit the ", s.h, "x", s.w,
-              " input with this padding/dilation");
   return s;
 }
 
@@ -53,8 +56,9 @@ kern::PoolShape pool_shape(const Shape& x, const Attrs& a, const char* op) {
   int64_t k = a.i("kernel"), st = a.i("stride"), pd = a.i("padding");
   BISSL_CHECK(k > 0 && st > 0 && pd >= 0 && 2 * pd <= k, op, ": expected kernel > 0, stride > 0, 0 <= padding <= kernel/2;"
               " found kernel ", k, ", stride ", st, ", padding ", pd);
+  BISSL_CHECK(x[1] + 2 * pd >= k && x[2] + 2 * pd >= k, op, ": kernel ", k, " does not fit the ", x[1], "x", x[2],
+              " input with padding ", pd);
   kern::PoolShape s{x[0], x[1], x[2], x[3], (x[1] + 2 * pd - k) / st + 1, (x[2] + 2 * pd - k) / st + 1, k, st, pd};
-  BISSL_CHECK(s.ho > 0 && s.wo > 0, op, ": kernel ", k, " does not fit the ", x[1], "x", x[2], " input");
   return s;
 }
 

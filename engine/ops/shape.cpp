@@ -372,6 +372,7 @@ void register_shape(OpRegistry& r) {
         BISSL_CHECK(idx.dim() == axis + 1 && idx.shape()[size_t(axis)] == g.shape()[size_t(axis)],
                     "scatter_rows_add: index shape ", shape_str(idx.shape()), " does not match source ",
                     shape_str(g.shape()), " up to axis ", axis);
+        BISSL_CHECK(a.i("size") >= 0, "scatter_rows_add: expected size >= 0, found ", a.i("size"));
         Shape out = g.shape();
         out[size_t(axis)] = a.i("size");
         Mid m = rows_of(out, idx, axis, "scatter_rows_add");

@@ -77,8 +77,9 @@ void col2im(const ConvShape& s, const T* col, int64_t g, T* gx) {
       }
 }
 
-// The im2col buffer: one per calling thread, grown on demand and kept (up
-// to kColElems elements, 64 MiB in f32). A fresh std::vector per call
+// The im2col buffer: one per calling thread and dtype, grown on demand and
+// kept (chunks are sized to kColElems elements, more only when a single
+// image needs more). A fresh std::vector per call
 // zero-filled it and, at this size, page-faulted it in from the OS every
 // time, only for im2col / the GEMM to overwrite it.
 template <class T>

@@ -49,6 +49,14 @@ TEST_SUITE("tensor") {
     } catch (const Error& e) {
       CHECK(std::string(e.what()).find("input has 3 channels, weight expects 1") != std::string::npos);
     }
+    // A kernel larger than the (padded) input: an error, not a one-pixel
+    // output from a truncated division.
+    CHECK_THROWS_WITH_AS(conv2d(zeros({1, 4, 9, 3}), zeros({2, 5, 5, 3}), {3, 3, 0, 0, 1, 1, 1}),
+                         doctest::Contains("5x5 kernel (dilation 1x1) does not fit the 4x9 input with padding 0x0"),
+                         Error);
+    CHECK_THROWS_WITH_AS(max_pool2d(zeros({1, 2, 2, 1}), 3, 1, 0), doctest::Contains("kernel 3 does not fit the 2x2"),
+                         Error);
+    CHECK_NOTHROW(conv2d(zeros({1, 4, 4, 3}), zeros({2, 5, 5, 3}), {1, 1, 1, 1, 1, 1, 1}));
     CHECK_THROWS_AS(add(zeros({2}), zeros({2}, DType::F64)), Error);
     CHECK_THROWS_AS(reshape(zeros({2, 3}), {4, 2}), Error);
     CHECK_THROWS_AS(matmul(zeros({2, 3}), zeros({2, 3})), Error);
@@ -197,27 +205,38 @@ TEST_SUITE("tensor") {
 
   TEST_CASE("conv2d matches a direct loop (stride, padding, dilation, groups)") {
     Generator g(3);
-    int64_t N = 2, H = 7, W = 6, C = 4, O = 6, K = 3, G = 2, st = 2, pd = 1, dl = 2;
-    Tensor x = randn({N, H, W, C}, g, DType::F64), w = randn({O, K, K, C / G}, g, DType::F64);
-    Tensor y = conv2d(x, w, {st, st, pd, pd, dl, dl, G});
-    int64_t Ho = (H + 2 * pd - dl * (K - 1) - 1) / st + 1, Wo = (W + 2 * pd - dl * (K - 1) - 1) / st + 1;
-    REQUIRE(y.shape() == Shape{N, Ho, Wo, O});
-    double maxerr = 0;
-    for (int64_t n = 0; n < N; ++n)
-      for (int64_t oh = 0; oh < Ho; ++oh)
-        for (int64_t ow = 0; ow < Wo; ++ow)
-          for (int64_t o = 0; o < O; ++o) {
-            int64_t grp = o / (O / G);
-            double acc = 0;
-            for (int64_t i = 0; i < K; ++i)
-              for (int64_t j = 0; j < K; ++j)
-                for (int64_t c = 0; c < C / G; ++c) {
-                  int64_t ih = oh * st - pd + i * dl, iw = ow * st - pd + j * dl;
-                  if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
-                  acc += x.at({n, ih, iw, grp * (C / G) + c}) * w.at({o, i, j, c});
-                }
-            maxerr = std::max(maxerr, std::abs(acc - y.at({n, oh, ow, o})));
-          }
-    CHECK(maxerr < 1e-12);
+    struct Cfg {
+      int64_t H, W, C, O, K, G, st, pd, dl;
+    };
+    // Dilated and grouped (taps copied one by one); then one group without
+    // dilation (a kernel row copied as one run), a kernel wider than the
+    // image clipped on both sides, and stride 1 with the run fully inside.
+    for (Cfg cf : {Cfg{7, 6, 4, 6, 3, 2, 2, 1, 2}, Cfg{5, 6, 2, 3, 7, 1, 2, 3, 1}, Cfg{6, 7, 3, 4, 3, 1, 1, 1, 1},
+                   Cfg{5, 9, 3, 2, 5, 1, 3, 0, 1}}) {
+      CAPTURE(cf.K);
+      CAPTURE(cf.G);
+      int64_t N = 2, H = cf.H, W = cf.W, C = cf.C, O = cf.O, K = cf.K, G = cf.G, st = cf.st, pd = cf.pd, dl = cf.dl;
+      Tensor x = randn({N, H, W, C}, g, DType::F64), w = randn({O, K, K, C / G}, g, DType::F64);
+      Tensor y = conv2d(x, w, {st, st, pd, pd, dl, dl, G});
+      int64_t Ho = (H + 2 * pd - dl * (K - 1) - 1) / st + 1, Wo = (W + 2 * pd - dl * (K - 1) - 1) / st + 1;
+      REQUIRE(y.shape() == Shape{N, Ho, Wo, O});
+      double maxerr = 0;
+      for (int64_t n = 0; n < N; ++n)
+        for (int64_t oh = 0; oh < Ho; ++oh)
+          for (int64_t ow = 0; ow < Wo; ++ow)
+            for (int64_t o = 0; o < O; ++o) {
+              int64_t grp = o / (O / G);
+              double acc = 0;
+              for (int64_t i = 0; i < K; ++i)
+                for (int64_t j = 0; j < K; ++j)
+                  for (int64_t c = 0; c < C / G; ++c) {
+                    int64_t ih = oh * st - pd + i * dl, iw = ow * st - pd + j * dl;
+                    if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+                    acc += x.at({n, ih, iw, grp * (C / G) + c}) * w.at({o, i, j, c});
+                  }
+              maxerr = std::max(maxerr, std::abs(acc - y.at({n, oh, ow, o})));
+            }
+      CHECK(maxerr < 1e-12);
+    }
   }
 }

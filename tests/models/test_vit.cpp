@@ -221,7 +221,7 @@ TEST_SUITE("vit") {
     CHECK(max_abs_diff(slice(sub, 0, 1, 2), one) < 1e-14);
     CHECK(error_of([&] { m.forward_features(x, from_ints({0, 4}, {2, 1})); }).find("index 4 out of range [0, 4)") !=
           std::string::npos);
-    // Gradients reach the selected tokens only through index_select: every parameter gets one.
+    // Gradients reach the selected tokens only through gather_rows: every parameter gets one.
     m.train();
     backward(sum(pow(m.forward_features(x, from_ints({3, 1}, {2, 1})), 2.0)));
     for (auto& [k, t] : m.named_parameters()) {

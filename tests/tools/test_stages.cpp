@@ -141,6 +141,17 @@ TEST_SUITE("stages") {
                          Error);
     CHECK_THROWS_WITH_AS(stages::load_config("", {"pretrain.train.optimizer=adam"}),
                          doctest::Contains("train.optimizer must be lars, adamw or sgd"), Error);
+    // Replayed H·v cannot redraw θP's stochastic depth.
+    const std::vector<std::string> vit = {"pretrain.model.arch=vit_tiny", "pretrain.method.name=mae",
+                                          "pretrain.model.drop_path=0.1"};
+    auto with = [&](const std::string& extra) {
+      std::vector<std::string> v = vit;
+      v.push_back(extra);
+      return v;
+    };
+    CHECK_THROWS_WITH_AS(stages::load_config("", with("bissl.cg_linearize=true")),
+                         doctest::Contains("would be frozen at one draw"), Error);
+    CHECK_NOTHROW(stages::load_config("", with("bissl.cg_linearize=false")));
   }
 
   TEST_CASE("a torchvision-style checkpoint (with its classifier) loads as a stage backbone") {

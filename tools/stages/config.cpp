@@ -167,6 +167,12 @@ void Config::validate() const {
   BISSL_CHECK(vit || (finetune.layer_decay == 1 && finetune.drop_path == 0),
               "config: finetune.layer_decay and finetune.drop_path apply to ViT backbones; the backbone is ", pretrain.arch);
   BISSL_CHECK(finetune.lr > 0 && finetune.weight_decay >= 0, "config: finetune.lr must be > 0 and weight_decay >= 0");
+  // A replayed H·v differentiates the recorded forward: θP's drop path would
+  // be one draw for the whole upper phase instead of one per product.
+  BISSL_CHECK(!bissl.cg_linearize || pretrain.drop_path == 0,
+              "config: bissl.cg_linearize replays one recorded forward per upper phase, so θP's stochastic depth "
+              "(pretrain.model.drop_path = ", pretrain.drop_path, ") would be frozen at one draw; set it to 0 or "
+              "bissl.cg_linearize = false");
   pretrain.validate();
 }
 

@@ -67,7 +67,7 @@ struct BisslConfig {  // [bissl]: Algorithm 1 (bilevel/trainer.h)
   double clip = 10.0;
   int64_t ghost_lower = 256, ghost_upper = 64;
   bool cg_updates_bn = true;
-  bool cg_linearize = false;      // one recorded linearization per upper phase (same results, faster)
+  bool cg_linearize = false;      // one recorded linearization per upper phase: fresh H·v's results, faster (needs θP without drop path)
   double weight = 0.5;            // weighted_sum's w
   int64_t eval_every = 1;         // downstream validation accuracy every N alternations (0 = never)
   int64_t checkpoint_every = 10;  // alternations
