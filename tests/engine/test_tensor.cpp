@@ -198,6 +198,19 @@ TEST_SUITE("tensor") {
     Tensor img = reshape(arange(0, 16, 1, DType::F64), {1, 4, 4, 1});
     CHECK(max_pool2d(img, 2, 2).to_vector() == std::vector<double>{5, 7, 13, 15});
     CHECK(avg_pool2d(img, 2, 2).to_vector() == std::vector<double>{2.5, 4.5, 10.5, 12.5});
+    {
+      // Ties: every window's gradient goes to its first tap inside the image
+      // (row-major over the window), channel by channel.
+      Tensor flatimg = ones({1, 3, 4, 2}, DType::F64).requires_grad_();
+      backward(sum(max_pool2d(flatimg, 3, 1, 1)));
+      std::vector<double> want(3 * 4 * 2, 0.0);
+      for (int64_t oh = 0; oh < 3; ++oh)
+        for (int64_t ow = 0; ow < 4; ++ow) {
+          const int64_t ih = std::max<int64_t>(oh - 1, 0), iw = std::max<int64_t>(ow - 1, 0);
+          for (int64_t c = 0; c < 2; ++c) want[size_t((ih * 4 + iw) * 2 + c)] += 1;
+        }
+      CHECK(flatimg.grad().to_vector() == want);
+    }
     // count_include_pad=false divides by the in-image part of the window.
     CHECK(avg_pool2d(img, 3, 2, 1, false).flat(0) == (0 + 1 + 4 + 5) / 4.0);
     CHECK(avg_pool2d(img, 3, 2, 1, true).flat(0) == (0 + 1 + 4 + 5) / 9.0);
