@@ -204,7 +204,8 @@ void cuda_set_deterministic(bool on) {
 #ifdef BISSL_WITH_CUDA
   cuda::set_cudnn_deterministic(on);
   // A timed choice (cuDNN vs im2col) could differ from run to run: off while
-  // deterministic, back on after (this also forgets the earlier choices).
+  // deterministic, back on after. Either switch forgets the earlier choices
+  // only when its setting changes (every stage sets it again).
   cuda::set_conv_autotune(!on);
 #endif
   (void)on;

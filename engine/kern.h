@@ -99,6 +99,7 @@ BISSL_KERN_T(sgd_update)
 BISSL_KERN_T(lars_update)
 BISSL_KERN_T(adamw_update)
 BISSL_KERN_T(sum_squares)
+BISSL_KERN_T(sum_squares_into)
 BISSL_KERN_T(scale_inplace)
 
 #undef BISSL_KERN_T

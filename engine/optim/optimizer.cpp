@@ -6,6 +6,7 @@
 
 #include "engine/autograd.h"
 #include "engine/kern.h"
+#include "engine/ops.h"
 
 namespace bissl::optim {
 
@@ -249,13 +250,36 @@ void AdamW::update(const Tensor& p, const Tensor& g, ParamState& st, double lr_,
 // ---- gradient clipping ----
 
 double grad_norm(const std::vector<Tensor>& params) {
+  // Host gradients are summed as they come; device gradients each put their
+  // Σg² into a slot on the device, and the slots are summed there and read
+  // back once: one host wait per call instead of one per parameter.
   double ss = 0.0;
-  for (size_t i = 0; i < params.size(); ++i) {
-    Tensor g = params[i].grad();
+  std::vector<Tensor> on_device;
+  for (const Tensor& p : params) {
+    Tensor g = p.grad();
     if (!g.defined()) continue;
+    if (g.device() != Device::CPU) {
+      on_device.push_back(g);
+      continue;
+    }
     kern::DeviceScope ds(g.device());
     ss += BISSL_DISPATCH_FLOAT(g.dtype(), "clip_grad_norm",
                                [&] { return kern::sum_squares<scalar_t>(g.data<scalar_t>(), g.numel()); });
+  }
+  if (!on_device.empty()) {
+    const Device dev = on_device.front().device();
+    Tensor slots = empty({int64_t(on_device.size())}, DType::F64, dev);
+    kern::DeviceScope ds(dev);
+    for (size_t i = 0; i < on_device.size(); ++i) {
+      const Tensor& g = on_device[i];
+      BISSL_CHECK(g.device() == dev, "clip_grad_norm: gradients on ", device_name(dev), " and ",
+                  device_name(g.device()));
+      BISSL_DISPATCH_FLOAT(g.dtype(), "clip_grad_norm", [&] {
+        kern::sum_squares_into<scalar_t>(g.data<scalar_t>(), g.numel(), slots.data<double>() + i);
+      });
+    }
+    NoGradGuard ng;
+    ss += sum(slots).item();
   }
   return std::sqrt(ss);
 }

@@ -170,6 +170,8 @@ void adamw_update(T* p, const T* g, T* m, T* v, int64_t n, double lr, double b1,
 template <class T>
 double sum_squares(const T* x, int64_t n);
 template <class T>
+void sum_squares_into(const T* x, int64_t n, double* out);  // *out = sum_squares(x, n)
+template <class T>
 void scale_inplace(T* x, int64_t n, double s);
 
 }  // namespace bissl::cpu

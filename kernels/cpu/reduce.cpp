@@ -112,6 +112,11 @@ double sum_squares(const T* x, int64_t n) {
 }
 
 template <class T>
+void sum_squares_into(const T* x, int64_t n, double* out) {
+  *out = sum_squares(x, n);
+}
+
+template <class T>
 void scale_inplace(T* x, int64_t n, double s) {
 #pragma omp parallel for if (n > 65536)
   for (int64_t i = 0; i < n; ++i) x[i] = T(x[i] * s);
@@ -124,6 +129,7 @@ void scale_inplace(T* x, int64_t n, double s) {
   template void softmax_mid<T>(const T*, T*, int64_t, int64_t, int64_t, bool);   \
   template void cross_entropy<T>(const T*, const int64_t*, int64_t, int64_t, double, T*); \
   template double sum_squares<T>(const T*, int64_t);                             \
+  template void sum_squares_into<T>(const T*, int64_t, double*);                 \
   template void scale_inplace<T>(T*, int64_t, double);
 INST(float)
 INST(double)

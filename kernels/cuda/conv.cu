@@ -215,6 +215,7 @@ void run_f32(int which, const ConvShape& s, Cudnn cudnn, Gemm gemm_path) {
 
 void set_conv_autotune(bool on) {
   std::lock_guard<std::mutex> lock(choices().mu);
+  if (choices().autotune == on) return;  // keep the choices made (each stage sets it again)
   choices().autotune = on;
   choices().path.clear();
   for (auto& d : choices().counts) d[0] = d[1] = 0;

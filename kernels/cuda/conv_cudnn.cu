@@ -1,11 +1,16 @@
 // f32 convolutions through cuDNN (NHWC activations, filters in cuDNN's NHWC =
 // our OHWI). Algorithms are chosen once per shape by cudnnFind* (timed, like
-// PyTorch's benchmark mode) and cached; workspace comes from the pool. TF32
-// follows cuda::tf32(). conv.cu calls these first and falls back to
-// im2col + cuBLAS for f64 and for anything cuDNN rejects.
+// PyTorch's benchmark mode; cudnnGet*_v7 heuristics in deterministic mode)
+// and cached with the math type they were found with; workspace comes from
+// the pool. TF32 follows cuda::tf32(). conv.cu calls these first and falls
+// back to im2col + cuBLAS for f64 and for anything cuDNN rejects — refused
+// descriptors or a chosen algorithm failing when run (said once on stderr,
+// then that shape stays on im2col).
 #include <cudnn.h>
 
+#include <cstdio>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <tuple>
 
@@ -76,8 +81,9 @@ Key key_of(int which, const ConvShape& s) {
 }
 
 struct Choice {
-  int algo = -1;
+  int algo = -1;  // -1: none found; -2: cuDNN failed on this shape at run time (im2col from then on)
   size_t workspace = 0;
+  cudnnMathType_t math = CUDNN_DEFAULT_MATH;  // the math type the algorithm was chosen with
 };
 std::mutex g_mu;
 std::map<Key, Choice> g_cache;
@@ -108,7 +114,7 @@ Choice first_ok(const Perf* perf, int found) {
   for (int i = 0; i < found; ++i)
     if (perf[i].status == CUDNN_STATUS_SUCCESS &&
         (!g_deterministic || perf[i].determinism == CUDNN_DETERMINISTIC))
-      return {int(perf[i].algo), perf[i].memory};
+      return {int(perf[i].algo), perf[i].memory, perf[i].mathType};
   return {};
 }
 
@@ -118,11 +124,37 @@ struct Workspace {
   ~Workspace() { release(p); }
 };
 
+// The chosen algorithm failed when run (or the problem's descriptors were
+// refused): say so once, and let this shape take the im2col + cuBLAS path
+// from now on (the caller falls back when we return false).
+bool give_up(int which, const ConvShape& s, const char* what, const char* why) {
+  static const char* dir[] = {"forward", "data gradient", "filter gradient"};
+  std::fprintf(stderr,
+               "bissl: cuDNN %s (%s) failed for a %lldx%lld conv on [%lld, %lld, %lld, %lld] -> %lld channels: %s; "
+               "im2col + cuBLAS for this shape from now on\n",
+               dir[which], what, (long long)s.kh, (long long)s.kw, (long long)s.n, (long long)s.h, (long long)s.w,
+               (long long)s.c, (long long)s.o, why);
+  std::lock_guard<std::mutex> lock(g_mu);
+  g_cache[key_of(which, s)] = Choice{-2, 0, CUDNN_DEFAULT_MATH};
+  return false;
+}
+
+// Descriptors for s, or nullptr (after give_up) where cuDNN refuses them.
+std::unique_ptr<Problem> problem_for(int which, const ConvShape& s) {
+  try {
+    return std::make_unique<Problem>(s);
+  } catch (const std::exception& e) {
+    give_up(which, s, "descriptors", e.what());
+    return nullptr;
+  }
+}
+
 }  // namespace
 
 void set_cudnn(bool on) { g_enabled = on; }
 void set_cudnn_deterministic(bool on) {
   std::lock_guard<std::mutex> lock(g_mu);
+  if (g_deterministic == on) return;  // keep the cached choices
   g_deterministic = on;
   g_cache.clear();  // choices made under the other rule
 }
@@ -130,7 +162,14 @@ bool cudnn_enabled() { return g_enabled; }
 
 bool cudnn_conv2d_forward(const ConvShape& s, const float* x, const float* w, float* y) {
   if (!g_enabled) return false;
-  Problem p(s);
+  {
+    std::lock_guard<std::mutex> lock(g_mu);  // a shape cuDNN already failed on
+    auto it = g_cache.find(key_of(0, s));
+    if (it != g_cache.end() && it->second.algo == -2) return false;
+  }
+  std::unique_ptr<Problem> pp = problem_for(0, s);
+  if (!pp) return false;
+  Problem& p = *pp;
   Choice c = choose(0, s, [&] {
     cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
     int found = 0;
@@ -145,15 +184,24 @@ bool cudnn_conv2d_forward(const ConvShape& s, const float* x, const float* w, fl
   if (c.algo < 0) return false;
   Workspace ws(c.workspace);
   float one = 1, zero = 0;
-  BISSL_CUDNN_OK(cudnnConvolutionForward(handle(), &one, p.x, x, p.w, w, p.conv, cudnnConvolutionFwdAlgo_t(c.algo),
-                                         ws.p, c.workspace, &zero, p.y, y),
-                 "cudnnConvolutionForward");
+  // The math type the algorithm was found with (PyTorch does the same).
+  if (cudnnSetConvolutionMathType(p.conv, c.math) != CUDNN_STATUS_SUCCESS) return give_up(0, s, "math type", "refused");
+  const cudnnStatus_t st = cudnnConvolutionForward(handle(), &one, p.x, x, p.w, w, p.conv,
+                                                   cudnnConvolutionFwdAlgo_t(c.algo), ws.p, c.workspace, &zero, p.y, y);
+  if (st != CUDNN_STATUS_SUCCESS) return give_up(0, s, "cudnnConvolutionForward", cudnnGetErrorString(st));
   return true;
 }
 
 bool cudnn_conv2d_input_grad(const ConvShape& s, const float* gy, const float* w, float* gx) {
   if (!g_enabled) return false;
-  Problem p(s);
+  {
+    std::lock_guard<std::mutex> lock(g_mu);  // a shape cuDNN already failed on
+    auto it = g_cache.find(key_of(1, s));
+    if (it != g_cache.end() && it->second.algo == -2) return false;
+  }
+  std::unique_ptr<Problem> pp = problem_for(1, s);
+  if (!pp) return false;
+  Problem& p = *pp;
   Choice c = choose(1, s, [&] {
     cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
     int found = 0;
@@ -169,16 +217,25 @@ bool cudnn_conv2d_input_grad(const ConvShape& s, const float* gy, const float* w
   if (c.algo < 0) return false;
   Workspace ws(c.workspace);
   float one = 1, zero = 0;
-  BISSL_CUDNN_OK(cudnnConvolutionBackwardData(handle(), &one, p.w, w, p.y, gy, p.conv,
-                                              cudnnConvolutionBwdDataAlgo_t(c.algo), ws.p, c.workspace, &zero, p.x,
-                                              gx),
-                 "cudnnConvolutionBackwardData");
+  // The math type the algorithm was found with (PyTorch does the same).
+  if (cudnnSetConvolutionMathType(p.conv, c.math) != CUDNN_STATUS_SUCCESS) return give_up(1, s, "math type", "refused");
+  const cudnnStatus_t st = cudnnConvolutionBackwardData(handle(), &one, p.w, w, p.y, gy, p.conv,
+                                                        cudnnConvolutionBwdDataAlgo_t(c.algo), ws.p, c.workspace,
+                                                        &zero, p.x, gx);
+  if (st != CUDNN_STATUS_SUCCESS) return give_up(1, s, "cudnnConvolutionBackwardData", cudnnGetErrorString(st));
   return true;
 }
 
 bool cudnn_conv2d_weight_grad(const ConvShape& s, const float* x, const float* gy, float* gw) {
   if (!g_enabled) return false;
-  Problem p(s);
+  {
+    std::lock_guard<std::mutex> lock(g_mu);  // a shape cuDNN already failed on
+    auto it = g_cache.find(key_of(2, s));
+    if (it != g_cache.end() && it->second.algo == -2) return false;
+  }
+  std::unique_ptr<Problem> pp = problem_for(2, s);
+  if (!pp) return false;
+  Problem& p = *pp;
   Choice c = choose(2, s, [&] {
     cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
     int found = 0;
@@ -195,10 +252,12 @@ bool cudnn_conv2d_weight_grad(const ConvShape& s, const float* x, const float* g
   if (c.algo < 0) return false;
   Workspace ws(c.workspace);
   float one = 1, zero = 0;
-  BISSL_CUDNN_OK(cudnnConvolutionBackwardFilter(handle(), &one, p.x, x, p.y, gy, p.conv,
-                                                cudnnConvolutionBwdFilterAlgo_t(c.algo), ws.p, c.workspace, &zero,
-                                                p.w, gw),
-                 "cudnnConvolutionBackwardFilter");
+  // The math type the algorithm was found with (PyTorch does the same).
+  if (cudnnSetConvolutionMathType(p.conv, c.math) != CUDNN_STATUS_SUCCESS) return give_up(2, s, "math type", "refused");
+  const cudnnStatus_t st = cudnnConvolutionBackwardFilter(handle(), &one, p.x, x, p.y, gy, p.conv,
+                                                          cudnnConvolutionBwdFilterAlgo_t(c.algo), ws.p, c.workspace,
+                                                          &zero, p.w, gw);
+  if (st != CUDNN_STATUS_SUCCESS) return give_up(2, s, "cudnnConvolutionBackwardFilter", cudnnGetErrorString(st));
   return true;
 }
 

@@ -80,12 +80,18 @@ __device__ inline double load_kind(const void* src, int kind, int64_t i) {
 template <class T>
 __global__ void k_convert(const void* src, int kind, T* dst, int64_t n) {
   BISSL_GRID_LOOP(i, n) {
-    if (kind == 0) dst[i] = T(static_cast<const float*>(src)[i]);  // exact f32 path (no double rounding)
+    // f32 and i64 sources converted straight to T, as the CPU does (through
+    // double, an i64 beyond 2^53 would be rounded twice on its way to f32).
+    if (kind == 0) dst[i] = T(static_cast<const float*>(src)[i]);
+    else if (kind == 2) dst[i] = T(static_cast<const int64_t*>(src)[i]);
     else dst[i] = T(load_kind(src, kind, i));
   }
 }
 __global__ void k_to_bf16(const void* src, int kind, uint16_t* dst, int64_t n) {
-  BISSL_GRID_LOOP(i, n) dst[i] = float_to_bf16_bits(float(load_kind(src, kind, i)));
+  BISSL_GRID_LOOP(i, n) {
+    const float v = kind == 2 ? float(static_cast<const int64_t*>(src)[i]) : float(load_kind(src, kind, i));
+    dst[i] = float_to_bf16_bits(v);
+  }
 }
 __global__ void k_to_i64(const void* src, int kind, int64_t* dst, int64_t n) {
   BISSL_GRID_LOOP(i, n) dst[i] = kind == 2 ? static_cast<const int64_t*>(src)[i] : int64_t(load_kind(src, kind, i));

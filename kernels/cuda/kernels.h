@@ -220,6 +220,9 @@ void adamw_update(T* p, const T* g, T* m, T* v, int64_t n, double lr, double b1,
                   int64_t step);
 template <class T>
 double sum_squares(const T* x, int64_t n);
+// Σx² into one double in device memory (no host wait).
+template <class T>
+void sum_squares_into(const T* x, int64_t n, double* out);
 // out[0] = Σp², out[1] = Σ(g + wd·p)² on the device (LARS's trust ratio).
 template <class T>
 void lars_sums(const T* p, const T* g, int64_t n, double wd, double* out);

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cfloat>
+#include <cmath>
 
 #include "kernels/cuda/common.cuh"
 
@@ -247,22 +248,27 @@ void cross_entropy(const T* z, const int64_t* t, int64_t rows, int64_t c, double
     BISSL_LAUNCH_OK("cross_entropy");
   }
   // The mean stays on the device: no host read of the loss.
-  k_sum_double_to<T><<<1, kThreads, 0, stream()>>>(rl, rows, rows > 0 ? 1.0 / double(rows) : 0.0, out);
+  // No rows: NaN, the CPU's 0/0.
+  k_sum_double_to<T><<<1, kThreads, 0, stream()>>>(rl, rows, rows > 0 ? 1.0 / double(rows) : std::nan(""), out);
   BISSL_LAUNCH_OK("cross_entropy (mean)");
   release(rl);
 }
 
 template <class T>
+void sum_squares_into(const T* x, int64_t n, double* out) {
+  if (n == 0) return memset_zero(out, sizeof(double));
+  const unsigned nb = std::min<unsigned>(blocks_for(n), 1024);
+  PartialSums part(nb);
+  k_sumsq<T><<<nb, kThreads, 0, stream()>>>(x, n, part.p);
+  BISSL_LAUNCH_OK("sum_squares");
+  k_sum_double_to<double><<<1, kThreads, 0, stream()>>>(part.p, nb, 1.0, out);
+  BISSL_LAUNCH_OK("sum_squares (blocks)");
+}
+
+template <class T>
 double sum_squares(const T* x, int64_t n) {
   DeviceScalar s;
-  if (n > 0) {
-    const unsigned nb = std::min<unsigned>(blocks_for(n), 1024);
-    PartialSums part(nb);
-    k_sumsq<T><<<nb, kThreads, 0, stream()>>>(x, n, part.p);
-    BISSL_LAUNCH_OK("sum_squares");
-    k_sum_double_to<double><<<1, kThreads, 0, stream()>>>(part.p, nb, 1.0, s.p);
-    BISSL_LAUNCH_OK("sum_squares (blocks)");
-  }
+  if (n > 0) sum_squares_into(x, n, s.p);
   return s.get();
 }
 
@@ -305,6 +311,7 @@ void scale_inplace(T* x, int64_t n, double s) {
   template void softmax_mid<T>(const T*, T*, int64_t, int64_t, int64_t, bool);   \
   template void cross_entropy<T>(const T*, const int64_t*, int64_t, int64_t, double, T*); \
   template double sum_squares<T>(const T*, int64_t);                             \
+  template void sum_squares_into<T>(const T*, int64_t, double*);                 \
   template void lars_sums<T>(const T*, const T*, int64_t, double, double*);      \
   template void scale_inplace<T>(T*, int64_t, double);
 INST(float)

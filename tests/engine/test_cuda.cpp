@@ -6,6 +6,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <functional>
 #include <memory>
@@ -78,6 +79,18 @@ Run run_case(const check::OpCase& c, Device d, const std::vector<Tensor>& w, con
   return r;
 }
 
+// Restores the backend's global switches when a test case ends, however
+// it ends (a failed REQUIRE or an exception must not leave poison, cuDNN off
+// or deterministic mode on for the cases after it).
+struct BackendDefaults {
+  ~BackendDefaults() {
+    cuda_set_poison(false);
+    cuda_set_cudnn(true);
+    cuda_set_deterministic(false);
+    cuda_set_conv_autotune(true);
+  }
+};
+
 double max_rel(const std::vector<Tensor>& a, const std::vector<Tensor>& b) {
   double worst = 0;
   for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
@@ -92,6 +105,7 @@ double max_rel(const std::vector<Tensor>& a, const std::vector<Tensor>& b) {
 TEST_SUITE("cuda") {
   TEST_CASE("op table parity: CUDA vs CPU, f64 and f32, outputs / VJP / JVP / HVP") {
     if (!have_gpu()) return;
+    BackendDefaults restore;
     cuda_set_poison(true);
     // f32 convolutions run three times: through cuDNN (autotuning off), by
     // the autotuned choice per shape (the default), and through im2col +
@@ -284,6 +298,30 @@ TEST_SUITE("cuda") {
     }
   }
 
+  TEST_CASE("gradient clipping on CUDA: the CPU's norm and scaling, one host wait however many parameters") {
+    if (!have_gpu()) return;
+    Generator g(9);
+    std::vector<Tensor> pc, pd;
+    for (int i = 0; i < 12; ++i) {
+      Shape s = i % 3 == 0 ? Shape{7, 5} : Shape{int64_t(3 + i)};
+      Tensor p = randn(s, g, DType::F64), gr = mul(randn(s, g, DType::F64), 3.0);
+      pc.push_back(p.clone()), pd.push_back(p.to(Device::CUDA));
+      pc.back().set_grad(gr.clone()), pd.back().set_grad(gr.to(Device::CUDA));
+    }
+    pd[4].set_grad(Tensor()), pc[4].set_grad(Tensor());  // a parameter without a gradient
+    const double nc = optim::clip_grad_norm(pc, 1.0);
+    const int64_t before = cuda_host_syncs();
+    const double nd = optim::clip_grad_norm(pd, 1.0);
+    const int64_t waits = cuda_host_syncs() - before;
+    MESSAGE("clip_grad_norm on CUDA: norm ", nd, " (CPU ", nc, "), host waits ", waits);
+    CHECK(std::abs(nd - nc) <= 1e-12 * nc);
+    CHECK(waits == 1);
+    std::vector<Tensor> gc, gd;
+    for (size_t i = 0; i < pc.size(); ++i)
+      if (pc[i].grad().defined()) gc.push_back(pc[i].grad()), gd.push_back(pd[i].grad());
+    CHECK(max_rel(gc, gd) <= 1e-12);
+  }
+
   TEST_CASE("BatchNorm on CUDA: num_batches_tracked stays on the host; train forwards wait for nothing") {
     if (!have_gpu()) return;
     Generator g(3);
@@ -313,6 +351,7 @@ TEST_SUITE("cuda") {
 
   TEST_CASE("deterministic mode: repeated gradients, LARS steps and max-pool VJPs are the same bits") {
     if (!have_gpu()) return;
+    BackendDefaults restore;
     cuda_set_deterministic(true);
     Generator g(21);
     auto params = testnets::convnet_params(g, DType::F32);
