@@ -150,6 +150,20 @@ void hvp_bench(nlohmann::json& res, const Opts& o) {
   double lratio = res["ntxent_r50_hvp_linearized_ms"].get<double>() / res["ntxent_r50_grad_ms"].get<double>();
   res["hvp_linearized_over_grad"] = lratio;
   std::fprintf(stderr, "[ok] ntxent linearized hvp (%.2fx grad)\n", lratio);
+  // As BiSSL's CG runs it by default (cg_linearize with cg_updates_bn): each
+  // replay also repeats the batch-norm running-statistics updates.
+  {
+    Linearization lin(loss, params, v, /*replay_forward_effects=*/true);
+    auto lin_for = [&] {
+      ScopedRange r("ntxent_r50 hvp linearized + BN updates");
+      return lin.hvp(v);
+    };
+    res["ntxent_r50_hvp_linearized_bn_ms"] = median_ms(lin_for, o, std::max(3, o.iters / 2));
+    res["ntxent_r50_hvp_linearized_bn_host_syncs"] = host_syncs_of(lin_for);
+    res["ntxent_r50_linearize_forward_effects"] = lin.forward_effects();
+  }
+  res["hvp_linearized_bn_over_grad"] =
+      res["ntxent_r50_hvp_linearized_bn_ms"].get<double>() / res["ntxent_r50_grad_ms"].get<double>();
 }
 
 // The loader's hand-over (next() with the batch already built by the
