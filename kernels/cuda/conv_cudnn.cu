@@ -9,6 +9,8 @@
 #include <cudnn.h>
 
 #include <cstdio>
+#include <limits>
+#include <stdexcept>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -45,31 +47,42 @@ struct Problem {
   cudnnFilterDescriptor_t w = nullptr;
   cudnnConvolutionDescriptor_t conv = nullptr;
   explicit Problem(const ConvShape& s) {
-    BISSL_CUDNN_OK(cudnnCreateTensorDescriptor(&x), "cudnnCreateTensorDescriptor");
-    BISSL_CUDNN_OK(cudnnCreateTensorDescriptor(&y), "cudnnCreateTensorDescriptor");
-    BISSL_CUDNN_OK(cudnnCreateFilterDescriptor(&w), "cudnnCreateFilterDescriptor");
-    BISSL_CUDNN_OK(cudnnCreateConvolutionDescriptor(&conv), "cudnnCreateConvolutionDescriptor");
-    BISSL_CUDNN_OK(cudnnSetTensor4dDescriptor(x, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, int(s.n), int(s.c), int(s.h),
-                                              int(s.w)),
-                   "conv2d (cuDNN) input descriptor");
-    BISSL_CUDNN_OK(cudnnSetTensor4dDescriptor(y, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, int(s.n), int(s.o), int(s.ho),
-                                              int(s.wo)),
-                   "conv2d (cuDNN) output descriptor");
-    BISSL_CUDNN_OK(cudnnSetFilter4dDescriptor(w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NHWC, int(s.o), int(s.c / s.groups),
-                                              int(s.kh), int(s.kw)),
-                   "conv2d (cuDNN) filter descriptor");
-    BISSL_CUDNN_OK(cudnnSetConvolution2dDescriptor(conv, int(s.ph), int(s.pw), int(s.sh), int(s.sw), int(s.dh),
-                                                   int(s.dw), CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT),
-                   "conv2d (cuDNN) convolution descriptor");
-    BISSL_CUDNN_OK(cudnnSetConvolutionGroupCount(conv, int(s.groups)), "cudnnSetConvolutionGroupCount");
-    BISSL_CUDNN_OK(cudnnSetConvolutionMathType(conv, tf32() ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH),
-                   "cudnnSetConvolutionMathType");
+    try {
+      // 4-d descriptors hold int sizes and strides: larger tensors go to im2col.
+      const int64_t lim = std::numeric_limits<int>::max();
+      if (s.n * s.h * s.w * s.c > lim || s.n * s.ho * s.wo * s.o > lim || s.o * s.kh * s.kw * s.c > lim)
+        throw std::runtime_error("a tensor has more elements than cuDNN's int descriptors hold");
+      BISSL_CUDNN_OK(cudnnCreateTensorDescriptor(&x), "cudnnCreateTensorDescriptor");
+      BISSL_CUDNN_OK(cudnnCreateTensorDescriptor(&y), "cudnnCreateTensorDescriptor");
+      BISSL_CUDNN_OK(cudnnCreateFilterDescriptor(&w), "cudnnCreateFilterDescriptor");
+      BISSL_CUDNN_OK(cudnnCreateConvolutionDescriptor(&conv), "cudnnCreateConvolutionDescriptor");
+      BISSL_CUDNN_OK(cudnnSetTensor4dDescriptor(x, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, int(s.n), int(s.c), int(s.h),
+                                                int(s.w)),
+                     "conv2d (cuDNN) input descriptor");
+      BISSL_CUDNN_OK(cudnnSetTensor4dDescriptor(y, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, int(s.n), int(s.o), int(s.ho),
+                                                int(s.wo)),
+                     "conv2d (cuDNN) output descriptor");
+      BISSL_CUDNN_OK(cudnnSetFilter4dDescriptor(w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NHWC, int(s.o), int(s.c / s.groups),
+                                                int(s.kh), int(s.kw)),
+                     "conv2d (cuDNN) filter descriptor");
+      BISSL_CUDNN_OK(cudnnSetConvolution2dDescriptor(conv, int(s.ph), int(s.pw), int(s.sh), int(s.sw), int(s.dh),
+                                                     int(s.dw), CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT),
+                     "conv2d (cuDNN) convolution descriptor");
+      BISSL_CUDNN_OK(cudnnSetConvolutionGroupCount(conv, int(s.groups)), "cudnnSetConvolutionGroupCount");
+      BISSL_CUDNN_OK(cudnnSetConvolutionMathType(conv, tf32() ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH),
+                     "cudnnSetConvolutionMathType");
+    } catch (...) {  // a destructor does not run for a constructor that throws
+      destroy();
+      throw;
+    }
   }
-  ~Problem() {
-    cudnnDestroyTensorDescriptor(x);
-    cudnnDestroyTensorDescriptor(y);
-    cudnnDestroyFilterDescriptor(w);
-    cudnnDestroyConvolutionDescriptor(conv);
+  ~Problem() { destroy(); }
+  void destroy() {
+    if (x) cudnnDestroyTensorDescriptor(x);
+    if (y) cudnnDestroyTensorDescriptor(y);
+    if (w) cudnnDestroyFilterDescriptor(w);
+    if (conv) cudnnDestroyConvolutionDescriptor(conv);
+    x = y = nullptr, w = nullptr, conv = nullptr;
   }
 };
 
