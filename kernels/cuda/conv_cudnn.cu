@@ -152,8 +152,14 @@ bool give_up(int which, const ConvShape& s, const char* what, const char* why) {
   return false;
 }
 
-// Descriptors for s, or nullptr (after give_up) where cuDNN refuses them.
+// Descriptors for s, or nullptr where cuDNN refuses them (after give_up)
+// or already failed on this shape.
 std::unique_ptr<Problem> problem_for(int which, const ConvShape& s) {
+  {
+    std::lock_guard<std::mutex> lock(g_mu);
+    auto it = g_cache.find(key_of(which, s));
+    if (it != g_cache.end() && it->second.algo == -2) return nullptr;
+  }
   try {
     return std::make_unique<Problem>(s);
   } catch (const std::exception& e) {
@@ -175,11 +181,6 @@ bool cudnn_enabled() { return g_enabled; }
 
 bool cudnn_conv2d_forward(const ConvShape& s, const float* x, const float* w, float* y) {
   if (!g_enabled) return false;
-  {
-    std::lock_guard<std::mutex> lock(g_mu);  // a shape cuDNN already failed on
-    auto it = g_cache.find(key_of(0, s));
-    if (it != g_cache.end() && it->second.algo == -2) return false;
-  }
   std::unique_ptr<Problem> pp = problem_for(0, s);
   if (!pp) return false;
   Problem& p = *pp;
@@ -207,11 +208,6 @@ bool cudnn_conv2d_forward(const ConvShape& s, const float* x, const float* w, fl
 
 bool cudnn_conv2d_input_grad(const ConvShape& s, const float* gy, const float* w, float* gx) {
   if (!g_enabled) return false;
-  {
-    std::lock_guard<std::mutex> lock(g_mu);  // a shape cuDNN already failed on
-    auto it = g_cache.find(key_of(1, s));
-    if (it != g_cache.end() && it->second.algo == -2) return false;
-  }
   std::unique_ptr<Problem> pp = problem_for(1, s);
   if (!pp) return false;
   Problem& p = *pp;
@@ -241,11 +237,6 @@ bool cudnn_conv2d_input_grad(const ConvShape& s, const float* gy, const float* w
 
 bool cudnn_conv2d_weight_grad(const ConvShape& s, const float* x, const float* gy, float* gw) {
   if (!g_enabled) return false;
-  {
-    std::lock_guard<std::mutex> lock(g_mu);  // a shape cuDNN already failed on
-    auto it = g_cache.find(key_of(2, s));
-    if (it != g_cache.end() && it->second.algo == -2) return false;
-  }
   std::unique_ptr<Problem> pp = problem_for(2, s);
   if (!pp) return false;
   Problem& p = *pp;
