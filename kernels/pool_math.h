@@ -27,22 +27,24 @@ BISSL_HD inline PoolWindow pool_window(const kern::PoolShape& s, int64_t oh, int
   return {h0, h1, w0, w1, count_include_pad ? full : (h1 - h0) * (w1 - w0)};
 }
 
-// Max pooling of one output element (image n, output (oh, ow), channel c):
-// the largest input in the window and its flat NHWC index (the first one on
-// ties; -1 and `lowest` for a window with no input cell).
+// Max pooling of channels [c0, c0 + nc) at output pixel (image n, (oh, ow)):
+// best[k] / best_index[k] for channel c0 + k, the largest input in the window
+// and its flat NHWC index (the first one on ties; -1 and `lowest` for a window
+// with no input cell). Taps outside, channels inside: the CPU runs all
+// channels of a pixel at once (vectorisable), a CUDA thread one channel.
 template <class T>
-BISSL_HD inline void max_pool_cell(const kern::PoolShape& s, const T* x, int64_t n, int64_t oh, int64_t ow,
-                                   int64_t c, T lowest, T& best, int64_t& best_index) {
-  best = lowest;
-  best_index = -1;
+BISSL_HD inline void max_pool_cells(const kern::PoolShape& s, const T* x, int64_t n, int64_t oh, int64_t ow,
+                                    int64_t c0, int64_t nc, T lowest, T* best, int64_t* best_index) {
+  for (int64_t k = 0; k < nc; ++k) best[k] = lowest, best_index[k] = -1;
   for (int64_t ki = 0; ki < s.k; ++ki) {
     const int64_t ih = oh * s.stride - s.pad + ki;
     if (ih < 0 || ih >= s.h) continue;
     for (int64_t kj = 0; kj < s.k; ++kj) {
       const int64_t iw = ow * s.stride - s.pad + kj;
       if (iw < 0 || iw >= s.w) continue;
-      const int64_t q = ((n * s.h + ih) * s.w + iw) * s.c + c;
-      if (best_index < 0 || x[q] > best) best = x[q], best_index = q;
+      const int64_t q = ((n * s.h + ih) * s.w + iw) * s.c + c0;
+      for (int64_t k = 0; k < nc; ++k)
+        if (best_index[k] < 0 || x[q + k] > best[k]) best[k] = x[q + k], best_index[k] = q + k;
     }
   }
 }
@@ -53,20 +55,21 @@ BISSL_HD inline int64_t first_window_over(const kern::PoolShape& s, int64_t i) {
   return imax(0, (i + s.pad - s.k + s.stride) / s.stride);
 }
 
-// Max pooling's gradient at one input element (flat NHWC index q = image n,
-// row ih, column iw, channel c), in gather form: the sum of gy over the
-// windows whose argmax is q, in increasing window order — deterministic, no
+// Max pooling's gradient at channels [c0, c0 + nc) of input pixel (image n,
+// (ih, iw)), in gather form: acc[k] is the sum of gy over the windows whose
+// argmax is that element, in increasing window order — deterministic, no
 // atomics, and the same order in which a scatter over outputs would add.
 template <class T>
-BISSL_HD inline T max_pool_input_grad(const kern::PoolShape& s, const T* gy, const int64_t* idx, int64_t n,
-                                      int64_t ih, int64_t iw, int64_t c, int64_t q) {
-  T acc = T(0);
+BISSL_HD inline void max_pool_input_grads(const kern::PoolShape& s, const T* gy, const int64_t* idx, int64_t n,
+                                          int64_t ih, int64_t iw, int64_t c0, int64_t nc, T* acc) {
+  const int64_t q = ((n * s.h + ih) * s.w + iw) * s.c + c0;
+  for (int64_t k = 0; k < nc; ++k) acc[k] = T(0);
   for (int64_t oh = first_window_over(s, ih); oh < s.ho && oh * s.stride - s.pad <= ih; ++oh)
     for (int64_t ow = first_window_over(s, iw); ow < s.wo && ow * s.stride - s.pad <= iw; ++ow) {
-      const int64_t o = ((n * s.ho + oh) * s.wo + ow) * s.c + c;
-      if (idx[o] == q) acc += gy[o];
+      const int64_t o = ((n * s.ho + oh) * s.wo + ow) * s.c + c0;
+      for (int64_t k = 0; k < nc; ++k)
+        if (idx[o + k] == q + k) acc[k] += gy[o + k];
     }
-  return acc;
 }
 
 }  // namespace bissl::kern_math

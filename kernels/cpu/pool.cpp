@@ -10,10 +10,9 @@ namespace bissl::cpu {
 using kern_math::pool_window;
 using kern_math::PoolWindow;
 
-// Max pooling, channels innermost: each window's taps are visited once per
-// output pixel and compared across all channels at once (vectorisable). The
-// same taps in the same order as kern_math::max_pool_cell, the first maximum
-// kept on ties: the same values and indices as the CUDA kernel.
+// Max pooling and its gathered VJP, one pixel's channels at a time (the
+// shared formulas in pool_math.h; CUDA runs them one channel per thread, with
+// the same taps and windows in the same order: the same values and indices).
 template <class T>
 void max_pool2d(const PoolShape& s, const T* x, T* y, int64_t* idx) {
 #pragma omp parallel for collapse(2) if (s.n * s.ho * s.wo * s.c > 32768)
@@ -21,24 +20,7 @@ void max_pool2d(const PoolShape& s, const T* x, T* y, int64_t* idx) {
     for (int64_t oh = 0; oh < s.ho; ++oh)
       for (int64_t ow = 0; ow < s.wo; ++ow) {
         const int64_t o = ((n * s.ho + oh) * s.wo + ow) * s.c;
-        T* best = y + o;
-        int64_t* bi = idx + o;
-        for (int64_t c = 0; c < s.c; ++c) best[c] = -std::numeric_limits<T>::infinity(), bi[c] = -1;
-        for (int64_t ki = 0; ki < s.k; ++ki) {
-          const int64_t ih = oh * s.stride - s.pad + ki;
-          if (ih < 0 || ih >= s.h) continue;
-          for (int64_t kj = 0; kj < s.k; ++kj) {
-            const int64_t iw = ow * s.stride - s.pad + kj;
-            if (iw < 0 || iw >= s.w) continue;
-            const int64_t q = ((n * s.h + ih) * s.w + iw) * s.c;
-            const T* in = x + q;
-            for (int64_t c = 0; c < s.c; ++c) {
-              const bool take = bi[c] < 0 || in[c] > best[c];
-              best[c] = take ? in[c] : best[c];
-              bi[c] = take ? q + c : bi[c];
-            }
-          }
-        }
+        kern_math::max_pool_cells(s, x, n, oh, ow, 0, s.c, -std::numeric_limits<T>::infinity(), y + o, idx + o);
       }
 }
 
@@ -79,29 +61,13 @@ void avg_pool2d_backward(const PoolShape& s, const T* gy, T* gx, bool cip) {
       }
 }
 
-// Max pooling's VJP in gather form, channels innermost: for each input
-// pixel the windows over it are visited in increasing (oh, ow) order, as
-// kern_math::max_pool_input_grad does per element, so the sums are the same
-// bits; each gradient element is written once (no atomics, no zero fill).
 template <class T>
 void max_pool2d_backward(const PoolShape& s, const T* gy, const int64_t* idx, T* gx) {
-  using kern_math::first_window_over;
 #pragma omp parallel for collapse(2) if (s.n * s.h * s.w * s.c > 32768)
   for (int64_t n = 0; n < s.n; ++n)
     for (int64_t ih = 0; ih < s.h; ++ih)
-      for (int64_t iw = 0; iw < s.w; ++iw) {
-        const int64_t q = ((n * s.h + ih) * s.w + iw) * s.c;
-        T* acc = gx + q;
-        for (int64_t c = 0; c < s.c; ++c) acc[c] = T(0);
-        for (int64_t oh = first_window_over(s, ih); oh < s.ho && oh * s.stride - s.pad <= ih; ++oh)
-          for (int64_t ow = first_window_over(s, iw); ow < s.wo && ow * s.stride - s.pad <= iw; ++ow) {
-            const int64_t o = ((n * s.ho + oh) * s.wo + ow) * s.c;
-            const int64_t* id = idx + o;
-            const T* g = gy + o;
-            for (int64_t c = 0; c < s.c; ++c)
-              if (id[c] == q + c) acc[c] += g[c];
-          }
-      }
+      for (int64_t iw = 0; iw < s.w; ++iw)
+        kern_math::max_pool_input_grads(s, gy, idx, n, ih, iw, 0, s.c, gx + ((n * s.h + ih) * s.w + iw) * s.c);
 }
 
 #define INST(T)                                                                   \

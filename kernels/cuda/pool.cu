@@ -14,9 +14,9 @@ template <class T>
 __global__ void k_max_pool(PoolShape s, const T* x, T* y, int64_t* idx) {
   BISSL_GRID_LOOP(q, s.n * s.ho * s.wo * s.c) {
     int64_t c = q % s.c, ow = (q / s.c) % s.wo, oh = (q / (s.c * s.wo)) % s.ho, n = q / (s.c * s.wo * s.ho);
-    T best;
+    T best;  // in registers, stored once
     int64_t bi;
-    kern_math::max_pool_cell(s, x, n, oh, ow, c, T(-INFINITY), best, bi);
+    kern_math::max_pool_cells(s, x, n, oh, ow, c, 1, T(-INFINITY), &best, &bi);
     y[q] = best;
     idx[q] = bi;
   }
@@ -40,7 +40,9 @@ template <class T>
 __global__ void k_max_pool_bwd(PoolShape s, const T* gy, const int64_t* idx, T* gx) {
   BISSL_GRID_LOOP(q, s.n * s.h * s.w * s.c) {
     int64_t c = q % s.c, iw = (q / s.c) % s.w, ih = (q / (s.c * s.w)) % s.h, n = q / (s.c * s.w * s.h);
-    gx[q] = kern_math::max_pool_input_grad(s, gy, idx, n, ih, iw, c, q);
+    T acc;
+    kern_math::max_pool_input_grads(s, gy, idx, n, ih, iw, c, 1, &acc);
+    gx[q] = acc;
   }
 }
 
