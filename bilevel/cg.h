@@ -27,6 +27,7 @@
 #include <functional>
 #include <vector>
 
+#include "engine/schema.h"
 #include "engine/tensor.h"
 
 namespace bissl::bilevel {
@@ -43,6 +44,14 @@ struct CgOptions {
   bool layerwise = true;   // per-tensor α_l, β_l (reference default) or one global α, β
   double tolerance = 0.0;  // stop once ‖r‖ ≤ tolerance·‖b‖; 0 = never stop early (the spec)
   double epsilon = kCgEps; // added to both denominators (the reference's guard)
+
+  template <class V>
+  void fields(V& v) {
+    v("iterations", iterations, schema::ge(1), "CG iterations per solve (the spec: 5)");
+    v("layerwise", layerwise, schema::any(), "per-tensor step sizes as the reference (true) or textbook global CG");
+    v("tolerance", tolerance, schema::ge(0), "stop once the residual is <= tolerance x the right-hand side; 0 = never early");
+    v("epsilon", epsilon, schema::ge(0), "added to CG's denominators (the reference's 1e-12 guard)");
+  }
 };
 
 struct CgResult {

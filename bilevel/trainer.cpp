@@ -45,39 +45,28 @@ optim::StateDict with_prefix(const optim::StateDict& sd, const std::string& p) {
 
 }  // namespace
 
+const schema::Names<Variant>& variant_names() {
+  static const schema::Names<Variant> n{{{"bissl", Variant::BiSSL},
+                                          {"ij_discarded", Variant::IjDiscarded},
+                                          {"weighted_sum", Variant::WeightedSum},
+                                          {"pretext_only", Variant::PretextOnly}}};
+  return n;
+}
+
 Variant parse_variant(const std::string& n) {
-  if (n == "bissl") return Variant::BiSSL;
-  if (n == "ij_discarded") return Variant::IjDiscarded;
-  if (n == "weighted_sum") return Variant::WeightedSum;
-  if (n == "pretext_only") return Variant::PretextOnly;
+  if (const Variant* v = variant_names().value_of(n)) return *v;
   throw Error(str("bilevel: variant must be bissl, ij_discarded, weighted_sum or pretext_only, found '", n, "'"));
 }
 
 const char* variant_name(Variant v) {
-  switch (v) {
-    case Variant::BiSSL: return "bissl";
-    case Variant::IjDiscarded: return "ij_discarded";
-    case Variant::WeightedSum: return "weighted_sum";
-    case Variant::PretextOnly: return "pretext_only";
-  }
-  return "?";
+  const std::string* n = variant_names().name_of(v);
+  return n ? n->c_str() : "?";
 }
 
 void BilevelOptions::validate() const {
-  BISSL_CHECK(alternations >= 0, "bissl: alternations must be >= 0, found ", alternations);
-  BISSL_CHECK(lower_steps >= 0 && upper_steps >= 0, "bissl: lower_steps and upper_steps must be >= 0, found ",
-              lower_steps, " and ", upper_steps);
-  BISSL_CHECK(lambda >= 0, "bissl: lambda must be >= 0, found ", lambda);
-  BISSL_CHECK(variant != Variant::BiSSL || lambda + delta > 0, "bissl: lambda + delta must be > 0, found ",
-              lambda + delta);
-  BISSL_CHECK(cg.iterations >= 1, "bissl: cg iterations must be >= 1, found ", cg.iterations);
-  BISSL_CHECK(lower_lr > 0 && upper_lr > 0, "bissl: learning rates must be > 0, found lower ", lower_lr, ", upper ",
-              upper_lr);
-  BISSL_CHECK(lower_warmup >= 0 && lower_total >= 0 && upper_total >= 0,
-              "bissl: warm-up and schedule lengths must be >= 0");
-  BISSL_CHECK(clip >= 0, "bissl: clip must be >= 0 (0 = off), found ", clip);
-  BISSL_CHECK(ghost_lower >= 0 && ghost_upper >= 0, "bissl: ghost batch sizes must be >= 0 (0 = off)");
-  BISSL_CHECK(weight >= 0 && weight <= 1, "bissl: weighted_sum weight must be in [0, 1], found ", weight);
+  schema::validate(*this, "bissl");
+  BISSL_CHECK(upper_lr > 0 && upper_wd >= 0, "bissl: the upper lr and weight decay must be resolved before training "
+              "(-1 = the fine-tuning value, which the caller sets), found lr ", upper_lr, ", weight decay ", upper_wd);
 }
 
 Tensor cross_entropy_loss(nn::Layer& backbone, nn::Layer& head, const DownstreamBatch& b) {

@@ -66,12 +66,14 @@
 #include "engine/nn/module.h"
 #include "engine/optim/optimizer.h"
 #include "engine/optim/schedule.h"
+#include "engine/schema.h"
 #include "ssl/objective.h"
 
 namespace bissl::bilevel {
 
 enum class Variant { BiSSL, IjDiscarded, WeightedSum, PretextOnly };
-Variant parse_variant(const std::string& name);  // bissl | ij_discarded | weighted_sum | pretext_only
+const schema::Names<Variant>& variant_names();   // bissl | ij_discarded | weighted_sum | pretext_only
+Variant parse_variant(const std::string& name);  // one of variant_names(), else an Error
 const char* variant_name(Variant v);
 
 struct BilevelOptions {
@@ -86,19 +88,52 @@ struct BilevelOptions {
   double lower_lr = 1.0, lower_wd = 1e-6, lower_momentum = 0.9, lower_trust = 0.001;
   int64_t lower_warmup = 200;
   int64_t lower_total = 0;  // cosine horizon in lower steps; 0 = T·N_L (the spec's 10 000)
-  // Upper level: SGD with momentum, cosine to 0 without warm-up.
-  double upper_lr = 0.03, upper_wd = 1e-3, upper_momentum = 0.9;
-  bool upper_adamw = false;  // AdamW (β 0.9, 0.999) instead of SGD above (MAE's fine-tuning optimiser)
+  // Upper level: SGD with momentum, cosine to 0 without warm-up. The spec
+  // takes lr and weight decay from fine-tuning: -1 means "the caller's
+  // fine-tuning value", which the caller resolves before the trainer starts.
+  double upper_lr = -1, upper_wd = -1, upper_momentum = 0.9;
+  bool upper_adamw = false;  // AdamW (β 0.9, 0.999) instead of SGD above (MAE's fine-tuning optimiser; set by the caller)
   // Parameter groups of the upper optimiser (e.g. a ViT's layer-wise lr
   // decay, models::vit_layer_decay_groups); empty = one group, θD then φD.
   // Must hold exactly θD's and φD's tensors.
   std::vector<optim::ParamGroup> upper_groups;
   int64_t upper_total = 0;  // 0 = T·N_U (the spec's 4 000)
   double clip = 10.0;       // max total gradient norm per level (0 = no clipping)
-  int64_t ghost_lower = 0, ghost_upper = 0;  // ghost BN sizes (0 = whole-batch statistics)
+  // Ghost BN sizes (0 = whole-batch statistics): the reference's per-device
+  // statistics on its 4 devices (256 per view below, 64 above).
+  int64_t ghost_lower = 256, ghost_upper = 64;
   bool cg_updates_bn = true;                 // see above
   bool cg_linearize = false;                 // see above
   double weight = 0.5;                       // w of weighted_sum
+
+  // The settings (upper_adamw and upper_groups are wiring, set by the caller).
+  template <class V>
+  void fields(V& v) {
+    v("variant", variant, variant_names(), "bissl, or a training-stage baseline: ij_discarded, weighted_sum, pretext_only");
+    v("alternations", alternations, schema::ge(0), "T: lower + upper phases (the spec: 500)");
+    v("lower_steps", lower_steps, schema::ge(0), "N_L: lower steps per alternation (the spec: 20)");
+    v("upper_steps", upper_steps, schema::ge(0), "N_U: upper steps per alternation (the spec: 8)");
+    v("lambda", lambda, schema::gt(0), "λ of the lower level's proximal term λ·½‖θD − θP‖² (the spec: 0.001)");
+    v("delta", delta, schema::ge(0), "δ: CG solves (I + H/(λ+δ)) u = ∇θP L_D (the spec: 10)");
+    schema::fields_prefixed(cg, v, "cg_");
+    v("lower_lr", lower_lr, schema::gt(0), "LARS lr of the lower level");
+    v("lower_wd", lower_wd, schema::ge(0), "LARS weight decay of the lower level");
+    v("lower_momentum", lower_momentum, schema::in_open_hi(0, 1), "LARS momentum of the lower level");
+    v("lower_trust", lower_trust, schema::gt(0), "LARS trust coefficient of the lower level");
+    v("lower_warmup", lower_warmup, schema::ge(0), "linear warm-up of the lower lr, in lower steps");
+    v("lower_total", lower_total, schema::ge(0), "cosine horizon of the lower lr in steps; 0 = T·N_L");
+    v("upper_lr", upper_lr, schema::gt(0).or_value(-1), "SGD lr of the upper level; -1 = the fine-tuning lr (the spec)");
+    v("upper_wd", upper_wd, schema::ge(0).or_value(-1), "upper weight decay; -1 = the fine-tuning weight decay (the spec)");
+    v("upper_momentum", upper_momentum, schema::in_open_hi(0, 1), "SGD momentum of the upper level");
+    v("upper_total", upper_total, schema::ge(0), "cosine horizon of the upper lr in steps; 0 = T·N_U");
+    v("clip", clip, schema::ge(0), "max total gradient norm per level; 0 = no clipping");
+    v("ghost_lower", ghost_lower, schema::ge(0), "ghost BN size on pretext batches; 0 = whole-batch statistics");
+    v("ghost_upper", ghost_upper, schema::ge(0), "ghost BN size on downstream batches; 0 = whole-batch statistics");
+    v("cg_updates_bn", cg_updates_bn, schema::any(), "CG's H·v forwards move the BN running statistics (the reference)");
+    v("cg_linearize", cg_linearize, schema::any(),
+      "one recorded linearization per upper phase, replayed by every H·v: fresh H·v's numbers, faster (θP without drop path)");
+    v("weight", weight, schema::probability(), "w of weighted_sum's (1−w)·L_P + w·L_D");
+  }
 
   void validate() const;
 };
@@ -137,6 +172,31 @@ struct AlternationStats {
   double distance = 0;           // ‖θD − θP‖ over backbone parameters, at the end
   double lower_lr = 0, upper_lr = 0;  // the last step's
   double seconds = 0;
+
+  // One metrics.jsonl line (schema::to_json).
+  template <class V>
+  void fields(V& v) {
+    auto a = schema::any();
+    v("alternation", alternation, a, "1-based, after it finished");
+    v("lower_steps", lower_steps, a, "lower steps so far");
+    v("upper_steps", upper_steps, a, "upper steps so far");
+    v("hvps", hvps, a, "Hessian-vector products this alternation");
+    v("lower_loss", lower_loss, a, "L_P");
+    v("lower_reg", lower_reg, a, "λ·½‖θD − θP‖² before each lower step");
+    v("lower_grad_norm", lower_grad_norm, a, "lower gradient norm before clipping");
+    v("upper_loss_d", upper_loss_d, a, "L_D(θD, φD)");
+    v("upper_loss_p", upper_loss_p, a, "L_D(θP, φD)");
+    v("upper_grad_norm", upper_grad_norm, a, "upper gradient norm before clipping");
+    v("cg_residual_first", cg_residual_first, a, "‖r_0‖ = ‖∇θP L_D‖");
+    v("cg_residual_last", cg_residual_last, a, "‖r_K‖ (the recurrence's)");
+    v("cg_nan_replaced", cg_nan_replaced, a, "elements of u that were NaN");
+    v("cg_min_curvature", cg_min_curvature, a, "min Rayleigh quotient along CG's directions");
+    v("cg_max_curvature", cg_max_curvature, a, "max Rayleigh quotient along CG's directions");
+    v("distance", distance, a, "‖θD − θP‖ at the end");
+    v("lower_lr", lower_lr, a, "the last lower step's lr");
+    v("upper_lr", upper_lr, a, "the last upper step's lr");
+    v("seconds", seconds, a, "wall time of the alternation");
+  }
 };
 
 class BilevelTrainer {

@@ -27,7 +27,7 @@
 #include "models/heads.h"
 #include "tools/pretrain/build.h"
 #include "tools/stages/classify.h"
-#include "tools/stages/files.h"
+#include "tools/common/files.h"
 #include "tools/stages/progress.h"
 #include "tools/stages/task.h"
 

@@ -114,6 +114,7 @@ BilevelOptions small_options() {
   o.lower_lr = 0.1;
   o.lower_warmup = 2;
   o.upper_lr = 0.05;
+  o.upper_wd = 1e-3;
   return o;
 }
 
@@ -514,8 +515,16 @@ TEST_SUITE("trainer") {
     Setup s;
     BilevelOptions o = small_options();
     o.lambda = -1;
-    CHECK_THROWS_WITH_AS(BilevelTrainer(s.models(), o, s.lower, s.upper), doctest::Contains("lambda must be >= 0"),
-                         Error);
+    CHECK_THROWS_WITH_AS(BilevelTrainer(s.models(), o, s.lower, s.upper),
+                         doctest::Contains("bissl.lambda must be > 0, found -1"), Error);
+    o.lambda = 0.001;
+    o.upper_lr = -1;  // "the fine-tuning lr": the caller must resolve it
+    CHECK_THROWS_WITH_AS(BilevelTrainer(s.models(), o, s.lower, s.upper),
+                         doctest::Contains("upper lr and weight decay must be resolved"), Error);
+    o.upper_lr = 0.05;
+    o.cg.iterations = 0;
+    CHECK_THROWS_WITH_AS(BilevelTrainer(s.models(), o, s.lower, s.upper),
+                         doctest::Contains("bissl.cg_iterations must be >= 1, found 0"), Error);
     CHECK_THROWS_WITH_AS(parse_variant("bilevel"), doctest::Contains("variant must be bissl"), Error);
     BilevelOptions og = small_options();
     og.upper_groups = {optim::ParamGroup{s.d->parameters()}};  // φD missing

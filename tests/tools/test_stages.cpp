@@ -10,13 +10,18 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <set>
+#include <map>
+#include <sys/stat.h>
 
 #include "data/datasets.h"
 #include "models/resnet.h"
 #include "models/torch_state.h"
 #include "tools/stages/classify.h"
 #include "tests/support.h"
+#include "engine/schema.h"
 #include "tools/common/settings.h"
+#include "tools/common/version.h"
 #include "tools/stages/bissl_stage.h"
 #include "tools/stages/config.h"
 #include "tools/stages/finetune.h"
@@ -29,6 +34,21 @@ using namespace bissl;
 namespace fs = std::filesystem;
 
 namespace {
+
+struct SettingsV {  // the settings test's option struct
+  std::string name = "a";
+  double lr = 0.1;
+  int64_t n = 3;
+  bool on = false;
+  std::vector<int64_t> ids;
+  std::vector<std::string> words;
+  template <class Vis>
+  void fields(Vis& f) {
+    f("name", name, schema::one_of({"a", "b"}), "a name");
+    f("lr", lr, schema::gt(0), "a rate");
+    f("n", n, schema::in(1, 10), "a count");
+  }
+};
 
 std::string slurp(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -59,58 +79,163 @@ stages::Config quick_config(const std::string& file, const std::vector<std::stri
   return c;
 }
 
+// Every stamped unit of a pipeline run -> an identity of its stamp.json
+// (inode and modification time: a recomputed unit writes a new file).
+std::map<std::string, std::string> unit_stamps(const std::string& out) {
+  std::map<std::string, std::string> r;
+  for (auto& e : fs::recursive_directory_iterator(out)) {
+    if (e.path().filename() != "stamp.json") continue;
+    struct stat st {};
+    REQUIRE(::stat(e.path().c_str(), &st) == 0);
+    r[fs::relative(e.path().parent_path(), out).string()] =
+        std::to_string(st.st_ino) + "/" + std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec);
+  }
+  return r;
+}
+
+// The units whose stamp changed from `before` to `after`.
+std::set<std::string> rerun(const std::map<std::string, std::string>& before, const std::map<std::string, std::string>& after) {
+  std::set<std::string> r;
+  for (auto& [k, v] : after)
+    if (!before.count(k) || before.at(k) != v) r.insert(k);
+  return r;
+}
+
+// The report's "time" cell of a stage row.
+std::string stage_cell(const std::string& report, const std::string& stage) {
+  auto at = report.find("| " + stage + " | ");
+  if (at == std::string::npos) return "";
+  auto end = report.find('\n', at);
+  std::string row = report.substr(at, end - at);
+  auto last = row.rfind(" | ", row.size() - 3);
+  return row.substr(last + 3, row.size() - last - 5);
+}
+
 }  // namespace
 
 TEST_SUITE("stages") {
-  TEST_CASE("settings: TOML, overrides, lists, pass-through sections, round trip, errors") {
-    struct V {
-      std::string name = "a";
-      double lr = 0.1;
-      int64_t n = 3;
-      bool on = false;
-      std::vector<int64_t> ids;
-      std::vector<std::string> words;
-    } v;
-    std::vector<std::string> passed;
+  TEST_CASE("settings: structs described once, TOML, overrides, lists, ranges, round trip, errors") {
+    SettingsV v;
     settings::Settings s;
-    s.add("x", "name", &v.name);
-    s.add("x", "lr", &v.lr);
-    s.add("x", "n", &v.n);
-    s.add("y", "on", &v.on);
-    s.add("y", "ids", &v.ids);
-    s.add("y", "words", &v.words);
-    s.add_passthrough("sub", [&](const std::string& a) { passed.push_back(a); }, [] { return "[inner]\nk = 1\n"; });
-    s.load_toml_string("[x]\nname = \"b\"\nlr = 1e-3\n[y]\non = true\nids = [0, 2, 4]\nwords = [\"p\", \"q\"]\n"
-                       "[sub.train]\nepochs = 2\n",
-                       "test");
+    s.section("x", v);
+    s.section("y", [&](auto& f) {
+      f("on", v.on, schema::any(), "a switch");
+      f("ids", v.ids, schema::ge(0), "some ids");
+      f("words", v.words, schema::any().unstamped(), "some words");
+    });
+    s.load_toml_string("[x]\nname = \"b\"\nlr = 1e-3\n[y]\non = true\nids = [0, 2, 4]\nwords = [\"p\", \"q\"]\n", "test");
     CHECK(v.name == "b");
     CHECK(v.lr == 1e-3);
     CHECK(v.on);
     CHECK(v.ids == std::vector<int64_t>{0, 2, 4});
     CHECK(v.words == std::vector<std::string>{"p", "q"});
-    CHECK(passed == std::vector<std::string>{"train.epochs=2"});
     s.set("x.n=7");
     s.set("y.ids=1,3");
-    s.set("sub.data.root=/tmp");
     CHECK(v.n == 7);
     CHECK(v.ids == std::vector<int64_t>{1, 3});
-    CHECK(passed.back() == "data.root=/tmp");
-    std::string text = s.to_toml();
-    CHECK(text.find("[sub.inner]") != std::string::npos);
-    V w = v;
-    v = V{};
-    s.load_toml_string(text.substr(0, text.find("[sub.inner]")), "round trip");
+    CHECK_NOTHROW(s.validate());
+    // Docs and ranges as comments; the text loads back to the same values.
+    std::string text = s.to_toml(/*docs=*/true);
+    CHECK(text.find("# a rate (> 0; default 0.1)\nlr = 0.001\n") != std::string::npos);
+    CHECK(text.find("# a count (in [1, 10]; default 3)\nn = 7\n") != std::string::npos);
+    SettingsV w = v;
+    v = SettingsV{};
+    s.load_toml_string(text, "round trip");
     CHECK(v.name == w.name);
     CHECK(v.lr == w.lr);
     CHECK(v.n == w.n);
     CHECK(v.ids == w.ids);
     CHECK(v.words == w.words);
-    CHECK_THROWS_WITH_AS(s.set("x.nope=1"), doctest::Contains("unknown key 'x.nope'; known keys: x.name"), Error);
+    CHECK(s.to_toml(true) == text);
+    // Stamps take stamped keys of the chosen groups.
+    auto vals = s.values({"y"});
+    CHECK(vals.size() == 2);
+    CHECK(vals["y.ids"] == "[1, 3]");
+    CHECK(s.values({"x.lr"}).size() == 1);
+    // Errors: one line naming the key, what it expects and what was found.
+    CHECK_THROWS_WITH_AS(s.set("x.nme=a"), doctest::Contains("unknown key 'x.nme'; did you mean 'x.name'?"), Error);
+    CHECK_THROWS_WITH_AS(s.set("y.n=1"), doctest::Contains("did you mean 'x.n'?"), Error);  // the wrong section
+    CHECK_THROWS_WITH_AS(s.set("x.completely_different=1"),
+                         doctest::Contains("unknown key 'x.completely_different'; --print-config lists every key"), Error);
     CHECK_THROWS_WITH_AS(s.set("x.n=1.5"), doctest::Contains("x.n expects an integer, found '1.5'"), Error);
     CHECK_THROWS_WITH_AS(s.set("y.on=maybe"), doctest::Contains("y.on expects true or false"), Error);
     CHECK_THROWS_WITH_AS(s.load_toml_string("[x]\nlr = \"fast\"\n", "f.toml"),
                          doctest::Contains("x.lr expects a number, found 'fast'"), Error);
     CHECK_THROWS_WITH_AS(s.load_toml_string("[x\n", "broken.toml"), doctest::Contains("broken.toml"), Error);
+    s.set("x.lr=-1");
+    CHECK_THROWS_WITH_AS(s.validate(), doctest::Contains("config: x.lr must be > 0, found -1"), Error);
+    s.set("x.lr=1");
+    s.set("x.name=c");
+    CHECK_THROWS_WITH_AS(s.validate(), doctest::Contains("config: x.name must be one of a, b, found 'c'"), Error);
+    s.set("x.name=a");
+    s.set("y.ids=1,-2");
+    CHECK_THROWS_WITH_AS(s.validate(), doctest::Contains("config: y.ids must be >= 0, found -2"), Error);
+  }
+
+  TEST_CASE("every numeric key of the pipeline config refuses a value outside its range, naming key and range") {
+    // Table-driven from the schema: for each key with a bounded range, a
+    // value just outside it (or a string outside its choices).
+    stages::Config base = stages::load_config(std::string(BISSL_SOURCE_DIR) + "/configs/pipeline_fashion_mnist.toml", {});
+    int checked = 0;
+    for (auto& f : base.settings().fields()) {
+      const auto& r = f.rule;
+      std::string full = f.section + "." + f.key;
+      CAPTURE(full);
+      std::vector<std::string> bad;
+      if (!r.choices.empty()) bad.push_back("not-a-choice");
+      auto outside = [&](double x, double step) {
+        while (r.allows(x)) x += step;  // past a special value (upper_lr = -1)
+        bad.push_back(schema::detail::value_text(x));
+      };
+      if (std::isfinite(r.lo)) outside(r.lo_open ? r.lo : r.lo - 1, -1);
+      if (std::isfinite(r.hi)) outside(r.hi_open ? r.hi : r.hi + 1, 1);
+      for (auto& b : bad) {
+        bool list = f.default_value.rfind("[", 0) == 0;
+        std::string value = list ? b + "," + b : b;
+        if (list && r.min_length == 2 && r.max_length == 2) value = b + "," + b;
+        stages::Config c = base;
+        bool integer = f.default_value.find_first_of(".e\"[") == std::string::npos && f.default_value != "true" &&
+                       f.default_value != "false";
+        if (integer && b.find('.') != std::string::npos) continue;  // a fractional value is a parse error instead
+        try {
+          c.set(full + "=" + value);
+        } catch (const Error& e) {
+          // An unsigned key refuses a negative value while parsing.
+          CHECK(std::string(e.what()).find(full) != std::string::npos);
+          ++checked;
+          continue;
+        }
+        CHECK_THROWS_WITH_AS(c.validate(), doctest::Contains(("config: " + full + " must be " + r.text()).c_str()), Error);
+        ++checked;
+      }
+    }
+    CHECK(checked > 60);
+    // λ > 0, the issue's example.
+    CHECK_THROWS_WITH_AS(stages::load_config("", {"bissl.lambda=-1"}),
+                         doctest::Contains("config: bissl.lambda must be > 0, found -1"), Error);
+    CHECK_THROWS_WITH_AS(stages::load_config("", {"bissl.alternation=3"}),
+                         doctest::Contains("unknown key 'bissl.alternation'; did you mean 'bissl.alternations'?"), Error);
+    // Batch sizes compatible with ghost sizes.
+    CHECK_THROWS_WITH_AS(stages::load_config("", {"bissl.lower_batch=300"}),
+                         doctest::Contains("bissl.ghost_lower = 256 must divide bissl.lower_batch = 300"), Error);
+    CHECK_NOTHROW(stages::load_config("", {"bissl.lower_batch=512"}));
+    CHECK_THROWS_WITH_AS(stages::load_config("", {"finetune.lr_min=0.1", "finetune.lr_max=0.01"}),
+                         doctest::Contains("finetune.lr_max must be >= finetune.lr_min"), Error);
+  }
+
+  TEST_CASE("--print-config round-trips: print, load, the same resolved config") {
+    for (const char* file : {"pipeline_fashion_mnist.toml", "pipeline_fashion_mnist_mosaic.toml", ""}) {
+      CAPTURE(file);
+      stages::Config c = stages::load_config(*file ? std::string(BISSL_SOURCE_DIR) + "/configs/" + file : "",
+                                             {"bissl.lambda=0.25", "task.classes=1,3"}, /*quick=*/true);
+      std::string printed = c.to_toml(/*docs=*/true);
+      testing::TempDir tmp("print");
+      std::ofstream(tmp.file("c.toml")) << printed;
+      stages::Config d = stages::load_config(tmp.file("c.toml"), {});
+      CHECK(d.to_toml(true) == printed);
+      CHECK(d.settings().values({"pipeline", "task", "warmup", "bissl", "finetune", "eval", "pretrain"}) ==
+            c.settings().values({"pipeline", "task", "warmup", "bissl", "finetune", "eval", "pretrain"}));
+    }
   }
 
   TEST_CASE("the pipeline config: the shipped file loads, round-trips and validates") {
@@ -120,7 +245,7 @@ TEST_SUITE("stages") {
     CHECK(c.pretrain.width == 0.25);
     CHECK(c.bissl.lambda == 0.001);  // spec defaults where the file is silent
     CHECK(c.bissl.delta == 10.0);
-    CHECK(c.bissl.cg_iterations == 5);
+    CHECK(c.bissl.cg.iterations == 5);
     stages::Config d;
     d.load_toml_string(c.to_toml(), "resolved");
     CHECK(d.to_toml() == c.to_toml());
@@ -135,12 +260,12 @@ TEST_SUITE("stages") {
     CHECK(copy.task.classes.empty());
     copy.set("pipeline.arms=[ft, bissl]");
     CHECK(copy.arms == std::vector<std::string>{"ft", "bissl"});
-    CHECK_THROWS_WITH_AS(stages::load_config("", {"pipeline.arms=ft,bisl"}), doctest::Contains("unknown arm 'bisl'"),
-                         Error);
+    CHECK_THROWS_WITH_AS(stages::load_config("", {"pipeline.arms=ft,bisl"}),
+                         doctest::Contains("pipeline.arms must be one of ft, bissl, ij_discarded"), Error);
     CHECK_THROWS_WITH_AS(stages::load_config("/nonexistent.toml", {}), doctest::Contains("expected a readable TOML file"),
                          Error);
     CHECK_THROWS_WITH_AS(stages::load_config("", {"pretrain.train.optimizer=adam"}),
-                         doctest::Contains("train.optimizer must be lars, adamw or sgd"), Error);
+                         doctest::Contains("pretrain.train.optimizer must be one of lars, adamw, sgd, found 'adam'"), Error);
     // Replayed H·v cannot redraw θP's stochastic depth.
     const std::vector<std::string> vit = {"pretrain.model.arch=vit_tiny", "pretrain.method.name=mae",
                                           "pretrain.model.drop_path=0.1"};
@@ -351,6 +476,80 @@ TEST_SUITE("stages") {
     CHECK(stages::run_from_json(j).test.map == r.test.map);
   }
 
+  TEST_CASE("a rerun reuses exactly what today's settings would make: each stage's key reruns it and what reads it") {
+    if (skip_without_fashion_mnist()) return;
+    testing::TempDir tmp("reuse");
+    stages::Config c = quick_config("pipeline_fashion_mnist.toml", {}, tmp);
+    stages::run_pipeline(c);
+    auto before = unit_stamps(c.out);
+    const std::set<std::string> ft = {"finetune/ft/seed0", "finetune/ft/seed1"};
+    const std::set<std::string> bissl = {"train/bissl", "finetune/bissl/seed0", "finetune/bissl/seed1"};
+    const std::set<std::string> ij = {"train/ij_discarded", "finetune/ij_discarded/seed0", "finetune/ij_discarded/seed1"};
+    auto all_of = [](std::initializer_list<std::set<std::string>> parts) {
+      std::set<std::string> r;
+      for (auto& p : parts) r.insert(p.begin(), p.end());
+      return r;
+    };
+    struct Change {
+      std::string set;
+      std::set<std::string> expected;
+    };
+    // Each change on top of the previous ones, in the order a user might try them.
+    const std::vector<Change> changes = {
+        {"eval.tsne_points=100", {}},                                   // evaluation only (always computed)
+        {"finetune.epochs=3", all_of({ft, {"finetune/bissl/seed0", "finetune/bissl/seed1"},
+                                      {"finetune/ij_discarded/seed0", "finetune/ij_discarded/seed1"}})},
+        {"finetune.seeds=3", {"finetune/ft/seed2", "finetune/bissl/seed2", "finetune/ij_discarded/seed2"}},
+        {"bissl.lambda=0.5", all_of({bissl, ij, {"finetune/bissl/seed2", "finetune/ij_discarded/seed2"}})},
+        {"warmup.epochs=2", all_of({{"warmup"}, bissl, ij, {"finetune/bissl/seed2", "finetune/ij_discarded/seed2"}})},
+        {"finetune.lr_max=0.5", all_of({{"finetune/search"}, ft, bissl, ij,
+                                        {"finetune/ft/seed2", "finetune/bissl/seed2", "finetune/ij_discarded/seed2"}})},
+    };
+    std::vector<std::string> sets;
+    std::string report;
+    for (auto& ch : changes) {
+      CAPTURE(ch.set);
+      sets.push_back(ch.set);
+      stages::Config ci = quick_config("pipeline_fashion_mnist.toml", sets, tmp);
+      ci.out = c.out;
+      report = stages::run_pipeline(ci);
+      auto after = unit_stamps(c.out);
+      CHECK(rerun(before, after) == ch.expected);
+      // The report says which stages ran now and which were reused, made when and by what.
+      CHECK(stage_cell(report, "eval").rfind("computed now", 0) == 0);
+      CHECK(stage_cell(report, "pretrain").rfind("reused, made 20", 0) == 0);
+      CHECK(stage_cell(report, "pretrain").find(code_version()) != std::string::npos);
+      CHECK(stage_cell(report, "train bissl").rfind(ch.expected.count("train/bissl") ? "computed now" : "reused", 0) == 0);
+      CHECK(stage_cell(report, "finetune ft").rfind(ch.expected.count("finetune/ft/seed0") ||
+                                                             ch.expected.count("finetune/ft/seed2")
+                                                         ? "computed now"
+                                                         : "reused",
+                                                     0) == 0);
+      before = after;
+    }
+    // The issue's scenario: --no-recompute refuses, naming the first differing key and both values.
+    sets.push_back("bissl.lambda=0.25");
+    stages::Config cn = quick_config("pipeline_fashion_mnist.toml", sets, tmp);
+    cn.out = c.out;
+    cn.no_recompute = true;
+    CHECK_THROWS_WITH_AS(stages::run_pipeline(cn), doctest::Contains("bissl.lambda = 0.5 then, 0.25 now"), Error);
+    CHECK(unit_stamps(c.out) == before);  // nothing was touched
+    // A pretraining key reruns everything.
+    sets.back() = "pretrain.train.lr=2.4";
+    stages::Config cp = quick_config("pipeline_fashion_mnist.toml", sets, tmp);
+    cp.out = c.out;
+    stages::run_pipeline(cp);
+    auto after = unit_stamps(c.out);
+    CHECK(rerun(before, after).size() == after.size());
+    // Files without a stamp are not silently reused or deleted.
+    testing::TempDir other("unstamped");
+    stages::Config cu = quick_config("pipeline_fashion_mnist.toml", {}, other);
+    fs::create_directories(cu.out + "/pretrain");
+    std::ofstream(cu.out + "/pretrain/backbone.safetensors") << "something";
+    CHECK_THROWS_WITH_AS(stages::run_pipeline(cu), doctest::Contains("holds files but no stamp"), Error);
+    CHECK(fs::exists(cu.out + "/pretrain/backbone.safetensors"));
+  }
+
   TEST_CASE("the --quick pipeline on Fashion-MNIST end to end, rerun, and an exact BiSSL resume") {
     if (skip_without_fashion_mnist()) return;
     testing::TempDir tmp("pipeline");
@@ -385,7 +584,7 @@ TEST_SUITE("stages") {
     std::string again = stages::run_pipeline(c);
     auto table = [](const std::string& r) { return r.substr(r.find("| arm |"), r.find("Per-seed") - r.find("| arm |")); };
     CHECK(table(again) == table(report));
-    CHECK(again.find("(an earlier invocation; outputs reused)") != std::string::npos);
+    CHECK(stage_cell(again, "train bissl").rfind("reused, made ", 0) == 0);
 
     // An interrupted search (one trial of two on disk) resumes to the same choice.
     {

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "engine/error.h"
+#include "engine/schema.h"
 
 namespace bissl::settings {
 
@@ -31,7 +32,7 @@ std::vector<std::string> split_list(const std::string& v_in) {
   return out;
 }
 
-std::string quote(const std::string& s) {
+std::string quote_text(const std::string& s) {
   std::string r = "\"";
   for (char ch : s) {
     if (ch == '"' || ch == '\\') r += '\\', r += ch;
@@ -106,78 +107,134 @@ bool parse_bool(const std::string& what, const std::string& v) {
   throw Error(str("config: ", what, " expects true or false, found '", v, "'"));
 }
 
+std::string Settings::quote(const std::string& s) { return quote_text(s); }
+
+void Settings::throw_choice(const std::string& what, const schema::Rule& r, const std::string& found) {
+  throw Error(str("config: ", what, " must be ", r.text(), ", found '", found, "'"));
+}
+
 void Settings::add_field(Field f) {
   BISSL_CHECK(!find(f.section, f.key), "settings: ", f.section, ".", f.key, " registered twice");
+  f.default_value = f.toml_value();
   fields_.push_back(std::move(f));
 }
 
-void Settings::add(const std::string& s, const std::string& k, std::string* v) {
-  add_field({s, k, [v](const std::string& t) { *v = t; }, [v] { return quote(*v); }});
+namespace {
+
+using schema::Rule;
+
+template <class T>
+std::string list_literal(const std::vector<T>& v, std::string (*one)(const T&)) {
+  std::string r;
+  for (auto& x : v) r += (r.empty() ? "" : ", ") + one(x);
+  return "[" + r + "]";
 }
-void Settings::add(const std::string& s, const std::string& k, double* v) {
-  std::string w = s + "." + k;
-  add_field({s, k, [v, w](const std::string& t) { *v = parse_double(w, t); }, [v] { return double_literal(*v); }});
+std::string int_text(const int64_t& x) { return std::to_string(x); }
+std::string dbl_text(const double& x) { return double_literal(x); }
+std::string str_text(const std::string& x) { return quote_text(x); }
+
+[[noreturn]] void bad(const std::string& what, const Rule& r, const std::string& found) {
+  throw Error(str("config: ", what, " must be ", r.text(), ", found ", found));
 }
-void Settings::add(const std::string& s, const std::string& k, int64_t* v) {
-  std::string w = s + "." + k;
-  add_field({s, k, [v, w](const std::string& t) { *v = parse_int(w, t); }, [v] { return std::to_string(*v); }});
+void check_number(const std::string& what, const Rule& r, double x) {
+  if (!r.allows(x)) bad(what, r, schema::detail::value_text(x));
 }
-void Settings::add(const std::string& s, const std::string& k, int* v) {
-  std::string w = s + "." + k;
-  add_field({s, k, [v, w](const std::string& t) { *v = int(parse_int(w, t)); }, [v] { return std::to_string(*v); }});
+void check_length(const std::string& what, const Rule& r, size_t n) {
+  if (!r.allows_length(n)) bad(what, r, str(n, " value", n == 1 ? "" : "s"));
 }
-void Settings::add(const std::string& s, const std::string& k, uint64_t* v) {
+
+}  // namespace
+
+void Settings::add(const std::string& s, const std::string& g, const std::string& k, std::string* v, const Rule& r,
+                   const char* doc) {
   std::string w = s + "." + k;
-  add_field({s, k,
+  add_field({s, k, g, doc, r, [v](const std::string& t) { *v = t; }, [v] { return quote_text(*v); },
+             [v, w, r] {
+               if (!r.allows(*v)) bad(w, r, "'" + *v + "'");
+             },
+             ""});
+}
+void Settings::add(const std::string& s, const std::string& g, const std::string& k, double* v, const Rule& r,
+                   const char* doc) {
+  std::string w = s + "." + k;
+  add_field({s, k, g, doc, r, [v, w](const std::string& t) { *v = parse_double(w, t); },
+             [v] { return double_literal(*v); }, [v, w, r] { check_number(w, r, *v); }, ""});
+}
+void Settings::add(const std::string& s, const std::string& g, const std::string& k, int64_t* v, const Rule& r,
+                   const char* doc) {
+  std::string w = s + "." + k;
+  add_field({s, k, g, doc, r, [v, w](const std::string& t) { *v = parse_int(w, t); },
+             [v] { return std::to_string(*v); }, [v, w, r] { check_number(w, r, double(*v)); }, ""});
+}
+void Settings::add(const std::string& s, const std::string& g, const std::string& k, int* v, const Rule& r,
+                   const char* doc) {
+  std::string w = s + "." + k;
+  add_field({s, k, g, doc, r,
+             [v, w](const std::string& t) {
+               int64_t i = parse_int(w, t);
+               BISSL_CHECK(i >= INT32_MIN && i <= INT32_MAX, "config: ", w, " expects a 32-bit integer, found ", i);
+               *v = int(i);
+             },
+             [v] { return std::to_string(*v); }, [v, w, r] { check_number(w, r, double(*v)); }, ""});
+}
+void Settings::add(const std::string& s, const std::string& g, const std::string& k, uint64_t* v, const Rule& r,
+                   const char* doc) {
+  std::string w = s + "." + k;
+  add_field({s, k, g, doc, r,
              [v, w](const std::string& t) {
                int64_t i = parse_int(w, t);
                BISSL_CHECK(i >= 0, "config: ", w, " expects a non-negative integer, found ", i);
                *v = uint64_t(i);
              },
-             [v] { return std::to_string(*v); }});
+             [v] { return std::to_string(*v); }, [v, w, r] { check_number(w, r, double(*v)); }, ""});
 }
-void Settings::add(const std::string& s, const std::string& k, bool* v) {
+void Settings::add(const std::string& s, const std::string& g, const std::string& k, bool* v, const Rule& r,
+                   const char* doc) {
   std::string w = s + "." + k;
-  add_field({s, k, [v, w](const std::string& t) { *v = parse_bool(w, t); }, [v] { return std::string(*v ? "true" : "false"); }});
+  add_field({s, k, g, doc, r, [v, w](const std::string& t) { *v = parse_bool(w, t); },
+             [v] { return std::string(*v ? "true" : "false"); }, [] {}, ""});
 }
-void Settings::add(const std::string& s, const std::string& k, std::vector<int64_t>* v) {
+void Settings::add(const std::string& s, const std::string& g, const std::string& k, std::vector<int64_t>* v,
+                   const Rule& r, const char* doc) {
   std::string w = s + "." + k;
-  add_field({s, k,
+  add_field({s, k, g, doc, r,
              [v, w](const std::string& t) {
                v->clear();
                for (auto& e : split_list(t)) v->push_back(parse_int(w, e));
              },
-             [v] {
-               std::string r;
-               for (auto x : *v) r += (r.empty() ? "" : ", ") + std::to_string(x);
-               return "[" + r + "]";
-             }});
+             [v] { return list_literal(*v, int_text); },
+             [v, w, r] {
+               check_length(w, r, v->size());
+               for (auto x : *v) check_number(w, r, double(x));
+             },
+             ""});
 }
-void Settings::add(const std::string& s, const std::string& k, std::vector<double>* v) {
+void Settings::add(const std::string& s, const std::string& g, const std::string& k, std::vector<double>* v,
+                   const Rule& r, const char* doc) {
   std::string w = s + "." + k;
-  add_field({s, k,
+  add_field({s, k, g, doc, r,
              [v, w](const std::string& t) {
                v->clear();
                for (auto& e : split_list(t)) v->push_back(parse_double(w, e));
              },
-             [v] {
-               std::string r;
-               for (auto x : *v) r += (r.empty() ? "" : ", ") + double_literal(x);
-               return "[" + r + "]";
-             }});
+             [v] { return list_literal(*v, dbl_text); },
+             [v, w, r] {
+               check_length(w, r, v->size());
+               for (auto x : *v) check_number(w, r, x);
+             },
+             ""});
 }
-void Settings::add(const std::string& s, const std::string& k, std::vector<std::string>* v) {
-  add_field({s, k, [v](const std::string& t) { *v = split_list(t); },
-             [v] {
-               std::string r;
-               for (auto& x : *v) r += (r.empty() ? "" : ", ") + quote(x);
-               return "[" + r + "]";
-             }});
-}
-
-void Settings::add_passthrough(const std::string& section, std::function<void(const std::string&)> set,
-                               std::function<std::string()> emit) {
-  passthrough_.push_back({section, std::move(set), std::move(emit)});
+void Settings::add(const std::string& s, const std::string& g, const std::string& k, std::vector<std::string>* v,
+                   const Rule& r, const char* doc) {
+  std::string w = s + "." + k;
+  add_field({s, k, g, doc, r, [v](const std::string& t) { *v = split_list(t); },
+             [v] { return list_literal(*v, str_text); },
+             [v, w, r] {
+               check_length(w, r, v->size());
+               for (auto& x : *v)
+                 if (!r.allows(x)) bad(w, r, "'" + x + "'");
+             },
+             ""});
 }
 
 const Settings::Field* Settings::find(const std::string& section, const std::string& key) const {
@@ -186,17 +243,44 @@ const Settings::Field* Settings::find(const std::string& section, const std::str
   return nullptr;
 }
 
-const Settings::Passthrough* Settings::passthrough_of(const std::string& section) const {
-  for (auto& p : passthrough_)
-    if (section.rfind(p.section + ".", 0) == 0) return &p;
-  return nullptr;
+std::vector<std::string> Settings::keys() const {
+  std::vector<std::string> r;
+  for (auto& f : fields_) r.push_back(f.section + "." + f.key);
+  return r;
 }
 
-std::string Settings::known_keys() const {
-  std::string r;
-  for (auto& f : fields_) r += (r.empty() ? "" : ", ") + f.section + "." + f.key;
-  for (auto& p : passthrough_) r += (r.empty() ? "" : ", ") + p.section + ".<section>.<key>";
-  return r;
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j)
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+
+std::string Settings::nearest(const std::string& key) const {
+  std::string best;
+  size_t best_d = SIZE_MAX;
+  const auto dot = key.rfind('.');
+  const std::string bare = dot == std::string::npos ? key : key.substr(dot + 1);
+  for (auto& f : fields_) {
+    std::string full = f.section + "." + f.key;
+    // The whole name, or the key alone (a key put under the wrong section).
+    size_t d = std::min(edit_distance(key, full), edit_distance(bare, f.key) + (f.section == key.substr(0, dot) ? 0 : 1));
+    if (d < best_d) best_d = d, best = full;
+  }
+  // Close enough to be a typo: at most a third of the key's letters, at least 2.
+  size_t limit = std::max<size_t>(2, bare.size() / 3);
+  return best_d <= limit ? best : "";
+}
+
+void Settings::unknown_key(const std::string& full, const std::string& where) const {
+  std::string near = nearest(full);
+  throw Error(str("config: ", where.empty() ? "" : where + ": ", "unknown key '", full, "'",
+                  near.empty() ? std::string("; --print-config lists every key") : "; did you mean '" + near + "'?"));
 }
 
 void Settings::set(const std::string& a) {
@@ -205,13 +289,8 @@ void Settings::set(const std::string& a) {
   std::string lhs = trim(a.substr(0, eq)), value = a.substr(eq + 1);
   auto dot = lhs.rfind('.');
   BISSL_CHECK(dot != std::string::npos, "config: expected section.key=value, found '", a, "'");
-  std::string section = lhs.substr(0, dot), key = lhs.substr(dot + 1);
-  if (const Passthrough* p = passthrough_of(section)) {
-    p->set(section.substr(p->section.size() + 1) + "." + key + "=" + trim(value));
-    return;
-  }
-  const Field* f = find(section, key);
-  BISSL_CHECK(f, "config: unknown key '", lhs, "'; known keys: ", known_keys());
+  const Field* f = find(lhs.substr(0, dot), lhs.substr(dot + 1));
+  if (!f) unknown_key(lhs, "");
   f->parse(trim(value));
 }
 
@@ -235,12 +314,8 @@ void Settings::load_toml_string(const std::string& text, const std::string& wher
       BISSL_CHECK(!section.empty(), "config: ", where, ": expected [section] tables at the top level, found key '",
                   key, "'");
       std::string what = where + ": " + section + "." + key;
-      if (const Passthrough* p = passthrough_of(section)) {
-        p->set(section.substr(p->section.size() + 1) + "." + key + "=" + node_text(node, what));
-        continue;
-      }
       const Field* f = find(section, key);
-      BISSL_CHECK(f, "config: ", where, ": unknown key '", section, ".", key, "'; known keys: ", known_keys());
+      if (!f) unknown_key(section + "." + key, where);
       f->parse(node_text(node, what));
     }
   };
@@ -255,24 +330,35 @@ void Settings::load_toml_file(const std::string& path) {
   load_toml_string(ss.str(), path);
 }
 
-std::string Settings::to_toml() const {
+void Settings::validate() const {
+  for (auto& f : fields_) f.check();
+}
+
+nlohmann::json Settings::values(const std::vector<std::string>& groups) const {
+  nlohmann::json j = nlohmann::json::object();
+  for (auto& f : fields_) {
+    if (!f.rule.stamped) continue;
+    bool take = false;
+    for (auto& g : groups) take |= f.group == g || f.group.rfind(g + ".", 0) == 0 || f.section + "." + f.key == g;
+    if (take) j[f.section + "." + f.key] = f.toml_value();
+  }
+  return j;
+}
+
+std::string Settings::to_toml(bool docs) const {
   std::string out;
   std::vector<std::string> order;
   for (auto& f : fields_)
     if (std::find(order.begin(), order.end(), f.section) == order.end()) order.push_back(f.section);
   for (auto& s : order) {
     out += (out.empty() ? "[" : "\n[") + s + "]\n";
-    for (auto& f : fields_)
-      if (f.section == s) out += f.key + " = " + f.toml_value() + "\n";
-  }
-  for (auto& p : passthrough_) {
-    std::stringstream ss(p.emit());
-    std::string line;
-    while (std::getline(ss, line)) {
-      if (line.empty()) continue;  // the blank line before each header is added here
-      if (line[0] == '[') line = "[" + p.section + "." + line.substr(1);
-      if (!line.empty() && line[0] == '[') out += "\n";
-      out += line + "\n";
+    for (auto& f : fields_) {
+      if (f.section != s) continue;
+      if (docs) {
+        std::string range = f.rule.text();
+        out += "# " + f.doc + " (" + (range == "any value" ? "" : range + "; ") + "default " + f.default_value + ")\n";
+      }
+      out += f.key + " = " + f.toml_value() + "\n";
     }
   }
   return out;

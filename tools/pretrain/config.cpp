@@ -1,76 +1,85 @@
 #include "tools/pretrain/config.h"
 
 #include "engine/error.h"
+#include "engine/schema.h"
 #include "tools/common/settings.h"
 
 namespace bissl::pretrain {
 
-namespace {
+using schema::Rule;
 
-// The config's keys, bound to the members of one Config (tools/common/settings.h).
-settings::Settings bind(Config& c) {
+void Config::bind(settings::Settings& s, const std::string& p) {
+  s.section(p + "data", [this](auto& v) {
+    v("dataset", dataset, schema::one_of({"fashion-mnist", "mnist", "cifar10", "cifar100", "stl10", "folder"}),
+      "the unlabelled pretext images (stl10: its unlabelled split; folder: every image under root)");
+    v("root", root, schema::any(), "the dataset's folder");
+    v("image_size", image_size, schema::ge(1), "views are cropped / resized to this many pixels per side");
+    v("limit", limit, schema::ge(0), "use only the first N training images; 0 = all");
+    v("workers", workers, Rule(schema::ge(0)).unstamped(), "loader worker threads");
+  });
+  s.section(p + "model", [this](auto& v) {
+    v("arch", arch, schema::one_of({"resnet18", "resnet34", "resnet50", "vit_tiny", "vit_small"}), "the backbone");
+    v("stem", stem, schema::one_of({"cifar", "imagenet"}), "ResNet stem: cifar (3x3, no pooling) or imagenet (7x7 + pool)");
+    v("width", width, schema::gt(0), "ResNet channel multiplier");
+    v("patch_size", patch_size, schema::ge(1), "ViT patch size in pixels");
+    v("drop_path", drop_path, schema::in_open_hi(0, 1), "ViT stochastic depth, rising linearly to this over the blocks");
+    v("depth", depth, schema::ge(0), "ViT blocks; 0 = the architecture's (12)");
+  });
+  s.section(p + "method", [this](auto& v) {
+    v("name", method, schema::one_of({"simclr", "byol", "mae"}), "the pretext task");
+    v("temperature", temperature, schema::gt(0), "SimCLR: NT-Xent temperature");
+    v("proj_hidden", proj_hidden, schema::ge(1), "SimCLR / BYOL: projector (and BYOL predictor) hidden width");
+    v("proj_out", proj_out, schema::ge(1), "SimCLR / BYOL: projection size");
+    v("ema", ema, schema::in(0, 1), "BYOL: target EMA decay");
+    v("mask_ratio", mask_ratio, schema::in_open_hi(0, 1), "MAE: fraction of patches masked");
+    v("decoder_dim", decoder_dim, schema::ge(1), "MAE: decoder width");
+    v("decoder_depth", decoder_depth, schema::ge(1), "MAE: decoder blocks");
+  });
+  s.section(p + "train", [this](auto& v) {
+    v("batch_size", batch_size, schema::ge(2), "images per step (two views each for SimCLR / BYOL)");
+    v("epochs", epochs, schema::ge(0), "passes over the data (when steps = 0)");
+    v("steps", steps, schema::ge(0), "total optimiser steps; 0 = epochs x batches per epoch");
+    v("optimizer", optimizer, schema::one_of({"lars", "adamw", "sgd"}), "the optimiser");
+    v("lr", lr, schema::gt(0), "peak lr");
+    v("weight_decay", weight_decay, schema::ge(0), "weight decay");
+    v("momentum", momentum, schema::in_open_hi(0, 1), "momentum (LARS, SGD) or β1 (AdamW)");
+    v("trust", trust, schema::gt(0), "LARS trust coefficient");
+    v("warmup", warmup, schema::ge(0), "warm-up length: a fraction of the steps, or >= 1: steps");
+    v("final_lr_ratio", final_lr_ratio, schema::in(0, 1), "the cosine ends at lr x this");
+    v("seed", seed, schema::any(), "seed of the initialisation, the stream and the augmentations");
+    v("device", device, schema::one_of({"cpu", "cuda", "auto"}), "cpu, cuda, or auto (cuda when a GPU exists)");
+  });
+  s.section(p + "output", [this](auto& v) {
+    v("dir", out, Rule(schema::any()).unstamped(), "output folder");
+    v("checkpoint_every", checkpoint_every, Rule(schema::ge(0)).unstamped(), "checkpoint every N steps; 0 = at the end");
+    v("log_every", log_every, Rule(schema::ge(1)).unstamped(), "a metrics line every N steps");
+  });
+}
+
+namespace {
+settings::Settings bound(Config& c) {
   settings::Settings s;
-  s.add("data", "dataset", &c.dataset);
-  s.add("data", "root", &c.root);
-  s.add("data", "image_size", &c.image_size);
-  s.add("data", "limit", &c.limit);
-  s.add("data", "workers", &c.workers);
-  s.add("model", "arch", &c.arch);
-  s.add("model", "stem", &c.stem);
-  s.add("model", "width", &c.width);
-  s.add("model", "patch_size", &c.patch_size);
-  s.add("model", "drop_path", &c.drop_path);
-  s.add("model", "depth", &c.depth);
-  s.add("method", "name", &c.method);
-  s.add("method", "temperature", &c.temperature);
-  s.add("method", "proj_hidden", &c.proj_hidden);
-  s.add("method", "proj_out", &c.proj_out);
-  s.add("method", "ema", &c.ema);
-  s.add("method", "mask_ratio", &c.mask_ratio);
-  s.add("method", "decoder_dim", &c.decoder_dim);
-  s.add("method", "decoder_depth", &c.decoder_depth);
-  s.add("train", "batch_size", &c.batch_size);
-  s.add("train", "epochs", &c.epochs);
-  s.add("train", "steps", &c.steps);
-  s.add("train", "optimizer", &c.optimizer);
-  s.add("train", "lr", &c.lr);
-  s.add("train", "weight_decay", &c.weight_decay);
-  s.add("train", "momentum", &c.momentum);
-  s.add("train", "trust", &c.trust);
-  s.add("train", "warmup", &c.warmup);
-  s.add("train", "final_lr_ratio", &c.final_lr_ratio);
-  s.add("train", "seed", &c.seed);
-  s.add("train", "device", &c.device);
-  s.add("output", "dir", &c.out);
-  s.add("output", "checkpoint_every", &c.checkpoint_every);
-  s.add("output", "log_every", &c.log_every);
+  c.bind(s);
   return s;
 }
-
 }  // namespace
 
-void Config::set(const std::string& a) { bind(*this).set(a); }
+void Config::set(const std::string& a) { bound(*this).set(a); }
 
 void Config::load_toml_string(const std::string& text, const std::string& where) {
-  bind(*this).load_toml_string(text, where);
+  bound(*this).load_toml_string(text, where);
 }
 
-void Config::load_toml(const std::string& path) { bind(*this).load_toml_file(path); }
+void Config::load_toml(const std::string& path) { bound(*this).load_toml_file(path); }
 
-std::string Config::to_toml() const { return bind(const_cast<Config&>(*this)).to_toml(); }
+std::string Config::to_toml(bool docs) const { return bound(const_cast<Config&>(*this)).to_toml(docs); }
 
 void Config::validate() const {
-  BISSL_CHECK(depth >= 0, "config: model.depth must be >= 0 (0 = the architecture's), found ", depth);
-  BISSL_CHECK(drop_path >= 0 && drop_path < 1, "config: model.drop_path must be in [0, 1), found ", drop_path);
-  BISSL_CHECK(method == "simclr" || method == "byol" || method == "mae",
-              "config: method.name must be simclr, byol or mae, found '", method, "'");
-  BISSL_CHECK(optimizer == "lars" || optimizer == "adamw" || optimizer == "sgd",
-              "config: train.optimizer must be lars, adamw or sgd, found '", optimizer, "'");
-  BISSL_CHECK(device == "cpu" || device == "cuda" || device == "auto", "config: train.device must be cpu, cuda or auto, found '",
-              device, "'");
-  BISSL_CHECK(batch_size >= 2, "config: train.batch_size must be >= 2, found ", batch_size);
-  BISSL_CHECK(image_size > 0, "config: data.image_size must be > 0, found ", image_size);
-  BISSL_CHECK(lr > 0, "config: train.lr must be > 0, found ", lr);
+  bound(const_cast<Config&>(*this)).validate();
+  validate_combinations();
+}
+
+void Config::validate_combinations() const {
   BISSL_CHECK(method != "mae" || arch.rfind("vit", 0) == 0, "config: MAE needs a ViT (model.arch vit_tiny or vit_small), found '",
               arch, "'");
   BISSL_CHECK(method == "mae" || arch.rfind("resnet", 0) == 0, "config: ", method,

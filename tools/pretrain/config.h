@@ -6,6 +6,10 @@
 #include <string>
 #include <vector>
 
+namespace bissl::settings {
+class Settings;
+}
+
 namespace bissl::pretrain {
 
 struct Config {
@@ -44,13 +48,22 @@ struct Config {
   int64_t checkpoint_every = 500;
   int64_t log_every = 10;
 
+  // Binds every key (described once, in config.cpp) under [prefix + section]
+  // of a settings table: "" for bissl-pretrain's own config, "pretrain."
+  // inside the pipeline config.
+  void bind(settings::Settings& s, const std::string& prefix = "");
+
   // Applies one `section.key=value`; throws on unknown keys or values of the
   // wrong type (tools/common/settings.h does the parsing).
   void set(const std::string& assignment);
   void load_toml(const std::string& path);
   void load_toml_string(const std::string& text, const std::string& where);
-  std::string to_toml() const;
+  std::string to_toml(bool docs = false) const;
+  // Every value in its range, then what involves several keys.
   void validate() const;
+  // What involves several keys (validate() without the per-key ranges, which
+  // an enclosing settings table checks itself).
+  void validate_combinations() const;
 };
 
 }  // namespace bissl::pretrain

@@ -1,5 +1,7 @@
 #include "tools/pretrain/run.h"
 
+#include "tools/common/files.h"
+
 #include "tools/pretrain/build.h"
 
 #include <unistd.h>
@@ -116,9 +118,7 @@ Summary run(Config cfg, const std::string& resume_from, int64_t stop_after) {
   }
   cfg.validate();
   fs::create_directories(cfg.out);
-  {
-    std::ofstream(cfg.out + "/config.toml") << cfg.to_toml();
-  }
+  files::write_text_atomic(cfg.out + "/config.toml", cfg.to_toml(/*docs=*/true));
   std::fprintf(stderr, "bissl-pretrain: resolved config\n%s", cfg.to_toml().c_str());
   std::fprintf(stderr, "backend: %s\n", backend_summary().c_str());
 
@@ -154,6 +154,14 @@ Summary run(Config cfg, const std::string& resume_from, int64_t stop_after) {
   data::Batch b;
   for (int64_t i = 0; i < pos.batch_in_epoch; ++i) loader.next(b);
 
+  // A resumed run keeps the lines up to its checkpoint (a killed run may have
+  // logged steps after it, which are about to be redone).
+  if (!resume_from.empty() && fs::exists(cfg.out + "/metrics.jsonl")) {
+    std::string keep;
+    for (auto& row : files::read_jsonl(cfg.out + "/metrics.jsonl"))
+      if (row.value("step", int64_t(0)) <= pos.step) keep += row.dump() + "\n";
+    files::write_text_atomic(cfg.out + "/metrics.jsonl", keep);
+  }
   std::ofstream metrics(cfg.out + "/metrics.jsonl", resume_from.empty() ? std::ios::trunc : std::ios::app);
   auto t0 = std::chrono::steady_clock::now();
   auto last = t0;

@@ -13,7 +13,7 @@
 #include "models/vit.h"
 #include "tools/pretrain/build.h"
 #include "tools/stages/classify.h"
-#include "tools/stages/files.h"
+#include "tools/common/files.h"
 #include "tools/stages/progress.h"
 
 namespace bissl::stages {
@@ -24,59 +24,50 @@ namespace {
 
 constexpr const char* kFormat = "bissl-train-checkpoint-1";
 
-nlohmann::json stats_json(const bilevel::AlternationStats& s) {
-  return {{"alternation", s.alternation},
-          {"lower_steps", s.lower_steps},
-          {"upper_steps", s.upper_steps},
-          {"hvps", s.hvps},
-          {"lower_loss", s.lower_loss},
-          {"lower_reg", s.lower_reg},
-          {"lower_grad_norm", s.lower_grad_norm},
-          {"upper_loss_d", s.upper_loss_d},
-          {"upper_loss_p", s.upper_loss_p},
-          {"upper_grad_norm", s.upper_grad_norm},
-          {"cg_residual_first", s.cg_residual_first},
-          {"cg_residual_last", s.cg_residual_last},
-          {"cg_nan_replaced", s.cg_nan_replaced},
-          {"cg_min_curvature", s.cg_min_curvature},
-          {"cg_max_curvature", s.cg_max_curvature},
-          {"distance", s.distance},
-          {"lower_lr", s.lower_lr},
-          {"upper_lr", s.upper_lr},
-          {"seconds", s.seconds}};
-}
-
 }  // namespace
+
+namespace {
+Config with_variant(const Config& cfg, const std::string& variant) {
+  Config c = cfg;
+  if (!variant.empty()) c.bissl.variant = bilevel::parse_variant(variant);
+  return c;
+}
+}  // namespace
+
+Stamp bissl_stamp(const Config& cfg_in, const BisslInputs& in, const std::string& variant, bool mix) {
+  Config cfg = with_variant(cfg_in, variant);
+  std::vector<std::pair<std::string, std::string>> files = {{"backbone", in.backbone}, {"objective", in.objective}};
+  if (cfg.bissl.variant != bilevel::Variant::PretextOnly) files.push_back({"head", in.head});
+  // The upper level reads fine-tuning's optimiser and (bissl.upper_lr = -1) its lr and weight decay.
+  const double upper_lr = cfg.bissl.upper_lr >= 0 ? cfg.bissl.upper_lr : cfg.finetune.lr;
+  const double upper_wd = cfg.bissl.upper_wd >= 0 ? cfg.bissl.upper_wd : cfg.finetune.weight_decay;
+  return Stamp::of(cfg, str("train ", bilevel::variant_name(cfg.bissl.variant), mix ? " (mix)" : ""),
+                   {"pipeline", "task", "bissl", "finetune.optimizer", "pretrain"}, files,
+                   {{"mix", mix}, {"upper lr (resolved)", upper_lr}, {"upper weight decay (resolved)", upper_wd}});
+}
 
 BisslStageResult run_bissl(const Config& cfg_in, const Task& task, const BisslInputs& in, const std::string& dir,
                            const std::string& variant_name_in, bool mix, bool resume, int64_t stop_after) {
   auto t0 = std::chrono::steady_clock::now();
-  Config cfg = cfg_in;
-  if (!variant_name_in.empty()) cfg.bissl.variant = variant_name_in;
+  Config cfg = with_variant(cfg_in, variant_name_in);
   const auto& bc = cfg.bissl;
+  const std::string variant = bilevel::variant_name(bc.variant);
+  // What a checkpoint must agree on to be resumed: every setting this stage
+  // reads and the content of its input files.
+  const Stamp stamp = bissl_stamp(cfg, in, "", mix);
+  const std::string signature = stamp.signature();
   fs::create_directories(dir);
   write_text_atomic(dir + "/config.toml", cfg.to_toml());
   const Device dev = resolve_device(cfg.device, cfg.deterministic);
 
-  bilevel::BilevelOptions o;
-  o.variant = bilevel::parse_variant(bc.variant);
-  o.alternations = bc.alternations, o.lower_steps = bc.lower_steps, o.upper_steps = bc.upper_steps;
-  o.lambda = bc.lambda, o.delta = bc.delta;
-  o.cg.iterations = bc.cg_iterations, o.cg.layerwise = bc.cg_layerwise, o.cg.tolerance = bc.cg_tolerance;
-  o.lower_lr = bc.lower_lr, o.lower_wd = bc.lower_wd, o.lower_momentum = bc.lower_momentum, o.lower_trust = bc.lower_trust;
-  o.lower_warmup = bc.lower_warmup, o.lower_total = bc.lower_total;
-  o.upper_lr = bc.upper_lr >= 0 ? bc.upper_lr : cfg.finetune.lr;
-  o.upper_wd = bc.upper_wd >= 0 ? bc.upper_wd : cfg.finetune.weight_decay;
-  o.upper_momentum = bc.upper_momentum, o.upper_total = bc.upper_total;
-  o.clip = bc.clip, o.ghost_lower = bc.ghost_lower, o.ghost_upper = bc.ghost_upper;
-  o.cg_updates_bn = bc.cg_updates_bn, o.cg_linearize = bc.cg_linearize, o.weight = bc.weight;
-  // Ghost batch norm must split the batches evenly: say so before any work.
-  auto ghost_ok = [](int64_t batch, int64_t ghost) { return ghost <= 0 || batch <= ghost || batch % ghost == 0; };
+  bilevel::BilevelOptions o = bc;  // the library's options, as configured
+  // The spec's upper level uses the fine-tuning lr and weight decay (-1).
+  if (o.upper_lr < 0) o.upper_lr = cfg.finetune.lr;
+  if (o.upper_wd < 0) o.upper_wd = cfg.finetune.weight_decay;  // (bissl_stamp resolves them the same way)
   const int64_t upper_batch = std::min(bc.upper_batch, task.train->n);
-  BISSL_CHECK(ghost_ok(bc.lower_batch, bc.ghost_lower), "bissl: bissl.ghost_lower = ", bc.ghost_lower,
-              " does not divide the lower batch of ", bc.lower_batch, " images per view");
-  BISSL_CHECK(ghost_ok(upper_batch, bc.ghost_upper), "bissl: bissl.ghost_upper = ", bc.ghost_upper,
-              " does not divide the upper batch of ", upper_batch, " images");
+  BISSL_CHECK(bc.ghost_upper <= 0 || upper_batch <= bc.ghost_upper || upper_batch % bc.ghost_upper == 0,
+              "bissl: bissl.ghost_upper = ", bc.ghost_upper, " does not divide the upper batch of ", upper_batch,
+              " images (the task's training split is smaller than bissl.upper_batch)");
   const bool two_backbones = o.variant == bilevel::Variant::BiSSL || o.variant == bilevel::Variant::IjDiscarded;
   const bool needs_head = o.variant != bilevel::Variant::PretextOnly;
 
@@ -94,7 +85,7 @@ BisslStageResult run_bissl(const Config& cfg_in, const Task& task, const BisslIn
   std::shared_ptr<models::LinearHead> head;
   if (needs_head) {
     head = std::make_shared<models::LinearHead>(fdim, task.num_classes, g);
-    BISSL_CHECK(!in.head.empty(), "bissl: variant ", bc.variant, " needs the warm-up head (head.safetensors)");
+    BISSL_CHECK(!in.head.empty(), "bissl: variant ", variant, " needs the warm-up head (head.safetensors)");
     pretrain::load_module(*head, in.head, "the warm-up head");
   }
   theta_p->to(dev);
@@ -115,13 +106,6 @@ BisslStageResult run_bissl(const Config& cfg_in, const Task& task, const BisslIn
   bilevel::BilevelTrainer trainer(m, o, lower, upper);
 
   const std::string ckpt = dir + "/checkpoint.safetensors";
-  // What a checkpoint must agree on to be resumed.
-  const std::string signature =
-      str("variant ", bc.variant, ", mix ", mix, ", T ", bc.alternations, ", N_L ", bc.lower_steps, ", N_U ",
-          bc.upper_steps, ", batches ", bc.lower_batch, "/", upper_batch, ", lambda ", o.lambda, ", delta ", o.delta,
-          ", cg ", bc.cg_iterations, bc.cg_layerwise ? " layer-wise" : " global", ", lower lr ", o.lower_lr,
-          ", upper lr ", o.upper_lr, " wd ", o.upper_wd, ", upper ", cfg.finetune.optimizer, ", layer decay ",
-          cfg.finetune.layer_decay, ", drop path ", cfg.finetune.drop_path, ", seed ", cfg.seed);
   BisslStageResult res;
   std::ofstream metrics;
   if (resume && fs::exists(ckpt)) {
@@ -130,9 +114,16 @@ BisslStageResult run_bissl(const Config& cfg_in, const Task& task, const BisslIn
     BISSL_CHECK(fmt_it != f.metadata.end() && fmt_it->second == kFormat, "bissl: '", ckpt,
                 "' is not a bissl-train checkpoint (expected metadata format=", kFormat, ")");
     auto sig = f.metadata.find("signature");
-    BISSL_CHECK(sig != f.metadata.end() && sig->second == signature, "bissl: '", ckpt,
-                "' was made with other settings (", sig == f.metadata.end() ? std::string("none recorded") : sig->second,
-                "; now ", signature, "); use --fresh or another output directory");
+    if (sig == f.metadata.end() || sig->second != signature) {
+      std::string diff = "no settings recorded";
+      try {
+        if (sig != f.metadata.end()) diff = first_difference(Stamp::from_json(nlohmann::json::parse(sig->second)), stamp);
+      } catch (const std::exception&) {
+        diff = "an older checkpoint format";
+      }
+      throw Error(str("bissl: '", ckpt, "' was made with other settings (", diff,
+                      "); use --fresh or another output directory"));
+    }
     theta_p->load_state_dict(pretrain::with_prefix(f, "theta_p."));
     if (theta_d) theta_d->load_state_dict(pretrain::with_prefix(f, "theta_d."));
     objective->load_state_dict(pretrain::with_prefix(f, "objective."));
@@ -168,9 +159,9 @@ BisslStageResult run_bissl(const Config& cfg_in, const Task& task, const BisslIn
 
   std::fprintf(stderr, "bissl: variant %s, %lld alternations x (%lld lower + %lld upper steps), lower batch %lld, "
                "upper batch %lld, upper lr %.4g wd %.4g, backend %s\n",
-               bc.variant.c_str(), (long long)bc.alternations, (long long)bc.lower_steps, (long long)bc.upper_steps,
+               variant.c_str(), (long long)bc.alternations, (long long)bc.lower_steps, (long long)bc.upper_steps,
                (long long)bc.lower_batch, (long long)bc.upper_batch, o.upper_lr, o.upper_wd, backend_summary().c_str());
-  Progress progress(str("bissl (", bc.variant, ")"), bc.alternations, "alt");
+  Progress progress(str("bissl (", variant, ")"), bc.alternations, "alt");
   int64_t here = 0;
   while (trainer.alternations_done() < bc.alternations && (stop_after <= 0 || here < stop_after)) {
     bilevel::AlternationStats s;
@@ -188,7 +179,7 @@ BisslStageResult run_bissl(const Config& cfg_in, const Task& task, const BisslIn
       throw Error(str(e.what(), saved));
     }
     ++here;
-    nlohmann::json j = stats_json(s);
+    nlohmann::json j = schema::to_json(s);
     bool eval_now = head && bc.eval_every > 0 &&
                     (s.alternation % bc.eval_every == 0 || s.alternation == bc.alternations);
     std::string extra = str("L_P ", fmt(s.lower_loss, 4));
@@ -224,7 +215,7 @@ BisslStageResult run_bissl(const Config& cfg_in, const Task& task, const BisslIn
     if (theta_d) pretrain::save_backbone(*theta_d, dir + "/backbone_d.safetensors");
     if (head) pretrain::save_module(*head, dir + "/head_d.safetensors");
     pretrain::save_module(*objective, dir + "/objective.safetensors", {{"method", cfg.pretrain.method}});
-    write_json_atomic(dir + "/summary.json", nlohmann::json{{"variant", bc.variant},
+    write_json_atomic(dir + "/summary.json", nlohmann::json{{"variant", variant},
                                                             {"signature", signature},
                                                             {"alternations", trainer.alternations_done()},
                                                             {"lower_steps", trainer.lower_steps_done()},

@@ -10,6 +10,7 @@
 
 #include "bilevel/trainer.h"
 #include "tools/stages/config.h"
+#include "tools/stages/stamp.h"
 #include "tools/stages/task.h"
 
 namespace bissl::stages {
@@ -25,6 +26,10 @@ struct BisslStageResult {
   double seconds = 0;
   bool resumed = false;
 };
+
+// What the stage reads (settings and input digests): its reuse stamp and its
+// checkpoints' resume signature. `variant` as in run_bissl.
+Stamp bissl_stamp(const Config& cfg, const BisslInputs& in, const std::string& variant = "", bool mix = false);
 
 // Runs cfg.bissl.variant (or `variant` when non-empty) into `dir`:
 // dir/backbone.safetensors (θP with BN buffers: the stage's output),

@@ -9,17 +9,24 @@
 #include <string>
 #include <vector>
 
+#include "bilevel/trainer.h"
+#include "engine/schema.h"
 #include "tools/common/settings.h"
 #include "tools/pretrain/config.h"
 
 namespace bissl::stages {
 
+using schema::Rule;
+
+// The arms a pipeline can compare (each one fine-tuned `seeds` times):
+//   ft            the pretrained backbone
+//   bissl         BiSSL's θP                    ij_discarded  BiSSL without the IJ term
+//   weighted_sum  (1−w)L_P + wL_D jointly       mix           pretraining continued on pretext + downstream images
+//   noisytune     pretrained + NoisyTune noise  linear_probe  frozen backbone, head only
+//   zero_head     zero-initialised head         random_init   a randomly initialised backbone
+const std::vector<std::string>& known_arms();
+
 struct TaskConfig {  // [task]: the downstream (labelled) task
-  // Single-label: fashion-mnist | mnist | cifar10 | cifar100.
-  // Multi-label (scored by 11-point mAP, trained with cross-entropy against
-  // multi-hot targets): fashion-mnist-mosaic (grid x grid mosaics of
-  // Fashion-MNIST images, `root` as fashion-mnist) | voc2007 (`root` = a
-  // VOCdevkit; train / val / test = the image sets of those names).
   std::string dataset = "fashion-mnist";
   std::string root = "/usr/share/datasets/fashion-mnist";
   std::vector<int64_t> classes;           // original labels to keep, relabelled 0..; empty = all
@@ -28,95 +35,187 @@ struct TaskConfig {  // [task]: the downstream (labelled) task
   double val_fraction = 0.2;              // the spec: ~20 % of train, class-stratified
   int64_t image_size = 28;                // train crops / eval centre crops
   uint64_t split_seed = 0;
-  // The downstream train view (fine-tuning, warm-up, BiSSL's upper level):
-  // RandomResizedCrop(image_size, crop_scale, crop_ratio) + flip. The spec's
-  // (0.08, 1) and (0.5, 1) are for 96-px natural images.
   std::vector<double> crop_scale = {0.08, 1.0};
   std::vector<double> crop_ratio = {0.5, 1.0};
   double flip = 0.5;
-  // Multi-label tasks.
-  int64_t train_images = 0;  // mosaic: train mosaics (0 = tiles in the train pool / grid²); voc2007: a random
-                             // subset of the train image set of this size (0 = all of it)
-  int64_t val_images = 0;    // mosaic: validation mosaics (0 = tiles in the validation pool / grid²)
-  int64_t test_images = 0;   // mosaic: test mosaics (0 = test tiles / grid²)
-  int64_t mosaic_grid = 2;   // cells per side
-  double mosaic_fill = 0.75; // probability that a cell holds an image (at least one per mosaic)
-  int64_t load_size = 0;     // voc2007: images resampled to load_size² on load (0 = round(image_size / 0.875))
-  bool ignore_difficult = false;  // mAP: leave VOC's difficult labels out (the devkit) instead of positive (the reference)
+  int64_t train_images = 0, val_images = 0, test_images = 0;  // multi-label tasks
+  int64_t mosaic_grid = 2;
+  double mosaic_fill = 0.75;
+  int64_t load_size = 0;
+  bool ignore_difficult = false;
+
+  template <class V>
+  void fields(V& v) {
+    v("dataset", dataset,
+      schema::one_of({"fashion-mnist", "mnist", "cifar10", "cifar100", "fashion-mnist-mosaic", "voc2007"}),
+      "the downstream task; fashion-mnist-mosaic (grid x grid mosaics, root as fashion-mnist) and voc2007 (root = a "
+      "VOCdevkit) are multi-label: cross-entropy against multi-hot targets, scored by 11-point mAP");
+    v("root", root, schema::any(), "the dataset's folder");
+    v("classes", classes, schema::ge(0), "original labels to keep, relabelled 0..; empty = all");
+    v("train_per_class", train_per_class, schema::ge(0), "labelled training images per class; 0 = all not held out");
+    v("val_per_class", val_per_class, schema::ge(0),
+      "validation images per class taken from the training set; 0 = val_fraction");
+    v("val_fraction", val_fraction, schema::in_open(0, 1), "class-stratified validation fraction of train (the spec: ~20 %)");
+    v("image_size", image_size, schema::ge(1), "train crops and evaluation centre crops, in pixels");
+    v("split_seed", split_seed, schema::any(), "seed of the train / validation split");
+    v("crop_scale", crop_scale, schema::in_open_lo(0, 1).length(2),
+      "RandomResizedCrop scale [lo, hi] of the downstream train view (the spec's (0.08, 1) is for 96-px natural images)");
+    v("crop_ratio", crop_ratio, schema::gt(0).length(2), "RandomResizedCrop aspect ratio [lo, hi]");
+    v("flip", flip, schema::probability(), "probability of a horizontal flip in the train view");
+    v("train_images", train_images, schema::ge(0),
+      "mosaic: train mosaics (0 = train tiles / grid²); voc2007: a random subset of train this size (0 = all)");
+    v("val_images", val_images, schema::ge(0), "mosaic: validation mosaics (0 = validation tiles / grid²)");
+    v("test_images", test_images, schema::ge(0), "mosaic: test mosaics (0 = test tiles / grid²)");
+    v("mosaic_grid", mosaic_grid, schema::in(1, 8), "mosaic: cells per side");
+    v("mosaic_fill", mosaic_fill, schema::in_open_lo(0, 1), "mosaic: probability that a cell holds an image (>= 1 per mosaic)");
+    v("load_size", load_size, schema::ge(0), "voc2007: images resampled to load_size² on load (0 = image_size / 0.875)");
+    v("ignore_difficult", ignore_difficult, schema::any(),
+      "mAP: leave VOC's difficult labels out (the devkit) instead of counting them positive (the reference)");
+  }
 };
 
 struct WarmupConfig {  // [warmup]: the downstream head on the frozen backbone
   int64_t epochs = 20;
   int64_t batch_size = 256;
-  double lr = 0.01, momentum = 0.9, weight_decay = 0.0;  // constant lr (the spec; it gives no value)
+  double lr = 0.01, momentum = 0.9, weight_decay = 0.0;
+
+  template <class V>
+  void fields(V& v) {
+    v("epochs", epochs, schema::ge(0), "epochs of head training on the frozen backbone");
+    v("batch_size", batch_size, schema::ge(2), "images per batch");
+    v("lr", lr, schema::gt(0), "constant SGD lr (the spec gives no value)");
+    v("momentum", momentum, schema::in_open_hi(0, 1), "SGD momentum");
+    v("weight_decay", weight_decay, schema::ge(0), "SGD weight decay");
+  }
 };
 
-struct BisslConfig {  // [bissl]: Algorithm 1 (bilevel/trainer.h)
-  std::string variant = "bissl";
-  int64_t alternations = 500, lower_steps = 20, upper_steps = 8;
+// [bissl]: Algorithm 1's options (bilevel::BilevelOptions, described there)
+// plus what the stage around it reads.
+struct BisslConfig : bilevel::BilevelOptions {
   int64_t lower_batch = 1024, upper_batch = 256;
-  double lambda = 0.001, delta = 10.0;
-  int cg_iterations = 5;
-  bool cg_layerwise = true;
-  double cg_tolerance = 0.0;
-  double lower_lr = 1.0, lower_wd = 1e-6, lower_momentum = 0.9, lower_trust = 0.001;
-  int64_t lower_warmup = 200, lower_total = 0;
-  double upper_lr = -1, upper_wd = -1;  // < 0: the fine-tuning lr / weight decay (the spec's table)
-  double upper_momentum = 0.9;
-  int64_t upper_total = 0;
-  double clip = 10.0;
-  int64_t ghost_lower = 256, ghost_upper = 64;
-  bool cg_updates_bn = true;
-  bool cg_linearize = false;      // one recorded linearization per upper phase: fresh H·v's results, faster (needs θP without drop path)
-  double weight = 0.5;            // weighted_sum's w
-  int64_t eval_every = 1;         // downstream validation accuracy every N alternations (0 = never)
+  int64_t eval_every = 1;         // downstream validation every N alternations (0 = never)
   int64_t checkpoint_every = 10;  // alternations
+
+  template <class V>
+  void fields(V& v) {
+    bilevel::BilevelOptions::fields(v);
+    v("lower_batch", lower_batch, schema::ge(2), "pretext images per view per lower step (the spec: 1024)");
+    v("upper_batch", upper_batch, schema::ge(2), "downstream images per upper step (the spec: 256)");
+    v("eval_every", eval_every, schema::ge(0), "validation score of θD and θP every N alternations; 0 = never");
+    v("checkpoint_every", checkpoint_every, Rule(schema::ge(0)).unstamped(), "checkpoint every N alternations; 0 = at the end");
+  }
 };
 
-struct FinetuneConfig {  // [finetune]: new head, all weights trained
+// [finetune], in four parts, so that a stamp takes what a stage reads: the
+// optimiser (also BiSSL's upper level's), one run's recipe, the random
+// search, and the protocol around the runs (a new seed count redoes neither
+// the search nor BiSSL).
+struct FinetuneOptimizer {
+  std::string optimizer = "sgd";
+  double layer_decay = 1.0;
+  double drop_path = 0.0;
+
+  template <class V>
+  void fields(V& v) {
+    v("optimizer", optimizer, schema::one_of({"sgd", "adamw"}), "sgd (the spec's, with momentum) or adamw (MAE's)");
+    v("layer_decay", layer_decay, schema::in_open_lo(0, 1), "ViT only: layer-wise lr decay (MAE: 0.65-0.75); 1 = off");
+    v("drop_path", drop_path, schema::in_open_hi(0, 1), "ViT only: stochastic depth while fine-tuning (MAE: 0.1)");
+  }
+};
+struct FinetuneRecipe {
   int64_t epochs = 400, batch_size = 256;
-  double lr = 0.03, weight_decay = 1e-3, momentum = 0.9;  // used as they are when search_trials = 0
-  int64_t search_trials = 100;    // random search on the validation split
-  int64_t search_epochs = 0;      // epochs per trial; 0 = epochs
-  double lr_min = 1e-4, lr_max = 1.0, wd_min = 1e-5, wd_max = 1e-2;  // log-uniform ranges
-  bool share_search = true;       // other arms reuse the "ft" arm's chosen lr/wd
-  int64_t seeds = 10;             // fine-tuning runs per arm at the chosen values
-  double noisytune = 0.15;        // λ of the noisytune arm
-  std::string optimizer = "sgd";  // sgd (the spec's, with momentum) | adamw (MAE's fine-tuning)
-  double layer_decay = 1.0;       // ViT only: layer-wise lr decay (MAE's recipe: 0.65-0.75); 1 = off
-  double drop_path = 0.0;         // ViT only: stochastic depth while fine-tuning (MAE's: 0.1)
-  int64_t eval_every = 1;         // validation every N epochs
+  double lr = 0.03, weight_decay = 1e-3, momentum = 0.9;
+  int64_t eval_every = 1;
+
+  template <class V>
+  void fields(V& v) {
+    v("epochs", epochs, schema::ge(1), "epochs per fine-tuning run (the spec: 400)");
+    v("batch_size", batch_size, schema::ge(2), "images per batch");
+    v("lr", lr, schema::gt(0), "lr used as it is when search_trials = 0");
+    v("weight_decay", weight_decay, schema::ge(0), "weight decay used as it is when search_trials = 0");
+    v("momentum", momentum, schema::in_open_hi(0, 1), "SGD momentum");
+    v("eval_every", eval_every, schema::ge(1), "validation every N epochs (the best-validation epoch is kept)");
+  }
+};
+struct SearchConfig {
+  int64_t search_trials = 100;
+  int64_t search_epochs = 0;
+  double lr_min = 1e-4, lr_max = 1.0, wd_min = 1e-5, wd_max = 1e-2;
+  bool share_search = true;
+
+  template <class V>
+  void fields(V& v) {
+    v("search_trials", search_trials, schema::ge(0), "random (lr, wd) trials on the validation split; 0 = lr, weight_decay");
+    v("search_epochs", search_epochs, schema::ge(0), "epochs per trial; 0 = epochs");
+    v("lr_min", lr_min, schema::gt(0), "log-uniform lr range: low end");
+    v("lr_max", lr_max, schema::gt(0), "log-uniform lr range: high end");
+    v("wd_min", wd_min, schema::gt(0), "log-uniform weight decay range: low end");
+    v("wd_max", wd_max, schema::gt(0), "log-uniform weight decay range: high end");
+    v("share_search", share_search, schema::any(), "every arm (and BiSSL's upper level) uses the ft arm's chosen lr / wd");
+  }
+};
+struct FinetuneConfig : FinetuneOptimizer, FinetuneRecipe, SearchConfig {
+  int64_t seeds = 10;
+  double noisytune = 0.15;
+
+  template <class V>
+  void protocol_fields(V& v) {
+    v("seeds", seeds, schema::ge(1), "fine-tuning runs per arm at the chosen values (the spec: 10)");
+    v("noisytune", noisytune, schema::ge(0), "λ of the noisytune arm");
+  }
 };
 
 struct EvalConfig {  // [eval]
-  int64_t tsne_points = 1000;     // test images in the t-SNE plots (0 = no t-SNE)
+  int64_t tsne_points = 1000;
   double tsne_perplexity = 30;
-  int64_t recalib_batches = 20;   // downstream batches for BN recalibration
+  int64_t recalib_batches = 20;
+
+  template <class V>
+  void fields(V& v) {
+    v("tsne_points", tsne_points, schema::ge(0), "test images in the t-SNE plots; 0 = no t-SNE");
+    v("tsne_perplexity", tsne_perplexity, schema::gt(0), "t-SNE perplexity");
+    v("recalib_batches", recalib_batches, schema::ge(1), "downstream batches for BN recalibration before alignment");
+  }
 };
 
-struct ConfigValues {
-  // [pipeline]
+struct PipelineConfig {  // [pipeline]
   std::string out = "runs/pipeline";
   std::string device = "auto";
-  // On CUDA: bit-reproducible steps (cuda_set_deterministic: cuDNN's
-  // deterministic algorithms by heuristics, no timed convolution choice).
-  // The CPU is reproducible either way.
   bool deterministic = false;
   int workers = 2;
   uint64_t seed = 0;
   std::vector<std::string> arms = {"ft", "bissl"};
-  bool run_pretrain = true;  // false: out/pretrain/ must already hold a pretrained backbone
-  // A folder with backbone.safetensors + objective.safetensors made earlier
-  // (another pipeline's pretrain/): used instead of out/pretrain/, nothing is
-  // pretrained. Its [pretrain] config must be this config's.
+  bool run_pretrain = true;
   std::string pretrained;
 
+  template <class V>
+  void fields(V& v) {
+    v("out", out, Rule(schema::any()).unstamped(), "output folder of the run");
+    v("device", device, schema::one_of({"cpu", "cuda", "auto"}), "cpu, cuda, or auto (cuda when a GPU exists)");
+    v("deterministic", deterministic, schema::any(),
+      "bit-reproducible CUDA steps (cuDNN's deterministic algorithms, no timed convolution choice); the CPU always is");
+    v("workers", workers, Rule(schema::ge(0)).unstamped(), "loader worker threads");
+    v("seed", seed, schema::any(), "seed of the streams, augmentations, heads and the search");
+    v("arms", arms,
+      Rule(schema::one_of(known_arms())).length(1, 64).unstamped(),
+      "the arms compared, each fine-tuned `finetune.seeds` times (the first is the reference of the tests)");
+    v("run_pretrain", run_pretrain, Rule(schema::any()).unstamped(),
+      "false: out/pretrain must already hold a pretrained backbone");
+    v("pretrained", pretrained, Rule(schema::any()).unstamped(),
+      "a folder with backbone.safetensors + objective.safetensors made earlier, used instead of pretraining");
+  }
+};
+
+struct ConfigValues : PipelineConfig {
   pretrain::Config pretrain;
   TaskConfig task;
   WarmupConfig warmup;
   BisslConfig bissl;
   FinetuneConfig finetune;
   EvalConfig eval;
+  // Not a setting: --no-recompute (a stage whose stamp differs is an error
+  // naming the first differing key instead of being recomputed).
+  bool no_recompute = false;
 };
 
 struct Config : ConfigValues {
@@ -130,25 +229,20 @@ struct Config : ConfigValues {
   void set(const std::string& assignment) { settings_.set(assignment); }
   void load_toml(const std::string& path) { settings_.load_toml_file(path); }
   void load_toml_string(const std::string& text, const std::string& where) { settings_.load_toml_string(text, where); }
-  std::string to_toml() const { return settings_.to_toml(); }
+  std::string to_toml(bool docs = false) const { return settings_.to_toml(docs); }
+  // Every value in its range (the schema), then what involves several keys.
   void validate() const;
+  const settings::Settings& settings() const { return settings_; }
 
  private:
   void bind();
   settings::Settings settings_;
 };
 
-// The arms a pipeline can compare (each one fine-tuned `seeds` times):
-//   ft            the pretrained backbone
-//   bissl         BiSSL's θP                    ij_discarded  BiSSL without the IJ term
-//   weighted_sum  (1−w)L_P + wL_D jointly       mix           pretraining continued on pretext + downstream images
-//   noisytune     pretrained + NoisyTune noise  linear_probe  frozen backbone, head only
-//   zero_head     zero-initialised head         random_init   a randomly initialised backbone
-const std::vector<std::string>& known_arms();
 
 // What every stage executable does with its flags: defaults, then the TOML
-// file (when given), then the --quick preset (when asked), then the --set
-// overrides in order; validated.
+// file (when given; with --quick and no file, the main job's), then the
+// --quick preset (when asked), then the --set overrides in order; validated.
 Config load_config(const std::string& path, const std::vector<std::string>& sets, bool quick = false);
 
 }  // namespace bissl::stages

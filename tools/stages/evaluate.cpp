@@ -11,7 +11,7 @@
 #include "tools/eval/tsne.h"
 #include "tools/pretrain/build.h"
 #include "tools/stages/classify.h"
-#include "tools/stages/files.h"
+#include "tools/common/files.h"
 
 namespace bissl::stages {
 

@@ -18,7 +18,7 @@
 #include "models/heads.h"
 #include "models/vit.h"
 #include "tools/pretrain/build.h"
-#include "tools/stages/files.h"
+#include "tools/common/files.h"
 #include "tools/stages/progress.h"
 
 namespace bissl::stages {
@@ -312,39 +312,77 @@ ArmResult arm_from_json(const nlohmann::json& j) {
   return a;
 }
 
+Stamp search_stamp(const Config& cfg, const std::string& backbone) {
+  std::vector<std::pair<std::string, std::string>> files;
+  if (!backbone.empty()) files.push_back({"backbone", backbone});
+  // Trials train for search_epochs (when set) at drawn lr / wd (when there are trials).
+  std::vector<std::string> unread;
+  if (cfg.finetune.search_epochs > 0) unread.push_back("finetune.epochs");
+  if (cfg.finetune.search_trials > 0) unread.insert(unread.end(), {"finetune.lr", "finetune.weight_decay"});
+  return Stamp::of(cfg, "search",
+                   {"pipeline", "task", "finetune.optimizer", "finetune.recipe", "finetune.search", "pretrain.model",
+                    "pretrain.data.image_size"},
+                   files, nlohmann::json::object(), unread);
+}
+
+Stamp seed_stamp(const Config& cfg, const FinetuneSpec& spec, const Hyper& h, uint64_t seed) {
+  std::vector<std::pair<std::string, std::string>> files;
+  if (!spec.backbone.empty()) files.push_back({"backbone", spec.backbone});
+  nlohmann::json extra = {{"arm", spec.arm},
+                          {"train_backbone", spec.train_backbone},
+                          {"zero_head", spec.zero_head},
+                          {"noisytune", spec.noisytune},
+                          {"lr", h.lr},
+                          {"weight_decay", h.weight_decay},
+                          {"seed", seed}};
+  return Stamp::of(cfg, str("finetune ", spec.arm, " seed ", seed),
+                   {"pipeline", "task", "finetune.optimizer", "finetune.recipe", "pretrain.model", "pretrain.data.image_size"},
+                   files, extra, {"finetune.lr", "finetune.weight_decay"});  // the run's lr / wd are h's
+}
+
 ArmResult finetune_arm(const Config& cfg, const Task& task, const FinetuneSpec& spec, const std::string& dir,
-                       const Hyper* shared) {
+                       const Hyper* shared, UnitStart* summary) {
   auto t0 = std::chrono::steady_clock::now();
   fs::create_directories(dir);
   ArmResult a;
   a.arm = spec.arm;
   a.multi_label = task.multi_label;
+  bool all_reused = true;
+  Stamp newest;
+  auto note = [&](const UnitStart& u) {
+    all_reused &= u.state == UnitState::Reused;
+    if (u.state == UnitState::Reused && u.made.made_at >= newest.made_at) newest = u.made;
+  };
   if (shared) {
     a.hyper = *shared;
   } else {
-    // A chosen (lr, wd) on disk is reused when it was scored by this task's metric.
-    const bool have = fs::exists(dir + "/hyper.json");
-    if (have) a.hyper = read_hyper(dir + "/hyper.json");
-    if (!have || a.hyper.multi_label != task.multi_label) a.hyper = random_search(cfg, task, spec, dir);
+    const std::string sdir = dir + "/search";
+    const Stamp st = search_stamp(cfg, spec.backbone);
+    UnitStart u = begin_unit(sdir, st, cfg.no_recompute);
+    note(u);
+    if (u.state == UnitState::Reused) {
+      a.hyper = read_hyper(sdir + "/hyper.json");
+    } else {
+      a.hyper = random_search(cfg, task, spec, sdir);
+      write_hyper(sdir + "/hyper.json", a.hyper);
+      finish_unit(sdir, st);
+    }
   }
   write_hyper(dir + "/hyper.json", a.hyper);
   for (int64_t k = 0; k < cfg.finetune.seeds; ++k) {
     std::string sd = str(dir, "/seed", k);
-    if (fs::exists(sd + "/result.json")) {
-      FinetuneRun prev = run_from_json(read_json(sd + "/result.json"));
-      if (prev.lr == a.hyper.lr && prev.weight_decay == a.hyper.weight_decay && prev.epochs == cfg.finetune.epochs &&
-          prev.tested && prev.multi_label == task.multi_label) {
-        a.runs.push_back(std::move(prev));
-        continue;
-      }
-      std::fprintf(stderr, "%s: %s/result.json was made with lr %.4g, wd %.4g, %lld epochs; rerunning with lr %.4g, "
-                   "wd %.4g, %lld epochs\n", spec.arm.c_str(), sd.c_str(), prev.lr, prev.weight_decay,
-                   (long long)prev.epochs, a.hyper.lr, a.hyper.weight_decay, (long long)cfg.finetune.epochs);
+    const Stamp st = seed_stamp(cfg, spec, a.hyper, uint64_t(k));
+    UnitStart u = begin_unit(sd, st, cfg.no_recompute);
+    note(u);
+    if (u.state == UnitState::Reused) {
+      a.runs.push_back(run_from_json(read_json(sd + "/result.json")));
+      continue;
     }
     FinetuneRun r = finetune_once(cfg, task, spec, a.hyper.lr, a.hyper.weight_decay, uint64_t(k),
                                   cfg.finetune.epochs, true, sd, false,
                                   str(spec.arm, " seed ", k + 1, "/", cfg.finetune.seeds));
     write_json_atomic(sd + "/result.json", to_json(r));
+    finish_unit(sd, st);
     const char* m = metric_label(r.multi_label);
     if (r.multi_label)
       std::fprintf(stderr, "%s seed %lld: best val %s %.2f%% (epoch %lld), test %s %.2f%%\n", spec.arm.c_str(),
@@ -357,6 +395,10 @@ ArmResult finetune_arm(const Config& cfg, const Task& task, const FinetuneSpec& 
   }
   a.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   write_json_atomic(dir + "/result.json", to_json(a));
+  if (summary) {
+    summary->state = all_reused ? UnitState::Reused : UnitState::Fresh;
+    summary->made = newest;
+  }
   return a;
 }
 

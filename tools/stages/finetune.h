@@ -13,6 +13,7 @@
 
 #include "tools/stages/classify.h"
 #include "tools/stages/config.h"
+#include "tools/stages/stamp.h"
 #include "tools/stages/task.h"
 
 namespace bissl::stages {
@@ -79,10 +80,17 @@ struct ArmResult {
 nlohmann::json to_json(const ArmResult& a);
 ArmResult arm_from_json(const nlohmann::json& j);
 
-// The whole protocol for one arm, into `dir`: search (unless `shared` gives
-// the values), then finetune.seeds runs (seeds 0..K-1) saved to dir/seed<k>/,
-// then dir/result.json. Runs whose result.json exists are loaded, not rerun.
+// What a search on `backbone` reads (its reuse stamp).
+Stamp search_stamp(const Config& cfg, const std::string& backbone);
+// What fine-tuning seed `seed` of `spec` at `h` reads (its reuse stamp).
+Stamp seed_stamp(const Config& cfg, const FinetuneSpec& spec, const Hyper& h, uint64_t seed);
+
+// The whole protocol for one arm, into `dir`: search into dir/search (unless
+// `shared` gives the values), then finetune.seeds runs (seeds 0..K-1), each
+// a unit in dir/seed<k>/ (stamp.h: reused when its stamp matches), then
+// dir/result.json. `summary` (optional) receives Reused when every unit was
+// reused (with the newest one's stamp), else Fresh.
 ArmResult finetune_arm(const Config& cfg, const Task& task, const FinetuneSpec& spec, const std::string& dir,
-                       const Hyper* shared = nullptr);
+                       const Hyper* shared = nullptr, UnitStart* summary = nullptr);
 
 }  // namespace bissl::stages

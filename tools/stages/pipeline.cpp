@@ -10,9 +10,10 @@
 #include "tools/pretrain/run.h"
 #include "tools/stages/bissl_stage.h"
 #include "tools/stages/evaluate.h"
-#include "tools/stages/files.h"
+#include "tools/common/files.h"
 #include "tools/stages/finetune.h"
 #include "tools/stages/report.h"
+#include "tools/stages/stamp.h"
 #include "tools/stages/task.h"
 #include "tools/stages/warmup.h"
 
@@ -62,13 +63,43 @@ void apply_quick_preset(Config& c) {
   }
 }
 
+const std::string& quick_preset_help() {
+  static const std::string h =
+      "the main job (or --config's pipeline) scaled down to about a minute on a 2-core CPU, into runs/pipeline_quick: "
+      "pretraining on 4096 images for 1 epoch of batch 128, 50 + 50 labelled images per class, 3 warm-up epochs, "
+      "BiSSL 2 alternations x (4 lower + 2 upper steps) of batch 64, fine-tuning 2 search trials x 2 epochs and "
+      "2 seeds x 4 epochs, t-SNE of 200 points (--set overrides it)";
+  return h;
+}
+
+const std::string& main_job_config_text() {
+  static const std::string t =
+#include "bissl_main_job_config.inc"
+      ;
+  return t;
+}
+
+namespace {
+
+// A stage's row in the report: computed now, or reused (when, by what code).
+StageTime stage_row(const std::string& stage, const std::string& detail, const UnitStart& u) {
+  StageTime st;
+  st.stage = stage, st.detail = detail;
+  st.reused = u.state == UnitState::Reused;
+  st.made_at = u.made.made_at;
+  st.code = u.made.code;
+  return st;
+}
+
+}  // namespace
+
 std::string run_pipeline(const Config& cfg_in) {
   auto t_start = std::chrono::steady_clock::now();
   Config cfg = cfg_in;
   cfg.validate();
   const std::string out = cfg.out;
   fs::create_directories(out);
-  write_text_atomic(out + "/config.toml", cfg.to_toml());
+  write_text_atomic(out + "/config.toml", cfg.to_toml(/*docs=*/true));
   std::fprintf(stderr, "bissl-pipeline: resolved config\n%s\nbackend: %s\n", cfg.to_toml().c_str(),
                backend_summary().c_str());
   resolve_device(cfg.device, cfg.deterministic);  // checks the device; sets CUDA determinism for every stage
@@ -79,7 +110,7 @@ std::string run_pipeline(const Config& cfg_in) {
   const std::string timings_path = out + "/timings.json";
   nlohmann::json timings = fs::exists(timings_path) ? read_json(timings_path) : nlohmann::json::object();
   auto record = [&](StageTime st) {
-    if (!st.skipped) {
+    if (!st.reused) {
       timings[st.stage] = st.seconds;
       write_json_atomic(timings_path, timings);
     } else {
@@ -100,23 +131,40 @@ std::string run_pipeline(const Config& cfg_in) {
   {
     banner("pretraining");
     auto t0 = std::chrono::steady_clock::now();
-    StageTime st{"pretrain", str(cfg.pretrain.method, " on ", cfg.pretrain.dataset, ", ", cfg.pretrain.epochs,
-                                 " epoch(s) of batch ", cfg.pretrain.batch_size)};
-    if (fs::exists(pre + "/backbone.safetensors") && fs::exists(pre + "/objective.safetensors")) {
-      st.skipped = true;
-      if (!cfg.pretrained.empty()) st.detail = str("taken from ", pre, " (pipeline.pretrained)");
-      std::fprintf(stderr, "pretrain: %s/backbone.safetensors exists; not rerun\n", pre.c_str());
+    const std::string detail = str(cfg.pretrain.method, " on ", cfg.pretrain.dataset, ", ", cfg.pretrain.epochs,
+                                   " epoch(s) of batch ", cfg.pretrain.batch_size);
+    const Stamp stamp = Stamp::of(cfg, "pretrain", {"pretrain", "pipeline.deterministic"});
+    const bool have = fs::exists(pre + "/backbone.safetensors") && fs::exists(pre + "/objective.safetensors");
+    StageTime st;
+    if (!cfg.pretrained.empty() || !cfg.run_pretrain) {
+      // Someone else's pretraining: checked against today's settings when it
+      // has a stamp, never recomputed.
+      const std::string why = !cfg.pretrained.empty() ? "pipeline.pretrained" : "pipeline.run_pretrain = false";
+      BISSL_CHECK(have, "pipeline: ", why, ", but '", pre, "' does not hold backbone.safetensors and objective.safetensors");
+      UnitStart u;
+      u.state = UnitState::Reused;
+      Stamp made;
+      if (read_stamp(pre, made)) {
+        std::string diff = first_difference(made, stamp);
+        BISSL_CHECK(diff.empty(), "pipeline: the pretraining in '", pre, "' (", why, ") was made with other settings: ",
+                    diff, "; give this config its settings or pretrain again");
+        u.made = made;
+        st = stage_row("pretrain", str(detail, " — taken from ", pre, " (", why, ")"), u);
+      } else {
+        st = stage_row("pretrain", str("taken from ", pre, " (", why, "; no stamp, so its settings are not checked)"), u);
+      }
     } else {
-      BISSL_CHECK(cfg.pretrained.empty(), "pipeline: pipeline.pretrained is '", pre,
-                  "', but it does not hold backbone.safetensors and objective.safetensors");
-      BISSL_CHECK(cfg.run_pretrain, "pipeline: pipeline.run_pretrain is false but '", pre,
-                  "/backbone.safetensors' and objective.safetensors are missing");
-      pretrain::Config pc = cfg.pretrain;
-      pc.out = pre;
-      pc.device = cfg.device;
-      pc.workers = cfg.workers;
-      std::string resume = fs::exists(pre + "/checkpoint.safetensors") ? pre + "/checkpoint.safetensors" : "";
-      pretrain::run(pc, resume);
+      UnitStart u = begin_unit(pre, stamp, cfg.no_recompute);
+      if (u.state != UnitState::Reused) {
+        pretrain::Config pc = cfg.pretrain;
+        pc.out = pre;
+        pc.device = cfg.device;
+        pc.workers = cfg.workers;
+        std::string resume = fs::exists(pre + "/checkpoint.safetensors") ? pre + "/checkpoint.safetensors" : "";
+        pretrain::run(pc, resume);
+        finish_unit(pre, stamp);
+      }
+      st = stage_row("pretrain", detail, u);
     }
     st.seconds = since(t0);
     record(st);
@@ -129,20 +177,18 @@ std::string run_pipeline(const Config& cfg_in) {
     banner("fine-tuning hyper-parameter search");
     auto t0 = std::chrono::steady_clock::now();
     const std::string sdir = out + "/finetune/search";
-    StageTime st{"search", str(cfg.finetune.search_trials, " random (lr, wd) trials on the validation split")};
-    // A chosen (lr, wd) on disk is reused when it was scored by this task's metric.
-    const bool have = fs::exists(sdir + "/hyper.json");
-    if (have) shared = read_hyper(sdir + "/hyper.json");
-    if (have && shared.multi_label == task.multi_label) {
-      st.skipped = true;
+    UnitStart u = begin_unit(sdir, search_stamp(cfg, pre_backbone), cfg.no_recompute);
+    if (u.state == UnitState::Reused) {
+      shared = read_hyper(sdir + "/hyper.json");
     } else {
-      fs::create_directories(sdir);
       shared = random_search(cfg, task, spec_for_arm(cfg, "ft", pre_backbone), sdir);
       write_hyper(sdir + "/hyper.json", shared);
+      finish_unit(sdir, search_stamp(cfg, pre_backbone));
     }
     shared.source += " on FT (the pretrained backbone), used by every arm and by BiSSL's upper level";
     std::fprintf(stderr, "chosen: lr %.4g, weight decay %.4g (%s)\n", shared.lr, shared.weight_decay,
                  shared.source.c_str());
+    StageTime st = stage_row("search", str(cfg.finetune.search_trials, " random (lr, wd) trials on the validation split"), u);
     cfg.finetune.lr = shared.lr;
     cfg.finetune.weight_decay = shared.weight_decay;
     st.seconds = since(t0);
@@ -156,9 +202,14 @@ std::string run_pipeline(const Config& cfg_in) {
   if (need_head) {
     banner("head warm-up");
     auto t0 = std::chrono::steady_clock::now();
-    StageTime st{"warmup", str(cfg.warmup.epochs, " epochs, linear head on the frozen backbone")};
-    if (fs::exists(wdir + "/head.safetensors")) st.skipped = true;
-    else run_warmup(cfg, task, pre_backbone, wdir);
+    const Stamp stamp = Stamp::of(cfg, "warmup", {"pipeline", "task", "warmup", "pretrain.model", "pretrain.data.image_size"},
+                                  {{"backbone", pre_backbone}});
+    UnitStart u = begin_unit(wdir, stamp, cfg.no_recompute);
+    if (u.state != UnitState::Reused) {
+      run_warmup(cfg, task, pre_backbone, wdir);
+      finish_unit(wdir, stamp);
+    }
+    StageTime st = stage_row("warmup", str(cfg.warmup.epochs, " epochs, linear head on the frozen backbone"), u);
     st.seconds = since(t0);
     record(st);
     rep.warmup_metrics = wdir + "/metrics.jsonl";
@@ -175,51 +226,49 @@ std::string run_pipeline(const Config& cfg_in) {
     std::string variant = a == "mix" ? "pretext_only" : a;
     banner("training stage: " + a);
     auto t0 = std::chrono::steady_clock::now();
-    StageTime st{"train " + a, str(variant, ", ", cfg.bissl.alternations, " alternations")};
     // θD and θP start from the backbone as the warm-up left it (same weights as
     // pretrained, BN statistics updated on downstream data), the pretext heads
     // from pretraining, φD from the warm-up.
     bool has_head = a != "mix";
     std::string start = has_head ? wdir + "/backbone.safetensors" : pre_backbone;
-    if (fs::exists(tdir + "/backbone.safetensors")) {
-      st.skipped = true;
-      auto sum = read_json(tdir + "/summary.json");
-      BISSL_CHECK(sum.value("upper_lr", -1.0) == (cfg.bissl.upper_lr >= 0 ? cfg.bissl.upper_lr : cfg.finetune.lr) ||
-                      !has_head,
-                  "pipeline: ", tdir, " was trained with upper lr ", sum.value("upper_lr", -1.0),
-                  ", the search now gives ", cfg.finetune.lr, "; delete ", tdir, " to retrain it");
-    } else {
-      run_bissl(cfg, task, {start, pre + "/objective.safetensors", wdir + "/head.safetensors"}, tdir, variant,
-                a == "mix", true);
+    BisslInputs in{start, pre + "/objective.safetensors", has_head ? wdir + "/head.safetensors" : ""};
+    const Stamp stamp = bissl_stamp(cfg, in, variant, a == "mix");
+    UnitStart u = begin_unit(tdir, stamp, cfg.no_recompute);
+    if (u.state != UnitState::Reused) {
+      run_bissl(cfg, task, in, tdir, variant, a == "mix", true);
+      finish_unit(tdir, stamp);
     }
+    StageTime st = stage_row("train " + a, str(variant, ", ", cfg.bissl.alternations, " alternations"), u);
     st.seconds = since(t0);
     record(st);
     rep.train_metrics.push_back({a, tdir + "/metrics.jsonl"});
     starts[a] = tdir + "/backbone.safetensors";
   }
 
-  // 5. Fine-tuning every arm.
+  // 5. Fine-tuning every arm (each seed its own unit).
   std::vector<ArmResult> arms;
   for (auto& a : cfg.arms) {
     banner("fine-tuning: " + a);
     auto t0 = std::chrono::steady_clock::now();
-    StageTime st{"finetune " + a, str(cfg.finetune.seeds, " seeds x ", cfg.finetune.epochs, " epochs")};
     const std::string fdir = out + "/finetune/" + a;
-    bool all_done = fs::exists(fdir + "/result.json");
+    UnitStart u;
     arms.push_back(finetune_arm(cfg, task, spec_for_arm(cfg, a, starts[a]), fdir,
-                                cfg.finetune.share_search ? &shared : nullptr));
-    st.skipped = all_done;
+                                cfg.finetune.share_search ? &shared : nullptr, &u));
+    StageTime st = stage_row("finetune " + a, str(cfg.finetune.seeds, " seeds x ", cfg.finetune.epochs, " epochs"), u);
     st.seconds = since(t0);
     record(st);
   }
   rep.arms = arms;
 
-  // 6. Evaluation and the report.
+  // 6. Evaluation (always computed: statistics, alignment and t-SNE of today's results) and the report.
   banner("evaluation");
   {
     auto t0 = std::chrono::steady_clock::now();
     rep.eval = run_eval(cfg, task, arms, starts, out + "/finetune", out + "/eval");
-    record({"eval", "statistics, permutation tests, alignment, t-SNE", since(t0)});
+    StageTime st;
+    st.stage = "eval", st.detail = "statistics, permutation tests, alignment, t-SNE";
+    st.seconds = since(t0);
+    record(st);
   }
   rep.eval_dir_rel = "eval";
   rep.total_seconds = 0;
@@ -229,7 +278,7 @@ std::string run_pipeline(const Config& cfg_in) {
     rep.notes.push_back(str("BiSSL ran ", cfg.bissl.alternations, " alternations with lower batch ",
                             cfg.bissl.lower_batch, " and upper batch ", cfg.bissl.upper_batch,
                             " (the spec: 500, 1024, 256) to fit this machine; N_L = ", cfg.bissl.lower_steps,
-                            ", N_U = ", cfg.bissl.upper_steps, ", CG ", cfg.bissl.cg_iterations,
+                            ", N_U = ", cfg.bissl.upper_steps, ", CG ", cfg.bissl.cg.iterations,
                             " iterations, λ = ", cfg.bissl.lambda, ", δ = ", cfg.bissl.delta, "."));
   if (cfg.finetune.epochs < 400 || cfg.finetune.seeds < 10 || cfg.finetune.search_trials < 100)
     rep.notes.push_back(str("Fine-tuning: ", cfg.finetune.epochs, " epochs, ", cfg.finetune.seeds, " seeds, ",

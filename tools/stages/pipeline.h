@@ -16,9 +16,15 @@
 
 namespace bissl::stages {
 
-// The `--quick` preset: the same pipeline scaled down to a few minutes on a
-// 2-core CPU (smoke tests); applied before the user's --set overrides.
+// The `--quick` preset: the same pipeline scaled down to about a minute on a
+// 2-core CPU (smoke tests); applied after the config file (the main job's,
+// configs/pipeline_fashion_mnist.toml, when none is given) and before the
+// user's --set overrides. quick_preset_help() says what it changes.
 void apply_quick_preset(Config& cfg);
+const std::string& quick_preset_help();
+// The main job's config (configs/pipeline_fashion_mnist.toml, built into the
+// executables so --quick works from anywhere).
+const std::string& main_job_config_text();
 
 // Runs the pipeline; returns the report text.
 std::string run_pipeline(const Config& cfg);

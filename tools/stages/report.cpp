@@ -12,7 +12,7 @@
 
 #include "engine/backend.h"
 #include "tools/eval/svg.h"
-#include "tools/stages/files.h"
+#include "tools/common/files.h"
 #include "tools/stages/progress.h"
 
 namespace bissl::stages {
@@ -133,9 +133,10 @@ std::string write_report(const ReportInputs& in, const std::string& path) {
   md << "\n## Stages\n\n| stage | what | time |\n|---|---|---|\n";
   for (auto& t : in.times)
     md << "| " << t.stage << " | " << t.detail << " | "
-       << (t.skipped ? (t.seconds > 0 ? seconds_text(t.seconds) + " (an earlier invocation; outputs reused)"
-                                      : std::string("outputs existed, not rerun"))
-                     : seconds_text(t.seconds))
+       << (t.reused ? str("reused, made ", t.made_at.empty() ? std::string("at an unknown time") : t.made_at, " by ",
+                          t.code.empty() ? std::string("unknown code") : t.code,
+                          t.seconds > 0 ? " (took " + seconds_text(t.seconds) + ")" : std::string())
+                    : "computed now: " + seconds_text(t.seconds))
        << " |\n";
 
   // The implicit gradient's solver, per training stage that ran CG.
@@ -161,8 +162,8 @@ std::string write_report(const ReportInputs& in, const std::string& path) {
     if (ratio.empty()) continue;
     std::vector<double> sorted = ratio;
     std::sort(sorted.begin(), sorted.end());
-    md << "\n**Conjugate gradient (" << arm << ").** " << cfg.bissl.cg_iterations << " "
-       << (cfg.bissl.cg_layerwise ? "layer-wise" : "global") << " iterations per upper step on (I + H/(λ+δ)) u = "
+    md << "\n**Conjugate gradient (" << arm << ").** " << cfg.bissl.cg.iterations << " "
+       << (cfg.bissl.cg.layerwise ? "layer-wise" : "global") << " iterations per upper step on (I + H/(λ+δ)) u = "
        << "∇θP L_D. The final residual over the initial one (the recurrence's, averaged over an alternation's upper "
        << "steps): median " << fmt(sorted[sorted.size() / 2], 3) << ", range " << fmt(sorted.front(), 3) << " to "
        << fmt(sorted.back(), 3) << "; it grew in " << grew << " of " << ratio.size() << " alternations. Rayleigh "
@@ -172,7 +173,7 @@ std::string write_report(const ReportInputs& in, const std::string& path) {
        << "`cg_max_curvature` in the stage's metrics.jsonl"
        << (nonfinite ? str(" (", nonfinite, " alternations had non-finite CG residuals; their u had NaNs set to 0)") : "")
        << "."
-       << (cfg.bissl.cg_layerwise ? " The layer-wise recurrence's residual is not the true one; `bissl-cg-study --config <this "
+       << (cfg.bissl.cg.layerwise ? " The layer-wise recurrence's residual is not the true one; `bissl-cg-study --config <this "
                                     "config> --run <this run>` measures ‖b − Au‖/‖b‖ and H's extreme eigenvalues "
                                     "(docs/cg-study.md)."
                                   : "")

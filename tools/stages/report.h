@@ -15,7 +15,8 @@ namespace bissl::stages {
 struct StageTime {
   std::string stage, detail;
   double seconds = 0;
-  bool skipped = false;  // outputs existed: loaded, not rerun
+  bool reused = false;       // its stamp matched: outputs loaded, not rerun
+  std::string made_at, code; // when reused: when and by which code version it was made
 };
 
 struct ReportInputs {

@@ -7,9 +7,11 @@
 #include <string>
 #include <vector>
 
-namespace bissl::stages {
+namespace bissl::files {
 
-// Writes `text` to path + ".tmp", then renames it over `path`.
+// Writes `text` to a temporary file beside `path`, flushes it to disk and
+// renames it over `path`; errors (a full disk, an unwritable folder) name
+// the file and the reason and leave the previous version intact.
 void write_text_atomic(const std::string& path, const std::string& text);
 void write_json_atomic(const std::string& path, const nlohmann::json& j);
 // The JSON document at `path`; a missing or malformed file is an Error naming it.
@@ -20,4 +22,9 @@ std::vector<nlohmann::json> read_jsonl(const std::string& path);
 // A number from a JSON value; null (how NaN is written) reads as NaN.
 double json_number(const nlohmann::json& j, const std::string& key);
 
-}  // namespace bissl::stages
+}  // namespace bissl::files
+
+// The stages call them unqualified.
+namespace bissl::stages {
+using namespace bissl::files;
+}
