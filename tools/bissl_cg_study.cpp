@@ -17,6 +17,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "engine/nn/state_io.h"
+#include "models/factory.h"
 #include "bilevel/cg.h"
 #include "bilevel/implicit.h"
 #include "bilevel/lanczos.h"
@@ -51,10 +53,10 @@ nlohmann::json study_point(const stages::Config& cfg, const stages::Task& task, 
   int64_t fdim = 0;
   auto theta = stages::build_backbone(cfg, task.train->c, pt.backbone, cfg.seed, fdim);
   Generator g(seed + 5);
-  auto objective = pretrain::make_objective(cfg.pretrain, *theta, task.train->c, fdim, g);
-  pretrain::load_module(*objective, pt.objective, "the pretext objective");
+  auto objective = build_objective(cfg, *theta, task.train->c, fdim, g);
+  nn::load_module(*objective, pt.objective, "the pretext objective");
   models::LinearHead head(fdim, task.num_classes, g);
-  pretrain::load_module(head, pt.head, "the downstream head");
+  nn::load_module(head, pt.head, "the downstream head");
   theta->to(dev), objective->to(dev), head.to(dev);
   theta->train(), objective->train(), head.train();
 

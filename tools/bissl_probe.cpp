@@ -21,6 +21,7 @@
 #include "engine/backend.h"
 #include "engine/optim/optimizer.h"
 #include "engine/optim/schedule.h"
+#include "models/factory.h"
 #include "models/resnet.h"
 #include "models/torch_state.h"
 #include "tools/pretrain/config.h"
@@ -140,7 +141,8 @@ int main(int argc, char** argv) {
     pretrain::Config c;
     if (!config_path.empty()) c.load_toml(config_path);
     for (auto& s : sets) c.set(s);
-    BISSL_CHECK(c.arch.rfind("resnet", 0) == 0, "bissl-probe: expected a ResNet backbone, found '", c.arch, "'");
+    c.validate();
+    BISSL_CHECK(!c.model.is_vit(), "bissl-probe: expected a ResNet backbone, found '", c.model.arch, "'");
     BISSL_CHECK(c.dataset == "fashion-mnist" || c.dataset == "mnist" || c.dataset == "cifar10" || c.dataset == "cifar100",
                 "bissl-probe: expected a labelled dataset (fashion-mnist, mnist, cifar10, cifar100), found '", c.dataset, "'");
     auto load = [&](bool train) {
@@ -158,13 +160,10 @@ int main(int argc, char** argv) {
     };
     prefix(tr, train_limit);
     prefix(te, test_limit);
-    models::ResNetConfig rc;
-    rc.depth = c.arch == "resnet18" ? 18 : c.arch == "resnet34" ? 34 : 50;
-    rc.stem = c.stem == "imagenet" ? models::ResNetStem::ImageNet : models::ResNetStem::Cifar;
-    rc.width = c.width;
-    rc.in_channels = tr.c;
     Generator g(seed);
-    models::ResNet net(rc, g);
+    int64_t fdim = 0;
+    auto bb = models::make_backbone(c.model, tr.c, c.image_size, g, fdim);  // the model factory every stage uses
+    auto& net = dynamic_cast<models::ResNet&>(*bb);
     if (!weights.empty()) models::load_torch_state(net, weights, /*strict=*/false);
     Device dev = c.device == "cuda" || (c.device == "auto" && cuda_device_count() > 0) ? Device::CUDA : Device::CPU;
     net.to(dev);

@@ -26,10 +26,10 @@ bool have_fashion_mnist() {
 pretrain::Config tiny(const std::string& out, const std::string& method = "simclr") {
   pretrain::Config c;
   c.limit = 512;
-  c.width = 0.125;
+  c.model.width = 0.125;
   c.batch_size = 32;
-  c.proj_hidden = 32, c.proj_out = 16;
-  c.method = method;
+  c.method.proj_hidden = 32, c.method.proj_out = 16;
+  c.method.name = method;
   c.lr = 4.8;  // the spec's LARS lr
   c.warmup = 2;
   c.device = "cpu";

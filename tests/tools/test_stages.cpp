@@ -12,14 +12,21 @@
 #include <sstream>
 #include <set>
 #include <map>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
+#include <csignal>
+
+#include "engine/nn/state_io.h"
+#include "models/factory.h"
 #include "data/datasets.h"
 #include "models/resnet.h"
 #include "models/torch_state.h"
 #include "tools/stages/classify.h"
 #include "tests/support.h"
 #include "engine/schema.h"
+#include "engine/io/safetensors.h"
+#include "tools/common/files.h"
 #include "tools/common/settings.h"
 #include "tools/common/version.h"
 #include "tools/stages/bissl_stage.h"
@@ -238,11 +245,58 @@ TEST_SUITE("stages") {
     }
   }
 
+  TEST_CASE("a full disk during a checkpoint or result write: one clear error, the previous file intact") {
+    testing::TempDir tmp("full");
+    const std::string ckpt = tmp.file("checkpoint.safetensors"), res = tmp.file("result.json");
+    Tensor small = ones({16, 16});
+    io::save_safetensors(ckpt, {{"w", small}}, {{"step", "1"}});
+    files::write_json_atomic(res, nlohmann::json{{"step", 1}});
+    // Files may grow to 64 KiB only (writes past it fail with EFBIG, as they
+    // would with ENOSPC on a full disk; SIGXFSZ ignored so it is an error).
+    struct rlimit old {};
+    REQUIRE(::getrlimit(RLIMIT_FSIZE, &old) == 0);
+    auto prev = std::signal(SIGXFSZ, SIG_IGN);
+    struct rlimit lim = old;
+    lim.rlim_cur = 64 * 1024;
+    REQUIRE(::setrlimit(RLIMIT_FSIZE, &lim) == 0);
+    std::string ck_err, res_err;
+    try {
+      io::save_safetensors(ckpt, {{"w", ones({256, 256})}}, {{"step", "2"}});  // 256 KiB
+    } catch (const Error& e) {
+      ck_err = e.what();
+    }
+    try {
+      files::write_text_atomic(res, std::string(200000, 'x'));
+    } catch (const Error& e) {
+      res_err = e.what();
+    }
+    ::setrlimit(RLIMIT_FSIZE, &old);
+    std::signal(SIGXFSZ, prev);
+    CHECK(ck_err.find("checkpoint.safetensors") != std::string::npos);
+    CHECK(ck_err.find("File too large") != std::string::npos);
+    CHECK(res_err.find("cannot write '" + res + "': writing failed: File too large") != std::string::npos);
+    CHECK(ck_err.find('\n') == std::string::npos);
+    CHECK(res_err.find('\n') == std::string::npos);
+    // The previous checkpoint and result still load, and no temporary is left behind.
+    auto f = io::load_safetensors(ckpt);
+    CHECK(f.metadata.at("step") == "1");
+    CHECK(f.tensors.at(0).second.shape() == Shape{16, 16});
+    CHECK(files::read_json(res)["step"] == 1);
+    int entries = 0;
+    for (auto& e : fs::directory_iterator(tmp.dir)) entries += e.is_regular_file();
+    CHECK(entries == 2);
+    // An output folder that cannot be made is one line naming it.
+    std::ofstream(tmp.file("a_file")) << "x";
+    stages::Config c;
+    c.out = tmp.file("a_file") + "/run";
+    CHECK_THROWS_WITH_AS(stages::run_pipeline(c), doctest::Contains("a_file/run"), std::exception);
+  }
+
   TEST_CASE("the pipeline config: the shipped file loads, round-trips and validates") {
     stages::Config c = stages::load_config(std::string(BISSL_SOURCE_DIR) + "/configs/pipeline_fashion_mnist.toml", {});
     CHECK(c.task.classes == std::vector<int64_t>{0, 2, 4, 6});
-    CHECK(c.pretrain.method == "simclr");
-    CHECK(c.pretrain.width == 0.25);
+    CHECK(c.pretrain.method.name == "simclr");
+    CHECK(c.pretrain.model.width == 0.25);
     CHECK(c.bissl.lambda == 0.001);  // spec defaults where the file is silent
     CHECK(c.bissl.delta == 10.0);
     CHECK(c.bissl.cg.iterations == 5);
@@ -284,7 +338,7 @@ TEST_SUITE("stages") {
     stages::Config c = stages::load_config(std::string(BISSL_SOURCE_DIR) + "/configs/pipeline_fashion_mnist.toml", {});
     // A ResNet-18 at the config's width with a 1000-way fc, saved in PyTorch layout.
     models::ResNetConfig rc;
-    rc.width = c.pretrain.width;
+    rc.width = c.pretrain.model.width;
     rc.in_channels = 1;
     rc.num_classes = 1000;
     Generator g(4);
@@ -401,7 +455,7 @@ TEST_SUITE("stages") {
     auto backbone = stages::build_backbone(c, 1, c.out + "/finetune/ft/seed0/backbone.safetensors", 0, fdim);
     Generator g(0);
     models::LinearHead head(fdim, 10, g);
-    pretrain::load_module(head, c.out + "/finetune/ft/seed0/head.safetensors", "head");
+    nn::load_module(head, c.out + "/finetune/ft/seed0/head.safetensors", "head");
     auto acc = stages::evaluate(*backbone, head, *task.test, 10, c.task.image_size, Device::CPU, 1);
     CHECK(acc.multi_label);
     CHECK(acc.map == doctest::Approx(r["test"]["map"].get<double>()).epsilon(1e-12));

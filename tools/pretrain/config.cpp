@@ -17,24 +17,8 @@ void Config::bind(settings::Settings& s, const std::string& p) {
     v("limit", limit, schema::ge(0), "use only the first N training images; 0 = all");
     v("workers", workers, Rule(schema::ge(0)).unstamped(), "loader worker threads");
   });
-  s.section(p + "model", [this](auto& v) {
-    v("arch", arch, schema::one_of({"resnet18", "resnet34", "resnet50", "vit_tiny", "vit_small"}), "the backbone");
-    v("stem", stem, schema::one_of({"cifar", "imagenet"}), "ResNet stem: cifar (3x3, no pooling) or imagenet (7x7 + pool)");
-    v("width", width, schema::gt(0), "ResNet channel multiplier");
-    v("patch_size", patch_size, schema::ge(1), "ViT patch size in pixels");
-    v("drop_path", drop_path, schema::in_open_hi(0, 1), "ViT stochastic depth, rising linearly to this over the blocks");
-    v("depth", depth, schema::ge(0), "ViT blocks; 0 = the architecture's (12)");
-  });
-  s.section(p + "method", [this](auto& v) {
-    v("name", method, schema::one_of({"simclr", "byol", "mae"}), "the pretext task");
-    v("temperature", temperature, schema::gt(0), "SimCLR: NT-Xent temperature");
-    v("proj_hidden", proj_hidden, schema::ge(1), "SimCLR / BYOL: projector (and BYOL predictor) hidden width");
-    v("proj_out", proj_out, schema::ge(1), "SimCLR / BYOL: projection size");
-    v("ema", ema, schema::in(0, 1), "BYOL: target EMA decay");
-    v("mask_ratio", mask_ratio, schema::in_open_hi(0, 1), "MAE: fraction of patches masked");
-    v("decoder_dim", decoder_dim, schema::ge(1), "MAE: decoder width");
-    v("decoder_depth", decoder_depth, schema::ge(1), "MAE: decoder blocks");
-  });
+  s.section(p + "model", model);
+  s.section(p + "method", method);
   s.section(p + "train", [this](auto& v) {
     v("batch_size", batch_size, schema::ge(2), "images per step (two views each for SimCLR / BYOL)");
     v("epochs", epochs, schema::ge(0), "passes over the data (when steps = 0)");
@@ -80,10 +64,10 @@ void Config::validate() const {
 }
 
 void Config::validate_combinations() const {
-  BISSL_CHECK(method != "mae" || arch.rfind("vit", 0) == 0, "config: MAE needs a ViT (model.arch vit_tiny or vit_small), found '",
-              arch, "'");
-  BISSL_CHECK(method == "mae" || arch.rfind("resnet", 0) == 0, "config: ", method,
-              " is set up for ResNet backbones here (model.arch resnet18/34/50), found '", arch, "'");
+  BISSL_CHECK(method.name != "mae" || model.is_vit(), "config: MAE needs a ViT (model.arch vit_tiny or vit_small), found '",
+              model.arch, "'");
+  BISSL_CHECK(method.name == "mae" || !model.is_vit(), "config: ", method.name,
+              " is set up for ResNet backbones here (model.arch resnet18/34/50), found '", model.arch, "'");
 }
 
 }  // namespace bissl::pretrain

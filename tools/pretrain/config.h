@@ -6,6 +6,9 @@
 #include <string>
 #include <vector>
 
+#include "models/factory.h"
+#include "ssl/factory.h"
+
 namespace bissl::settings {
 class Settings;
 }
@@ -19,20 +22,8 @@ struct Config {
   int64_t image_size = 28;                // views are cropped/resized to this
   int64_t limit = 0;                      // use only the first N training images (0 = all)
   int workers = 2;
-  // [model]
-  std::string arch = "resnet18";          // resnet18 | resnet34 | resnet50 | vit_tiny | vit_small
-  std::string stem = "cifar";             // cifar | imagenet (ResNet)
-  double width = 1.0;                     // ResNet channel multiplier
-  int64_t patch_size = 4;                 // ViT
-  double drop_path = 0.0;                 // ViT stochastic depth (rises linearly to this over the blocks)
-  int64_t depth = 0;                      // ViT blocks; 0 = the arch's (12 for vit_tiny / vit_small)
-  // [method]
-  std::string method = "simclr";          // simclr | byol | mae
-  double temperature = 0.5;
-  int64_t proj_hidden = 256, proj_out = 256;
-  double ema = 0.9995;
-  double mask_ratio = 0.75;
-  int64_t decoder_dim = 128, decoder_depth = 2;
+  models::BackboneSpec model;             // [model] (models/factory.h)
+  ssl::ObjectiveSpec method;              // [method] (ssl/factory.h)
   // [train]
   int64_t batch_size = 256;
   int64_t epochs = 1;

@@ -1,5 +1,8 @@
 #include "tools/pretrain/run.h"
 
+#include "engine/nn/state_io.h"
+#include "models/factory.h"
+#include "ssl/factory.h"
 #include "tools/common/files.h"
 
 #include "tools/pretrain/build.h"
@@ -50,8 +53,8 @@ Parts build(const Config& c) {
   p.train = load_data(c);
   Generator g(c.seed);
   int64_t fdim = 0;
-  p.backbone = make_backbone(c, p.train->c, g, fdim);
-  p.objective = make_objective(c, *p.backbone, p.train->c, fdim, g);
+  p.backbone = models::make_backbone(c.model, p.train->c, c.image_size, g, fdim);
+  p.objective = ssl::make_objective(c.method, c.model, *p.backbone, p.train->c, c.image_size, fdim, g, target_seed(c));
   p.backbone->to(p.dev);
   p.objective->to(p.dev);
   std::vector<Tensor> params = p.backbone->parameters();
@@ -67,9 +70,9 @@ struct Position {
 };
 
 void save_checkpoint(const std::string& path, const Config& c, Parts& p, const Position& pos) {
-  io::NamedTensors all = prefixed("backbone.", p.backbone->state_dict());
-  for (auto& kv : prefixed("objective.", p.objective->state_dict())) all.push_back(kv);
-  for (auto& kv : prefixed("optim.", p.opt->state_dict())) all.push_back(kv);
+  io::NamedTensors all = nn::prefixed("backbone.", p.backbone->state_dict());
+  for (auto& kv : nn::prefixed("objective.", p.objective->state_dict())) all.push_back(kv);
+  for (auto& kv : nn::prefixed("optim.", p.opt->state_dict())) all.push_back(kv);
   io::save_safetensors(path, all,
                        {{"format", kCheckpointFormat},
                         {"step", std::to_string(pos.step)},
@@ -85,8 +88,8 @@ int64_t meta_int(const io::SafetensorsFile& f, const std::string& k, const std::
 }
 
 void save_weights(const Config& c, Parts& p, const std::string& dir) {
-  save_backbone(*p.backbone, dir + "/backbone.safetensors");
-  save_module(*p.objective, dir + "/objective.safetensors", {{"method", c.method}});
+  models::save_backbone(*p.backbone, dir + "/backbone.safetensors");
+  nn::save_module(*p.objective, dir + "/objective.safetensors", {{"method", c.method.name}});
 }
 
 std::string eta(double s) {
@@ -124,9 +127,9 @@ Summary run(Config cfg, const std::string& resume_from, int64_t stop_after) {
 
   Parts p = build(cfg);
   if (!resume_from.empty()) {
-    p.backbone->load_state_dict(with_prefix(ckpt, "backbone."));
-    p.objective->load_state_dict(with_prefix(ckpt, "objective."));
-    p.opt->load_state_dict(with_prefix(ckpt, "optim."));
+    p.backbone->load_state_dict(nn::with_prefix(ckpt, "backbone."));
+    p.objective->load_state_dict(nn::with_prefix(ckpt, "objective."));
+    p.opt->load_state_dict(nn::with_prefix(ckpt, "optim."));
     std::fprintf(stderr, "resumed from %s at step %lld\n", resume_from.c_str(), (long long)pos.step);
   }
   p.backbone->train();
@@ -141,7 +144,7 @@ Summary run(Config cfg, const std::string& resume_from, int64_t stop_after) {
   lo.cycle = true;
   lo.device = p.dev;
   int64_t ch = p.train->c;
-  if (cfg.method == "mae") lo.views = {data::mae_view(cfg.image_size, ch)};
+  if (cfg.method.name == "mae") lo.views = {data::mae_view(cfg.image_size, ch)};
   else lo.views = {data::ssl_view(1, cfg.image_size, ch), data::ssl_view(2, cfg.image_size, ch)};
   data::Loader loader(p.train, lo);
   BISSL_CHECK(loader.batches_per_epoch() > 0, "pretrain: ", p.train->n, " images make no batch of ", cfg.batch_size);

@@ -1,3 +1,5 @@
+#include "engine/nn/state_io.h"
+#include "models/factory.h"
 #include "tools/stages/bissl_stage.h"
 
 #include <nlohmann/json.hpp>
@@ -80,13 +82,13 @@ BisslStageResult run_bissl(const Config& cfg_in, const Task& task, const BisslIn
   // fine-tuning values): a ViT gets its drop path and layer-wise lr decay.
   if (two_backbones) theta_d = build_backbone(cfg, ch, in.backbone, cfg.seed, fdim, cfg.finetune.drop_path);
   Generator g(cfg.seed + 11);
-  auto objective = pretrain::make_objective(cfg.pretrain, *theta_p, ch, fdim, g);
-  pretrain::load_module(*objective, in.objective, "the pretext objective");
+  auto objective = build_objective(cfg, *theta_p, ch, fdim, g);
+  nn::load_module(*objective, in.objective, "the pretext objective");
   std::shared_ptr<models::LinearHead> head;
   if (needs_head) {
     head = std::make_shared<models::LinearHead>(fdim, task.num_classes, g);
     BISSL_CHECK(!in.head.empty(), "bissl: variant ", variant, " needs the warm-up head (head.safetensors)");
-    pretrain::load_module(*head, in.head, "the warm-up head");
+    nn::load_module(*head, in.head, "the warm-up head");
   }
   theta_p->to(dev);
   if (theta_d) theta_d->to(dev);
@@ -124,11 +126,11 @@ BisslStageResult run_bissl(const Config& cfg_in, const Task& task, const BisslIn
       throw Error(str("bissl: '", ckpt, "' was made with other settings (", diff,
                       "); use --fresh or another output directory"));
     }
-    theta_p->load_state_dict(pretrain::with_prefix(f, "theta_p."));
-    if (theta_d) theta_d->load_state_dict(pretrain::with_prefix(f, "theta_d."));
-    objective->load_state_dict(pretrain::with_prefix(f, "objective."));
-    if (head) head->load_state_dict(pretrain::with_prefix(f, "head_d."));
-    trainer.load_state_dict(pretrain::with_prefix(f, "trainer."));
+    theta_p->load_state_dict(nn::with_prefix(f, "theta_p."));
+    if (theta_d) theta_d->load_state_dict(nn::with_prefix(f, "theta_d."));
+    objective->load_state_dict(nn::with_prefix(f, "objective."));
+    if (head) head->load_state_dict(nn::with_prefix(f, "head_d."));
+    trainer.load_state_dict(nn::with_prefix(f, "trainer."));
     res.resumed = true;
     std::fprintf(stderr, "bissl: resumed from %s after %lld alternations\n", ckpt.c_str(),
                  (long long)trainer.alternations_done());
@@ -143,13 +145,13 @@ BisslStageResult run_bissl(const Config& cfg_in, const Task& task, const BisslIn
   }
 
   auto save_ckpt = [&](const std::string& path) {
-    io::NamedTensors all = pretrain::prefixed("theta_p.", theta_p->state_dict());
+    io::NamedTensors all = nn::prefixed("theta_p.", theta_p->state_dict());
     if (theta_d)
-      for (auto& kv : pretrain::prefixed("theta_d.", theta_d->state_dict())) all.push_back(kv);
-    for (auto& kv : pretrain::prefixed("objective.", objective->state_dict())) all.push_back(kv);
+      for (auto& kv : nn::prefixed("theta_d.", theta_d->state_dict())) all.push_back(kv);
+    for (auto& kv : nn::prefixed("objective.", objective->state_dict())) all.push_back(kv);
     if (head)
-      for (auto& kv : pretrain::prefixed("head_d.", head->state_dict())) all.push_back(kv);
-    for (auto& kv : pretrain::prefixed("trainer.", trainer.state_dict())) all.push_back(kv);
+      for (auto& kv : nn::prefixed("head_d.", head->state_dict())) all.push_back(kv);
+    for (auto& kv : nn::prefixed("trainer.", trainer.state_dict())) all.push_back(kv);
     io::save_safetensors(path, all,
                          {{"format", kFormat},
                           {"signature", signature},
@@ -211,10 +213,10 @@ BisslStageResult run_bissl(const Config& cfg_in, const Task& task, const BisslIn
   save_ckpt(ckpt);
   res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (trainer.alternations_done() >= bc.alternations) {
-    pretrain::save_backbone(*theta_p, dir + "/backbone.safetensors");
-    if (theta_d) pretrain::save_backbone(*theta_d, dir + "/backbone_d.safetensors");
-    if (head) pretrain::save_module(*head, dir + "/head_d.safetensors");
-    pretrain::save_module(*objective, dir + "/objective.safetensors", {{"method", cfg.pretrain.method}});
+    models::save_backbone(*theta_p, dir + "/backbone.safetensors");
+    if (theta_d) models::save_backbone(*theta_d, dir + "/backbone_d.safetensors");
+    if (head) nn::save_module(*head, dir + "/head_d.safetensors");
+    nn::save_module(*objective, dir + "/objective.safetensors", {{"method", cfg.pretrain.method.name}});
     write_json_atomic(dir + "/summary.json", nlohmann::json{{"variant", variant},
                                                             {"signature", signature},
                                                             {"alternations", trainer.alternations_done()},

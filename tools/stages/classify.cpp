@@ -1,3 +1,6 @@
+#include "engine/nn/state_io.h"
+#include "ssl/factory.h"
+#include "models/factory.h"
 #include "tools/stages/classify.h"
 
 #include <cmath>
@@ -25,11 +28,18 @@ std::shared_ptr<nn::Layer> build_backbone(const Config& cfg, int64_t channels, c
                                           uint64_t seed, int64_t& feature_dim, double drop_path) {
   pretrain::Config pc = cfg.pretrain;
   pc.seed = seed;
-  if (drop_path >= 0) pc.drop_path = drop_path;
+  if (drop_path >= 0) pc.model.drop_path = drop_path;
   Generator g(seed);
-  auto bb = pretrain::make_backbone(pc, channels, g, feature_dim);
-  if (!weights.empty()) pretrain::load_backbone(*bb, weights);
+  auto bb = models::make_backbone(pc.model, channels, pc.image_size, g, feature_dim);
+  if (!weights.empty()) models::load_backbone(*bb, weights);
   return bb;
+}
+
+std::shared_ptr<ssl::Objective> build_objective(const Config& cfg, const nn::Layer& backbone, int64_t channels,
+                                                int64_t feature_dim, Generator& g) {
+  const auto& pc = cfg.pretrain;
+  return ssl::make_objective(pc.method, pc.model, backbone, channels, pc.image_size, feature_dim, g,
+                             pretrain::target_seed(pc));
 }
 
 namespace {

@@ -8,6 +8,7 @@
 #include "data/image_set.h"
 #include "data/loader.h"
 #include "engine/nn/module.h"
+#include "ssl/objective.h"
 #include "tools/stages/config.h"
 
 namespace bissl::stages {
@@ -19,6 +20,9 @@ namespace bissl::stages {
 // drop_path >= 0 overrides the ViT stochastic depth of the config.
 std::shared_ptr<nn::Layer> build_backbone(const Config& cfg, int64_t channels, const std::string& weights,
                                           uint64_t seed, int64_t& feature_dim, double drop_path = -1);
+// The pretext objective cfg.pretrain describes, for `backbone` (heads from `g`).
+std::shared_ptr<ssl::Objective> build_objective(const Config& cfg, const nn::Layer& backbone, int64_t channels,
+                                                int64_t feature_dim, Generator& g);
 
 // The k of the "top-k" accuracy reported next to top-1: 5 as the spec, or
 // 2 when there are 5 classes or fewer (top-5 would be 100 %).

@@ -55,14 +55,14 @@ void Config::validate() const {
               " must divide bissl.lower_batch = ", bissl.lower_batch, " (or be >= it, or 0)");
   BISSL_CHECK(ghost_ok(bissl.upper_batch, bissl.ghost_upper), "config: bissl.ghost_upper = ", bissl.ghost_upper,
               " must divide bissl.upper_batch = ", bissl.upper_batch, " (or be >= it, or 0)");
-  bool vit = pretrain.arch.rfind("vit", 0) == 0;
+  bool vit = pretrain.model.is_vit();
   BISSL_CHECK(vit || (finetune.layer_decay == 1 && finetune.drop_path == 0),
-              "config: finetune.layer_decay and finetune.drop_path apply to ViT backbones; the backbone is ", pretrain.arch);
+              "config: finetune.layer_decay and finetune.drop_path apply to ViT backbones; the backbone is ", pretrain.model.arch);
   // A replayed H·v differentiates the recorded forward: θP's drop path would
   // be one draw for the whole upper phase instead of one per product.
-  BISSL_CHECK(!bissl.cg_linearize || pretrain.drop_path == 0,
+  BISSL_CHECK(!bissl.cg_linearize || pretrain.model.drop_path == 0,
               "config: bissl.cg_linearize replays one recorded forward per upper phase, so θP's stochastic depth "
-              "(pretrain.model.drop_path = ", pretrain.drop_path, ") would be frozen at one draw; set it to 0 or "
+              "(pretrain.model.drop_path = ", pretrain.model.drop_path, ") would be frozen at one draw; set it to 0 or "
               "bissl.cg_linearize = false");
   pretrain.validate_combinations();
 }

@@ -1,3 +1,5 @@
+#include "engine/nn/state_io.h"
+#include "models/factory.h"
 #include "tools/stages/finetune.h"
 
 #include <chrono>
@@ -216,8 +218,8 @@ FinetuneRun finetune_once(const Config& cfg, const Task& task, const FinetuneSpe
   }
   if (!save_dir.empty() && !r.diverged) {
     fs::create_directories(save_dir);
-    pretrain::save_backbone(*backbone, save_dir + "/backbone.safetensors");
-    pretrain::save_module(*head, save_dir + "/head.safetensors");
+    models::save_backbone(*backbone, save_dir + "/backbone.safetensors");
+    nn::save_module(*head, save_dir + "/head.safetensors");
   }
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return r;

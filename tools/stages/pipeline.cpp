@@ -98,7 +98,11 @@ std::string run_pipeline(const Config& cfg_in) {
   Config cfg = cfg_in;
   cfg.validate();
   const std::string out = cfg.out;
-  fs::create_directories(out);
+  {
+    std::error_code ec;
+    fs::create_directories(out, ec);
+    BISSL_CHECK(!ec, "pipeline: cannot create the output folder '", out, "' (pipeline.out): ", ec.message());
+  }
   write_text_atomic(out + "/config.toml", cfg.to_toml(/*docs=*/true));
   std::fprintf(stderr, "bissl-pipeline: resolved config\n%s\nbackend: %s\n", cfg.to_toml().c_str(),
                backend_summary().c_str());
@@ -131,7 +135,7 @@ std::string run_pipeline(const Config& cfg_in) {
   {
     banner("pretraining");
     auto t0 = std::chrono::steady_clock::now();
-    const std::string detail = str(cfg.pretrain.method, " on ", cfg.pretrain.dataset, ", ", cfg.pretrain.epochs,
+    const std::string detail = str(cfg.pretrain.method.name, " on ", cfg.pretrain.dataset, ", ", cfg.pretrain.epochs,
                                    " epoch(s) of batch ", cfg.pretrain.batch_size);
     const Stamp stamp = Stamp::of(cfg, "pretrain", {"pretrain", "pipeline.deterministic"});
     const bool have = fs::exists(pre + "/backbone.safetensors") && fs::exists(pre + "/objective.safetensors");

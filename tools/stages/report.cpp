@@ -83,8 +83,8 @@ std::string write_report(const ReportInputs& in, const std::string& path) {
   md << "- Downstream task: " << task.describe() << ".\n";
   md << "- Pretext data: " << cfg.pretrain.dataset << " training images without labels"
      << (cfg.pretrain.limit > 0 ? str(" (first ", cfg.pretrain.limit, ")") : std::string()) << "; backbone "
-     << cfg.pretrain.arch << " (" << cfg.pretrain.stem << " stem, width " << cfg.pretrain.width << "), "
-     << cfg.pretrain.method << ".\n\n";
+     << cfg.pretrain.model.arch << " (" << cfg.pretrain.model.stem << " stem, width " << cfg.pretrain.model.width << "), "
+     << cfg.pretrain.method.name << ".\n\n";
 
   const bool ml = task.multi_label;
   const std::string m = metric_label(ml);

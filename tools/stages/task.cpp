@@ -212,7 +212,7 @@ data::LoaderOptions with_views(data::LoaderOptions lo, std::vector<data::ViewCon
 }
 
 std::vector<data::ViewConfig> pretext_views(const pretrain::Config& pc, int64_t channels) {
-  if (pc.method == "mae") return {data::mae_view(pc.image_size, channels)};
+  if (pc.method.name == "mae") return {data::mae_view(pc.image_size, channels)};
   return {data::ssl_view(1, pc.image_size, channels), data::ssl_view(2, pc.image_size, channels)};
 }
 

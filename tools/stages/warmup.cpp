@@ -1,3 +1,5 @@
+#include "engine/nn/state_io.h"
+#include "models/factory.h"
 #include "tools/stages/warmup.h"
 
 #include <nlohmann/json.hpp>
@@ -79,8 +81,8 @@ WarmupResult run_warmup(const Config& cfg, const Task& task, const std::string& 
                                fmt(100 * v, 3), "%"));
   }
   progress.done();
-  pretrain::save_module(*head, dir + "/head.safetensors", {{"stage", "warmup"}});
-  pretrain::save_backbone(*backbone, dir + "/backbone.safetensors");
+  nn::save_module(*head, dir + "/head.safetensors", {{"stage", "warmup"}});
+  models::save_backbone(*backbone, dir + "/backbone.safetensors");
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   write_json_atomic(dir + "/summary.json",
                     nlohmann::json{{"epochs", w.epochs},
