@@ -7,7 +7,6 @@
 // true relative residual ‖b − A u‖/‖b‖ (not the recurrence's). Writes
 // <out>/cg_study.json and <out>/cg_study.md.
 //   bissl-cg-study --config configs/pipeline_fashion_mnist.toml --run runs/fashion_mnist --out runs/fashion_mnist/cg_study
-#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include <chrono>
@@ -28,6 +27,7 @@
 #include "engine/ops.h"
 #include "models/heads.h"
 #include "tools/pretrain/build.h"
+#include "tools/stages/stage_main.h"
 #include "tools/stages/classify.h"
 #include "tools/common/files.h"
 #include "tools/stages/progress.h"
@@ -199,47 +199,40 @@ std::vector<double> parse_list(const std::string& s) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"bissl-cg-study: the spectrum of BiSSL's system and how CG solves it, at a run's BiSSL start and end"};
-  std::string config_path, run, out, arm = "bissl", iters_s = "5,10,20,40", deltas_s = "10,100,1000";
-  std::vector<std::string> sets;
+  std::string run, out, arm = "bissl", iters_s = "5,10,20,40", deltas_s = "10,100,1000";
   int lanczos_steps = 40;
   uint64_t seed = 0;
-  bool quick = false;
-  app.add_option("--config", config_path, "the run's pipeline TOML config")->required();
-  app.add_option("--set", sets, "override: section.key=value (repeatable)");
-  app.add_option("--run", run, "the pipeline's output directory (pretrain/, warmup/, train/<arm>/)")->required();
-  app.add_option("--arm", arm, "the training stage whose end point is studied");
-  app.add_option("--out", out, "output directory")->required();
-  app.add_option("--lanczos", lanczos_steps, "Lanczos steps");
-  app.add_option("--iterations", iters_s, "CG iteration counts, comma-separated");
-  app.add_option("--deltas", deltas_s, "dampings δ, comma-separated");
-  app.add_option("--seed", seed, "which batches");
-  app.add_flag("--quick", quick, "the run was made with bissl-pipeline --quick (its batch sizes)");
-  CLI11_PARSE(app, argc, argv);
-  try {
-    auto cfg = stages::load_config(config_path, sets, quick);
-    auto task = stages::load_task(cfg.task);
-    std::vector<int> iterations;
-    for (double v : parse_list(iters_s)) iterations.push_back(int(v));
-    std::vector<double> deltas = parse_list(deltas_s);
-    std::vector<Point> pts = {
-        {"start (warmed-up backbone, pretrained heads, warm-up head)", run + "/warmup/backbone.safetensors",
-         run + "/pretrain/objective.safetensors", run + "/warmup/head.safetensors"},
-        {"end (" + arm + "'s θP, its pretext heads and φD)", run + "/train/" + arm + "/backbone.safetensors",
-         run + "/train/" + arm + "/objective.safetensors", run + "/train/" + arm + "/head_d.safetensors"}};
-    for (auto& p : pts)
-      for (auto* f : {&p.backbone, &p.objective, &p.head})
-        BISSL_CHECK(fs::exists(*f), "bissl-cg-study: expected ", *f, " (run the pipeline first), found no such file");
-    fs::create_directories(out);
-    std::vector<nlohmann::json> results;
-    for (auto& p : pts) results.push_back(study_point(cfg, task, p, lanczos_steps, iterations, deltas, seed));
-    stages::write_json_atomic(out + "/cg_study.json", nlohmann::json(results));
-    std::string md = markdown(results, cfg);
-    stages::write_text_atomic(out + "/cg_study.md", md);
-    std::printf("%s\nbissl-cg-study: %s/cg_study.md, cg_study.json\n", md.c_str(), out.c_str());
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "bissl-cg-study: %s\n", e.what());
-    return 1;
-  }
-  return 0;
+  return stages::stage_main(
+      argc, argv, "bissl-cg-study", "the spectrum of BiSSL's system and how CG solves it, at a run's BiSSL start and end",
+      [&](CLI::App& app, stages::StageFlags& f) {
+        app.add_option("--run", run, "the pipeline's output directory (pretrain/, warmup/, train/<arm>/)")->required();
+        app.add_option("--arm", arm, "the training stage whose end point is studied");
+        app.add_option("--out", out, "output directory")->required();
+        app.add_option("--lanczos", lanczos_steps, "Lanczos steps");
+        app.add_option("--iterations", iters_s, "CG iteration counts, comma-separated");
+        app.add_option("--deltas", deltas_s, "dampings δ, comma-separated");
+        app.add_option("--seed", seed, "which batches");
+        app.add_flag("--quick", f.quick, "the run was made with bissl-pipeline --quick (its batch sizes)");
+      },
+      [&](stages::Config& cfg) {
+        auto task = stages::load_task(cfg.task);
+        std::vector<int> iterations;
+        for (double v : parse_list(iters_s)) iterations.push_back(int(v));
+        std::vector<double> deltas = parse_list(deltas_s);
+        std::vector<Point> pts = {
+            {"start (warmed-up backbone, pretrained heads, warm-up head)", run + "/warmup/backbone.safetensors",
+             run + "/pretrain/objective.safetensors", run + "/warmup/head.safetensors"},
+            {"end (" + arm + "'s θP, its pretext heads and φD)", run + "/train/" + arm + "/backbone.safetensors",
+             run + "/train/" + arm + "/objective.safetensors", run + "/train/" + arm + "/head_d.safetensors"}};
+        for (auto& p : pts)
+          for (auto* f : {&p.backbone, &p.objective, &p.head})
+            BISSL_CHECK(fs::exists(*f), "expected ", *f, " (run the pipeline first), found no such file");
+        fs::create_directories(out);
+        std::vector<nlohmann::json> results;
+        for (auto& p : pts) results.push_back(study_point(cfg, task, p, lanczos_steps, iterations, deltas, seed));
+        stages::write_json_atomic(out + "/cg_study.json", nlohmann::json(results));
+        std::string md = markdown(results, cfg);
+        stages::write_text_atomic(out + "/cg_study.md", md);
+        std::printf("%s\nbissl-cg-study: %s/cg_study.md, cg_study.json\n", md.c_str(), out.c_str());
+      });
 }

@@ -24,6 +24,8 @@
 #include "models/factory.h"
 #include "models/resnet.h"
 #include "models/torch_state.h"
+#include "tools/common/files.h"
+#include "tools/common/tool_main.h"
 #include "tools/pretrain/config.h"
 
 using namespace bissl;
@@ -121,69 +123,61 @@ double knn(const Features& tr, const Features& te, int64_t classes, int64_t k = 
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"bissl-probe: linear-probe and kNN accuracy of a backbone's frozen features"};
-  std::string config_path, weights, out;
-  std::vector<std::string> sets;
+  std::string weights, out;
   int epochs = 30;
   int64_t train_limit = 0, test_limit = 0;
   uint64_t seed = 0;
-  app.add_option("--config", config_path, "the pretraining TOML config (dataset, architecture)");
-  app.add_option("--set", sets, "override: section.key=value (repeatable)");
-  app.add_option("--weights", weights, "backbone.safetensors (PyTorch layout); none = random init");
-  app.add_option("--epochs", epochs, "linear classifier epochs");
-  app.add_option("--seed", seed, "seed for the random init and the classifier");
-  app.add_option("--out", out, "write the result JSON here too");
-  app.add_option("--train-limit", train_limit, "use the first N training images (0 = all)");
-  app.add_option("--test-limit", test_limit, "use the first N test images (0 = all)");
-  CLI11_PARSE(app, argc, argv);
-  try {
-    auto t0 = std::chrono::steady_clock::now();
-    pretrain::Config c;
-    if (!config_path.empty()) c.load_toml(config_path);
-    for (auto& s : sets) c.set(s);
-    c.validate();
-    BISSL_CHECK(!c.model.is_vit(), "bissl-probe: expected a ResNet backbone, found '", c.model.arch, "'");
-    BISSL_CHECK(c.dataset == "fashion-mnist" || c.dataset == "mnist" || c.dataset == "cifar10" || c.dataset == "cifar100",
-                "bissl-probe: expected a labelled dataset (fashion-mnist, mnist, cifar10, cifar100), found '", c.dataset, "'");
-    auto load = [&](bool train) {
-      if (c.dataset == "fashion-mnist") return data::load_fashion_mnist(c.root, train);
-      if (c.dataset == "mnist") return data::load_mnist(c.root, train);
-      if (c.dataset == "cifar10") return data::load_cifar10(c.root, train);
-      return data::load_cifar100(c.root, train);
-    };
-    data::ImageSet tr = load(true), te = load(false);
-    auto prefix = [](data::ImageSet& s, int64_t n) {
-      if (n <= 0 || n >= s.n) return;
-      std::vector<int64_t> idx(static_cast<size_t>(n));
-      for (int64_t i = 0; i < n; ++i) idx[size_t(i)] = i;
-      s = data::subset(s, idx);
-    };
-    prefix(tr, train_limit);
-    prefix(te, test_limit);
-    Generator g(seed);
-    int64_t fdim = 0;
-    auto bb = models::make_backbone(c.model, tr.c, c.image_size, g, fdim);  // the model factory every stage uses
-    auto& net = dynamic_cast<models::ResNet&>(*bb);
-    if (!weights.empty()) models::load_torch_state(net, weights, /*strict=*/false);
-    Device dev = c.device == "cuda" || (c.device == "auto" && cuda_device_count() > 0) ? Device::CUDA : Device::CPU;
-    net.to(dev);
-    net.eval();
-    Features ftr = extract(net, tr, c.image_size, dev, c.workers), fte = extract(net, te, c.image_size, dev, c.workers);
-    double knn_acc = knn(ftr, fte, tr.num_classes);
-    double lin_acc = linear_probe(ftr, fte, tr.num_classes, epochs, seed);
-    nlohmann::json r = {{"weights", weights.empty() ? "random init" : weights},
-                        {"linear_top1", lin_acc},
-                        {"knn_top1", knn_acc},
-                        {"train_images", tr.n},
-                        {"test_images", te.n},
-                        {"feature_dim", net.feature_dim()},
-                        {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()},
-                        {"backend", backend_summary()}};
-    std::cout << r.dump(1) << std::endl;
-    if (!out.empty()) std::ofstream(out) << r.dump(1) << "\n";
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "bissl-probe: %s\n", e.what());
-    return 1;
-  }
-  return 0;
+  return tool_main<pretrain::Config>(
+      argc, argv, "bissl-probe", "linear-probe and kNN accuracy of a backbone's frozen features (--config: the pretraining config: dataset, architecture)",
+      pretrain::load_config,
+      [&](CLI::App& app, ToolFlags<pretrain::Config>&) {
+        app.add_option("--weights", weights, "backbone.safetensors (PyTorch layout); none = random init");
+        app.add_option("--epochs", epochs, "linear classifier epochs");
+        app.add_option("--seed", seed, "seed for the random init and the classifier");
+        app.add_option("--out", out, "write the result JSON here too");
+        app.add_option("--train-limit", train_limit, "use the first N training images (0 = all)");
+        app.add_option("--test-limit", test_limit, "use the first N test images (0 = all)");
+      },
+      [&](pretrain::Config& c) {
+        auto t0 = std::chrono::steady_clock::now();
+        BISSL_CHECK(!c.model.is_vit(), "bissl-probe: expected a ResNet backbone, found '", c.model.arch, "'");
+        BISSL_CHECK(c.dataset == "fashion-mnist" || c.dataset == "mnist" || c.dataset == "cifar10" || c.dataset == "cifar100",
+                    "bissl-probe: expected a labelled dataset (fashion-mnist, mnist, cifar10, cifar100), found '", c.dataset, "'");
+        auto load = [&](bool train) {
+          if (c.dataset == "fashion-mnist") return data::load_fashion_mnist(c.root, train);
+          if (c.dataset == "mnist") return data::load_mnist(c.root, train);
+          if (c.dataset == "cifar10") return data::load_cifar10(c.root, train);
+          return data::load_cifar100(c.root, train);
+        };
+        data::ImageSet tr = load(true), te = load(false);
+        auto prefix = [](data::ImageSet& s, int64_t n) {
+          if (n <= 0 || n >= s.n) return;
+          std::vector<int64_t> idx(static_cast<size_t>(n));
+          for (int64_t i = 0; i < n; ++i) idx[size_t(i)] = i;
+          s = data::subset(s, idx);
+        };
+        prefix(tr, train_limit);
+        prefix(te, test_limit);
+        Generator g(seed);
+        int64_t fdim = 0;
+        auto bb = models::make_backbone(c.model, tr.c, c.image_size, g, fdim);  // the model factory every stage uses
+        auto& net = dynamic_cast<models::ResNet&>(*bb);
+        if (!weights.empty()) models::load_torch_state(net, weights, /*strict=*/false);
+        Device dev = c.device == "cuda" || (c.device == "auto" && cuda_device_count() > 0) ? Device::CUDA : Device::CPU;
+        net.to(dev);
+        net.eval();
+        Features ftr = extract(net, tr, c.image_size, dev, c.workers), fte = extract(net, te, c.image_size, dev, c.workers);
+        double knn_acc = knn(ftr, fte, tr.num_classes);
+        double lin_acc = linear_probe(ftr, fte, tr.num_classes, epochs, seed);
+        nlohmann::json r = {{"weights", weights.empty() ? "random init" : weights},
+                            {"linear_top1", lin_acc},
+                            {"knn_top1", knn_acc},
+                            {"train_images", tr.n},
+                            {"test_images", te.n},
+                            {"feature_dim", net.feature_dim()},
+                            {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()},
+                            {"backend", backend_summary()}};
+        std::cout << r.dump(1) << std::endl;
+        if (!out.empty()) files::write_json_atomic(out, r);
+      });
 }

@@ -6,9 +6,9 @@ uninterrupted run (tools/compare_runs.py: timing fields aside).
 
 The kill moments follow the run's own progress: for each stage banner
 ("==== pretraining ====", ...) the process is killed at several delays after
-that banner appears, so every stage is hit early and late, checkpoints and
-reports included (pretraining and BiSSL checkpoint every few steps here, so
-resumes from a checkpoint are exercised too).
+that banner appears (30 planned kills; at least 12 must land), so every stage is hit early and late,
+checkpoints and reports included (pretraining and BiSSL checkpoint every few
+steps here, so resumes from a checkpoint are exercised too).
 
   kill_test.py <bissl-pipeline> <source dir> <work dir>
 """
@@ -36,6 +36,9 @@ banners = ["pretraining", "fine-tuning hyper-parameter search", "head warm-up", 
            "evaluation"]
 delays = [0.05, 0.8, 2.0]
 plan = [(b, d) for b in banners for d in delays]
+# Later kills inside the stages that resume from checkpoints.
+plan[3:3] = [("pretraining", 3.5), ("pretraining", 5.0)]
+plan.insert(plan.index(("training stage: bissl", 2.0)) + 1, ("training stage: bissl", 4.0))
 out = os.path.join(work, "killed")
 kills = []
 for attempt, (banner, delay) in enumerate(plan):
@@ -91,7 +94,7 @@ for attempt, (banner, delay) in enumerate(plan):
 
 assert len(kills) >= 12, f"only {len(kills)} kills landed"
 assert run(out, os.path.join(work, "final.log")) == 0, "the final run after the kills failed"
-print(f"{len(kills)} kills; comparing with the uninterrupted run", flush=True)
+print(f"{len(kills)} kills, {time.time() - t0:.0f} s in all; comparing with the uninterrupted run", flush=True)
 rc = subprocess.run([sys.executable, os.path.join(src, "tools/compare_runs.py"), os.path.join(work, "ref"), out]).returncode
 if rc == 0:
     shutil.rmtree(work, ignore_errors=True)

@@ -530,80 +530,6 @@ TEST_SUITE("stages") {
     CHECK(stages::run_from_json(j).test.map == r.test.map);
   }
 
-  TEST_CASE("a rerun reuses exactly what today's settings would make: each stage's key reruns it and what reads it") {
-    if (skip_without_fashion_mnist()) return;
-    testing::TempDir tmp("reuse");
-    stages::Config c = quick_config("pipeline_fashion_mnist.toml", {}, tmp);
-    stages::run_pipeline(c);
-    auto before = unit_stamps(c.out);
-    const std::set<std::string> ft = {"finetune/ft/seed0", "finetune/ft/seed1"};
-    const std::set<std::string> bissl = {"train/bissl", "finetune/bissl/seed0", "finetune/bissl/seed1"};
-    const std::set<std::string> ij = {"train/ij_discarded", "finetune/ij_discarded/seed0", "finetune/ij_discarded/seed1"};
-    auto all_of = [](std::initializer_list<std::set<std::string>> parts) {
-      std::set<std::string> r;
-      for (auto& p : parts) r.insert(p.begin(), p.end());
-      return r;
-    };
-    struct Change {
-      std::string set;
-      std::set<std::string> expected;
-    };
-    // Each change on top of the previous ones, in the order a user might try them.
-    const std::vector<Change> changes = {
-        {"eval.tsne_points=100", {}},                                   // evaluation only (always computed)
-        {"finetune.epochs=3", all_of({ft, {"finetune/bissl/seed0", "finetune/bissl/seed1"},
-                                      {"finetune/ij_discarded/seed0", "finetune/ij_discarded/seed1"}})},
-        {"finetune.seeds=3", {"finetune/ft/seed2", "finetune/bissl/seed2", "finetune/ij_discarded/seed2"}},
-        {"bissl.lambda=0.5", all_of({bissl, ij, {"finetune/bissl/seed2", "finetune/ij_discarded/seed2"}})},
-        {"warmup.epochs=2", all_of({{"warmup"}, bissl, ij, {"finetune/bissl/seed2", "finetune/ij_discarded/seed2"}})},
-        {"finetune.lr_max=0.5", all_of({{"finetune/search"}, ft, bissl, ij,
-                                        {"finetune/ft/seed2", "finetune/bissl/seed2", "finetune/ij_discarded/seed2"}})},
-    };
-    std::vector<std::string> sets;
-    std::string report;
-    for (auto& ch : changes) {
-      CAPTURE(ch.set);
-      sets.push_back(ch.set);
-      stages::Config ci = quick_config("pipeline_fashion_mnist.toml", sets, tmp);
-      ci.out = c.out;
-      report = stages::run_pipeline(ci);
-      auto after = unit_stamps(c.out);
-      CHECK(rerun(before, after) == ch.expected);
-      // The report says which stages ran now and which were reused, made when and by what.
-      CHECK(stage_cell(report, "eval").rfind("computed now", 0) == 0);
-      CHECK(stage_cell(report, "pretrain").rfind("reused, made 20", 0) == 0);
-      CHECK(stage_cell(report, "pretrain").find(code_version()) != std::string::npos);
-      CHECK(stage_cell(report, "train bissl").rfind(ch.expected.count("train/bissl") ? "computed now" : "reused", 0) == 0);
-      CHECK(stage_cell(report, "finetune ft").rfind(ch.expected.count("finetune/ft/seed0") ||
-                                                             ch.expected.count("finetune/ft/seed2")
-                                                         ? "computed now"
-                                                         : "reused",
-                                                     0) == 0);
-      before = after;
-    }
-    // The scenario: --no-recompute refuses, naming the first differing key and both values.
-    sets.push_back("bissl.lambda=0.25");
-    stages::Config cn = quick_config("pipeline_fashion_mnist.toml", sets, tmp);
-    cn.out = c.out;
-    cn.no_recompute = true;
-    CHECK_THROWS_WITH_AS(stages::run_pipeline(cn), doctest::Contains("bissl.lambda = 0.5 then, 0.25 now"), Error);
-    CHECK(unit_stamps(c.out) == before);  // nothing was touched
-    // A pretraining key reruns everything.
-    sets.back() = "pretrain.train.lr=2.4";
-    stages::Config cp = quick_config("pipeline_fashion_mnist.toml", sets, tmp);
-    cp.out = c.out;
-    stages::run_pipeline(cp);
-    auto after = unit_stamps(c.out);
-    CHECK(rerun(before, after).size() == after.size());
-    // Files without a stamp are not silently reused or deleted.
-    testing::TempDir other("unstamped");
-    stages::Config cu = quick_config("pipeline_fashion_mnist.toml", {}, other);
-    fs::create_directories(cu.out + "/pretrain");
-    std::ofstream(cu.out + "/pretrain/backbone.safetensors") << "something";
-    CHECK_THROWS_WITH_AS(stages::run_pipeline(cu), doctest::Contains("holds files but no stamp"), Error);
-    CHECK(fs::exists(cu.out + "/pretrain/backbone.safetensors"));
-  }
-
   TEST_CASE("the --quick pipeline on Fashion-MNIST end to end, rerun, and an exact BiSSL resume") {
     if (skip_without_fashion_mnist()) return;
     testing::TempDir tmp("pipeline");
@@ -697,5 +623,92 @@ TEST_SUITE("stages") {
     bad.objective = tmp.file("nope.safetensors");
     CHECK_THROWS_WITH_AS(stages::run_bissl(c2, task, bad, tmp.file("bad"), "bissl", false, false),
                          doctest::Contains("nope.safetensors"), Error);
+  }
+}
+
+// Its own ctest entry (tests/CMakeLists.txt: bissl_test_apart), beside the rest.
+TEST_SUITE("parallel: reuse") {
+  TEST_CASE("a rerun reuses exactly what today's settings would make: each stage's key reruns it and what reads it") {
+    if (skip_without_fashion_mnist()) return;
+    testing::TempDir tmp("reuse");
+    stages::Config c = quick_config("pipeline_fashion_mnist.toml", {}, tmp);
+    stages::run_pipeline(c);
+    auto before = unit_stamps(c.out);
+    const std::set<std::string> ft = {"finetune/ft/seed0", "finetune/ft/seed1"};
+    const std::set<std::string> bissl = {"train/bissl", "finetune/bissl/seed0", "finetune/bissl/seed1"};
+    const std::set<std::string> ij = {"train/ij_discarded", "finetune/ij_discarded/seed0", "finetune/ij_discarded/seed1"};
+    auto all_of = [](std::initializer_list<std::set<std::string>> parts) {
+      std::set<std::string> r;
+      for (auto& p : parts) r.insert(p.begin(), p.end());
+      return r;
+    };
+    struct Change {
+      std::string set;
+      std::set<std::string> expected;
+    };
+    // Each change on top of the previous ones, in the order a user might try them.
+    const std::vector<Change> changes = {
+        {"eval.tsne_points=100", {}},                                   // evaluation only (always computed)
+        {"finetune.epochs=3", all_of({ft, {"finetune/bissl/seed0", "finetune/bissl/seed1"},
+                                      {"finetune/ij_discarded/seed0", "finetune/ij_discarded/seed1"}})},
+        {"finetune.seeds=3", {"finetune/ft/seed2", "finetune/bissl/seed2", "finetune/ij_discarded/seed2"}},
+        {"bissl.lambda=0.5", all_of({bissl, ij, {"finetune/bissl/seed2", "finetune/ij_discarded/seed2"}})},
+        {"warmup.epochs=2", all_of({{"warmup"}, bissl, ij, {"finetune/bissl/seed2", "finetune/ij_discarded/seed2"}})},
+        {"finetune.lr_max=0.5", all_of({{"finetune/search"}, ft, bissl, ij,
+                                        {"finetune/ft/seed2", "finetune/bissl/seed2", "finetune/ij_discarded/seed2"}})},
+    };
+    std::vector<std::string> sets;
+    std::string report;
+    for (auto& ch : changes) {
+      CAPTURE(ch.set);
+      sets.push_back(ch.set);
+      stages::Config ci = quick_config("pipeline_fashion_mnist.toml", sets, tmp);
+      ci.out = c.out;
+      report = stages::run_pipeline(ci);
+      auto after = unit_stamps(c.out);
+      CHECK(rerun(before, after) == ch.expected);
+      // The report says which stages ran now and which were reused, made when and by what.
+      CHECK(stage_cell(report, "eval").rfind("computed now", 0) == 0);
+      CHECK(stage_cell(report, "pretrain").rfind("reused, made 20", 0) == 0);
+      CHECK(stage_cell(report, "pretrain").find(code_version()) != std::string::npos);
+      CHECK(stage_cell(report, "train bissl").rfind(ch.expected.count("train/bissl") ? "computed now" : "reused", 0) == 0);
+      CHECK(stage_cell(report, "finetune ft").rfind(ch.expected.count("finetune/ft/seed0") ||
+                                                             ch.expected.count("finetune/ft/seed2")
+                                                         ? "computed now"
+                                                         : "reused",
+                                                     0) == 0);
+      before = after;
+    }
+    // The scenario: --no-recompute refuses, naming the first differing key and both values.
+    sets.push_back("bissl.lambda=0.25");
+    stages::Config cn = quick_config("pipeline_fashion_mnist.toml", sets, tmp);
+    cn.out = c.out;
+    cn.no_recompute = true;
+    CHECK_THROWS_WITH_AS(stages::run_pipeline(cn), doctest::Contains("bissl.lambda = 0.5 then, 0.25 now"), Error);
+    CHECK(unit_stamps(c.out) == before);  // nothing was touched
+    // A pretraining key reruns everything.
+    sets.back() = "pretrain.train.lr=2.4";
+    stages::Config cp = quick_config("pipeline_fashion_mnist.toml", sets, tmp);
+    cp.out = c.out;
+    stages::run_pipeline(cp);
+    auto after = unit_stamps(c.out);
+    CHECK(rerun(before, after).size() == after.size());
+    // Someone else's pretraining (pipeline.pretrained) is checked against today's [pretrain.*], never recomputed.
+    {
+      testing::TempDir other("borrowed");
+      stages::Config cb = quick_config("pipeline_fashion_mnist.toml", {"pretrain.train.lr=3.0"}, other);
+      cb.pretrained = c.out + "/pretrain";
+      CHECK_THROWS_WITH_AS(stages::run_pipeline(cb),
+                           doctest::Contains("(pipeline.pretrained) was made with other settings: pretrain.train.lr = 2.4 then, 3.0 now"),
+                           Error);
+      CHECK(unit_stamps(c.out) == after);
+    }
+    // Files without a stamp are not silently reused or deleted.
+    testing::TempDir other("unstamped");
+    stages::Config cu = quick_config("pipeline_fashion_mnist.toml", {}, other);
+    fs::create_directories(cu.out + "/pretrain");
+    std::ofstream(cu.out + "/pretrain/backbone.safetensors") << "something";
+    CHECK_THROWS_WITH_AS(stages::run_pipeline(cu), doctest::Contains("holds files but no stamp"), Error);
+    CHECK(fs::exists(cu.out + "/pretrain/backbone.safetensors"));
   }
 }

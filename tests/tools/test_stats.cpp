@@ -1,4 +1,4 @@
-// tools/eval statistics against hand-worked examples, t-SNE on separated
+// tools/stats statistics against hand-worked examples, t-SNE on separated
 // clusters, and the SVG writers' output and failure modes.
 #include <doctest/doctest.h>
 
@@ -11,9 +11,9 @@
 #include <unistd.h>
 
 #include "engine/error.h"
-#include "tools/eval/stats.h"
-#include "tools/eval/svg.h"
-#include "tools/eval/tsne.h"
+#include "tools/stats/stats.h"
+#include "tools/stats/svg.h"
+#include "tools/stats/tsne.h"
 
 using namespace bissl;
 using namespace bissl::evalstats;

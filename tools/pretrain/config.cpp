@@ -70,4 +70,12 @@ void Config::validate_combinations() const {
               " is set up for ResNet backbones here (model.arch resnet18/34/50), found '", model.arch, "'");
 }
 
+Config load_config(const std::string& path, const std::vector<std::string>& sets, bool) {
+  Config c;
+  if (!path.empty()) c.load_toml(path);
+  for (auto& s : sets) c.set(s);
+  c.validate();
+  return c;
+}
+
 }  // namespace bissl::pretrain

@@ -57,4 +57,8 @@ struct Config {
   void validate_combinations() const;
 };
 
+// Defaults, then the TOML file (when given), then the --set overrides;
+// validated. (`quick` is accepted for tool_main and ignored.)
+Config load_config(const std::string& path, const std::vector<std::string>& sets, bool quick = false);
+
 }  // namespace bissl::pretrain

@@ -1,5 +1,3 @@
-#include "engine/nn/state_io.h"
-#include "models/factory.h"
 #include "tools/stages/bissl_stage.h"
 
 #include <nlohmann/json.hpp>
@@ -11,11 +9,13 @@
 
 #include "engine/backend.h"
 #include "engine/io/safetensors.h"
+#include "engine/nn/state_io.h"
+#include "models/factory.h"
 #include "models/heads.h"
 #include "models/vit.h"
+#include "tools/common/files.h"
 #include "tools/pretrain/build.h"
 #include "tools/stages/classify.h"
-#include "tools/common/files.h"
 #include "tools/stages/progress.h"
 
 namespace bissl::stages {

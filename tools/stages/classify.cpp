@@ -1,6 +1,3 @@
-#include "engine/nn/state_io.h"
-#include "ssl/factory.h"
-#include "models/factory.h"
 #include "tools/stages/classify.h"
 
 #include <cmath>
@@ -10,11 +7,14 @@
 #include "engine/autograd.h"
 #include "engine/backend.h"
 #include "engine/nn/layers.h"
+#include "engine/nn/state_io.h"
 #include "engine/ops.h"
 #include "engine/random.h"
-#include "tools/eval/stats.h"
+#include "models/factory.h"
+#include "ssl/factory.h"
 #include "tools/pretrain/build.h"
 #include "tools/stages/task.h"
+#include "tools/stats/stats.h"
 
 namespace bissl::stages {
 

@@ -7,8 +7,8 @@
 
 #include "engine/autograd.h"
 #include "engine/ops.h"
-#include "tools/eval/svg.h"
-#include "tools/eval/tsne.h"
+#include "tools/stats/svg.h"
+#include "tools/stats/tsne.h"
 #include "tools/pretrain/build.h"
 #include "tools/stages/classify.h"
 #include "tools/common/files.h"

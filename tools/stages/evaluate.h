@@ -12,7 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "tools/eval/stats.h"
+#include "tools/stats/stats.h"
 #include "tools/stages/finetune.h"
 
 namespace bissl::stages {

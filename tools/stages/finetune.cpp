@@ -1,5 +1,3 @@
-#include "engine/nn/state_io.h"
-#include "models/factory.h"
 #include "tools/stages/finetune.h"
 
 #include <chrono>
@@ -14,13 +12,15 @@
 #include "data/loader.h"
 #include "engine/autograd.h"
 #include "engine/io/safetensors.h"
+#include "engine/nn/state_io.h"
 #include "engine/ops.h"
 #include "engine/optim/optimizer.h"
 #include "engine/optim/schedule.h"
+#include "models/factory.h"
 #include "models/heads.h"
 #include "models/vit.h"
-#include "tools/pretrain/build.h"
 #include "tools/common/files.h"
+#include "tools/pretrain/build.h"
 #include "tools/stages/progress.h"
 
 namespace bissl::stages {

@@ -11,7 +11,7 @@
 #include <thread>
 
 #include "engine/backend.h"
-#include "tools/eval/svg.h"
+#include "tools/stats/svg.h"
 #include "tools/common/files.h"
 #include "tools/stages/progress.h"
 

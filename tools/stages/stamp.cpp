@@ -133,7 +133,7 @@ UnitStart begin_unit(const std::string& dir, const Stamp& now, bool no_recompute
     if (diff.empty()) {
       r.state = have_done ? UnitState::Reused : UnitState::Resumed;
       r.made = old;
-      if (have_partial) std::fprintf(stderr, "%s: resuming the unfinished run in %s\n", now.unit.c_str(), dir.c_str());
+      if (have_partial) std::fprintf(stderr, "%s: continuing the unfinished run in %s (from its checkpoints, where it has any)\n", now.unit.c_str(), dir.c_str());
       return r;
     }
     BISSL_CHECK(!no_recompute, "pipeline: ", now.unit, " (", dir, ") was made with other settings: ", diff,

@@ -1,5 +1,3 @@
-#include "engine/nn/state_io.h"
-#include "models/factory.h"
 #include "tools/stages/warmup.h"
 
 #include <nlohmann/json.hpp>
@@ -12,12 +10,14 @@
 #include "data/augment.h"
 #include "engine/autograd.h"
 #include "engine/io/safetensors.h"
+#include "engine/nn/state_io.h"
 #include "engine/ops.h"
 #include "engine/optim/optimizer.h"
+#include "models/factory.h"
 #include "models/heads.h"
+#include "tools/common/files.h"
 #include "tools/pretrain/build.h"
 #include "tools/stages/classify.h"
-#include "tools/common/files.h"
 #include "tools/stages/progress.h"
 
 namespace bissl::stages {

@@ -1,4 +1,4 @@
-#include "tools/eval/stats.h"
+#include "tools/stats/stats.h"
 
 #include <algorithm>
 #include <cmath>

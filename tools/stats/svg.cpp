@@ -1,4 +1,4 @@
-#include "tools/eval/svg.h"
+#include "tools/stats/svg.h"
 
 #include <algorithm>
 #include <cmath>

@@ -1,4 +1,4 @@
-#include "tools/eval/tsne.h"
+#include "tools/stats/tsne.h"
 
 #include <algorithm>
 #include <cmath>

@@ -1,0 +1,68 @@
+#pragma once
+// The skeleton every executable of tools/ shares: the --config / --set /
+// --print-config flags, loading and validating its config, and one-line
+// errors ("<name>: ...", exit status 1). A tool adds its own flags and work:
+//
+//   return tool_main<pretrain::Config>(argc, argv, "bissl-pretrain", "self-supervised pretraining",
+//       pretrain::load_config,
+//       [&](CLI::App& app, ToolFlags<pretrain::Config>&) { app.add_option("--resume", resume, "..."); },
+//       [&](pretrain::Config& cfg) { ... });
+//
+// `load(path, sets, quick)` builds the config: defaults, the TOML file, the
+// --quick preset where a tool offers one, the --set overrides, validated.
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace bissl {
+
+template <class Config>
+struct ToolFlags {
+  std::string config_path;
+  std::vector<std::string> sets;
+  bool print_config = false;
+  bool quick = false;  // only where the tool offers --quick
+  // Flag overrides of config keys (--out, --device), applied after loading,
+  // before --print-config and the run.
+  std::function<void(Config&)> adjust;
+};
+
+template <class Config>
+int tool_main(int argc, char** argv, const std::string& name, const std::string& what,
+              const std::function<Config(const std::string&, const std::vector<std::string>&, bool)>& load,
+              const std::function<void(CLI::App&, ToolFlags<Config>&)>& add_options,
+              const std::function<void(Config&)>& run) {
+  CLI::App app{name + ": " + what};
+  ToolFlags<Config> f;
+  app.add_option("--config", f.config_path, "TOML config (configs/); default: the spec's values");
+  app.add_option("--set", f.sets, "override: section.key=value (repeatable)");
+  app.add_flag("--print-config", f.print_config,
+               "print the resolved config, each key with its doc, range and default, and exit");
+  add_options(app, f);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  try {
+    Config cfg = load(f.config_path, f.sets, f.quick);
+    if (f.adjust) {
+      f.adjust(cfg);
+      cfg.validate();
+    }
+    if (f.print_config) {
+      std::printf("%s", cfg.to_toml(/*docs=*/true).c_str());
+      return 0;
+    }
+    run(cfg);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: %s\n", name.c_str(), e.what());
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace bissl
