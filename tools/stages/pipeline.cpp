@@ -137,7 +137,9 @@ std::string run_pipeline(const Config& cfg_in) {
     auto t0 = std::chrono::steady_clock::now();
     const std::string detail = str(cfg.pretrain.method.name, " on ", cfg.pretrain.dataset, ", ", cfg.pretrain.epochs,
                                    " epoch(s) of batch ", cfg.pretrain.batch_size);
-    const Stamp stamp = Stamp::of(cfg, "pretrain", {"pretrain", "pipeline.deterministic"});
+    // pretrain.train.device is pipeline.device here (resolved in every stamp).
+    const Stamp stamp = Stamp::of(cfg, "pretrain", {"pretrain", "pipeline.deterministic"}, {}, nlohmann::json::object(),
+                                  {"pretrain.train.device"});
     const bool have = fs::exists(pre + "/backbone.safetensors") && fs::exists(pre + "/objective.safetensors");
     StageTime st;
     if (!cfg.pretrained.empty() || !cfg.run_pretrain) {
@@ -184,13 +186,14 @@ std::string run_pipeline(const Config& cfg_in) {
     banner("fine-tuning hyper-parameter search");
     auto t0 = std::chrono::steady_clock::now();
     const std::string sdir = out + "/finetune/search";
-    UnitStart u = begin_unit(sdir, search_stamp(cfg, pre_backbone), cfg.no_recompute);
+    const Stamp stamp = search_stamp(cfg, pre_backbone);
+    UnitStart u = begin_unit(sdir, stamp, cfg.no_recompute);
     if (u.state == UnitState::Reused) {
       shared = read_hyper(sdir + "/hyper.json");
     } else {
       shared = random_search(cfg, task, spec_for_arm(cfg, "ft", pre_backbone), sdir);
       write_hyper(sdir + "/hyper.json", shared);
-      finish_unit(sdir, search_stamp(cfg, pre_backbone));
+      finish_unit(sdir, stamp);
     }
     shared.source += " on FT (the pretrained backbone), used by every arm and by BiSSL's upper level";
     std::fprintf(stderr, "chosen: lr %.4g, weight decay %.4g (%s)\n", shared.lr, shared.weight_decay,
