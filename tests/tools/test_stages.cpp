@@ -236,6 +236,13 @@ TEST_SUITE("stages") {
       stages::Config c = stages::load_config(*file ? std::string(BISSL_SOURCE_DIR) + "/configs/" + file : "",
                                              {"bissl.lambda=0.25", "task.classes=1,3"}, /*quick=*/true);
       std::string printed = c.to_toml(/*docs=*/true);
+      // The comments give the defaults, not the values set (also in a copy of the config).
+      CHECK(printed.find("(> 0; default 0.001)\nlambda = 0.25\n") != std::string::npos);
+      stages::Config copied = c;
+      CHECK(copied.to_toml(true) == printed);
+      pretrain::Config p;
+      p.lr = 1.5;
+      CHECK(p.to_toml(true).find("# peak lr (> 0; default 4.8)\nlr = 1.5\n") != std::string::npos);
       testing::TempDir tmp("print");
       std::ofstream(tmp.file("c.toml")) << printed;
       stages::Config d = stages::load_config(tmp.file("c.toml"), {});
@@ -243,6 +250,65 @@ TEST_SUITE("stages") {
       CHECK(d.settings().values({"pipeline", "task", "warmup", "bissl", "finetune", "eval", "pretrain"}) ==
             c.settings().values({"pipeline", "task", "warmup", "bissl", "finetune", "eval", "pretrain"}));
     }
+  }
+
+  TEST_CASE("stamps: what a unit reads, the reuse rule, leftovers of a killed start, --no-recompute") {
+    testing::TempDir tmp("stamps");
+    stages::Config c;
+    c.device = "cpu";
+    const stages::FinetuneSpec ft{"noisytune", "", true, false, 0.15};
+    stages::FinetuneSpec other = ft;
+    other.noisytune = 0.3;
+    // A search reads its arm's spec; a seed count is not part of it.
+    CHECK(stages::search_stamp(c, ft).signature() != stages::search_stamp(c, other).signature());
+    stages::Config more = c;
+    more.finetune.seeds = 3;
+    CHECK(stages::search_stamp(more, ft).signature() == stages::search_stamp(c, ft).signature());
+    more.finetune.search_epochs = 0;  // trials now train for finetune.epochs
+    more.finetune.epochs = 7;
+    CHECK(stages::first_difference(stages::search_stamp(c, ft), stages::search_stamp(more, ft)) ==
+          "finetune.epochs = 400 then, 7 now");
+    // Outputs and logging cadence are not stamped; the resolved device is.
+    stages::Config moved = c;
+    moved.out = "elsewhere", moved.workers = 7, moved.bissl.checkpoint_every = 3;
+    const auto fields = [](const stages::Config& x) { return stages::Stamp::of(x, "u", {"pipeline", "bissl"}); };
+    CHECK(fields(moved).signature() == fields(c).signature());
+    CHECK(fields(c).settings["device (resolved)"] == "cpu");
+
+    const std::string dir = tmp.file("unit");
+    stages::Stamp st = fields(c);
+    CHECK(stages::begin_unit(dir, st, false).state == stages::UnitState::Fresh);
+    CHECK(stages::begin_unit(dir, st, false).state == stages::UnitState::Resumed);  // killed before finishing
+    std::ofstream(dir + "/output.txt") << "done";
+    stages::finish_unit(dir, st);
+    CHECK_FALSE(fs::exists(dir + "/stamp.partial.json"));
+    auto again = stages::begin_unit(dir, st, false);
+    CHECK(again.state == stages::UnitState::Reused);
+    CHECK(again.made.code == code_version());
+    CHECK(again.made.made_at.rfind("20", 0) == 0);
+    stages::Config changed = c;
+    changed.bissl.lambda = 0.5;
+    CHECK_THROWS_WITH_AS(stages::begin_unit(dir, fields(changed), true),
+                         doctest::Contains(("u (" + dir + ") was made with other settings: bissl.lambda = 0.001 then, 0.5 now").c_str()),
+                         Error);
+    CHECK(fs::exists(dir + "/output.txt"));  // --no-recompute touched nothing
+    auto re = stages::begin_unit(dir, fields(changed), false);
+    CHECK(re.state == stages::UnitState::Fresh);
+    CHECK(re.changed == "bissl.lambda = 0.001 then, 0.5 now");
+    CHECK_FALSE(fs::exists(dir + "/output.txt"));  // the old outputs are gone
+    CHECK_FALSE(fs::exists(dir + ".stale"));
+    // A kill inside the partial stamp's write leaves only its temporary: the unit never started.
+    const std::string dir2 = tmp.file("unit2");
+    fs::create_directories(dir2);
+    std::ofstream(dir2 + "/stamp.partial.json.tmp.12345") << "{\"unit\": ";
+    CHECK(stages::begin_unit(dir2, st, false).state == stages::UnitState::Fresh);
+    CHECK_FALSE(fs::exists(dir2 + "/stamp.partial.json.tmp.12345"));
+    // Anything else without a stamp is refused, not deleted.
+    const std::string dir3 = tmp.file("unit3");
+    fs::create_directories(dir3);
+    std::ofstream(dir3 + "/mine.txt") << "x";
+    CHECK_THROWS_WITH_AS(stages::begin_unit(dir3, st, false), doctest::Contains("holds files but no stamp"), Error);
+    CHECK(fs::exists(dir3 + "/mine.txt"));
   }
 
   TEST_CASE("a full disk during a checkpoint or result write: one clear error, the previous file intact") {
@@ -314,6 +380,8 @@ TEST_SUITE("stages") {
     CHECK(copy.task.classes.empty());
     copy.set("pipeline.arms=[ft, bissl]");
     CHECK(copy.arms == std::vector<std::string>{"ft", "bissl"});
+    copy.set("pipeline.arms=[\"ft\", \"ij_discarded\"]");  // as --print-config writes it
+    CHECK(copy.arms == std::vector<std::string>{"ft", "ij_discarded"});
     CHECK_THROWS_WITH_AS(stages::load_config("", {"pipeline.arms=ft,bisl"}),
                          doctest::Contains("pipeline.arms must be one of ft, bissl, ij_discarded"), Error);
     CHECK_THROWS_WITH_AS(stages::load_config("/nonexistent.toml", {}), doctest::Contains("expected a readable TOML file"),

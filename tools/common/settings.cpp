@@ -28,7 +28,19 @@ std::vector<std::string> split_list(const std::string& v_in) {
   if (v.empty()) return out;
   std::stringstream ss(v);
   std::string item;
-  while (std::getline(ss, item, ',')) out.push_back(trim(item));
+  while (std::getline(ss, item, ',')) {
+    item = trim(item);
+    // A quoted element, as --print-config writes it: ["ft", "bissl"].
+    if (item.size() >= 2 && item.front() == '"' && item.back() == '"') {
+      std::string u;
+      for (size_t i = 1; i + 1 < item.size(); ++i) {
+        if (item[i] == '\\' && i + 2 < item.size()) ++i;
+        u += item[i];
+      }
+      item = u;
+    }
+    out.push_back(item);
+  }
   return out;
 }
 
@@ -241,6 +253,11 @@ const Settings::Field* Settings::find(const std::string& section, const std::str
   for (auto& f : fields_)
     if (f.section == section && f.key == key) return &f;
   return nullptr;
+}
+
+void Settings::take_defaults_from(const Settings& o) {
+  for (auto& f : fields_)
+    if (const Field* g = o.find(f.section, f.key)) f.default_value = g->default_value;
 }
 
 std::vector<std::string> Settings::keys() const {

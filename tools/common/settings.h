@@ -57,6 +57,10 @@ class Settings {
   // as {"section.key": "value"}.
   nlohmann::json values(const std::vector<std::string>& groups) const;
   std::vector<std::string> keys() const;  // "section.key", in order
+  // The defaults shown by to_toml(docs) are the values when a key was bound;
+  // a table bound to a copy (or to a config already changed) takes them from
+  // a table bound at the defaults.
+  void take_defaults_from(const Settings& o);
   // The known key nearest to `key` by edit distance, or "" when none is close.
   std::string nearest(const std::string& key) const;
 

@@ -44,6 +44,13 @@ namespace {
 settings::Settings bound(Config& c) {
   settings::Settings s;
   c.bind(s);
+  static Config defaults;  // what --print-config calls each key's default
+  static const settings::Settings at_defaults = [] {
+    settings::Settings d;
+    defaults.bind(d);
+    return d;
+  }();
+  s.take_defaults_from(at_defaults);
   return s;
 }
 }  // namespace

@@ -1,12 +1,5 @@
 #include "tools/pretrain/run.h"
 
-#include "engine/nn/state_io.h"
-#include "models/factory.h"
-#include "ssl/factory.h"
-#include "tools/common/files.h"
-
-#include "tools/pretrain/build.h"
-
 #include <unistd.h>
 
 #include <chrono>
@@ -22,14 +15,19 @@
 #include "engine/autograd.h"
 #include "engine/backend.h"
 #include "engine/io/safetensors.h"
+#include "engine/nn/state_io.h"
 #include "engine/optim/optimizer.h"
 #include "engine/optim/schedule.h"
 #include "engine/profile.h"
+#include "models/factory.h"
 #include "models/resnet.h"
 #include "models/vit.h"
 #include "ssl/byol.h"
+#include "ssl/factory.h"
 #include "ssl/mae.h"
 #include "ssl/simclr.h"
+#include "tools/common/files.h"
+#include "tools/pretrain/build.h"
 
 namespace bissl::pretrain {
 
@@ -212,6 +210,7 @@ Summary run(Config cfg, const std::string& resume_from, int64_t stop_after) {
                      .dump()
               << "\n";
       metrics.flush();
+      BISSL_CHECK(metrics, "pretrain: writing ", cfg.out, "/metrics.jsonl failed (disk full?)");
       std::fprintf(stderr, "%sstep %lld/%lld [%3.0f%%] epoch %lld | loss %.4f | lr %.4g | %.1f img/s | ETA %s%s",
                    tty ? "\r" : "", (long long)pos.step, (long long)total, 100.0 * double(pos.step) / double(total),
                    (long long)b.epoch, loss_v, p.opt->lr, rate, eta(eta_s).c_str(), tty ? "   " : "\n");
@@ -226,14 +225,12 @@ Summary run(Config cfg, const std::string& resume_from, int64_t stop_after) {
   s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   s.images_per_s = double(done_here * cfg.batch_size) / std::max(s.seconds, 1e-9);
   if (pos.step >= total) save_weights(cfg, p, cfg.out);
-  std::ofstream(cfg.out + "/summary.json") << nlohmann::json{{"steps", s.steps},
-                                                             {"final_loss", s.final_loss},
-                                                             {"images_per_s", s.images_per_s},
-                                                             {"seconds", s.seconds},
-                                                             {"backend", backend_summary()},
-                                                             {"finished", pos.step >= total}}
-                                                  .dump(1)
-                                           << "\n";
+  files::write_json_atomic(cfg.out + "/summary.json", nlohmann::json{{"steps", s.steps},
+                                                                   {"final_loss", s.final_loss},
+                                                                   {"images_per_s", s.images_per_s},
+                                                                   {"seconds", s.seconds},
+                                                                   {"backend", backend_summary()},
+                                                                   {"finished", pos.step >= total}});
   return s;
 }
 

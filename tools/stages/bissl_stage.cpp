@@ -44,7 +44,10 @@ Stamp bissl_stamp(const Config& cfg_in, const BisslInputs& in, const std::string
   const double upper_lr = cfg.bissl.upper_lr >= 0 ? cfg.bissl.upper_lr : cfg.finetune.lr;
   const double upper_wd = cfg.bissl.upper_wd >= 0 ? cfg.bissl.upper_wd : cfg.finetune.weight_decay;
   return Stamp::of(cfg, str("train ", bilevel::variant_name(cfg.bissl.variant), mix ? " (mix)" : ""),
-                   {"pipeline", "task", "bissl", "finetune.optimizer", "pretrain"}, files,
+                   // θP's lower stream (data and views), the models, BYOL's target seed.
+                   {"pipeline", "task", "bissl", "finetune.optimizer", "pretrain.data", "pretrain.model", "pretrain.method",
+                    "pretrain.train.seed"},
+                   files,
                    {{"mix", mix}, {"upper lr (resolved)", upper_lr}, {"upper weight decay (resolved)", upper_wd}});
 }
 
@@ -205,6 +208,7 @@ BisslStageResult run_bissl(const Config& cfg_in, const Task& task, const BisslIn
     if (two_backbones) extra += str(" | ‖θD−θP‖ ", fmt(s.distance, 3));
     metrics << j.dump() << "\n";
     metrics.flush();
+    BISSL_CHECK(metrics, "bissl: writing ", dir, "/metrics.jsonl failed (disk full?)");
     res.stats.push_back(s);
     progress.update(trainer.alternations_done(), extra);
     if (bc.checkpoint_every > 0 && trainer.alternations_done() % bc.checkpoint_every == 0) save_ckpt(ckpt);

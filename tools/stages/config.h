@@ -134,7 +134,8 @@ struct FinetuneRecipe {
     v("lr", lr, schema::gt(0), "lr used as it is when search_trials = 0");
     v("weight_decay", weight_decay, schema::ge(0), "weight decay used as it is when search_trials = 0");
     v("momentum", momentum, schema::in_open_hi(0, 1), "SGD momentum");
-    v("eval_every", eval_every, schema::ge(1), "validation every N epochs (the best-validation epoch is kept)");
+    v("eval_every", eval_every, schema::ge(0),
+      "validation every N epochs (the best-validation epoch is kept); 0 = after the last epoch only");
   }
 };
 struct SearchConfig {
@@ -220,7 +221,10 @@ struct ConfigValues : PipelineConfig {
 
 struct Config : ConfigValues {
   Config() { bind(); }
-  Config(const Config& o) : ConfigValues(o) { bind(); }
+  Config(const Config& o) : ConfigValues(o) {
+    bind();
+    settings_.take_defaults_from(o.settings_);
+  }
   Config& operator=(const Config& o) {
     static_cast<ConfigValues&>(*this) = o;
     return *this;  // settings_ stays bound to this object's members

@@ -314,9 +314,17 @@ ArmResult arm_from_json(const nlohmann::json& j) {
   return a;
 }
 
-Stamp search_stamp(const Config& cfg, const std::string& backbone) {
+namespace {
+// What a fine-tuning run of `spec` reads besides the config.
+nlohmann::json spec_json(const FinetuneSpec& spec) {
+  return {{"arm", spec.arm}, {"train_backbone", spec.train_backbone}, {"zero_head", spec.zero_head},
+          {"noisytune", spec.noisytune}};
+}
+}  // namespace
+
+Stamp search_stamp(const Config& cfg, const FinetuneSpec& spec) {
   std::vector<std::pair<std::string, std::string>> files;
-  if (!backbone.empty()) files.push_back({"backbone", backbone});
+  if (!spec.backbone.empty()) files.push_back({"backbone", spec.backbone});
   // Trials train for search_epochs (when set) at drawn lr / wd (when there are trials).
   std::vector<std::string> unread;
   if (cfg.finetune.search_epochs > 0) unread.push_back("finetune.epochs");
@@ -324,19 +332,14 @@ Stamp search_stamp(const Config& cfg, const std::string& backbone) {
   return Stamp::of(cfg, "search",
                    {"pipeline", "task", "finetune.optimizer", "finetune.recipe", "finetune.search", "pretrain.model",
                     "pretrain.data.image_size"},
-                   files, nlohmann::json::object(), unread);
+                   files, spec_json(spec), unread);
 }
 
 Stamp seed_stamp(const Config& cfg, const FinetuneSpec& spec, const Hyper& h, uint64_t seed) {
   std::vector<std::pair<std::string, std::string>> files;
   if (!spec.backbone.empty()) files.push_back({"backbone", spec.backbone});
-  nlohmann::json extra = {{"arm", spec.arm},
-                          {"train_backbone", spec.train_backbone},
-                          {"zero_head", spec.zero_head},
-                          {"noisytune", spec.noisytune},
-                          {"lr", h.lr},
-                          {"weight_decay", h.weight_decay},
-                          {"seed", seed}};
+  nlohmann::json extra = spec_json(spec);
+  extra["lr"] = h.lr, extra["weight_decay"] = h.weight_decay, extra["seed"] = seed;
   return Stamp::of(cfg, str("finetune ", spec.arm, " seed ", seed),
                    {"pipeline", "task", "finetune.optimizer", "finetune.recipe", "pretrain.model", "pretrain.data.image_size"},
                    files, extra, {"finetune.lr", "finetune.weight_decay"});  // the run's lr / wd are h's
@@ -359,7 +362,7 @@ ArmResult finetune_arm(const Config& cfg, const Task& task, const FinetuneSpec& 
     a.hyper = *shared;
   } else {
     const std::string sdir = dir + "/search";
-    const Stamp st = search_stamp(cfg, spec.backbone);
+    const Stamp st = search_stamp(cfg, spec);
     UnitStart u = begin_unit(sdir, st, cfg.no_recompute);
     note(u);
     if (u.state == UnitState::Reused) {

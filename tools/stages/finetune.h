@@ -80,8 +80,8 @@ struct ArmResult {
 nlohmann::json to_json(const ArmResult& a);
 ArmResult arm_from_json(const nlohmann::json& j);
 
-// What a search on `backbone` reads (its reuse stamp).
-Stamp search_stamp(const Config& cfg, const std::string& backbone);
+// What a search for `spec` (its backbone, NoisyTune, head, frozen or not) reads (its reuse stamp).
+Stamp search_stamp(const Config& cfg, const FinetuneSpec& spec);
 // What fine-tuning seed `seed` of `spec` at `h` reads (its reuse stamp).
 Stamp seed_stamp(const Config& cfg, const FinetuneSpec& spec, const Hyper& h, uint64_t seed);
 

@@ -186,12 +186,13 @@ std::string run_pipeline(const Config& cfg_in) {
     banner("fine-tuning hyper-parameter search");
     auto t0 = std::chrono::steady_clock::now();
     const std::string sdir = out + "/finetune/search";
-    const Stamp stamp = search_stamp(cfg, pre_backbone);
+    const FinetuneSpec ft = spec_for_arm(cfg, "ft", pre_backbone);
+    const Stamp stamp = search_stamp(cfg, ft);
     UnitStart u = begin_unit(sdir, stamp, cfg.no_recompute);
     if (u.state == UnitState::Reused) {
       shared = read_hyper(sdir + "/hyper.json");
     } else {
-      shared = random_search(cfg, task, spec_for_arm(cfg, "ft", pre_backbone), sdir);
+      shared = random_search(cfg, task, ft, sdir);
       write_hyper(sdir + "/hyper.json", shared);
       finish_unit(sdir, stamp);
     }

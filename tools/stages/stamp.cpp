@@ -117,6 +117,19 @@ void clear_unit(const std::string& dir) {
   fs::remove_all(aside, ec);
 }
 
+// A folder holding nothing but temporaries of a partial stamp whose write a
+// kill interrupted (before its rename): the unit never started.
+bool only_stamp_leftovers(const std::string& dir) {
+  std::vector<fs::path> tmp;
+  for (auto& e : fs::directory_iterator(dir)) {
+    if (e.path().filename().string().rfind("stamp.partial.json.tmp.", 0) != 0) return false;
+    tmp.push_back(e.path());
+  }
+  std::error_code ec;
+  for (auto& p : tmp) fs::remove(p, ec);
+  return true;
+}
+
 }  // namespace
 
 bool read_stamp(const std::string& dir, Stamp& out) { return read_stamp_file(dir + kDone, out); }
@@ -137,11 +150,11 @@ UnitStart begin_unit(const std::string& dir, const Stamp& now, bool no_recompute
       return r;
     }
     BISSL_CHECK(!no_recompute, "pipeline: ", now.unit, " (", dir, ") was made with other settings: ", diff,
-                " (--no-recompute: nothing was rerun)");
+                " (--no-recompute: stopped before recomputing it)");
     std::fprintf(stderr, "%s: recomputing (%s)\n", now.unit.c_str(), diff.c_str());
     r.changed = diff;
     clear_unit(dir);
-  } else if (fs::exists(dir) && !fs::is_empty(dir)) {
+  } else if (fs::exists(dir) && !fs::is_empty(dir) && !only_stamp_leftovers(dir)) {
     throw Error(str("pipeline: ", dir, " holds files but no stamp (made by an older bissl, or dropped in), so ", now.unit,
                     " cannot tell what made them; delete the folder to recompute it",
                     now.unit == "pretrain" ? ", or point pipeline.pretrained at a backbone made elsewhere" : ""));

@@ -77,6 +77,7 @@ WarmupResult run_warmup(const Config& cfg, const Task& task, const std::string& 
     r.val_score.push_back(v);
     metrics << nlohmann::json{{"epoch", e + 1}, {"train_loss", r.train_loss.back()}, {key, v}}.dump() << "\n";
     metrics.flush();
+    BISSL_CHECK(metrics, "warmup: writing ", dir, "/metrics.jsonl failed (disk full?)");
     progress.update(e + 1, str("loss ", fmt(r.train_loss.back(), 4), " | val ", metric_label(task.multi_label), " ",
                                fmt(100 * v, 3), "%"));
   }
