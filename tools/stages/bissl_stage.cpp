@@ -26,14 +26,21 @@ namespace {
 
 constexpr const char* kFormat = "bissl-train-checkpoint-1";
 
-}  // namespace
-
-namespace {
 Config with_variant(const Config& cfg, const std::string& variant) {
   Config c = cfg;
   if (!variant.empty()) c.bissl.variant = bilevel::parse_variant(variant);
   return c;
 }
+
+// The trainer's options as configured, the upper level's -1s resolved to the
+// fine-tuning lr and weight decay (the spec) and its optimiser fine-tuning's.
+bilevel::BilevelOptions trainer_options(const Config& cfg) {
+  bilevel::BilevelOptions o = cfg.bissl;
+  if (o.upper_lr < 0) o.upper_lr = cfg.finetune.lr;
+  if (o.upper_wd < 0) o.upper_wd = cfg.finetune.weight_decay;
+  return o;
+}
+
 }  // namespace
 
 Stamp bissl_stamp(const Config& cfg_in, const BisslInputs& in, const std::string& variant, bool mix) {
@@ -41,14 +48,13 @@ Stamp bissl_stamp(const Config& cfg_in, const BisslInputs& in, const std::string
   std::vector<std::pair<std::string, std::string>> files = {{"backbone", in.backbone}, {"objective", in.objective}};
   if (cfg.bissl.variant != bilevel::Variant::PretextOnly) files.push_back({"head", in.head});
   // The upper level reads fine-tuning's optimiser and (bissl.upper_lr = -1) its lr and weight decay.
-  const double upper_lr = cfg.bissl.upper_lr >= 0 ? cfg.bissl.upper_lr : cfg.finetune.lr;
-  const double upper_wd = cfg.bissl.upper_wd >= 0 ? cfg.bissl.upper_wd : cfg.finetune.weight_decay;
+  const bilevel::BilevelOptions o = trainer_options(cfg);
   return Stamp::of(cfg, str("train ", bilevel::variant_name(cfg.bissl.variant), mix ? " (mix)" : ""),
                    // θP's lower stream (data and views), the models, BYOL's target seed.
                    {"pipeline", "task", "bissl", "finetune.optimizer", "pretrain.data", "pretrain.model", "pretrain.method",
                     "pretrain.train.seed"},
                    files,
-                   {{"mix", mix}, {"upper lr (resolved)", upper_lr}, {"upper weight decay (resolved)", upper_wd}});
+                   {{"mix", mix}, {"upper lr (resolved)", o.upper_lr}, {"upper weight decay (resolved)", o.upper_wd}});
 }
 
 BisslStageResult run_bissl(const Config& cfg_in, const Task& task, const BisslInputs& in, const std::string& dir,
@@ -65,10 +71,7 @@ BisslStageResult run_bissl(const Config& cfg_in, const Task& task, const BisslIn
   write_text_atomic(dir + "/config.toml", cfg.to_toml());
   const Device dev = resolve_device(cfg.device, cfg.deterministic);
 
-  bilevel::BilevelOptions o = bc;  // the library's options, as configured
-  // The spec's upper level uses the fine-tuning lr and weight decay (-1).
-  if (o.upper_lr < 0) o.upper_lr = cfg.finetune.lr;
-  if (o.upper_wd < 0) o.upper_wd = cfg.finetune.weight_decay;  // (bissl_stamp resolves them the same way)
+  bilevel::BilevelOptions o = trainer_options(cfg);
   const int64_t upper_batch = std::min(bc.upper_batch, task.train->n);
   BISSL_CHECK(bc.ghost_upper <= 0 || upper_batch <= bc.ghost_upper || upper_batch % bc.ghost_upper == 0,
               "bissl: bissl.ghost_upper = ", bc.ghost_upper, " does not divide the upper batch of ", upper_batch,
@@ -104,7 +107,6 @@ BisslStageResult run_bissl(const Config& cfg_in, const Task& task, const BisslIn
   LoaderPretextStream lower(pretext, cfg.pretrain, bc.lower_batch, cfg.seed * 7 + 1, cfg.workers, dev);
   LoaderDownstreamStream upper(task.train, cfg.task, upper_batch, cfg.seed * 7 + 2, cfg.workers, dev);
 
-  o.upper_adamw = cfg.finetune.optimizer == "adamw";
   if (auto* vit = dynamic_cast<models::ViT*>(theta_d.get()); vit && head)
     o.upper_groups = models::vit_layer_decay_groups(*vit, cfg.finetune.layer_decay, o.upper_wd, head->parameters());
   bilevel::BilevelModels m{theta_d.get(), theta_p.get(), objective.get(), head.get()};
