@@ -3,37 +3,64 @@
 #include "engine/error.h"
 #include "engine/io/safetensors.h"
 #include "engine/nn/state_io.h"
-#include "models/resnet.h"
 #include "models/torch_state.h"
 
 namespace bissl::models {
 
-ViTConfig vit_config(const BackboneSpec& s, int64_t channels, int64_t image_size) {
-  ViTConfig v = s.arch == "vit_small" ? ViTConfig::small(image_size, s.patch_size) : ViTConfig::tiny(image_size, s.patch_size);
+namespace {
+
+[[noreturn]] void unknown_arch(const BackboneSpec& s) {
+  throw Error(str("config: model.arch must be resnet18, resnet34, resnet50, resnet101, resnet152, vit_tiny, vit_small "
+                  "or vit_base, found '", s.arch, "'"));
+}
+
+}  // namespace
+
+ResNetConfig resnet_config(const BackboneSpec& s, int64_t channels, int64_t num_classes) {
+  ResNetConfig rc;
+  rc.depth = s.arch == "resnet18"    ? 18
+             : s.arch == "resnet34"  ? 34
+             : s.arch == "resnet50"  ? 50
+             : s.arch == "resnet101" ? 101
+             : s.arch == "resnet152" ? 152
+                                     : -1;
+  if (rc.depth < 0) unknown_arch(s);
+  BISSL_CHECK(s.stem == "imagenet" || s.stem == "cifar", "config: model.stem must be cifar or imagenet, found '", s.stem,
+              "'");
+  rc.stem = s.stem == "imagenet" ? ResNetStem::ImageNet : ResNetStem::Cifar;
+  rc.width = s.width;
+  rc.in_channels = channels;
+  rc.num_classes = num_classes;
+  return rc;
+}
+
+ViTConfig vit_config(const BackboneSpec& s, int64_t channels, int64_t image_size, int64_t num_classes) {
+  ViTConfig v;
+  if (s.arch == "vit_tiny") v = ViTConfig::tiny(image_size, s.patch_size);
+  else if (s.arch == "vit_small") v = ViTConfig::small(image_size, s.patch_size);
+  else if (s.arch == "vit_base") v = ViTConfig::base(image_size, s.patch_size);
+  else unknown_arch(s);
+  BISSL_CHECK(s.pool == "cls" || s.pool == "mean", "config: model.pool must be cls or mean, found '", s.pool, "'");
+  BISSL_CHECK(s.pos_embed == "learned" || s.pos_embed == "sincos",
+              "config: model.pos_embed must be learned or sincos, found '", s.pos_embed, "'");
   v.in_channels = channels;
   v.drop_path_rate = s.drop_path;
   if (s.depth > 0) v.depth = s.depth;
+  v.pool = s.pool == "mean" ? ViTPool::Mean : ViTPool::Cls;
+  v.sincos_pos_embed = s.pos_embed == "sincos";
+  v.num_classes = num_classes;
   return v;
 }
 
 std::shared_ptr<nn::Layer> make_backbone(const BackboneSpec& s, int64_t channels, int64_t image_size, Generator& g,
-                                         int64_t& feature_dim) {
-  if (s.arch.rfind("resnet", 0) == 0) {
-    ResNetConfig rc;
-    rc.depth = s.arch == "resnet18" ? 18 : s.arch == "resnet34" ? 34 : s.arch == "resnet50" ? 50 : -1;
-    BISSL_CHECK(rc.depth > 0, "config: model.arch must be resnet18, resnet34, resnet50, vit_tiny or vit_small, found '",
-                s.arch, "'");
-    rc.stem = s.stem == "imagenet" ? ResNetStem::ImageNet : ResNetStem::Cifar;
-    rc.width = s.width;
-    rc.in_channels = channels;
-    auto m = std::make_shared<ResNet>(rc, g);
+                                         int64_t& feature_dim, int64_t num_classes) {
+  if (!s.is_vit()) {
+    auto m = std::make_shared<ResNet>(resnet_config(s, channels, num_classes), g);
     feature_dim = m->feature_dim();
     return m;
   }
-  BISSL_CHECK(s.arch == "vit_tiny" || s.arch == "vit_small",
-              "config: model.arch must be resnet18, resnet34, resnet50, vit_tiny or vit_small, found '", s.arch, "'");
-  auto v = std::make_shared<ViT>(vit_config(s, channels, image_size), g);
-  feature_dim = v->config().embed_dim;
+  auto v = std::make_shared<ViT>(vit_config(s, channels, image_size, num_classes), g);
+  feature_dim = v->feature_dim();
   return v;
 }
 

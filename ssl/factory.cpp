@@ -8,52 +8,40 @@
 
 namespace bissl::ssl {
 
-namespace {
+SimclrOptions ObjectiveSpec::simclr() const {
+  SimclrOptions o;
+  o.hidden_dim = proj_hidden, o.out_dim = proj_out, o.proj_layers = int(proj_layers), o.temperature = temperature;
+  return o;
+}
 
-// MAE as an Objective: the decoder is its head; the mask of a step comes
-// from the batch seed, so every evaluation of one batch masks the same patches.
-class MaeObjective : public Objective {
- public:
-  MaeObjective(const models::ViTConfig& enc, const MaeConfig& cfg, Generator& g) {
-    decoder_ = register_module("decoder", std::make_shared<MaeDecoder>(enc, cfg, g));
-  }
-  Tensor loss(nn::Layer& backbone, const SslBatch& b) override {
-    auto* vit = dynamic_cast<models::ViT*>(&backbone);
-    BISSL_CHECK(vit, "mae: expected a ViT backbone");
-    Generator g(b.seed);
-    return mae_loss(*vit, *decoder_, b.view1, Tensor(), g).loss;
-  }
-  nn::Module& head() override { return *decoder_; }
-  std::string type_name() const override { return "MAE"; }
+ByolOptions ObjectiveSpec::byol() const {
+  ByolOptions o;
+  o.hidden_dim = proj_hidden, o.out_dim = proj_out, o.proj_layers = int(proj_layers);
+  o.pred_hidden_dim = predictor_hidden(), o.pred_layers = int(pred_layers), o.ema_decay = ema;
+  return o;
+}
 
- private:
-  std::shared_ptr<MaeDecoder> decoder_;
-};
-
-}  // namespace
+MaeConfig ObjectiveSpec::mae() const {
+  MaeConfig c;
+  c.decoder_dim = decoder_dim, c.decoder_depth = decoder_depth, c.decoder_heads = decoder_heads;
+  c.mask_ratio = mask_ratio, c.norm_pix_loss = norm_pix_loss, c.sincos_pos_embed = decoder_pos_embed == "sincos";
+  return c;
+}
 
 std::shared_ptr<Objective> make_objective(const ObjectiveSpec& s, const models::BackboneSpec& bb,
                                           const nn::Layer& backbone, int64_t channels, int64_t image_size,
                                           int64_t fdim, Generator& g, uint64_t target_seed) {
-  if (s.name == "simclr") {
-    SimclrOptions o;
-    o.hidden_dim = s.proj_hidden, o.out_dim = s.proj_out, o.temperature = s.temperature;
-    return std::make_shared<SimCLR>(fdim, g, o);
-  }
+  if (s.name == "simclr") return std::make_shared<SimCLR>(fdim, g, s.simclr());
   if (s.name == "byol") {
-    ByolOptions o;
-    o.hidden_dim = s.proj_hidden, o.out_dim = s.proj_out, o.pred_hidden_dim = s.proj_hidden, o.ema_decay = s.ema;
     auto factory = [bb, channels, image_size, target_seed] {
       Generator g2(target_seed);
       int64_t unused = 0;
       return models::make_backbone(bb, channels, image_size, g2, unused);
     };
-    return std::make_shared<BYOL>(backbone, factory, fdim, g, o);
+    return std::make_shared<BYOL>(backbone, factory, fdim, g, s.byol());
   }
   BISSL_CHECK(s.name == "mae", "config: method.name must be simclr, byol or mae, found '", s.name, "'");
-  MaeConfig mc;
-  mc.decoder_dim = s.decoder_dim, mc.decoder_depth = s.decoder_depth, mc.mask_ratio = s.mask_ratio;
-  return std::make_shared<MaeObjective>(models::vit_config(bb, channels, image_size), mc, g);
+  return std::make_shared<MaeObjective>(models::vit_config(bb, channels, image_size), s.mae(), g);
 }
 
 }  // namespace bissl::ssl

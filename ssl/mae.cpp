@@ -220,4 +220,15 @@ void mae_init_encoder_(models::ViT& encoder, Generator& g) {
   nn::init::zeros_(encoder.patch_embed->proj->bias);
 }
 
+MaeObjective::MaeObjective(const models::ViTConfig& encoder, const MaeConfig& cfg, Generator& g) {
+  decoder_ = register_module("decoder", std::make_shared<MaeDecoder>(encoder, cfg, g));
+}
+
+Tensor MaeObjective::loss(nn::Layer& backbone, const SslBatch& b) {
+  auto* vit = dynamic_cast<models::ViT*>(&backbone);
+  BISSL_CHECK(vit, "mae: expected a ViT backbone, found ", backbone.type_name());
+  Generator g(b.seed);
+  return mae_loss(*vit, *decoder_, b.view1, Tensor(), g).loss;
+}
+
 }  // namespace bissl::ssl

@@ -19,6 +19,7 @@
 #include "engine/nn/layers.h"
 #include "engine/random.h"
 #include "models/vit.h"
+#include "ssl/objective.h"
 
 namespace bissl::ssl {
 
@@ -117,6 +118,21 @@ struct MaeOut {
 // decoder's mask_ratio) fixes which patches are hidden, e.g. to replay a
 // batch exactly; g is then not used. images: NHWC, the encoder's size.
 MaeOut mae_loss(models::ViT& encoder, MaeDecoder& decoder, const Tensor& images, const Tensor& mask, Generator& g);
+
+// MAE as an Objective: the decoder is its head; the mask of a step comes
+// from the batch seed, so every evaluation of one batch masks the same
+// patches. The backbone passed to loss() must be a ViT.
+class MaeObjective : public Objective {
+ public:
+  MaeObjective(const models::ViTConfig& encoder, const MaeConfig& cfg, Generator& g);
+  Tensor loss(nn::Layer& backbone, const SslBatch& b) override;
+  nn::Module& head() override { return *decoder_; }
+  MaeDecoder& decoder() { return *decoder_; }
+  std::string type_name() const override { return "MAE"; }
+
+ private:
+  std::shared_ptr<MaeDecoder> decoder_;
+};
 
 // MAE's own initialisation of an encoder (xavier_uniform Linears instead of
 // timm's trunc_normal; cls_token normal(0.02)), for pretraining as the paper.

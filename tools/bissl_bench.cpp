@@ -21,8 +21,8 @@
 #include "engine/backend.h"
 #include "engine/optim/optimizer.h"
 #include "engine/profile.h"
-#include "models/heads.h"
-#include "models/resnet.h"
+#include "models/factory.h"
+#include "ssl/factory.h"
 #include "ssl/simclr.h"
 
 using namespace bissl;
@@ -63,7 +63,19 @@ int64_t host_syncs_of(F f) {
 
 void move_to(nn::Module& m, Device d) { m.to(d); }
 
-void train_step(nlohmann::json& res, const std::string& tag, std::shared_ptr<models::ResNet> model, int64_t batch,
+// The anchor's models, from the model factory every stage uses.
+models::BackboneSpec resnet(const char* arch, const char* stem) {
+  models::BackboneSpec s;
+  s.arch = arch, s.stem = stem;
+  return s;
+}
+
+std::shared_ptr<nn::Layer> classifier(const models::BackboneSpec& s, int64_t px, int64_t classes, Generator& g) {
+  int64_t feature_dim = 0;
+  return models::make_backbone(s, 3, px, g, feature_dim, classes);
+}
+
+void train_step(nlohmann::json& res, const std::string& tag, std::shared_ptr<nn::Layer> model, int64_t batch,
                 int64_t px, int64_t classes, const Opts& o) {
   Generator g(1);
   move_to(*model, o.dev);
@@ -92,17 +104,23 @@ void train_step(nlohmann::json& res, const std::string& tag, std::shared_ptr<mod
 void hvp_bench(nlohmann::json& res, const Opts& o) {
   Generator g(2);
   int64_t batch = o.small ? 4 : 256, px = o.small ? 32 : 96;
-  auto bb = models::resnet50(g);
-  models::MLPHead head(bb->feature_dim(), 256, 256, g);
+  // SimCLR's objective with its defaults (2048-256-256-256 projector, τ 0.5),
+  // but as the anchor runs it: one forward of all 256 images, then the pairs.
+  const models::BackboneSpec spec = resnet("resnet50", "imagenet");
+  const ssl::ObjectiveSpec method;
+  int64_t fdim = 0;
+  auto bb = models::make_backbone(spec, 3, px, g, fdim);
+  auto obj = ssl::make_objective(method, spec, *bb, 3, px, fdim, g, /*target_seed=*/0);
+  models::MLPHead& head = dynamic_cast<ssl::SimCLR&>(*obj).projector();
   move_to(*bb, o.dev);
-  move_to(head, o.dev);
+  move_to(*obj, o.dev);
   Tensor x = randn({batch, px, px, 3}, g).to(o.dev);
   auto params = bb->parameters();
   std::vector<Tensor> v;
   for (auto& p : params) v.push_back(randn(p.shape(), g).to(o.dev));
   auto loss = [&] {
     Tensor z = head.forward(bb->forward(x));
-    return ssl::nt_xent(slice(z, 0, 0, batch / 2), slice(z, 0, batch / 2, batch), 0.5);
+    return ssl::nt_xent(slice(z, 0, 0, batch / 2), slice(z, 0, batch / 2, batch), method.temperature);
   };
   auto grad_only = [&] {
     ScopedRange r("ntxent_r50 grad");
@@ -240,16 +258,18 @@ int main(int argc, char** argv) {
     auto want = [&](const char* k) { return only.find(k) != std::string::npos; };
     Generator g(0);
     int64_t b50 = o.small ? 2 : 256, px50 = o.small ? 32 : 96, b18 = o.small ? 2 : 512;
+    const models::BackboneSpec r50 = resnet("resnet50", "imagenet");
     if (want("r50")) {
       cuda_set_tf32(false);
-      train_step(res, "r50_96px_b256_fp32", models::resnet50(g, 100), b50, px50, 100, o);
+      train_step(res, "r50_96px_b256_fp32", classifier(r50, px50, 100, g), b50, px50, 100, o);
       if (o.dev == Device::CUDA) {
         cuda_set_tf32(true);
-        train_step(res, "r50_96px_b256_tf32", models::resnet50(g, 100), b50, px50, 100, o);
+        train_step(res, "r50_96px_b256_tf32", classifier(r50, px50, 100, g), b50, px50, 100, o);
         cuda_set_tf32(false);
       }
     }
-    if (want("r18")) train_step(res, "r18cifar_32px_b512_fp32", models::resnet18(g, 10, models::ResNetStem::Cifar), b18, 32, 10, o);
+    if (want("r18"))
+      train_step(res, "r18cifar_32px_b512_fp32", classifier(resnet("resnet18", "cifar"), 32, 10, g), b18, 32, 10, o);
     if (want("hvp")) hvp_bench(res, o);
     if (want("loader")) loader_bench(res, o);
     res["conv_choices"] = cuda_conv_choices();

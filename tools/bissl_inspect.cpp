@@ -22,6 +22,7 @@
 #include "engine/io/safetensors.h"
 #include "engine/ops.h"
 #include "models/torch_state.h"
+#include "tools/common/cli_fields.h"
 #include "tools/inspect/session.h"
 #include "tools/inspect/tape.h"
 
@@ -46,38 +47,36 @@ struct Cli {
 };
 
 void add_model_options(CLI::App* sc, Cli& c) {
-  sc->add_option("--model", c.model.model, "resnet18|resnet34|resnet50|resnet101|resnet152|vit_tiny|vit_small|vit_base")
+  // The backbone spec's own fields (models/factory.h) under inspect's names;
+  // no stochastic depth here (the same loss on every call).
+  settings::add_field_flags(sc, c.model.backbone, {{"arch", "--model"}, {"depth", "--vit-depth"}},
+                            {"drop_path", "pos_embed"});
+  sc->add_option("--pos-embed", c.model.pos_embed,
+                 "ViT position embeddings: learned, sincos, or auto (sincos for mae, else learned)")
+      ->check(CLI::IsMember({"auto", "learned", "sincos"}))
       ->capture_default_str();
-  sc->add_option("--stem", c.model.stem, "ResNet stem: imagenet (7x7/2 + max-pool) or cifar (3x3/1)")
-      ->capture_default_str();
-  sc->add_option("--width", c.model.width, "ResNet channel multiplier (64·width base channels)")->capture_default_str();
   sc->add_option("--in-channels", c.model.in_channels, "image channels")->capture_default_str();
   sc->add_option("--num-classes", c.model.num_classes,
                  "classifier outputs (fc / head); default: ce reads them from --weights (else 10), other losses 0");
   sc->add_option("--image-size", c.model.image_size,
                  "ViT image size (default 224); size of the random batch of graph (default 32 for ResNet)");
-  sc->add_option("--patch-size", c.model.patch_size, "ViT patch size")->capture_default_str();
-  sc->add_option("--vit-depth", c.model.vit_depth, "ViT blocks (default: the preset's 12)");
-  sc->add_option("--pool", c.model.pool, "ViT pooling: cls or mean")->capture_default_str();
-  sc->add_option("--pos-embed", c.model.pos_embed, "ViT position embeddings: learned, sincos, auto (sincos for mae)")
-      ->capture_default_str();
 }
 
 void add_loss_options(CLI::App* sc, Cli& c) {
   sc->add_option("--loss", c.loss.loss,
                  "ce (cross-entropy with \"labels\"), ntxent (SimCLR on the two halves of the batch), byol (the two "
                  "halves), mae (ViT, \"mask\" from the batch)")
+      ->check(CLI::IsMember({"ce", "ntxent", "byol", "mae"}))
       ->capture_default_str();
   sc->add_option("--label-smoothing", c.loss.label_smoothing, "ce")->capture_default_str();
-  sc->add_option("--temperature", c.loss.temperature, "ntxent τ")->capture_default_str();
+  // The objective spec's own fields (ssl/factory.h); the loss picks the
+  // objective, the width lists below give projector and predictor, the
+  // decoder's position embeddings follow --pos-embed, BYOL's EMA is unused.
+  settings::add_field_flags(sc, c.loss.heads, {},
+                            {"name", "proj_hidden", "proj_out", "proj_layers", "pred_hidden", "pred_layers", "ema",
+                             "decoder_pos_embed"});
   sc->add_option("--projector", c.loss.projector, "ntxent/byol projector widths hidden-...-out")->capture_default_str();
   sc->add_option("--predictor", c.loss.predictor, "byol predictor widths hidden-...-out")->capture_default_str();
-  sc->add_option("--decoder-dim", c.loss.decoder_dim, "mae decoder width")->capture_default_str();
-  sc->add_option("--decoder-depth", c.loss.decoder_depth, "mae decoder blocks")->capture_default_str();
-  sc->add_option("--decoder-heads", c.loss.decoder_heads, "mae decoder heads")->capture_default_str();
-  sc->add_option("--mask-ratio", c.loss.mask_ratio, "mae: fraction masked when the batch has no \"mask\"")
-      ->capture_default_str();
-  sc->add_option("--norm-pix-loss", c.loss.norm_pix_loss, "mae: per-patch normalised targets")->capture_default_str();
 }
 
 void add_run_options(CLI::App* sc, Cli& c, bool needs_files) {
@@ -117,7 +116,7 @@ std::unique_ptr<Session> open_session(Cli& c) {
 
 std::map<std::string, std::string> metadata(const Session& s, const Cli& c, const std::string& cmd) {
   std::map<std::string, std::string> m = {
-      {"tool", "bissl-inspect " + cmd}, {"bissl_git", BISSL_GIT_HASH},   {"model", c.model.model},
+      {"tool", "bissl-inspect " + cmd}, {"bissl_git", BISSL_GIT_HASH},   {"model", c.model.model()},
       {"loss", c.loss.loss},            {"mode", c.run.mode},            {"dtype", c.dtype},
       {"device", c.device},             {"layout", "pytorch (NCHW images, OIHW conv weights)"},
       {"config", s.describe()},         {"weights", c.run.weights},      {"input", c.input},
@@ -315,7 +314,7 @@ int cmd_graph(Cli& c) {
   Batch b = !c.input.empty()
                 ? load_batch(c.input)
                 : random_batch(c.batch, s->image_size(), c.model.in_channels, s->num_classes(), s->num_patches(),
-                               c.loss.mask_ratio, c.run.seed + 7);
+                               c.loss.heads.mask_ratio, c.run.seed + 7);
   s->set_batch(b);
   print_notes(*s);
   std::printf("bissl-inspect graph: %s; batch %s (NHWC)\n", s->describe().c_str(),
@@ -387,7 +386,7 @@ int cmd_make_example(Cli& c) {
 
   Generator g(c.run.seed + 3);
   int64_t size = ce.image_size();
-  Batch b = random_batch(c.batch, size, c.model.in_channels, ce.num_classes(), ce.num_patches(), c.loss.mask_ratio,
+  Batch b = random_batch(c.batch, size, c.model.in_channels, ce.num_classes(), ce.num_patches(), c.loss.heads.mask_ratio,
                          c.run.seed + 4);
   io::NamedTensors batch{{"images", permute(b.images, {0, 3, 1, 2})}, {"labels", b.labels}};
   if (b.mask.defined()) batch.emplace_back("mask", b.mask);
@@ -401,7 +400,7 @@ int cmd_make_example(Cli& c) {
   io::save_safetensors(in, batch, {{"layout", "images NCHW"}});
   io::save_safetensors(d, direction, {{"format", "pt"}});
   std::printf("wrote %s (%zu tensors: %s with %lld classes, and heads), %s (images NCHW %s, labels%s), %s\n",
-              w.c_str(), weights.size(), c.model.model.c_str(), (long long)ce.num_classes(), in.c_str(),
+              w.c_str(), weights.size(), c.model.model().c_str(), (long long)ce.num_classes(), in.c_str(),
               shape_str(batch[0].second.shape()).c_str(), b.mask.defined() ? ", mask" : "", d.c_str());
   return 0;
 }

@@ -3,6 +3,7 @@
 // uninterrupted one, and bad configs fail with one clear line.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -10,6 +11,7 @@
 
 #include "data/datasets.h"
 #include "engine/io/safetensors.h"
+#include "tools/common/cli_fields.h"
 #include "tools/pretrain/run.h"
 
 using namespace bissl;
@@ -124,5 +126,35 @@ TEST_SUITE("pretrain") {
     CHECK_THROWS_WITH_AS(c.load_toml("/nonexistent.toml"), doctest::Contains("expected a readable TOML file"), Error);
     CHECK_THROWS_WITH_AS(pretrain::run(tiny(tmpdir("bad")), "/nonexistent/checkpoint.safetensors"),
                          doctest::Contains("nonexistent"), Error);
+  }
+
+  TEST_CASE("a spec's fields as command-line flags: names, renames, skips, defaults and ranges from its description") {
+    models::BackboneSpec spec;
+    spec.stem = "imagenet";  // the tool's default, shown in --help
+    CLI::App app{"t"};
+    settings::add_field_flags(&app, spec, {{"arch", "--model"}}, {"drop_path"});
+    const std::string help = app.help();
+    CHECK(help.find("--model") != std::string::npos);
+    CHECK(help.find("--arch") == std::string::npos);
+    CHECK(help.find("--patch-size") != std::string::npos);
+    CHECK(help.find("--drop-path") == std::string::npos);
+    CHECK(help.find("ResNet channel multiplier") != std::string::npos);  // the field's doc
+    CHECK(help.find("=imagenet") != std::string::npos);
+    app.parse(std::vector<std::string>{"0.5", "--width", "vit_small", "--model"});  // CLI11 takes them reversed
+    CHECK(spec.arch == "vit_small");
+    CHECK(spec.width == 0.5);
+    auto refused = [&](std::vector<std::string> args) {
+      std::reverse(args.begin(), args.end());
+      try {
+        app.parse(args);
+      } catch (const CLI::ParseError& e) {
+        return std::string(e.what());
+      }
+      return std::string();
+    };
+    CHECK(refused({"--width", "-1"}) == "--width: must be > 0, found -1");
+    CHECK(refused({"--pool", "max"}) == "--pool: must be one of cls, mean, found 'max'");
+    CHECK(refused({"--patch-size", "0"}) == "--patch-size: must be >= 1, found 0");
+    CHECK_FALSE(refused({"--drop-path", "0.1"}).empty());  // skipped: not a flag
   }
 }

@@ -139,7 +139,7 @@ Session::Session(const ModelOptions& m, const LossOptions& l, const RunOptions& 
   const std::string& ls = lopt.loss;
   BISSL_CHECK(ls == "ce" || ls == "ntxent" || ls == "byol" || ls == "mae",
               "--loss: expected ce, ntxent, byol or mae, found ", quote(ls));
-  BISSL_CHECK(ls != "mae" || mopt.is_vit(), "--loss mae needs a ViT encoder (--model vit_*), found ", mopt.model);
+  BISSL_CHECK(ls != "mae" || mopt.is_vit(), "--loss mae needs a ViT encoder (--model vit_*), found ", mopt.model());
   BISSL_CHECK(ropt.mode == "train" || ropt.mode == "eval", "--mode: expected train or eval, found ",
               quote(ropt.mode));
   if (ropt.device == Device::CUDA)
@@ -164,8 +164,7 @@ Session::Session(const ModelOptions& m, const LossOptions& l, const RunOptions& 
   }
 
   Generator g(ropt.seed);
-  build_backbone(g);
-  build_head(g);
+  build(g);
   // The dtype before loading, so an f64 file loads into an f64 model without
   // a detour through f32; the device after.
   backbone_->to(ropt.dtype);
@@ -185,87 +184,45 @@ Session::Session(const ModelOptions& m, const LossOptions& l, const RunOptions& 
       if (t.requires_grad()) head_params_.emplace_back(k, t);
 }
 
-void Session::build_backbone(Generator& g) {
-  const std::string& name = mopt.model;
-  if (starts_with(name, "resnet")) {
-    int depth = std::atoi(name.c_str() + 6);
-    BISSL_CHECK(depth == 18 || depth == 34 || depth == 50 || depth == 101 || depth == 152,
-                "--model: expected resnet18|34|50|101|152 or vit_tiny|vit_small|vit_base, found ", quote(name));
-    BISSL_CHECK(mopt.stem == "imagenet" || mopt.stem == "cifar", "--stem: expected imagenet or cifar, found ",
-                quote(mopt.stem));
-    rcfg_.depth = depth;
-    rcfg_.stem = mopt.stem == "cifar" ? models::ResNetStem::Cifar : models::ResNetStem::ImageNet;
-    rcfg_.width = mopt.width;
-    rcfg_.in_channels = mopt.in_channels;
-    rcfg_.num_classes = num_classes_;
-    backbone_ = std::make_shared<models::ResNet>(rcfg_, g);
-    image_size_ = mopt.image_size > 0 ? mopt.image_size : 32;
-    return;
-  }
-  image_size_ = mopt.image_size > 0 ? mopt.image_size : 224;
-  if (name == "vit_tiny") vcfg_ = models::ViTConfig::tiny(image_size_, mopt.patch_size);
-  else if (name == "vit_small") vcfg_ = models::ViTConfig::small(image_size_, mopt.patch_size);
-  else if (name == "vit_base") vcfg_ = models::ViTConfig::base(image_size_, mopt.patch_size);
-  else
-    throw Error(str("--model: expected resnet18|34|50|101|152 or vit_tiny|vit_small|vit_base, found ", quote(name)));
-  BISSL_CHECK(mopt.pool == "cls" || mopt.pool == "mean", "--pool: expected cls or mean, found ", quote(mopt.pool));
+void Session::build(Generator& g) {
+  const std::string& ls = lopt.loss;
+  // The specs as the factory takes them: the resolved position embeddings,
+  // no stochastic depth (the same loss on every call), the head widths.
+  bspec_ = mopt.backbone;
   BISSL_CHECK(mopt.pos_embed == "auto" || mopt.pos_embed == "learned" || mopt.pos_embed == "sincos",
               "--pos-embed: expected auto, learned or sincos, found ", quote(mopt.pos_embed));
-  if (mopt.vit_depth > 0) vcfg_.depth = mopt.vit_depth;
-  vcfg_.in_channels = mopt.in_channels;
-  vcfg_.pool = mopt.pool == "mean" ? models::ViTPool::Mean : models::ViTPool::Cls;
-  vcfg_.sincos_pos_embed = mopt.pos_embed == "sincos" || (mopt.pos_embed == "auto" && lopt.loss == "mae");
-  vcfg_.num_classes = num_classes_;
-  vcfg_.drop_path_rate = 0.0;  // deterministic: the same loss on every call
-  auto vit = std::make_shared<models::ViT>(vcfg_, g);
-  vit_ = vit.get();
-  backbone_ = vit;
-}
-
-void Session::build_head(Generator& g) {
-  const std::string& ls = lopt.loss;
-  int64_t feat = vit_ ? vit_->feature_dim() : std::static_pointer_cast<models::ResNet>(backbone_)->feature_dim();
-  if (ls == "ntxent") {
+  bspec_.pos_embed = mopt.pos_embed != "auto" ? mopt.pos_embed : ls == "mae" ? "sincos" : "learned";
+  bspec_.drop_path = 0.0;
+  schema::validate(bspec_, "backbone");  // the flags were checked when parsed; this is for callers in code
+  hspec_ = lopt.heads;
+  hspec_.name = ls == "ntxent" ? "simclr" : ls;
+  hspec_.decoder_pos_embed = bspec_.pos_embed;  // the decoder's follow the encoder's
+  if (ls == "ntxent" || ls == "byol") {
     auto p = parse_mlp_spec(lopt.projector, "--projector");
-    ssl::SimclrOptions o;
-    o.hidden_dim = p.size() > 1 ? p[0] : p.back();
-    o.out_dim = p.back();
-    o.proj_layers = int(p.size());
-    o.temperature = lopt.temperature;
-    simclr_ = std::make_shared<ssl::SimCLR>(feat, g, o);
-    head_ = simclr_.get();
-  } else if (ls == "byol") {
-    auto p = parse_mlp_spec(lopt.projector, "--projector");
-    auto q = parse_mlp_spec(lopt.predictor, "--predictor");
-    BISSL_CHECK(q.back() == p.back(), "--predictor: BYOL's predictor maps the projection back to its size, so its last width must be ",
-                p.back(), " (the projector's), found ", q.back());
-    ssl::ByolOptions o;
-    o.hidden_dim = p.size() > 1 ? p[0] : p.back();
-    o.out_dim = p.back();
-    o.proj_layers = int(p.size());
-    o.pred_hidden_dim = q.size() > 1 ? q[0] : q.back();
-    o.pred_layers = int(q.size());
-    models::ResNetConfig rc = rcfg_;
-    models::ViTConfig vc = vcfg_;
-    bool vit = vit_ != nullptr;
-    ssl::BackboneFactory make = [rc, vc, vit]() -> std::shared_ptr<nn::Layer> {
-      Generator scratch(0);
-      if (vit) return std::make_shared<models::ViT>(vc, scratch);
-      return std::make_shared<models::ResNet>(rc, scratch);
-    };
-    byol_ = std::make_shared<ssl::BYOL>(*backbone_, make, feat, g, o);
-    head_ = byol_.get();
-  } else if (ls == "mae") {
-    ssl::MaeConfig c;
-    c.decoder_dim = lopt.decoder_dim;
-    c.decoder_depth = lopt.decoder_depth;
-    c.decoder_heads = lopt.decoder_heads;
-    c.mask_ratio = lopt.mask_ratio;
-    c.norm_pix_loss = lopt.norm_pix_loss;
-    c.sincos_pos_embed = vcfg_.sincos_pos_embed;
-    decoder_ = std::make_shared<ssl::MaeDecoder>(vcfg_, c, g);
-    head_ = decoder_.get();
+    hspec_.proj_hidden = p.size() > 1 ? p[0] : p.back();
+    hspec_.proj_out = p.back();
+    hspec_.proj_layers = int64_t(p.size());
   }
+  if (ls == "byol") {
+    auto q = parse_mlp_spec(lopt.predictor, "--predictor");
+    BISSL_CHECK(q.back() == hspec_.proj_out,
+                "--predictor: BYOL's predictor maps the projection back to its size, so its last width must be ",
+                hspec_.proj_out, " (the projector's), found ", q.back());
+    hspec_.pred_hidden = q.size() > 1 ? q[0] : q.back();
+    hspec_.pred_layers = int64_t(q.size());
+  }
+
+  image_size_ = mopt.image_size > 0 ? mopt.image_size : bspec_.is_vit() ? 224 : 32;
+  int64_t feat = 0;
+  backbone_ = models::make_backbone(bspec_, mopt.in_channels, image_size_, g, feat, num_classes_);
+  if ((vit_ = dynamic_cast<models::ViT*>(backbone_.get()))) vcfg_ = vit_->config();
+  if (ls == "ce") return;
+  objective_ = ssl::make_objective(hspec_, bspec_, *backbone_, mopt.in_channels, image_size_, feat, g,
+                                   /*target_seed=*/0);
+  simclr_ = dynamic_cast<ssl::SimCLR*>(objective_.get());
+  byol_ = dynamic_cast<ssl::BYOL*>(objective_.get());
+  if (auto* mae = dynamic_cast<ssl::MaeObjective*>(objective_.get())) decoder_ = &mae->decoder();
+  head_ = decoder_ ? static_cast<nn::Module*>(decoder_) : objective_.get();
 }
 
 void Session::load_weights() {
@@ -305,7 +262,7 @@ void Session::load_weights() {
     }
   };
 
-  take(*backbone_, mopt.model, nullptr);
+  take(*backbone_, mopt.model(), nullptr);
   if (simclr_) take(*simclr_, "the ntxent head", nullptr);
   if (decoder_) take(*decoder_, "the mae decoder", nullptr);
   if (byol_) {
@@ -325,7 +282,7 @@ void Session::load_weights() {
   for (auto& k : files.order)
     if (!used.count(k)) unused.push_back(k);
   if (!unused.empty()) {
-    std::string msg = str(files.where(), ": ", unused.size(), " tensor(s) not used by ", mopt.model, " + ",
+    std::string msg = str(files.where(), ": ", unused.size(), " tensor(s) not used by ", mopt.model(), " + ",
                           lopt.loss, ": ", some_names(unused));
     BISSL_CHECK(!ropt.strict, msg, " (--strict)");
     notes_.push_back(msg);
@@ -366,9 +323,9 @@ void Session::set_batch(const Batch& b) {
     Tensor mask = b.mask;
     if (!mask.defined()) {
       Generator g(ropt.seed);
-      mask = ssl::mae_random_masking(n, num_patches(), lopt.mask_ratio, g).mask;
+      mask = ssl::mae_random_masking(n, num_patches(), hspec_.mask_ratio, g).mask;
       notes_.push_back(str("mae: no \"mask\" in the batch: drew one from --seed ", ropt.seed, " (ratio ",
-                           lopt.mask_ratio, "); it is written to the output"));
+                           hspec_.mask_ratio, "); it is written to the output"));
     }
     BISSL_CHECK(mask.dim() == 2 && mask.shape()[0] == n && mask.shape()[1] == num_patches(),
                 "batch: expected a mask [", n, ", ", num_patches(), "] (1 masked, 0 visible), found ",
@@ -409,11 +366,11 @@ std::map<const TensorImpl*, std::string> Session::param_names() const {
 std::string Session::describe() const {
   std::string m;
   if (vit_)
-    m = str(mopt.model, " (", vcfg_.image_size, " px, patch ", vcfg_.patch_size, ", depth ", vcfg_.depth, ", ",
-            vcfg_.in_channels, " channels, ", num_classes_, " classes, ", mopt.pool, " pool, ",
+    m = str(mopt.model(), " (", vcfg_.image_size, " px, patch ", vcfg_.patch_size, ", depth ", vcfg_.depth, ", ",
+            vcfg_.in_channels, " channels, ", num_classes_, " classes, ", bspec_.pool, " pool, ",
             vcfg_.sincos_pos_embed ? "sincos" : "learned", " pos_embed)");
   else
-    m = str(mopt.model, " (", mopt.stem, " stem, width ", mopt.width, ", ", mopt.in_channels, " channels, ",
+    m = str(mopt.model(), " (", bspec_.stem, " stem, width ", bspec_.width, ", ", mopt.in_channels, " channels, ",
             num_classes_, " classes)");
   std::string r = str(m, " + ", lopt.loss, ", ", ropt.mode, " mode, ", dtype_name(ropt.dtype), " on ",
                       device_name(ropt.device), "; ", with_commas(count(backbone_params_)), " backbone parameters");

@@ -26,38 +26,49 @@
 
 #include "engine/io/safetensors.h"
 #include "engine/nn/module.h"
+#include "models/factory.h"
 #include "models/resnet.h"
 #include "models/vit.h"
-#include "ssl/byol.h"
-#include "ssl/mae.h"
-#include "ssl/simclr.h"
+#include "ssl/factory.h"
 
 namespace bissl::inspect {
 
+// The backbone is a models::BackboneSpec and the heads an
+// ssl::ObjectiveSpec, built by the model factory every stage uses; their
+// flags come from the specs' own descriptions (tools/common/cli_fields.h),
+// with inspect's defaults (torchvision's ImageNet stem, timm's 16 px patches,
+// MaeConfig's decoder).
 struct ModelOptions {
-  std::string model = "resnet18";  // resnet18|34|50|101|152, vit_tiny|vit_small|vit_base
-  std::string stem = "imagenet";   // ResNet: imagenet | cifar
-  double width = 1.0;              // ResNet channel multiplier
+  models::BackboneSpec backbone = defaults();  // --model (arch), --stem, --width, --patch-size, --vit-depth, --pool
+  std::string pos_embed = "auto";  // ViT: learned | sincos | auto (sincos for mae, else learned)
   int64_t in_channels = 3;
   int64_t num_classes = -1;  // -1: ce reads it from the weights (fc.weight / head.weight), else 10; SSL losses 0
   int64_t image_size = 0;    // 0: 224 for ViT; the random batch of `graph` uses 32 for ResNet
-  int64_t patch_size = 16;   // ViT
-  int64_t vit_depth = 0;     // ViT: number of blocks (0: the preset's 12)
-  std::string pool = "cls";        // ViT: cls | mean
-  std::string pos_embed = "auto";  // ViT: learned | sincos | auto (sincos for mae, else learned)
 
-  bool is_vit() const { return model.rfind("vit_", 0) == 0; }
+  bool is_vit() const { return backbone.is_vit(); }
+  const std::string& model() const { return backbone.arch; }
+  static models::BackboneSpec defaults() {
+    models::BackboneSpec b;
+    b.stem = "imagenet";
+    b.patch_size = 16;
+    return b;
+  }
 };
 
 struct LossOptions {
   std::string loss = "ce";  // ce | ntxent | byol | mae
   double label_smoothing = 0.0;
-  double temperature = 0.5;
+  // --temperature, --mask-ratio, --decoder-dim/-depth/-heads, --norm-pix-loss;
+  // the projector and predictor come from the width lists below.
+  ssl::ObjectiveSpec heads = defaults();
   std::string projector = "256-256-256";  // hidden-...-out widths of the Linear layers
   std::string predictor = "256-256-256";  // BYOL
-  int64_t decoder_dim = 256, decoder_depth = 4, decoder_heads = 8;  // MAE
-  double mask_ratio = 0.75;
-  bool norm_pix_loss = true;
+  static ssl::ObjectiveSpec defaults() {
+    ssl::ObjectiveSpec o;
+    ssl::MaeConfig m;
+    o.decoder_dim = m.decoder_dim, o.decoder_depth = m.decoder_depth, o.decoder_heads = m.decoder_heads;
+    return o;
+  }
 };
 
 struct RunOptions {
@@ -124,17 +135,18 @@ class Session {
   const RunOptions ropt;
 
  private:
-  void build_backbone(Generator& g);
-  void build_head(Generator& g);
+  void build(Generator& g);
   void load_weights();
 
+  models::BackboneSpec bspec_;  // resolved: pos_embed, no drop path
+  ssl::ObjectiveSpec hspec_;    // resolved: projector and predictor widths
   std::shared_ptr<nn::Layer> backbone_;
   models::ViT* vit_ = nullptr;
-  models::ResNetConfig rcfg_;
   models::ViTConfig vcfg_;
-  std::shared_ptr<ssl::SimCLR> simclr_;
-  std::shared_ptr<ssl::BYOL> byol_;
-  std::shared_ptr<ssl::MaeDecoder> decoder_;
+  std::shared_ptr<ssl::Objective> objective_;  // null for ce
+  ssl::SimCLR* simclr_ = nullptr;
+  ssl::BYOL* byol_ = nullptr;
+  ssl::MaeDecoder* decoder_ = nullptr;
   nn::Module* head_ = nullptr;
   nn::StateDict backbone_params_, head_params_;
   int64_t num_classes_ = 0, image_size_ = 0;

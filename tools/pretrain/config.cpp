@@ -71,10 +71,10 @@ void Config::validate() const {
 }
 
 void Config::validate_combinations() const {
-  BISSL_CHECK(method.name != "mae" || model.is_vit(), "config: MAE needs a ViT (model.arch vit_tiny or vit_small), found '",
+  BISSL_CHECK(method.name != "mae" || model.is_vit(), "config: MAE needs a ViT (model.arch vit_tiny, vit_small or vit_base), found '",
               model.arch, "'");
   BISSL_CHECK(method.name == "mae" || !model.is_vit(), "config: ", method.name,
-              " is set up for ResNet backbones here (model.arch resnet18/34/50), found '", model.arch, "'");
+              " is set up for ResNet backbones here (model.arch resnet18/34/50/101/152), found '", model.arch, "'");
 }
 
 Config load_config(const std::string& path, const std::vector<std::string>& sets, bool) {
