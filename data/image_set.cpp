@@ -6,6 +6,22 @@
 
 namespace bissl::data {
 
+void ImageSet::add_to(Digest& d) const {
+  for (int64_t v : {n, h, w, c, num_classes, int64_t(labels.size()), int64_t(targets.size()),
+                    int64_t(class_names.size())})
+    d.add_value(v);
+  d.add(pixels.data(), pixels.size());
+  d.add(labels.data(), labels.size() * sizeof(int64_t));
+  d.add(targets.data(), targets.size());
+  for (auto& name : class_names) d.add_text(name);
+}
+
+std::string ImageSet::content_digest() const {
+  Digest d;
+  add_to(d);
+  return d.text();
+}
+
 bool ImageSet::labelled() const {
   if (multi_label()) return true;
   for (int64_t l : labels)

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "engine/digest.h"
+
 namespace bissl::data {
 
 // Label of an image that has none (STL-10 unlabelled split, and every image
@@ -41,6 +43,11 @@ struct ImageSet {
 
   // Throws bissl::Error when sizes, labels or class names are inconsistent.
   void validate() const;
+  // Everything a stage reads of the set (sizes, pixels, labels, targets,
+  // class names; not `source`) into a content digest (engine/digest.h):
+  // equal digests, equal sets.
+  void add_to(Digest& d) const;
+  std::string content_digest() const;
 };
 
 // Images (and labels) at `indices`, in that order; repeats allowed.

@@ -20,6 +20,7 @@
 #include "engine/nn/state_io.h"
 #include "models/factory.h"
 #include "data/datasets.h"
+#include "data/file_io.h"
 #include "models/resnet.h"
 #include "models/torch_state.h"
 #include "tools/stages/classify.h"
@@ -33,6 +34,7 @@
 #include "tools/stages/config.h"
 #include "tools/stages/finetune.h"
 #include "tools/stages/pipeline.h"
+#include "tools/stages/task.h"
 #include "tools/stages/evaluate.h"
 #include "tools/pretrain/build.h"
 #include "models/heads.h"
@@ -74,6 +76,21 @@ bool skip_without_fashion_mnist() {
   if (have_fashion_mnist()) return false;
   MESSAGE("SKIPPED: Fashion-MNIST is not installed at ", data::kFashionMnistDir, " (tools/setup.sh installs it)");
   return true;
+}
+
+// A 2-class task of 2x2 grey images, every pixel `value`.
+stages::Task tiny_task(uint8_t value) {
+  auto set = [value](int64_t n) {
+    data::ImageSet s;
+    s.n = n, s.h = s.w = 2, s.c = 1, s.num_classes = 2;
+    s.pixels.assign(size_t(n * 4), value);
+    for (int64_t i = 0; i < n; ++i) s.labels.push_back(i % 2);
+    return std::make_shared<const data::ImageSet>(std::move(s));
+  };
+  stages::Task t;
+  t.train = set(4), t.val = set(2), t.test = set(2);
+  t.num_classes = 2;
+  return t;
 }
 
 // A shipped pipeline config in its --quick preset with `sets` after it,
@@ -259,15 +276,27 @@ TEST_SUITE("stages") {
     const stages::FinetuneSpec ft{"noisytune", "", true, false, 0.15};
     stages::FinetuneSpec other = ft;
     other.noisytune = 0.3;
+    const stages::Task task = tiny_task(7);
     // A search reads its arm's spec; a seed count is not part of it.
-    CHECK(stages::search_stamp(c, ft).signature() != stages::search_stamp(c, other).signature());
+    CHECK(stages::search_stamp(c, task, ft).signature() != stages::search_stamp(c, task, other).signature());
     stages::Config more = c;
     more.finetune.seeds = 3;
-    CHECK(stages::search_stamp(more, ft).signature() == stages::search_stamp(c, ft).signature());
+    CHECK(stages::search_stamp(more, task, ft).signature() == stages::search_stamp(c, task, ft).signature());
     more.finetune.search_epochs = 0;  // trials now train for finetune.epochs
     more.finetune.epochs = 7;
-    CHECK(stages::first_difference(stages::search_stamp(c, ft), stages::search_stamp(more, ft)) ==
+    CHECK(stages::first_difference(stages::search_stamp(c, task, ft), stages::search_stamp(more, task, ft)) ==
           "finetune.epochs = 400 then, 7 now");
+    // It reads the task's images: one changed pixel is a different input.
+    stages::Task edited = tiny_task(7);
+    auto test = std::make_shared<data::ImageSet>(*edited.test);
+    test->pixels[5] = 8;
+    edited.test = test;
+    CHECK(task.digest() == tiny_task(7).digest());
+    CHECK(stages::first_difference(stages::search_stamp(c, task, ft), stages::search_stamp(c, edited, ft))
+              .rfind("input task data changed (", 0) == 0);
+    stages::Hyper h;
+    h.lr = 0.1, h.weight_decay = 1e-4;
+    CHECK(stages::seed_stamp(c, task, ft, h, 0).signature() != stages::seed_stamp(c, edited, ft, h, 0).signature());
     // Outputs and logging cadence are not stamped; the resolved device is.
     stages::Config moved = c;
     moved.out = "elsewhere", moved.workers = 7, moved.bissl.checkpoint_every = 3;
@@ -699,7 +728,12 @@ TEST_SUITE("parallel: reuse") {
   TEST_CASE("a rerun reuses exactly what today's settings would make: each stage's key reruns it and what reads it") {
     if (skip_without_fashion_mnist()) return;
     testing::TempDir tmp("reuse");
-    stages::Config c = quick_config("pipeline_fashion_mnist.toml", {}, tmp);
+    // The task reads a copy of the dataset, changed in place at the end.
+    const std::string fm = tmp.file("fashion-mnist");
+    fs::create_directories(fm);
+    for (auto& e : fs::directory_iterator(data::kFashionMnistDir))
+      if (e.is_regular_file()) fs::copy_file(e.path(), fm + "/" + e.path().filename().string());
+    stages::Config c = quick_config("pipeline_fashion_mnist.toml", {"task.root=" + fm}, tmp);
     stages::run_pipeline(c);
     auto before = unit_stamps(c.out);
     const std::set<std::string> ft = {"finetune/ft/seed0", "finetune/ft/seed1"};
@@ -725,7 +759,7 @@ TEST_SUITE("parallel: reuse") {
         {"finetune.lr_max=0.5", all_of({{"finetune/search"}, ft, bissl, ij,
                                         {"finetune/ft/seed2", "finetune/bissl/seed2", "finetune/ij_discarded/seed2"}})},
     };
-    std::vector<std::string> sets;
+    std::vector<std::string> sets = {"task.root=" + fm};
     std::string report;
     for (auto& ch : changes) {
       CAPTURE(ch.set);
@@ -761,6 +795,29 @@ TEST_SUITE("parallel: reuse") {
     stages::run_pipeline(cp);
     auto after = unit_stamps(c.out);
     CHECK(rerun(before, after).size() == after.size());
+    // The task's test images changed in place, settings unchanged: every unit
+    // that reads the task reruns (--no-recompute names the input), pretraining
+    // (another root) does not.
+    {
+      bool gz = false;
+      std::vector<uint8_t> raw = data::read_maybe_gzip(fm + "/t10k-images-idx3-ubyte.gz", &gz);
+      for (size_t i = 16 + 400; i < raw.size(); i += 784) raw[i] ^= 0x55;  // one pixel of every image
+      fs::remove(fm + "/t10k-images-idx3-ubyte.gz");
+      std::ofstream(fm + "/t10k-images-idx3-ubyte", std::ios::binary)
+          .write(reinterpret_cast<const char*>(raw.data()), std::streamsize(raw.size()));
+      cp.no_recompute = true;
+      CHECK_THROWS_WITH_AS(stages::run_pipeline(cp), doctest::Contains("was made with other settings: input task data changed ("),
+                           Error);
+      CHECK(unit_stamps(c.out) == after);
+      cp.no_recompute = false;
+      stages::run_pipeline(cp);
+      auto edited = unit_stamps(c.out);
+      std::set<std::string> readers;
+      for (auto& [unit, id] : edited)
+        if (unit != "pretrain") readers.insert(unit);
+      CHECK(rerun(after, edited) == readers);
+      after = edited;
+    }
     // Someone else's pretraining (pipeline.pretrained) is checked against today's [pretrain.*], never recomputed.
     {
       testing::TempDir other("borrowed");

@@ -43,7 +43,8 @@ bilevel::BilevelOptions trainer_options(const Config& cfg) {
 
 }  // namespace
 
-Stamp bissl_stamp(const Config& cfg_in, const BisslInputs& in, const std::string& variant, bool mix) {
+Stamp bissl_stamp(const Config& cfg_in, const Task& task, const BisslInputs& in, const std::string& pretext_data,
+                  const std::string& variant, bool mix) {
   Config cfg = with_variant(cfg_in, variant);
   std::vector<std::pair<std::string, std::string>> files = {{"backbone", in.backbone}, {"objective", in.objective}};
   if (cfg.bissl.variant != bilevel::Variant::PretextOnly) files.push_back({"head", in.head});
@@ -54,7 +55,9 @@ Stamp bissl_stamp(const Config& cfg_in, const BisslInputs& in, const std::string
                    {"pipeline", "task", "bissl", "finetune.optimizer", "pretrain.data", "pretrain.model", "pretrain.method",
                     "pretrain.train.seed"},
                    files,
-                   {{"mix", mix}, {"upper lr (resolved)", o.upper_lr}, {"upper weight decay (resolved)", o.upper_wd}});
+                   {{"mix", mix}, {"upper lr (resolved)", o.upper_lr}, {"upper weight decay (resolved)", o.upper_wd}})
+      .with_input("task data", task.digest())
+      .with_input("pretraining data", pretext_data);
 }
 
 BisslStageResult run_bissl(const Config& cfg_in, const Task& task, const BisslInputs& in, const std::string& dir,
@@ -63,9 +66,12 @@ BisslStageResult run_bissl(const Config& cfg_in, const Task& task, const BisslIn
   Config cfg = with_variant(cfg_in, variant_name_in);
   const auto& bc = cfg.bissl;
   const std::string variant = bilevel::variant_name(bc.variant);
+  // The lower stream's images: the pretext set (unlabelled), with the
+  // downstream training split for the mix baseline.
+  std::shared_ptr<const data::ImageSet> pretext = pretrain::load_data(cfg.pretrain);
   // What a checkpoint must agree on to be resumed: every setting this stage
-  // reads and the content of its input files.
-  const Stamp stamp = bissl_stamp(cfg, in, "", mix);
+  // reads and the content of its inputs.
+  const Stamp stamp = bissl_stamp(cfg, task, in, pretext->content_digest(), "", mix);
   const std::string signature = stamp.signature();
   fs::create_directories(dir);
   write_text_atomic(dir + "/config.toml", cfg.to_toml());
@@ -102,7 +108,6 @@ BisslStageResult run_bissl(const Config& cfg_in, const Task& task, const BisslIn
   if (head) head->to(dev);
 
   // Streams: the pretext set (unlabelled) and the downstream training split.
-  std::shared_ptr<const data::ImageSet> pretext = pretrain::load_data(cfg.pretrain);
   if (mix) pretext = std::make_shared<const data::ImageSet>(concat_unlabelled(*pretext, *task.train));
   LoaderPretextStream lower(pretext, cfg.pretrain, bc.lower_batch, cfg.seed * 7 + 1, cfg.workers, dev);
   LoaderDownstreamStream upper(task.train, cfg.task, upper_batch, cfg.seed * 7 + 2, cfg.workers, dev);

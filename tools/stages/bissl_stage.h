@@ -29,7 +29,10 @@ struct BisslStageResult {
 
 // What the stage reads (settings and input digests): its reuse stamp and its
 // checkpoints' resume signature. `variant` as in run_bissl.
-Stamp bissl_stamp(const Config& cfg, const BisslInputs& in, const std::string& variant = "", bool mix = false);
+// `pretext_data`: the content digest of the pretraining images the lower
+// stream reads (pretrain::load_data(cfg.pretrain)->content_digest()).
+Stamp bissl_stamp(const Config& cfg, const Task& task, const BisslInputs& in, const std::string& pretext_data,
+                  const std::string& variant = "", bool mix = false);
 
 // Runs cfg.bissl.variant (or `variant` when non-empty) into `dir`:
 // dir/backbone.safetensors (θP with BN buffers: the stage's output),

@@ -322,7 +322,7 @@ nlohmann::json spec_json(const FinetuneSpec& spec) {
 }
 }  // namespace
 
-Stamp search_stamp(const Config& cfg, const FinetuneSpec& spec) {
+Stamp search_stamp(const Config& cfg, const Task& task, const FinetuneSpec& spec) {
   std::vector<std::pair<std::string, std::string>> files;
   if (!spec.backbone.empty()) files.push_back({"backbone", spec.backbone});
   // Trials train for search_epochs (when set) at drawn lr / wd (when there are trials).
@@ -332,17 +332,19 @@ Stamp search_stamp(const Config& cfg, const FinetuneSpec& spec) {
   return Stamp::of(cfg, "search",
                    {"pipeline", "task", "finetune.optimizer", "finetune.recipe", "finetune.search", "pretrain.model",
                     "pretrain.data.image_size"},
-                   files, spec_json(spec), unread);
+                   files, spec_json(spec), unread)
+      .with_input("task data", task.digest());
 }
 
-Stamp seed_stamp(const Config& cfg, const FinetuneSpec& spec, const Hyper& h, uint64_t seed) {
+Stamp seed_stamp(const Config& cfg, const Task& task, const FinetuneSpec& spec, const Hyper& h, uint64_t seed) {
   std::vector<std::pair<std::string, std::string>> files;
   if (!spec.backbone.empty()) files.push_back({"backbone", spec.backbone});
   nlohmann::json extra = spec_json(spec);
   extra["lr"] = h.lr, extra["weight_decay"] = h.weight_decay, extra["seed"] = seed;
   return Stamp::of(cfg, str("finetune ", spec.arm, " seed ", seed),
                    {"pipeline", "task", "finetune.optimizer", "finetune.recipe", "pretrain.model", "pretrain.data.image_size"},
-                   files, extra, {"finetune.lr", "finetune.weight_decay"});  // the run's lr / wd are h's
+                   files, extra, {"finetune.lr", "finetune.weight_decay"})  // the run's lr / wd are h's
+      .with_input("task data", task.digest());
 }
 
 ArmResult finetune_arm(const Config& cfg, const Task& task, const FinetuneSpec& spec, const std::string& dir,
@@ -362,7 +364,7 @@ ArmResult finetune_arm(const Config& cfg, const Task& task, const FinetuneSpec& 
     a.hyper = *shared;
   } else {
     const std::string sdir = dir + "/search";
-    const Stamp st = search_stamp(cfg, spec);
+    const Stamp st = search_stamp(cfg, task, spec);
     UnitStart u = begin_unit(sdir, st, cfg.no_recompute);
     note(u);
     if (u.state == UnitState::Reused) {
@@ -376,7 +378,7 @@ ArmResult finetune_arm(const Config& cfg, const Task& task, const FinetuneSpec& 
   write_hyper(dir + "/hyper.json", a.hyper);
   for (int64_t k = 0; k < cfg.finetune.seeds; ++k) {
     std::string sd = str(dir, "/seed", k);
-    const Stamp st = seed_stamp(cfg, spec, a.hyper, uint64_t(k));
+    const Stamp st = seed_stamp(cfg, task, spec, a.hyper, uint64_t(k));
     UnitStart u = begin_unit(sd, st, cfg.no_recompute);
     note(u);
     if (u.state == UnitState::Reused) {

@@ -81,9 +81,9 @@ nlohmann::json to_json(const ArmResult& a);
 ArmResult arm_from_json(const nlohmann::json& j);
 
 // What a search for `spec` (its backbone, NoisyTune, head, frozen or not) reads (its reuse stamp).
-Stamp search_stamp(const Config& cfg, const FinetuneSpec& spec);
+Stamp search_stamp(const Config& cfg, const Task& task, const FinetuneSpec& spec);
 // What fine-tuning seed `seed` of `spec` at `h` reads (its reuse stamp).
-Stamp seed_stamp(const Config& cfg, const FinetuneSpec& spec, const Hyper& h, uint64_t seed);
+Stamp seed_stamp(const Config& cfg, const Task& task, const FinetuneSpec& spec, const Hyper& h, uint64_t seed);
 
 // The whole protocol for one arm, into `dir`: search into dir/search (unless
 // `shared` gives the values), then finetune.seeds runs (seeds 0..K-1), each

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/backend.h"
+#include "tools/pretrain/build.h"
 #include "tools/pretrain/run.h"
 #include "tools/stages/bissl_stage.h"
 #include "tools/stages/evaluate.h"
@@ -130,6 +131,14 @@ std::string run_pipeline(const Config& cfg_in) {
   save_task_splits(task, cfg.task, out + "/task");
   std::fprintf(stderr, "task: %s\n", task.describe().c_str());
 
+  // The pretraining images' content digest, for the stamps of the units that
+  // read them (pretraining, the training stages); loaded only when needed.
+  std::string pretext_digest_memo;
+  auto pretext_digest = [&]() -> const std::string& {
+    if (pretext_digest_memo.empty()) pretext_digest_memo = pretrain::load_data(cfg.pretrain)->content_digest();
+    return pretext_digest_memo;
+  };
+
   // 1. Pretraining.
   const std::string pre = cfg.pretrained.empty() ? out + "/pretrain" : cfg.pretrained;
   {
@@ -138,8 +147,11 @@ std::string run_pipeline(const Config& cfg_in) {
     const std::string detail = str(cfg.pretrain.method.name, " on ", cfg.pretrain.dataset, ", ", cfg.pretrain.epochs,
                                    " epoch(s) of batch ", cfg.pretrain.batch_size);
     // pretrain.train.device is pipeline.device here (resolved in every stamp).
-    const Stamp stamp = Stamp::of(cfg, "pretrain", {"pretrain", "pipeline.deterministic"}, {}, nlohmann::json::object(),
-                                  {"pretrain.train.device"});
+    auto pretrain_stamp = [&] {
+      return Stamp::of(cfg, "pretrain", {"pretrain", "pipeline.deterministic"}, {}, nlohmann::json::object(),
+                       {"pretrain.train.device"})
+          .with_input("pretraining data", pretext_digest());
+    };
     const bool have = fs::exists(pre + "/backbone.safetensors") && fs::exists(pre + "/objective.safetensors");
     StageTime st;
     if (!cfg.pretrained.empty() || !cfg.run_pretrain) {
@@ -151,9 +163,12 @@ std::string run_pipeline(const Config& cfg_in) {
       u.state = UnitState::Reused;
       Stamp made;
       if (read_stamp(pre, made)) {
-        // Its [pretrain.*] must be today's; where and how deterministically it ran may differ.
-        Stamp a = made, b = stamp;
+        // Its [pretrain.*] must be today's; where and how deterministically it
+        // ran may differ, and its images are not read here (they may be gone).
+        Stamp a = made, b = Stamp::of(cfg, "pretrain", {"pretrain", "pipeline.deterministic"}, {},
+                                      nlohmann::json::object(), {"pretrain.train.device"});
         for (auto* k : {"device (resolved)", "pipeline.deterministic"}) a.settings.erase(k), b.settings.erase(k);
+        a.inputs.erase("pretraining data");
         std::string diff = first_difference(a, b);
         BISSL_CHECK(diff.empty(), "pipeline: the pretraining in '", pre, "' (", why, ") was made with other settings: ",
                     diff, "; give this config its settings or pretrain again");
@@ -163,6 +178,7 @@ std::string run_pipeline(const Config& cfg_in) {
         st = stage_row("pretrain", str("taken from ", pre, " (", why, "; no stamp, so its settings are not checked)"), u);
       }
     } else {
+      const Stamp stamp = pretrain_stamp();
       UnitStart u = begin_unit(pre, stamp, cfg.no_recompute);
       if (u.state != UnitState::Reused) {
         pretrain::Config pc = cfg.pretrain;
@@ -187,7 +203,7 @@ std::string run_pipeline(const Config& cfg_in) {
     auto t0 = std::chrono::steady_clock::now();
     const std::string sdir = out + "/finetune/search";
     const FinetuneSpec ft = spec_for_arm(cfg, "ft", pre_backbone);
-    const Stamp stamp = search_stamp(cfg, ft);
+    const Stamp stamp = search_stamp(cfg, task, ft);
     UnitStart u = begin_unit(sdir, stamp, cfg.no_recompute);
     if (u.state == UnitState::Reused) {
       shared = read_hyper(sdir + "/hyper.json");
@@ -214,7 +230,8 @@ std::string run_pipeline(const Config& cfg_in) {
     banner("head warm-up");
     auto t0 = std::chrono::steady_clock::now();
     const Stamp stamp = Stamp::of(cfg, "warmup", {"pipeline", "task", "warmup", "pretrain.model", "pretrain.data.image_size"},
-                                  {{"backbone", pre_backbone}});
+                                  {{"backbone", pre_backbone}})
+                            .with_input("task data", task.digest());
     UnitStart u = begin_unit(wdir, stamp, cfg.no_recompute);
     if (u.state != UnitState::Reused) {
       run_warmup(cfg, task, pre_backbone, wdir);
@@ -243,7 +260,7 @@ std::string run_pipeline(const Config& cfg_in) {
     bool has_head = a != "mix";
     std::string start = has_head ? wdir + "/backbone.safetensors" : pre_backbone;
     BisslInputs in{start, pre + "/objective.safetensors", has_head ? wdir + "/head.safetensors" : ""};
-    const Stamp stamp = bissl_stamp(cfg, in, variant, a == "mix");
+    const Stamp stamp = bissl_stamp(cfg, task, in, pretext_digest(), variant, a == "mix");
     UnitStart u = begin_unit(tdir, stamp, cfg.no_recompute);
     if (u.state != UnitState::Reused) {
       run_bissl(cfg, task, in, tdir, variant, a == "mix", true);

@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "engine/backend.h"
+#include "engine/digest.h"
 #include "engine/error.h"
 #include "tools/common/version.h"
 #include "tools/stages/classify.h"
@@ -20,18 +21,14 @@ namespace fs = std::filesystem;
 std::string file_digest(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   BISSL_CHECK(in, "stamp: expected a readable input file, found none at '", path, "'");
-  uint64_t h = 1469598103934665603ull;  // FNV-1a 64
-  uint64_t n = 0;
+  Digest d;
   std::vector<char> buf(1 << 20);
   while (in) {
     in.read(buf.data(), std::streamsize(buf.size()));
-    std::streamsize got = in.gcount();
-    for (std::streamsize i = 0; i < got; ++i) h = (h ^ uint8_t(buf[size_t(i)])) * 1099511628211ull;
-    n += uint64_t(got);
+    d.add(buf.data(), size_t(in.gcount()));
   }
-  char b[48];
-  std::snprintf(b, sizeof b, "%016llx-%llu", (unsigned long long)h, (unsigned long long)n);
-  return b;
+  BISSL_CHECK(in.eof(), "stamp: could not read '", path, "' to the end");
+  return d.text();
 }
 
 Stamp Stamp::of(const Config& cfg, const std::string& unit, const std::vector<std::string>& groups,

@@ -41,6 +41,12 @@ struct Stamp {
   static Stamp of(const Config& cfg, const std::string& unit, const std::vector<std::string>& groups,
                   const std::vector<std::pair<std::string, std::string>>& input_files = {},
                   const nlohmann::json& extra = nlohmann::json::object(), const std::vector<std::string>& except = {});
+  // An input that is not a file: a loaded data set's content digest
+  // (data::ImageSet::content_digest, Task::digest).
+  Stamp& with_input(const std::string& name, const std::string& digest) {
+    inputs[name] = digest;
+    return *this;
+  }
   nlohmann::json to_json() const;
   static Stamp from_json(const nlohmann::json& j);
   // What reuse compares: settings and inputs (one line of JSON).

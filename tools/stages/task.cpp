@@ -134,6 +134,15 @@ Task voc_task(const TaskConfig& t) {
 
 }  // namespace
 
+std::string Task::digest() const {
+  Digest d;
+  for (auto* set : {train.get(), val.get(), test.get()}) {
+    BISSL_CHECK(set, "task: a split is missing (load the task with load_task)");
+    set->add_to(d);
+  }
+  return d.text();
+}
+
 Task load_task(const TaskConfig& t) {
   if (t.dataset == "fashion-mnist-mosaic") return mosaic_task(t);
   if (t.dataset == "voc2007") return voc_task(t);

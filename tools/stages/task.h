@@ -22,6 +22,9 @@ struct Task {
   // for mosaics, the tiles each split's mosaics were drawn from.
   std::vector<int64_t> train_index, val_index, test_index;
   std::string describe() const;  // "4 classes (T-shirt/top, ...): 800 train, 400 val, 4000 test"
+  // The content digest of the three splits as loaded (what the stamps of
+  // the units that read the task compare; engine/digest.h).
+  std::string digest() const;
 };
 
 // Loads the dataset and draws the splits (a pure function of the config).
