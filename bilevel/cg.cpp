@@ -146,6 +146,20 @@ CgResult conjugate_gradient(const MatVec& A, const TensorList& b_in, const CgOpt
     x[l] = where(ok, x[l], zeros({}, x[l].dtype(), x[l].device()));
   }
   res.nan_replaced = int64_t(std::llround(host_scalar(nan_count)));
+  if (opts.nan_to_num) {
+    // ±inf → ±max finite of the dtype (torch.nan_to_num's defaults).
+    Tensor inf_count;
+    for (size_t l = 0; l < L; ++l) {
+      const double big = x[l].dtype() == DType::F64 ? std::numeric_limits<double>::max()
+                                                    : double(std::numeric_limits<float>::max());
+      Tensor hi = compare(x[l], "gt", big), lo = compare(x[l], "lt", -big);
+      Tensor bad = sum(cast(add(hi, lo), DType::F64));
+      inf_count = inf_count.defined() ? add(inf_count, bad) : bad;
+      x[l] = where(hi, full({}, big, x[l].dtype(), x[l].device()), x[l]);
+      x[l] = where(lo, full({}, -big, x[l].dtype(), x[l].device()), x[l]);
+    }
+    res.inf_replaced = int64_t(std::llround(host_scalar(inf_count)));
+  }
   res.x = std::move(x);
   return res;
 }

@@ -44,6 +44,10 @@ struct CgOptions {
   bool layerwise = true;   // per-tensor α_l, β_l (reference default) or one global α, β
   double tolerance = 0.0;  // stop once ‖r‖ ≤ tolerance·‖b‖; 0 = never stop early (the spec)
   double epsilon = kCgEps; // added to both denominators (the reference's guard)
+  // After NaN → 0, also ±inf → ±(the dtype's largest finite value), as the
+  // reference's torch.nan_to_num (audit item F); off: ±inf are kept and the
+  // caller's finiteness check stops the run.
+  bool nan_to_num = false;
 
   template <class V>
   void fields(V& v) {
@@ -51,6 +55,9 @@ struct CgOptions {
     v("layerwise", layerwise, schema::any(), "per-tensor step sizes as the reference (true) or textbook global CG");
     v("tolerance", tolerance, schema::ge(0), "stop once the residual is <= tolerance x the right-hand side; 0 = never early");
     v("epsilon", epsilon, schema::ge(0), "added to CG's denominators (the reference's 1e-12 guard)");
+    v("nan_to_num", nan_to_num, schema::any(),
+      "the reference's nan_to_num on u: ±inf become ±max finite (then the upper clip zeroes that step) instead of an "
+      "error naming the alternation and step");
   }
 };
 
@@ -59,6 +66,7 @@ struct CgResult {
   std::vector<double> residuals;  // recurrence ‖r_k‖ over all tensors: [0] = ‖b‖, [k] after iteration k
   int iterations = 0;             // iterations run (= residuals.size() - 1)
   int64_t nan_replaced = 0;       // elements of x that were NaN and were set to 0
+  int64_t inf_replaced = 0;       // elements that were ±inf and were set to ±max finite (nan_to_num)
   // (d·Ad)/(d·d) over all tensors for each search direction d: the Rayleigh
   // quotient of A along d. A negative value proves A is not positive
   // definite (CG's guarantees are then void and residuals may grow).

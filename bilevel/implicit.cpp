@@ -54,6 +54,7 @@ ImplicitGradResult implicit_gradient(const HvpFn& hvp_fn, const std::vector<Tens
   out.residuals = std::move(r.residuals);
   out.iterations = r.iterations;
   out.nan_replaced = r.nan_replaced;
+  out.inf_replaced = r.inf_replaced;
   out.curvature = std::move(r.curvature);
   return out;
 }

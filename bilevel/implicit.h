@@ -31,6 +31,7 @@ struct ImplicitGradResult {
   std::vector<double> residuals;  // CG's ‖r_k‖ over all tensors, [0] = ‖rhs‖
   int iterations = 0;             // CG iterations run = HVPs computed
   int64_t nan_replaced = 0;
+  int64_t inf_replaced = 0;  // cg.nan_to_num
   std::vector<double> curvature;  // CG's Rayleigh quotients of I + H/(λ+δ), one per iteration
 };
 

@@ -39,8 +39,19 @@ class BatchStream {
   virtual void seek(int64_t epoch, int64_t consumed) = 0;
   // The next batch of the current epoch; only called with remaining() > 0.
   virtual B next_in_epoch() = 0;
+  // Batch 0 of `epoch` as a fresh iterator over that epoch would serve it:
+  // the same images, augmented anew by `draw` (0: exactly as next() served
+  // it), the stream's position unchanged (the reference's
+  // next(iter(loader)); BiSSL's CG batch).
+  virtual B first_of_epoch(int64_t epoch, uint64_t draw) {
+    (void)epoch, (void)draw;
+    throw Error("batch stream: this stream cannot serve an epoch's first batch again");
+  }
 
   int64_t consumed() const { return batches_per_epoch() - remaining(); }
+  // The epoch of the last batch next() served (epoch() before any).
+  int64_t served_epoch() const { return served_any_ ? served_epoch_ : epoch(); }
+  void set_served_epoch(int64_t e) { served_epoch_ = e, served_any_ = true; }  // restored from checkpoints
   int64_t reshuffles() const { return reshuffles_; }  // new epochs started by reserve/next
 
   // Before a phase that takes n batches: a new epoch when fewer than n remain.
@@ -52,6 +63,7 @@ class BatchStream {
     if (remaining() <= 0) start_next();
     BISSL_CHECK(remaining() > 0, "batch stream: a new epoch has no batches (", batches_per_epoch(),
                 " per epoch)");
+    set_served_epoch(epoch());
     return next_in_epoch();
   }
   void set_reshuffles(int64_t n) { reshuffles_ = n; }  // restored from checkpoints
@@ -62,6 +74,8 @@ class BatchStream {
     ++reshuffles_;
   }
   int64_t reshuffles_ = 0;
+  int64_t served_epoch_ = 0;
+  bool served_any_ = false;
 };
 
 using PretextStream = BatchStream<ssl::SslBatch>;

@@ -100,8 +100,10 @@ BilevelTrainer::BilevelTrainer(BilevelModels m, BilevelOptions o, PretextStream&
   lower_opt_ = std::make_unique<optim::LARS>(lower_params, o_.lower_lr, o_.lower_momentum, o_.lower_wd, o_.lower_trust);
   int64_t lower_per_alt = o_.lower_steps + (o_.variant == Variant::WeightedSum ? o_.upper_steps : 0);
   int64_t lower_total = o_.lower_total > 0 ? o_.lower_total : o_.alternations * lower_per_alt;
-  int64_t warm = std::min(o_.lower_warmup, lower_total);
-  lower_sched_ = {o_.lower_lr, warm, std::max(lower_total, warm), 0.0};
+  const bool reference = o_.schedule == "reference";
+  const int64_t warmup = o_.lower_warmup >= 0 ? o_.lower_warmup : 10 * o_.lower_steps;
+  int64_t warm = std::min(warmup, lower_total);
+  lower_sched_ = {o_.lower_lr, warm, std::max(lower_total, warm), reference ? 0.001 * o_.lower_lr : 0.0, reference};
   if (needs_d) {
     std::vector<optim::ParamGroup> groups = o_.upper_groups;
     if (groups.empty()) groups.push_back(optim::ParamGroup{join(theta_d_, phi_d_)});
@@ -112,7 +114,7 @@ BilevelTrainer::BilevelTrainer(BilevelModels m, BilevelOptions o, PretextStream&
     if (o_.upper_adamw) upper_opt_ = std::make_unique<optim::AdamW>(groups, o_.upper_lr, 0.9, 0.999, 1e-8, o_.upper_wd);
     else upper_opt_ = std::make_unique<optim::SGD>(groups, o_.upper_lr, o_.upper_momentum, o_.upper_wd);
     int64_t upper_total = o_.upper_total > 0 ? o_.upper_total : o_.alternations * o_.upper_steps;
-    upper_sched_ = {o_.upper_lr, 0, upper_total, 0.0};
+    upper_sched_ = {o_.upper_lr, 0, upper_total, reference ? 0.001 * o_.upper_lr : 0.0, reference};
   }
   if (auto* byol = dynamic_cast<ssl::BYOL*>(m_.pretext)) byol->reset_target(*m_.backbone_p);
 }
@@ -134,10 +136,11 @@ void BilevelTrainer::check_finite(double v, const char* what, int64_t step) cons
                   " (the parameters are those before this step; a BYOL target has already taken its EMA update)"));
 }
 
-double BilevelTrainer::clip(const std::vector<Tensor>& params, const char* level, int64_t step) const {
+double BilevelTrainer::clip(const std::vector<Tensor>& params, const char* level, int64_t step,
+                            bool allow_nonfinite) const {
   const double norm = optim::grad_norm(params);
-  check_finite(norm, str("the ", level, " gradient norm").c_str(), step);
-  if (o_.clip > 0) optim::clip_grad_norm(params, o_.clip);
+  if (!(allow_nonfinite && o_.clip > 0)) check_finite(norm, str("the ", level, " gradient norm").c_str(), step);
+  if (o_.clip > 0) optim::clip_grad_norm(params, o_.clip, allow_nonfinite);
   return norm;
 }
 
@@ -202,9 +205,13 @@ void BilevelTrainer::upper_phase(AlternationStats& s) {
   ScopedRange range("bissl upper phase");
   const bool implicit = o_.variant == Variant::BiSSL;
   ssl::SslBatch fixed;
-  if (implicit) {
-    lower_.reserve(1);
-    fixed = lower_.next();  // one pretext batch for the whole phase
+  if (implicit) {  // one pretext batch for the whole phase
+    if (o_.cg_batch == "next") {
+      lower_.reserve(1);
+      fixed = lower_.next();
+    } else {
+      fixed = lower_.first_of_epoch(lower_.served_epoch(), uint64_t(done_ + 1));
+    }
   }
   upper_.reserve(o_.upper_steps);
   const size_t P = theta_p_.size();
@@ -250,6 +257,7 @@ void BilevelTrainer::upper_phase(AlternationStats& s) {
       if (on_cg) on_cg(fixed);
       s.hvps += ig.iterations;
       s.cg_nan_replaced += ig.nan_replaced;
+      s.cg_inf_replaced += ig.inf_replaced;
       sum_r0 += ig.residuals.front(), sum_rk += ig.residuals.back();
       for (double c : ig.curvature) min_curv = std::min(min_curv, c), max_curv = std::max(max_curv, c);
       for (size_t i = 0; i < P; ++i) g_theta[i] = ig.u[i];
@@ -266,7 +274,7 @@ void BilevelTrainer::upper_phase(AlternationStats& s) {
       for (size_t j = 0; j < phi_d_.size(); ++j)
         phi_d_[j].set_grad(implicit ? add(g_phi[j], g2[P + j]) : g2[P + j]);
     }
-    double gn = clip(upper_params, "upper", k + 1);
+    double gn = clip(upper_params, "upper", k + 1, implicit && o_.cg.nan_to_num);
     upper_opt_->lr = upper_sched_.lr_at(upper_opt_->steps());
     upper_opt_->step();
     upper_opt_->zero_grad();
@@ -301,7 +309,8 @@ optim::StateDict BilevelTrainer::state_dict() const {
   if (upper_opt_)
     for (auto& kv : with_prefix(upper_opt_->state_dict(), "upper_opt.")) sd.push_back(kv);
   sd.emplace_back("alternations_done", from_ints({done_}, {}));
-  sd.emplace_back("lower_stream", from_ints({lower_.epoch(), lower_.consumed(), lower_.reshuffles()}, {3}));
+  sd.emplace_back("lower_stream",
+                  from_ints({lower_.epoch(), lower_.consumed(), lower_.reshuffles(), lower_.served_epoch()}, {4}));
   sd.emplace_back("upper_stream", from_ints({upper_.epoch(), upper_.consumed(), upper_.reshuffles()}, {3}));
   return sd;
 }
@@ -315,10 +324,12 @@ void BilevelTrainer::load_state_dict(const optim::StateDict& sd) {
     else if (k == "alternations_done") done_ = int64_t(t.item()), have_done = true;
     else if (k == "lower_stream" || k == "upper_stream") {
       auto v = t.to_vector();
-      BISSL_CHECK(v.size() == 3, "bissl: checkpoint entry ", k, " has ", v.size(), " values, expected 3");
+      const size_t want = k == "lower_stream" ? 4 : 3;  // the lower one also: the epoch of its last batch
+      BISSL_CHECK(v.size() == want, "bissl: checkpoint entry ", k, " has ", v.size(), " values, expected ", want);
       if (k == "lower_stream") {
         lower_.seek(int64_t(v[0]), int64_t(v[1]));
         lower_.set_reshuffles(int64_t(v[2]));
+        lower_.set_served_epoch(int64_t(v[3]));
       } else {
         upper_.seek(int64_t(v[0]), int64_t(v[1]));
         upper_.set_reshuffles(int64_t(v[2]));

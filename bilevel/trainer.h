@@ -7,21 +7,28 @@
 //     pretext batch from the lower stream; objective.before_train_step(θP)
 //     (BYOL's EMA); L = L_P(θP, φP) + λ·½‖θD − θP‖² (backbone parameters
 //     only, θD a constant); clip ‖∇(θP, φP)‖ to 10; LARS (lr 1.0, wd 1e-6,
-//     momentum 0.9, trust 0.001) with linear warm-up [200 steps] then cosine
-//     over [T·N_L] steps, the schedule stepping after the optimiser.
-//   upper phase, N_U [8] steps on θD and φD, with one pretext batch drawn
-//     from the lower stream at the start of the phase and kept for all its
-//     steps (and all CG products within them). It advances the lower
-//     stream by one batch (the reference's next(iter(loader)) draws a fresh
-//     batch without advancing its iterator; either is a random pretext
-//     batch, only the reshuffle timing differs):
+//     momentum 0.9, trust 0.001) with linear warm-up [10·N_L steps] then
+//     cosine over [T·N_L] steps to 0.001·lr, the schedule stepping after the
+//     optimiser as the reference's (step 1 at the base lr, step k ≥ 2 at
+//     f(k−1); schedule = "shifted" is this project's earlier rule).
+//   upper phase, N_U [8] steps on θD and φD, with one pretext batch for all
+//     its steps (and all CG products within them): [cg_batch = epoch_first]
+//     the reference's next(iter(loader)), i.e. the first batch of the lower
+//     stream's current epoch, freshly augmented (draw = the alternation),
+//     the stream not advanced, so the same images serve every alternation
+//     until the lower stream starts a new epoch; [next] the lower stream's
+//     next batch, consumed:
 //     downstream batch from the upper stream;
 //     [g_θP, g_φ1] = ∇(θP, φD) L_D(θP, φD);
 //     u solves (I + H/(λ+δ)) u = g_θP by CG (5 layer-wise iterations),
 //       H = ∇²θP L_P(θP, φP) on the fixed pretext batch (bilevel/implicit.h);
 //     [g_θD, g_φ2] = ∇(θD, φD) L_D(θD, φD) on the same downstream batch;
 //     θD.grad = u + g_θD, φD.grad = g_φ1 + g_φ2; clip ‖·‖ to 10; SGD
-//     (momentum 0.9, the dataset's lr/wd) with cosine over [T·N_U] steps.
+//     (momentum 0.9, the dataset's lr/wd) with cosine over [T·N_U] steps to
+//     0.001·lr, stepped as the lower one. A non-finite u is an error naming
+//     alternation and step, or [cg_nan_to_num] the reference's nan_to_num
+//     (±inf → ±max finite), after which the clip's infinite norm zeroes the
+//     step's gradients as PyTorch's clip_grad_norm_ does.
 //
 // Variants (BilevelOptions::variant):
 //   bissl          the above.
@@ -84,9 +91,9 @@ struct BilevelOptions {
   double lambda = kLambda;     // λ of the proximal term λ·½‖θD − θP‖²
   double delta = kDelta;       // δ: CG solves (I + H/(λ+δ))
   CgOptions cg;                // 5 layer-wise iterations from 0
-  // Lower level: LARS, linear warm-up then cosine to 0.
+  // Lower level: LARS, linear warm-up then cosine.
   double lower_lr = 1.0, lower_wd = 1e-6, lower_momentum = 0.9, lower_trust = 0.001;
-  int64_t lower_warmup = 200;
+  int64_t lower_warmup = -1;  // -1 = 10·N_L (the reference's; 200 at the spec's N_L)
   int64_t lower_total = 0;  // cosine horizon in lower steps; 0 = T·N_L (the spec's 10 000)
   // Upper level: SGD with momentum, cosine to 0 without warm-up. The spec
   // takes lr and weight decay from fine-tuning: -1 means "the caller's
@@ -98,6 +105,12 @@ struct BilevelOptions {
   // Must hold exactly θD's and φD's tensors.
   std::vector<optim::ParamGroup> upper_groups;
   int64_t upper_total = 0;  // 0 = T·N_U (the spec's 4 000)
+  // How both levels' schedules step: "reference" (step 1 at the base lr,
+  // step k ≥ 2 at f(k−1), cosines ending at 0.001·base) or "shifted" (step k
+  // at f(k) with warm-up (k+1)/W, cosines ending at 0; before issue 14).
+  std::string schedule = "reference";
+  // The pretext batch of an upper phase: "epoch_first" (the reference) or "next".
+  std::string cg_batch = "epoch_first";
   double clip = 10.0;       // max total gradient norm per level (0 = no clipping)
   // Ghost BN sizes (0 = whole-batch statistics): the reference's per-device
   // statistics on its 4 devices (256 per view below, 64 above).
@@ -120,12 +133,19 @@ struct BilevelOptions {
     v("lower_wd", lower_wd, schema::ge(0), "LARS weight decay of the lower level");
     v("lower_momentum", lower_momentum, schema::in_open_hi(0, 1), "LARS momentum of the lower level");
     v("lower_trust", lower_trust, schema::gt(0), "LARS trust coefficient of the lower level");
-    v("lower_warmup", lower_warmup, schema::ge(0), "linear warm-up of the lower lr, in lower steps");
+    v("lower_warmup", lower_warmup, schema::ge(0).or_value(-1),
+      "linear warm-up of the lower lr, in lower steps; -1 = 10·N_L (the reference's)");
     v("lower_total", lower_total, schema::ge(0), "cosine horizon of the lower lr in steps; 0 = T·N_L");
     v("upper_lr", upper_lr, schema::gt(0).or_value(-1), "SGD lr of the upper level; -1 = the fine-tuning lr (the spec)");
     v("upper_wd", upper_wd, schema::ge(0).or_value(-1), "upper weight decay; -1 = the fine-tuning weight decay (the spec)");
     v("upper_momentum", upper_momentum, schema::in_open_hi(0, 1), "SGD momentum of the upper level");
     v("upper_total", upper_total, schema::ge(0), "cosine horizon of the upper lr in steps; 0 = T·N_U");
+    v("schedule", schedule, schema::one_of({"reference", "shifted"}),
+      "reference: step 1 at the base lr, step k >= 2 at f(k-1), cosines to 0.001·lr; shifted: step k at f(k), "
+      "cosines to 0 (this project's rule before issue 14)");
+    v("cg_batch", cg_batch, schema::one_of({"epoch_first", "next"}),
+      "the upper phase's pretext batch: the first of the lower stream's current epoch, freshly augmented and not "
+      "consumed (the reference's next(iter(loader))), or the stream's next batch, consumed");
     v("clip", clip, schema::ge(0), "max total gradient norm per level; 0 = no clipping");
     v("ghost_lower", ghost_lower, schema::ge(0), "ghost BN size on pretext batches; 0 = whole-batch statistics");
     v("ghost_upper", ghost_upper, schema::ge(0), "ghost BN size on downstream batches; 0 = whole-batch statistics");
@@ -167,6 +187,7 @@ struct AlternationStats {
   double cg_residual_first = 0;  // ‖r_0‖ = ‖∇θP L_D‖ (bissl)
   double cg_residual_last = 0;   // ‖r_K‖ (the recurrence's, see bilevel/cg.h)
   int64_t cg_nan_replaced = 0;
+  int64_t cg_inf_replaced = 0;   // cg_nan_to_num
   double cg_min_curvature = 0;   // min / max Rayleigh quotient of I + H/(λ+δ) along CG's directions
   double cg_max_curvature = 0;   // (min < 0: not positive definite; max/min: a lower bound on its condition)
   double distance = 0;           // ‖θD − θP‖ over backbone parameters, at the end
@@ -190,6 +211,7 @@ struct AlternationStats {
     v("cg_residual_first", cg_residual_first, a, "‖r_0‖ = ‖∇θP L_D‖");
     v("cg_residual_last", cg_residual_last, a, "‖r_K‖ (the recurrence's)");
     v("cg_nan_replaced", cg_nan_replaced, a, "elements of u that were NaN");
+    v("cg_inf_replaced", cg_inf_replaced, a, "elements of u that were ±inf (cg_nan_to_num: set to ±max finite)");
     v("cg_min_curvature", cg_min_curvature, a, "min Rayleigh quotient along CG's directions");
     v("cg_max_curvature", cg_max_curvature, a, "max Rayleigh quotient along CG's directions");
     v("distance", distance, a, "‖θD − θP‖ at the end");
@@ -236,7 +258,9 @@ class BilevelTrainer {
   void check_finite(double v, const char* what, int64_t step) const;
   // Clips the gradients of `params` to o_.clip (when > 0); returns the norm
   // before clipping; a non-finite norm is an error naming level and step.
-  double clip(const std::vector<Tensor>& params, const char* level, int64_t step) const;
+  // allow_nonfinite: PyTorch's arithmetic instead (an infinite norm zeroes
+  // the gradients; cg_nan_to_num's upper level).
+  double clip(const std::vector<Tensor>& params, const char* level, int64_t step, bool allow_nonfinite = false) const;
 
   BilevelModels m_;
   BilevelOptions o_;

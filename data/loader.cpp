@@ -80,7 +80,7 @@ std::shared_ptr<const std::vector<int64_t>> Loader::order_for(int64_t epoch) con
 
 std::vector<int64_t> Loader::epoch_order(int64_t epoch) const { return *order_for(epoch); }
 
-Batch Loader::make_batch(int64_t epoch, int64_t step) const {
+Batch Loader::make_batch(int64_t epoch, int64_t step, uint64_t draw) const {
   BISSL_CHECK(epoch >= 0, "loader: expected a non-negative epoch, found ", epoch);
   BISSL_CHECK(step >= 0 && step < batches_per_epoch_, "loader: step ", step, " out of range for ", batches_per_epoch_,
               " batches per epoch");
@@ -113,7 +113,8 @@ Batch Loader::make_batch(int64_t epoch, int64_t step) const {
     float* dst = t.data<float>();
     for (int64_t k = 0; k < bn; ++k) {
       const int64_t idx = out.indices[size_t(k)];
-      SampleRng rng(opts_.seed, uint64_t(epoch), uint64_t(idx), uint32_t(v));
+      // Another draw: the seed moved by a multiple of the golden-ratio constant.
+      SampleRng rng(opts_.seed + draw * 0x9E3779B97F4A7C15ull, uint64_t(epoch), uint64_t(idx), uint32_t(v));
       apply_view(opts_.views[v], d.image(idx), d.h, d.w, d.c, rng, dst + k * per);
     }
     out.views.push_back(std::move(t));
@@ -204,6 +205,11 @@ bool Loader::next(Batch& out) {
   out = std::move(r.batch);
   lk.unlock();
   work_cv_.notify_all();
+  to_device(out);
+  return true;
+}
+
+void Loader::to_device(Batch& out) const {
   // Hand the batch over on the model's device, on the consumer's thread:
   // from pinned staging the copies are queued without a wait (the staging
   // is held until they pass, then reused by the workers).
@@ -212,7 +218,6 @@ bool Loader::next(Batch& out) {
     out.labels = out.labels.to(opts_.device);
     if (out.targets.defined()) out.targets = out.targets.to(opts_.device);
   }
-  return true;
 }
 
 int64_t Loader::epoch() const {

@@ -95,8 +95,12 @@ class Loader {
 
   // Dataset indices of epoch `epoch` in the order they are served.
   std::vector<int64_t> epoch_order(int64_t epoch) const;
-  // Builds batch `step` of `epoch` on the calling thread (what the workers run).
-  Batch make_batch(int64_t epoch, int64_t step) const;
+  // Builds batch `step` of `epoch` on the calling thread (what the workers
+  // run). `draw` > 0 augments the same images anew (another draw of every
+  // random view; 0 is what next() serves).
+  Batch make_batch(int64_t epoch, int64_t step, uint64_t draw = 0) const;
+  // Moves a batch from make_batch onto the loader's device (next() does this).
+  void to_device(Batch& b) const;
 
  private:
   struct Result {

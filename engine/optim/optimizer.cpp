@@ -284,13 +284,13 @@ double grad_norm(const std::vector<Tensor>& params) {
   return std::sqrt(ss);
 }
 
-double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
+double clip_grad_norm(const std::vector<Tensor>& params, double max_norm, bool allow_nonfinite) {
   BISSL_CHECK(max_norm > 0, "clip_grad_norm: expected max_norm > 0, found ", max_norm);
   double norm = grad_norm(params);
-  BISSL_CHECK(std::isfinite(norm), "clip_grad_norm: the gradient is not finite (total norm ", norm,
+  BISSL_CHECK(allow_nonfinite || std::isfinite(norm), "clip_grad_norm: the gradient is not finite (total norm ", norm,
               "); the step would corrupt the parameters");
-  double coef = max_norm / (norm + 1e-6);
-  if (coef < 1.0) {
+  double coef = max_norm / (norm + 1e-6);  // an infinite norm: 0; NaN: NaN (PyTorch's arithmetic)
+  if (!(coef >= 1.0)) {
     NoGradGuard ng;
     // Grads set by hand (set_grad) may share one buffer; scale each buffer once.
     std::set<const void*> done;

@@ -128,8 +128,10 @@ class AdamW : public Optimizer {
 // Global L2 norm over all defined grads (accumulated in double). As
 // PyTorch's clip_grad_norm_: grads are multiplied in place by
 // min(1, max_norm/(norm + 1e-6)) when that is below 1. Returns the norm
-// before clipping. A NaN/Inf norm throws bissl::Error.
-double clip_grad_norm(const std::vector<Tensor>& params, double max_norm);
+// before clipping. A NaN/Inf norm throws bissl::Error, unless
+// allow_nonfinite: then PyTorch's arithmetic (error_if_nonfinite=False):
+// an infinite norm multiplies every grad by 0, a NaN norm by NaN.
+double clip_grad_norm(const std::vector<Tensor>& params, double max_norm, bool allow_nonfinite = false);
 
 // The global L2 norm alone (no clipping, no finiteness check).
 double grad_norm(const std::vector<Tensor>& params);

@@ -224,6 +224,27 @@ TEST_SUITE("cg") {
     CHECK(max_abs_diff(flat(r.x), {0, 0, 0, 0, 2.5}) <= 1e-12);
   }
 
+  TEST_CASE("nan_to_num: ±inf in the solution become ±max finite (the reference's torch.nan_to_num)") {
+    // rr overflows to inf, so α = inf and x = ±inf after one iteration.
+    auto b = unflat({1e300, 2e300, 3e300, 4e300, -5e300}, {{2, 2}, {1}});
+    auto tiny = [](const TensorList& v) {
+      TensorList o;
+      for (auto& t : v) o.push_back(mul(t, 1e-300));
+      return o;
+    };
+    CgOptions o;
+    o.iterations = 1;
+    auto kept = conjugate_gradient(tiny, b, o);
+    CHECK(kept.inf_replaced == 0);
+    for (double x : flat(kept.x)) CHECK(std::isinf(x));
+    o.nan_to_num = true;
+    auto r = conjugate_gradient(tiny, b, o);
+    const double big = std::numeric_limits<double>::max();
+    CHECK(r.inf_replaced == 5);
+    CHECK(r.nan_replaced == 0);
+    CHECK(flat(r.x) == Vec{big, big, big, big, -big});
+  }
+
   TEST_CASE("shape mismatch from the product is an error") {
     auto b = unflat({1, 2, 3}, kShapes);
     CHECK_THROWS_WITH_AS(conjugate_gradient([&](const TensorList& v) { return TensorList{v[0]}; }, b, {}),

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <functional>
 #include <memory>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -42,7 +43,14 @@ class MemStream : public BatchStream<B> {
     served.push_back({epoch_, pos_});
     return make_(epoch_, pos_++);
   }
-  std::vector<std::pair<int64_t, int64_t>> served;
+  // Batch 0 of epoch e; a pretext batch's seed tells the draw (its "augmentation").
+  B first_of_epoch(int64_t e, uint64_t draw) override {
+    peeked.push_back({e, int64_t(draw)});
+    B b = make_(e, 0);
+    if constexpr (std::is_same_v<B, ssl::SslBatch>) b.seed += 1000000 * draw;
+    return b;
+  }
+  std::vector<std::pair<int64_t, int64_t>> served, peeked;
 
  private:
   int64_t bpe_, epoch_ = 0, pos_ = 0;
@@ -138,9 +146,11 @@ using Served = std::vector<std::pair<int64_t, int64_t>>;
 }  // namespace
 
 TEST_SUITE("trainer") {
-  TEST_CASE("Algorithm 1 bookkeeping: step counts, HVPs, reshuffle points, the fixed pretext batch") {
+  TEST_CASE("Algorithm 1 bookkeeping: step counts, HVPs, reshuffle points, the fixed pretext batch (cg_batch next)") {
     Setup s(/*lower_bpe=*/5, /*upper_bpe=*/3);
-    BilevelTrainer t(s.models(), small_options(), s.lower, s.upper);
+    BilevelOptions o = small_options();
+    o.cg_batch = "next";
+    BilevelTrainer t(s.models(), o, s.lower, s.upper);
     std::vector<std::vector<uint64_t>> cg_batches(1);
     t.on_cg = [&](const ssl::SslBatch& b) { cg_batches.back().push_back(b.seed); };
     for (int a = 0; a < 3; ++a) {
@@ -165,6 +175,83 @@ TEST_SUITE("trainer") {
     CHECK(cg_batches[0] == std::vector<uint64_t>{code(0, 3), code(0, 3)});
     CHECK(cg_batches[1] == std::vector<uint64_t>{code(1, 3), code(1, 3)});
     CHECK(cg_batches[2] == std::vector<uint64_t>{code(2, 3), code(2, 3)});
+  }
+
+  TEST_CASE("the reference's CG batch: the first of the lower epoch, drawn anew each alternation, not consumed") {
+    Setup s(/*lower_bpe=*/7, /*upper_bpe=*/3);
+    BilevelOptions o = small_options();
+    o.alternations = 4;
+    BilevelTrainer t(s.models(), o, s.lower, s.upper);
+    std::vector<std::vector<uint64_t>> cg_batches(1);
+    t.on_cg = [&](const ssl::SslBatch& b) { cg_batches.back().push_back(b.seed); };
+    for (int a = 0; a < 4; ++a) {
+      t.alternation();
+      cg_batches.emplace_back();
+    }
+    // 3 lower batches per alternation, 7 per epoch: 0-2, 3-5 | new epoch (1 left) 0-2, 3-5; no batch for CG.
+    CHECK(s.lower.served == Served{{0, 0}, {0, 1}, {0, 2}, {0, 3}, {0, 4}, {0, 5},
+                                   {1, 0}, {1, 1}, {1, 2}, {1, 3}, {1, 4}, {1, 5}});
+    CHECK(s.lower.reshuffles() == 1);
+    // The CG batch: batch 0 of the epoch the lower phase drew from, draw = the alternation.
+    CHECK(s.lower.peeked == Served{{0, 1}, {0, 2}, {1, 3}, {1, 4}});
+    for (int a = 0; a < 4; ++a) {
+      const uint64_t want = code(a < 2 ? 0 : 1, 0) + 1000000ull * uint64_t(a + 1);
+      CHECK(cg_batches[size_t(a)] == std::vector<uint64_t>{want, want});  // one batch for the phase's solves
+    }
+    // Resumed between alternations 3 and 4, the CG batch is still epoch 1's: the
+    // checkpoint keeps the epoch of the last lower batch.
+    optim::StateDict sd = t.state_dict();
+    Setup r(7, 3);
+    BilevelTrainer t2(r.models(), o, r.lower, r.upper);
+    t2.load_state_dict(sd);
+    CHECK(r.lower.served_epoch() == 1);
+  }
+
+  TEST_CASE("both levels' schedules step as the reference's; 'shifted' is the earlier rule") {
+    for (const char* rule : {"reference", "shifted"}) {
+      CAPTURE(rule);
+      Setup s;
+      BilevelOptions o = small_options();  // lower: warm-up 2, 9 steps; upper: 6 steps
+      o.schedule = rule;
+      const bool ref = o.schedule == "reference";
+      BilevelTrainer t(s.models(), o, s.lower, s.upper);
+      std::vector<double> lower, upper;
+      for (int a = 0; a < 3; ++a) {
+        AlternationStats st = t.alternation();
+        lower.push_back(st.lower_lr), upper.push_back(st.upper_lr);
+      }
+      const double pi = 3.14159265358979323846;
+      auto cosine = [&](double base, double t, double w, double total) {
+        const double end = ref ? 0.001 * base : 0.0;
+        return end + 0.5 * (base - end) * (1 + std::cos(pi * (t - w) / (total - w)));
+      };
+      // The last step of each phase: lower steps 3, 6, 9 run at f(2), f(5), f(8),
+      // upper steps 2, 4, 6 at f(1), f(3), f(5); the rules differ in the end lr.
+      for (int a = 0; a < 3; ++a) {
+        const double k = 3.0 * (a + 1), j = 2.0 * (a + 1);
+        CHECK(lower[size_t(a)] == doctest::Approx(cosine(0.1, k - 1, 2, 9)));
+        CHECK(upper[size_t(a)] == doctest::Approx(cosine(0.05, j - 1, 0, 6)));
+      }
+      // ... and in the warm-up: step 1 at the base lr (reference) or base/W
+      // (shifted); step 2 at base·1/W or base·2/W.
+      Setup w;
+      BilevelOptions ow = o;
+      ow.lower_steps = 1;
+      BilevelTrainer tw(w.models(), ow, w.lower, w.upper);
+      AlternationStats s1, s2;
+      tw.lower_phase(s1);
+      tw.lower_phase(s2);
+      CHECK(s1.lower_lr == doctest::Approx(ref ? 0.1 : 0.05));
+      CHECK(s2.lower_lr == doctest::Approx(ref ? 0.05 : 0.1));
+    }
+    BilevelOptions o;
+    o.lower_steps = 7;
+    Setup s;
+    o.upper_lr = 0.05, o.upper_wd = 0, o.alternations = 100;
+    BilevelTrainer t(s.models(), o, s.lower, s.upper);  // lower_warmup -1: 10·N_L = 70 steps
+    AlternationStats st;
+    t.lower_phase(st);
+    CHECK(st.lower_lr == doctest::Approx(1.0 * 6 / 70));  // step 7 at f(6)
   }
 
   TEST_CASE("a downstream set smaller than a phase is cycled within the phase") {
@@ -358,7 +445,7 @@ TEST_SUITE("trainer") {
       loss = add(loss, s2);
     }
     backward(loss);
-    opt.lr = o.lower_lr / double(o.lower_warmup);  // the warm-up's first step
+    opt.lr = o.lower_lr;  // step 1 runs at the base lr, even inside the warm-up (the reference's schedule)
     opt.step();
     CHECK(st.lower_reg == doctest::Approx(reg).epsilon(1e-12));
     CHECK(max_diff(a.p->parameters(), tp) <= 1e-14);

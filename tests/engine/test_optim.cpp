@@ -262,6 +262,21 @@ TEST_SUITE("optim") {
     CHECK(shared.flat(0) == doctest::Approx(5.0 / (10.0 + 1e-6)));
   }
 
+  TEST_CASE("clip_grad_norm: a non-finite norm is an error, or PyTorch's arithmetic when allowed") {
+    const double big = std::numeric_limits<double>::max();
+    Tensor p = zeros({3}, DType::F64).requires_grad_(true), q = zeros({1}, DType::F64).requires_grad_(true);
+    auto set = [&] {
+      p.set_grad(from_vector({big, -big, 1.0}, {3}, DType::F64));
+      q.set_grad(from_vector({2.0}, {1}, DType::F64));
+    };
+    set();
+    CHECK_THROWS_WITH_AS(clip_grad_norm({p, q}, 10.0), doctest::Contains("not finite"), Error);
+    set();
+    CHECK(std::isinf(clip_grad_norm({p, q}, 10.0, /*allow_nonfinite=*/true)));
+    CHECK(p.grad().to_vector() == std::vector<double>{0, 0, 0});  // 10 / (inf + 1e-6) = 0
+    CHECK(q.grad().to_vector() == std::vector<double>{0});
+  }
+
   TEST_CASE("WarmupCosine at the boundaries") {
     WarmupCosine s{1.0, 10, 110, 0.001};
     CHECK(s.lr_at(0) == doctest::Approx(0.1));
@@ -280,6 +295,18 @@ TEST_SUITE("optim") {
     CHECK(flat.lr_at(0) == 0.0);
     CHECK_THROWS_AS((WarmupCosine{1.0, 10, 5}.lr_at(0)), Error);
     CHECK_THROWS_AS(s.lr_at(-1), Error);
+    // Stepped after the optimiser (LambdaLR as BiSSL's reference runs it):
+    // step 0 at the base lr, step s >= 1 at f(s), f(t) = base·t/W in the warm-up.
+    WarmupCosine after{1.0, 10, 110, 0.001, true};
+    CHECK(after.lr_at(0) == 1.0);
+    CHECK(after.lr_at(1) == doctest::Approx(0.1));
+    CHECK(after.lr_at(9) == doctest::Approx(0.9));
+    CHECK(after.lr_at(10) == doctest::Approx(1.0));
+    CHECK(after.lr_at(60) == doctest::Approx(0.001 + 0.5 * 0.999));
+    CHECK(after.lr_at(110) == 0.001);
+    WarmupCosine after_plain{0.5, 0, 4, 0.0005, true};
+    CHECK(after_plain.lr_at(0) == 0.5);
+    CHECK(after_plain.lr_at(1) == doctest::Approx(0.0005 + 0.5 * 0.4995 * (1 + std::cos(3.14159265358979323846 / 4))));
   }
 
   TEST_CASE("state_dict round trip continues the exact trajectory") {

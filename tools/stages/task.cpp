@@ -233,13 +233,21 @@ LoaderPretextStream::LoaderPretextStream(std::shared_ptr<const data::ImageSet> s
                    "pretext stream"),
       seed_(seed) {}
 
-ssl::SslBatch LoaderPretextStream::next_in_epoch() {
-  data::Batch b = next_batch();
+ssl::SslBatch LoaderPretextStream::from(const data::Batch& b, uint64_t draw) const {
   ssl::SslBatch s;
   s.view1 = b.views[0];
   if (b.views.size() > 1) s.view2 = b.views[1];
   s.seed = seed_ * 1000003ull + uint64_t(b.epoch) * 100003ull + uint64_t(b.step);  // MAE's masks
+  if (draw > 0) s.seed += draw * 0x9E3779B97F4A7C15ull;  // a fresh draw masks anew too
   return s;
+}
+
+ssl::SslBatch LoaderPretextStream::next_in_epoch() { return from(next_batch(), 0); }
+
+ssl::SslBatch LoaderPretextStream::first_of_epoch(int64_t epoch, uint64_t draw) {
+  data::Batch b = loader_.make_batch(epoch, 0, draw);
+  loader_.to_device(b);
+  return from(b, draw);
 }
 
 LoaderDownstreamStream::LoaderDownstreamStream(std::shared_ptr<const data::ImageSet> set, const TaskConfig& t,

@@ -81,8 +81,11 @@ class LoaderPretextStream : public LoaderStream<ssl::SslBatch> {
   LoaderPretextStream(std::shared_ptr<const data::ImageSet> set, const pretrain::Config& pc, int64_t batch,
                       uint64_t seed, int workers, Device dev);
   ssl::SslBatch next_in_epoch() override;
+  // Built on the calling thread; the workers' prefetch is untouched.
+  ssl::SslBatch first_of_epoch(int64_t epoch, uint64_t draw) override;
 
  private:
+  ssl::SslBatch from(const data::Batch& b, uint64_t draw) const;
   uint64_t seed_;
 };
 
