@@ -59,4 +59,40 @@ ImplicitGradResult implicit_gradient(const HvpFn& hvp_fn, const std::vector<Tens
   return out;
 }
 
+std::vector<Tensor> gauss_newton_product(const std::function<ssl::SplitLoss()>& split,
+                                         const std::vector<Tensor>& params, const std::vector<Tensor>& v) {
+  // 1. z on the tape, and J·v as its tangent: the parameters carry v.
+  ssl::SplitLoss s;
+  Tensor zdot;
+  {
+    TangentScope tangents(params, v, "gauss_newton_product");
+    NoForwardADGuard on(false);
+    EnableGradGuard gg(true);
+    s = split();
+    BISSL_CHECK(s.z.defined() && s.loss, "gauss_newton_product: the split gave no tensor or no loss");
+    Tensor t = s.z.tangent();
+    NoGradGuard ng;
+    zdot = t.defined() ? t.detach() : zeros_like(s.z);
+  }
+  // 2. h = ∇²_z L · (J v), z a leaf here.
+  Tensor z0 = s.z.detach();
+  z0.requires_grad_(true);
+  std::vector<Tensor> h = hvp([&] { return s.loss(z0); }, {z0}, {zdot}).hv;
+  // 3. Jᵀ h through z's tape (no tangents now).
+  NoForwardADGuard off;
+  return grad({s.z}, params, {h[0]});
+}
+
+std::vector<Tensor> reference_multi_device_hv(std::vector<Tensor> hv, const std::vector<Tensor>& gauss_newton,
+                                              int64_t devices) {
+  BISSL_CHECK(devices >= 1, "reference_multi_device_hv: expected devices >= 1, found ", devices);
+  BISSL_CHECK(hv.size() == gauss_newton.size(), "reference_multi_device_hv: ", hv.size(), " products but ",
+              gauss_newton.size(), " Gauss-Newton terms");
+  if (devices == 1) return hv;
+  NoGradGuard ng;
+  const double drop = 1.0 - 1.0 / double(devices);
+  for (size_t i = 0; i < hv.size(); ++i) hv[i] = sub(hv[i], mul(gauss_newton[i], drop));
+  return hv;
+}
+
 }  // namespace bissl::bilevel

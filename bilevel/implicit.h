@@ -11,6 +11,7 @@
 
 #include "bilevel/cg.h"
 #include "engine/tensor.h"
+#include "ssl/objective.h"
 
 namespace bissl::bilevel {
 
@@ -25,6 +26,22 @@ MatVec implicit_matvec(const std::function<Tensor()>& lower_loss, const std::vec
 // H·v by any means: a fresh hvp per call, or a Linearization's replay.
 using HvpFn = std::function<std::vector<Tensor>(const std::vector<Tensor>& v)>;
 MatVec implicit_matvec(const HvpFn& hvp, double lambda, double delta);
+
+// The loss-curvature (Gauss–Newton) part of H·v: Jᵀ ∇²_z L J v, with z the
+// tensor `split` exposes (ssl::SplitLoss; J = ∂z/∂params) — H·v minus the
+// network-curvature part Σ_i ∂L/∂z_i ∇² z_i v. One forward carrying v as
+// tangents (z and J v), an H·v of L in z-space, one backward (Jᵀ). Side
+// effects: those of one `split` call (BN running statistics in train mode).
+std::vector<Tensor> gauss_newton_product(const std::function<ssl::SplitLoss()>& split,
+                                         const std::vector<Tensor>& params, const std::vector<Tensor>& v);
+
+// The reference's W-device H·v on one device (../shared/notes/
+// REFERENCE_AUDIT.md §3): its gather's in-place all-reduce is invisible to
+// autograd, so on W devices it computes T1 + (1/W)·Jᵀ∇²_zL·J·v — hv minus
+// (1 − 1/W) of the Gauss–Newton part. `hv` is the exact H·v at v; W = 1
+// returns it unchanged.
+std::vector<Tensor> reference_multi_device_hv(std::vector<Tensor> hv, const std::vector<Tensor>& gauss_newton,
+                                              int64_t devices);
 
 struct ImplicitGradResult {
   std::vector<Tensor> u;          // one tensor per parameter, NaNs replaced by 0

@@ -116,6 +116,10 @@ BilevelTrainer::BilevelTrainer(BilevelModels m, BilevelOptions o, PretextStream&
     int64_t upper_total = o_.upper_total > 0 ? o_.upper_total : o_.alternations * o_.upper_steps;
     upper_sched_ = {o_.upper_lr, 0, upper_total, reference ? 0.001 * o_.upper_lr : 0.0, reference};
   }
+  // The baselines apply no H and ignore reference_devices.
+  BISSL_CHECK(o_.reference_devices == 1 || o_.variant != Variant::BiSSL || m_.pretext->can_split(),
+              "bissl: reference_devices = ", o_.reference_devices, " needs a pretext loss with a gathered tensor "
+              "(SimCLR, BYOL), found ", m_.pretext->type_name());
   if (auto* byol = dynamic_cast<ssl::BYOL*>(m_.pretext)) byol->reset_target(*m_.backbone_p);
 }
 
@@ -222,7 +226,14 @@ void BilevelTrainer::upper_phase(AlternationStats& s) {
   // linearization serves every H·v of it (cg_linearize).
   std::unique_ptr<Linearization> lin;
   auto lower_loss = [&] { return m_.pretext->loss(*m_.backbone_p, fixed); };
-  HvpFn hvp_fn = [&](const std::vector<Tensor>& v) {
+  // The buffers a pretext forward moves (θP's and the pretext heads' BN statistics).
+  auto snapshot_buffers = [&] {
+    std::vector<std::pair<Tensor, Tensor>> saved;
+    for (nn::Module* mod : {static_cast<nn::Module*>(m_.backbone_p), static_cast<nn::Module*>(m_.pretext)})
+      for (auto& [name, t] : mod->named_buffers()) saved.emplace_back(t, t.clone());
+    return saved;
+  };
+  HvpFn exact = [&](const std::vector<Tensor>& v) {
     if (!o_.cg_linearize) return hvp(lower_loss, theta_p_, v).hv;
     if (!lin) {
       // With cg_updates_bn every replay also moves the BN running statistics
@@ -232,9 +243,22 @@ void BilevelTrainer::upper_phase(AlternationStats& s) {
     }
     return lin->hvp(v);
   };
+  HvpFn hvp_fn = exact;
+  if (o_.reference_devices > 1)
+    hvp_fn = [&](const std::vector<Tensor>& v) {
+      std::vector<Tensor> hv = exact(v);
+      // The Gauss–Newton part from a fresh pass that leaves the buffers as
+      // they were: the reference's product moves them once.
+      auto saved = snapshot_buffers();
+      std::vector<Tensor> gn =
+          gauss_newton_product([&] { return m_.pretext->split(*m_.backbone_p, fixed); }, theta_p_, v);
+      for (auto& [live, copy] : saved) live.copy_(copy);
+      return reference_multi_device_hv(std::move(hv), gn, o_.reference_devices);
+    };
   for (int64_t k = 0; k < o_.upper_steps; ++k) {
     DownstreamBatch db = upper_.next();
     std::vector<Tensor> g_theta(P), g_phi(phi_d_.size());
+    bool inf_in_u = false;  // cg_nan_to_num replaced ±inf in this step's u
     if (implicit) {
       set_ghost(m_, o_.ghost_upper);
       Tensor lp = loss_(*m_.backbone_p, *m_.head_d, db);
@@ -249,15 +273,14 @@ void BilevelTrainer::upper_phase(AlternationStats& s) {
       // Snapshot of the buffers the CG products' forwards move (θP's and the
       // pretext heads' BN statistics), restored afterwards when asked.
       std::vector<std::pair<Tensor, Tensor>> saved;
-      if (!o_.cg_updates_bn)
-        for (nn::Module* mod : {static_cast<nn::Module*>(m_.backbone_p), static_cast<nn::Module*>(m_.pretext)})
-          for (auto& [name, t] : mod->named_buffers()) saved.emplace_back(t, t.clone());
+      if (!o_.cg_updates_bn) saved = snapshot_buffers();
       ImplicitGradResult ig = implicit_gradient(hvp_fn, theta_p_, rhs, o_.lambda, o_.delta, o_.cg);
       for (auto& [live, copy] : saved) live.copy_(copy);
       if (on_cg) on_cg(fixed);
       s.hvps += ig.iterations;
       s.cg_nan_replaced += ig.nan_replaced;
       s.cg_inf_replaced += ig.inf_replaced;
+      inf_in_u = ig.inf_replaced > 0;
       sum_r0 += ig.residuals.front(), sum_rk += ig.residuals.back();
       for (double c : ig.curvature) min_curv = std::min(min_curv, c), max_curv = std::max(max_curv, c);
       for (size_t i = 0; i < P; ++i) g_theta[i] = ig.u[i];
@@ -274,7 +297,18 @@ void BilevelTrainer::upper_phase(AlternationStats& s) {
       for (size_t j = 0; j < phi_d_.size(); ++j)
         phi_d_[j].set_grad(implicit ? add(g_phi[j], g2[P + j]) : g2[P + j]);
     }
-    double gn = clip(upper_params, "upper", k + 1, implicit && o_.cg.nan_to_num);
+    double gn = 0;
+    if (inf_in_u && o_.clip > 0) {
+      // PyTorch's norm of ±max finite overflows in the gradients' own dtype
+      // (f32 too, where our double accumulation would not): an infinite
+      // norm, so clip_grad_norm_ multiplies every gradient by 0.
+      gn = std::numeric_limits<double>::infinity();
+      NoGradGuard ng;
+      for (auto& p : upper_params)
+        if (p.grad().defined()) p.set_grad(mul(p.grad(), 0.0));
+    } else {
+      gn = clip(upper_params, "upper", k + 1, implicit && o_.cg.nan_to_num);
+    }
     upper_opt_->lr = upper_sched_.lr_at(upper_opt_->steps());
     upper_opt_->step();
     upper_opt_->zero_grad();
@@ -324,12 +358,17 @@ void BilevelTrainer::load_state_dict(const optim::StateDict& sd) {
     else if (k == "alternations_done") done_ = int64_t(t.item()), have_done = true;
     else if (k == "lower_stream" || k == "upper_stream") {
       auto v = t.to_vector();
-      const size_t want = k == "lower_stream" ? 4 : 3;  // the lower one also: the epoch of its last batch
-      BISSL_CHECK(v.size() == want, "bissl: checkpoint entry ", k, " has ", v.size(), " values, expected ", want);
-      if (k == "lower_stream") {
+      // The lower one also holds the epoch of its last batch (older checkpoints: 3 values).
+      const bool lower = k == "lower_stream";
+      BISSL_CHECK(v.size() == 3 || (lower && v.size() == 4), "bissl: checkpoint entry ", k, " has ", v.size(),
+                  " values, expected ", lower ? "3 or 4" : "3");
+      if (lower) {
         lower_.seek(int64_t(v[0]), int64_t(v[1]));
         lower_.set_reshuffles(int64_t(v[2]));
-        lower_.set_served_epoch(int64_t(v[3]));
+        // Without it: a phase always consumes, so none consumed means a cycling
+        // loader moved on by itself after the previous epoch's last batch.
+        const int64_t e = int64_t(v[0]), consumed = int64_t(v[1]);
+        lower_.set_served_epoch(v.size() == 4 ? int64_t(v[3]) : consumed > 0 ? e : std::max<int64_t>(e - 1, 0));
       } else {
         upper_.seek(int64_t(v[0]), int64_t(v[1]));
         upper_.set_reshuffles(int64_t(v[2]));

@@ -117,6 +117,10 @@ struct BilevelOptions {
   int64_t ghost_lower = 256, ghost_upper = 64;
   bool cg_updates_bn = true;                 // see above
   bool cg_linearize = false;                 // see above
+  // W > 1: every H·v is the reference's W-device product T1 + (1/W)·Jᵀ∇²_zL·J·v
+  // (bilevel/implicit.h), to reproduce its numbers on one device; 1 = exact H.
+  // Variants without H·v ignore it.
+  int64_t reference_devices = 1;
   double weight = 0.5;                       // w of weighted_sum
 
   // The settings (upper_adamw and upper_groups are wiring, set by the caller).
@@ -153,6 +157,9 @@ struct BilevelOptions {
     v("cg_linearize", cg_linearize, schema::any(),
       "one recorded linearization per upper phase, replayed by every H·v: fresh H·v's numbers, faster (θP without drop path)");
     v("weight", weight, schema::probability(), "w of weighted_sum's (1−w)·L_P + w·L_D");
+    v("reference_devices", reference_devices, schema::ge(1),
+      "W > 1: every H·v is the reference's W-device product T1 + (1/W)·Jᵀ∇²_zL·J·v (its gather drops (1 − 1/W) of "
+      "the loss-curvature term; SimCLR, BYOL), two more passes per product; 1 = the exact H");
   }
 
   void validate() const;

@@ -294,27 +294,29 @@ std::pair<std::vector<Tensor>, std::vector<Tensor>> jvp(
   return {plain, touts};
 }
 
+TangentScope::TangentScope(const std::vector<Tensor>& params, const std::vector<Tensor>& v, const char* who)
+    : params_(params) {
+  BISSL_CHECK(params.size() == v.size(), who, ": ", params.size(), " parameters but ", v.size(), " directions");
+  for (size_t i = 0; i < params.size(); ++i)
+    BISSL_CHECK(params[i].is_leaf() && params[i].requires_grad(), who, ": parameter ", i,
+                " must be a leaf that requires grad");
+  for (size_t i = 0; i < params.size(); ++i) {
+    old_.push_back(params[i].impl().tangent);
+    const_cast<Tensor&>(params[i]).set_tangent(v[i]);
+  }
+}
+
+TangentScope::~TangentScope() {
+  for (size_t i = 0; i < old_.size(); ++i) params_[i].impl().tangent = old_[i];
+}
+
 namespace {
 
 // hvp, also reporting the identity of each gradient's tangent object
 // (nullptr where the gradient carries none: H·v is zero there).
 HvpResult hvp_impl(const std::function<Tensor()>& loss_fn, const std::vector<Tensor>& params,
                    const std::vector<Tensor>& v, std::vector<const void*>* hv_keys) {
-  BISSL_CHECK(params.size() == v.size(), "hvp: ", params.size(), " parameters but ", v.size(), " directions");
-  std::vector<std::shared_ptr<TensorImpl>> old;
-  for (size_t i = 0; i < params.size(); ++i) {
-    BISSL_CHECK(params[i].is_leaf() && params[i].requires_grad(), "hvp: parameter ", i,
-                " must be a leaf that requires grad");
-    old.push_back(params[i].impl().tangent);
-    const_cast<Tensor&>(params[i]).set_tangent(v[i]);
-  }
-  struct Restore {
-    const std::vector<Tensor>& p;
-    std::vector<std::shared_ptr<TensorImpl>>& o;
-    ~Restore() {
-      for (size_t i = 0; i < p.size(); ++i) p[i].impl().tangent = o[i];
-    }
-  } restore{params, old};
+  TangentScope tangents(params, v, "hvp");
   NoForwardADGuard on(false);
   HvpResult r;
   {

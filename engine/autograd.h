@@ -73,6 +73,23 @@ std::pair<std::vector<Tensor>, std::vector<Tensor>> jvp(
     const std::function<std::vector<Tensor>(const std::vector<Tensor>&)>& f, const std::vector<Tensor>& primals,
     const std::vector<Tensor>& tangents);
 
+// Parameters carrying directions as tangents for a scope (what hvp does
+// around its forward): every parameter must be a leaf that requires grad,
+// all checked before any tangent is set; the previous tangents come back
+// when the scope ends, also on an exception. `who` names the caller in
+// errors.
+class TangentScope {
+ public:
+  TangentScope(const std::vector<Tensor>& params, const std::vector<Tensor>& v, const char* who);
+  ~TangentScope();
+  TangentScope(const TangentScope&) = delete;
+  TangentScope& operator=(const TangentScope&) = delete;
+
+ private:
+  const std::vector<Tensor>& params_;
+  std::vector<std::shared_ptr<TensorImpl>> old_;
+};
+
 struct HvpResult {
   Tensor loss;
   std::vector<Tensor> grad;  // ∇L(params)

@@ -128,13 +128,20 @@ Tensor BYOL::target_forward(const Tensor& view) {
 }
 
 Tensor BYOL::loss(nn::Layer& backbone, const SslBatch& batch) {
+  SplitLoss s = split(backbone, batch);
+  return s.loss(s.z);
+}
+
+SplitLoss BYOL::split(nn::Layer& backbone, const SslBatch& batch) {
   ScopedRange range(range_name().c_str());
   check_two_views(batch, "BYOL");
   Tensor p1 = head_->forward(backbone.forward(batch.view1));
   Tensor p2 = head_->forward(backbone.forward(batch.view2));
   Tensor t1 = target_forward(batch.view1);
   Tensor t2 = target_forward(batch.view2);
-  return byol_loss(p1, p2, t1, t2);
+  const int64_t n = p1.shape()[0];
+  return {concat({p1, p2}, 0),
+          [n, t1, t2](const Tensor& z) { return byol_loss(slice(z, 0, 0, n), slice(z, 0, n, 2 * n), t1, t2); }};
 }
 
 std::string BYOL::extra_repr() const { return str("ema_decay=", options.ema_decay); }

@@ -68,6 +68,8 @@ class BYOL : public Objective {
   // byol_loss(q(v1), q(v2), t(v1), t(v2)) with q = predictor∘projector∘backbone
   // (online, differentiable) and t = target_forward. Does not update the EMA.
   Tensor loss(nn::Layer& backbone, const SslBatch& batch) override;
+  bool can_split() const override { return true; }
+  SplitLoss split(nn::Layer& backbone, const SslBatch& batch) override;  // z = [p1; p2], targets inside
   // projector then predictor (reference names head.projector, head.predictor).
   models::NamedSequential& head() override { return *head_; }
   // update_target(backbone): the EMA step before each training forward.

@@ -16,9 +16,11 @@
 // HVPs call only `loss` (e.g. bissl::hvp([&] { return obj.loss(bb, batch); },
 // bb.parameters(), v)); they never call before_train_step.
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
+#include "engine/error.h"
 #include "engine/nn/module.h"
 #include "engine/tensor.h"
 
@@ -34,6 +36,16 @@ struct SslBatch {
   uint64_t seed = 0;
 };
 
+// A loss split at the tensor the reference gathers across devices: z (on
+// the tape, differentiable w.r.t. the backbone) and the loss as a function
+// of z alone, loss(z) = Objective::loss. SimCLR: both views' projections;
+// BYOL: the online predictions (the targets, constants, inside `loss`).
+// BiSSL's reference-operator option needs it (bilevel/implicit.h).
+struct SplitLoss {
+  Tensor z;
+  std::function<Tensor(const Tensor& z)> loss;
+};
+
 class Objective : public nn::Module {
  public:
   // L_P(θ, φ) on one batch, differentiable (reverse mode, tangents,
@@ -44,6 +56,13 @@ class Objective : public nn::Module {
   // only side effect. Everything else the objective owns (BYOL's target
   // network, parameters and buffers) is left bit-identical.
   virtual Tensor loss(nn::Layer& backbone, const SslBatch& batch) = 0;
+  // The same loss split at its gathered tensor (see SplitLoss); objectives
+  // without one (MAE) say so.
+  virtual bool can_split() const { return false; }
+  virtual SplitLoss split(nn::Layer& backbone, const SslBatch& batch) {
+    (void)backbone, (void)batch;
+    throw Error(str(type_name(), ": this objective has no gathered tensor to split its loss at"));
+  }
 
   // The trainable head(s) φ (the optimiser updates them with the backbone).
   virtual nn::Module& head() = 0;

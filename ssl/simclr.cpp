@@ -64,11 +64,18 @@ SimCLR::SimCLR(int64_t feature_dim, Generator& g, const SimclrOptions& opts) : o
 }
 
 Tensor SimCLR::loss(nn::Layer& backbone, const SslBatch& batch) {
+  SplitLoss s = split(backbone, batch);
+  return s.loss(s.z);
+}
+
+SplitLoss SimCLR::split(nn::Layer& backbone, const SslBatch& batch) {
   ScopedRange range(range_name().c_str());
   check_two_views(batch, "SimCLR");
   Tensor z1 = head_->forward(backbone.forward(batch.view1));
   Tensor z2 = head_->forward(backbone.forward(batch.view2));
-  return nt_xent(z1, z2, options.temperature);
+  const int64_t n = z1.shape()[0];
+  const double tau = options.temperature;
+  return {concat({z1, z2}, 0), [n, tau](const Tensor& z) { return nt_xent(slice(z, 0, 0, n), slice(z, 0, n, 2 * n), tau); }};
 }
 
 std::string SimCLR::extra_repr() const { return str("temperature=", options.temperature); }

@@ -37,6 +37,8 @@ class SimCLR : public Objective {
   // view goes through backbone and projector on its own, so batch norm sees
   // per-view batch statistics, as in the reference.
   Tensor loss(nn::Layer& backbone, const SslBatch& batch) override;
+  bool can_split() const override { return true; }
+  SplitLoss split(nn::Layer& backbone, const SslBatch& batch) override;  // z = [z1; z2]
   models::NamedSequential& head() override { return *head_; }
   models::MLPHead& projector() { return *projector_; }
   std::string type_name() const override { return "SimCLR"; }

@@ -254,6 +254,40 @@ TEST_SUITE("trainer") {
     CHECK(st.lower_lr == doctest::Approx(1.0 * 6 / 70));  // step 7 at f(6)
   }
 
+  TEST_CASE("reference_devices: the reference's W-device H·v; the BN buffers move as with the exact one") {
+    Setup a, b;
+    BilevelOptions o = small_options();
+    o.alternations = 1;
+    BilevelTrainer ta(a.models(), o, a.lower, a.upper);
+    o.reference_devices = 4;
+    BilevelTrainer tb(b.models(), o, b.lower, b.upper);
+    AlternationStats sa = ta.alternation(), sb = tb.alternation();
+    CHECK(sa.hvps == sb.hvps);
+    CHECK(sa.lower_loss == sb.lower_loss);  // the lower phase is the same
+    CHECK(max_diff(a.d->parameters(), b.d->parameters()) > 1e-9);  // u is not
+    // θP's running statistics: the Gauss-Newton passes leave them as they were.
+    auto buffers = [](nn::Module& m) {
+      std::vector<Tensor> r;
+      for (auto& [k, t] : m.named_buffers()) r.push_back(t);
+      return r;
+    };
+    CHECK(max_diff(buffers(*a.p), buffers(*b.p)) == 0.0);
+    // A pretext loss without a gathered tensor (MAE) is refused; the baselines ignore the option.
+    struct NoSplit : ssl::SimCLR {
+      using ssl::SimCLR::SimCLR;
+      bool can_split() const override { return false; }
+    };
+    Generator g(3);
+    NoSplit plain(8, g);
+    Setup c;
+    BilevelModels mc = c.models();
+    mc.pretext = &plain;
+    CHECK_THROWS_WITH_AS(BilevelTrainer(mc, o, c.lower, c.upper),
+                         doctest::Contains("reference_devices = 4 needs a pretext loss with a gathered tensor"), Error);
+    o.variant = Variant::IjDiscarded;
+    CHECK_NOTHROW(BilevelTrainer(mc, o, c.lower, c.upper));
+  }
+
   TEST_CASE("a downstream set smaller than a phase is cycled within the phase") {
     Setup s(/*lower_bpe=*/10, /*upper_bpe=*/1);
     BilevelOptions o = small_options();
