@@ -243,18 +243,20 @@ void BilevelTrainer::upper_phase(AlternationStats& s) {
     }
     return lin->hvp(v);
   };
-  HvpFn hvp_fn = exact;
-  if (o_.reference_devices > 1)
-    hvp_fn = [&](const std::vector<Tensor>& v) {
-      std::vector<Tensor> hv = exact(v);
+  HvpFn hvp_fn = [&](const std::vector<Tensor>& v) {
+    std::vector<Tensor> hv = exact(v);
+    if (o_.reference_devices > 1) {
       // The Gauss–Newton part from a fresh pass that leaves the buffers as
       // they were: the reference's product moves them once.
       auto saved = snapshot_buffers();
       std::vector<Tensor> gn =
           gauss_newton_product([&] { return m_.pretext->split(*m_.backbone_p, fixed); }, theta_p_, v);
       for (auto& [live, copy] : saved) live.copy_(copy);
-      return reference_multi_device_hv(std::move(hv), gn, o_.reference_devices);
-    };
+      hv = reference_multi_device_hv(std::move(hv), gn, o_.reference_devices);
+    }
+    if (on_hvp) on_hvp(v, hv);
+    return hv;
+  };
   for (int64_t k = 0; k < o_.upper_steps; ++k) {
     DownstreamBatch db = upper_.next();
     std::vector<Tensor> g_theta(P), g_phi(phi_d_.size());

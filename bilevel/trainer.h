@@ -259,6 +259,9 @@ class BilevelTrainer {
   // Called after every HVP-based solve with the fixed pretext batch's seed
   // (tests check that one batch serves a whole upper phase).
   std::function<void(const ssl::SslBatch&)> on_cg;
+  // Called with every direction v and its H·v before CG receives it; it may
+  // change hv (tests make the system singular to reach the non-finite-u paths).
+  std::function<void(const std::vector<Tensor>& v, std::vector<Tensor>& hv)> on_hvp;
 
  private:
   Tensor lower_objective(const ssl::SslBatch& b, double& lp, double& reg);

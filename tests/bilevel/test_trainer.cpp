@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <type_traits>
 #include <utility>
@@ -286,6 +287,43 @@ TEST_SUITE("trainer") {
                          doctest::Contains("reference_devices = 4 needs a pretext loss with a gathered tensor"), Error);
     o.variant = Variant::IjDiscarded;
     CHECK_NOTHROW(BilevelTrainer(mc, o, c.lower, c.upper));
+  }
+
+  TEST_CASE("a non-finite u: an error naming the step, or the reference's nan_to_num and a zeroed upper step") {
+    // H·v = −(λ+δ)·v makes I + H/(λ+δ) exactly zero (λ + δ = 1), and with
+    // ε = 0 CG's first step is rr / 0 = inf: u = ±inf where the right-hand
+    // side is not zero.
+    BilevelOptions o = small_options();
+    o.alternations = 1, o.upper_steps = 1, o.lambda = 0.5, o.delta = 0.5, o.cg.epsilon = 0, o.cg.iterations = 1;
+    auto singular = [](const std::vector<Tensor>& v, std::vector<Tensor>& hv) {
+      NoGradGuard ng;
+      for (size_t i = 0; i < hv.size(); ++i) hv[i] = mul(v[i], -1.0);
+    };
+    {
+      Setup s;
+      BilevelTrainer t(s.models(), o, s.lower, s.upper);
+      t.on_hvp = singular;
+      CHECK_THROWS_WITH_AS(t.alternation(), doctest::Contains("the upper gradient norm is inf at alternation 1, step 1"),
+                           Error);
+    }
+    o.cg.nan_to_num = true;
+    Setup s;
+    BilevelTrainer t(s.models(), o, s.lower, s.upper);
+    t.on_hvp = singular;
+    AlternationStats st;
+    t.lower_phase(st);
+    auto td0 = snap(s.d->parameters()), fd0 = snap(s.head->parameters());
+    t.upper_phase(st);
+    CHECK(st.cg_inf_replaced > 0);
+    CHECK(std::isinf(st.upper_grad_norm));
+    // Every upper gradient zeroed: the SGD step is weight decay alone, p − lr·wd·p.
+    auto decayed = [&](const std::vector<Tensor>& p0) {
+      std::vector<Tensor> r;
+      for (auto& p : p0) r.push_back(mul(p, 1.0 - o.upper_lr * o.upper_wd));
+      return r;
+    };
+    CHECK(max_diff(s.d->parameters(), decayed(td0)) <= 1e-15);
+    CHECK(max_diff(s.head->parameters(), decayed(fd0)) <= 1e-15);
   }
 
   TEST_CASE("a downstream set smaller than a phase is cycled within the phase") {
