@@ -159,17 +159,30 @@ class TinyBackbone : public nn::Layer {
   std::shared_ptr<nn::BatchNorm2d> bn;
 };
 
+// The tiny backbone (train mode) with a fixed linear projector and two
+// views of 6 images, all f64: a SimCLR lower level small enough for dense checks.
+struct TinySimclr {
+  TinyBackbone bb;
+  nn::Linear proj;
+  Tensor x1, x2;
+  explicit TinySimclr(Generator& g) : bb(g), proj(8, 6, g) {
+    bb.to(DType::F64);
+    proj.to(DType::F64);
+    bb.train();
+    x1 = randn({6, 5, 5, 2}, g, DType::F64);
+    x2 = randn({6, 5, 5, 2}, g, DType::F64);
+  }
+};
+
 }  // namespace
 
 TEST_SUITE("implicit") {
   TEST_CASE("tiny SimCLR network: CG against the dense Hessian built from HVPs") {
     Generator g(2025);
-    TinyBackbone bb(g);
-    nn::Linear proj(8, 6, g);
-    bb.to(DType::F64);
-    proj.to(DType::F64);
-    bb.train();
-    const Tensor x1 = randn({6, 5, 5, 2}, g, DType::F64), x2 = randn({6, 5, 5, 2}, g, DType::F64);
+    TinySimclr net(g);
+    TinyBackbone& bb = net.bb;
+    nn::Linear& proj = net.proj;
+    const Tensor &x1 = net.x1, &x2 = net.x2;
     auto loss = [&] { return ssl::nt_xent(proj(bb(x1)), proj(bb(x2)), 0.5); };
     std::vector<Tensor> params = bb.parameters();  // backbone only: the projector is held fixed
     std::vector<Shape> shapes;
@@ -264,12 +277,10 @@ TEST_SUITE("implicit") {
 
   TEST_CASE("the Gauss-Newton part Jᵀ∇²_zL·J·v against dense J and ∇²_zL; the reference's W-device operator") {
     Generator g(7);
-    TinyBackbone bb(g);
-    nn::Linear proj(8, 6, g);
-    bb.to(DType::F64);
-    proj.to(DType::F64);
-    bb.train();
-    const Tensor x1 = randn({6, 5, 5, 2}, g, DType::F64), x2 = randn({6, 5, 5, 2}, g, DType::F64);
+    TinySimclr net(g);
+    TinyBackbone& bb = net.bb;
+    nn::Linear& proj = net.proj;
+    const Tensor &x1 = net.x1, &x2 = net.x2;
     auto split = [&] {
       Tensor z1 = proj(bb(x1)), z2 = proj(bb(x2));
       return ssl::SplitLoss{concat({z1, z2}, 0),

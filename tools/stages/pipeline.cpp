@@ -147,11 +147,9 @@ std::string run_pipeline(const Config& cfg_in) {
     const std::string detail = str(cfg.pretrain.method.name, " on ", cfg.pretrain.dataset, ", ", cfg.pretrain.epochs,
                                    " epoch(s) of batch ", cfg.pretrain.batch_size);
     // pretrain.train.device is pipeline.device here (resolved in every stamp).
-    auto pretrain_stamp = [&] {
-      return Stamp::of(cfg, "pretrain", {"pretrain", "pipeline.deterministic"}, {}, nlohmann::json::object(),
-                       {"pretrain.train.device"})
-          .with_input("pretraining data", pretext_digest());
-    };
+    // Its settings; its images (below) only where it is made here.
+    const Stamp settings = Stamp::of(cfg, "pretrain", {"pretrain", "pipeline.deterministic"}, {},
+                                     nlohmann::json::object(), {"pretrain.train.device"});
     const bool have = fs::exists(pre + "/backbone.safetensors") && fs::exists(pre + "/objective.safetensors");
     StageTime st;
     if (!cfg.pretrained.empty() || !cfg.run_pretrain) {
@@ -165,8 +163,7 @@ std::string run_pipeline(const Config& cfg_in) {
       if (read_stamp(pre, made)) {
         // Its [pretrain.*] must be today's; where and how deterministically it
         // ran may differ, and its images are not read here (they may be gone).
-        Stamp a = made, b = Stamp::of(cfg, "pretrain", {"pretrain", "pipeline.deterministic"}, {},
-                                      nlohmann::json::object(), {"pretrain.train.device"});
+        Stamp a = made, b = settings;
         for (auto* k : {"device (resolved)", "pipeline.deterministic"}) a.settings.erase(k), b.settings.erase(k);
         a.inputs.erase("pretraining data");
         std::string diff = first_difference(a, b);
@@ -178,7 +175,7 @@ std::string run_pipeline(const Config& cfg_in) {
         st = stage_row("pretrain", str("taken from ", pre, " (", why, "; no stamp, so its settings are not checked)"), u);
       }
     } else {
-      const Stamp stamp = pretrain_stamp();
+      const Stamp stamp = Stamp(settings).with_input("pretraining data", pretext_digest());
       UnitStart u = begin_unit(pre, stamp, cfg.no_recompute);
       if (u.state != UnitState::Reused) {
         pretrain::Config pc = cfg.pretrain;

@@ -135,6 +135,7 @@ Task voc_task(const TaskConfig& t) {
 }  // namespace
 
 std::string Task::digest() const {
+  if (!loaded_digest.empty()) return loaded_digest;
   Digest d;
   for (auto* set : {train.get(), val.get(), test.get()}) {
     BISSL_CHECK(set, "task: a split is missing (load the task with load_task)");
@@ -143,7 +144,9 @@ std::string Task::digest() const {
   return d.text();
 }
 
-Task load_task(const TaskConfig& t) {
+namespace {
+
+Task load_splits(const TaskConfig& t) {
   if (t.dataset == "fashion-mnist-mosaic") return mosaic_task(t);
   if (t.dataset == "voc2007") return voc_task(t);
   SingleLabelSplit s = split_single_label(t, t.dataset);
@@ -156,6 +159,14 @@ Task load_task(const TaskConfig& t) {
   task.train_index = pick(s.tr_orig, s.train_idx);
   task.val_index = pick(s.tr_orig, s.val_idx);
   task.test_index = s.te_orig;
+  return task;
+}
+
+}  // namespace
+
+Task load_task(const TaskConfig& t) {
+  Task task = load_splits(t);
+  task.loaded_digest = task.digest();
   return task;
 }
 

@@ -22,9 +22,11 @@ struct Task {
   // for mosaics, the tiles each split's mosaics were drawn from.
   std::vector<int64_t> train_index, val_index, test_index;
   std::string describe() const;  // "4 classes (T-shirt/top, ...): 800 train, 400 val, 4000 test"
-  // The content digest of the three splits as loaded (what the stamps of
-  // the units that read the task compare; engine/digest.h).
+  // The content digest of the three splits (what the stamps of the units
+  // that read the task compare; engine/digest.h): computed once by
+  // load_task, or from the splits for a task assembled by hand.
   std::string digest() const;
+  std::string loaded_digest;  // set by load_task
 };
 
 // Loads the dataset and draws the splits (a pure function of the config).
