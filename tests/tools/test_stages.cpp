@@ -679,6 +679,37 @@ TEST_SUITE("stages") {
       CHECK(slurp(sdir + "/search.jsonl").rfind(first, 0) == 0);
     }
 
+    // Two stage seeds in the same run: stage seed 0's units are found, stage
+    // seed 1's run (BiSSL from other stream seeds; FT seeds 2 and 3 for both
+    // arms), and the report tests with the stage seed as the unit.
+    {
+      stages::Config c2 = c;
+      c2.stage_seeds = 2;
+      const std::string staged = stages::run_pipeline(c2);
+      CHECK(stage_cell(staged, "train bissl").rfind("reused, made ", 0) == 0);
+      CHECK(stage_cell(staged, "finetune ft").rfind("reused, made ", 0) == 0);
+      CHECK(stage_cell(staged, "train bissl (stage seed 1)").rfind("computed now", 0) == 0);
+      for (const char* f : {"train/bissl-s1/backbone.safetensors", "finetune/bissl-s1/seed2/result.json",
+                            "finetune/bissl-s1/seed3/result.json", "finetune/ft-s1/seed3/result.json"})
+        CHECK_MESSAGE(fs::exists(c.out + "/" + f), "missing ", f);
+      CHECK_FALSE(fs::exists(c.out + "/finetune/ft-s1/seed0"));
+      CHECK(slurp(c.out + "/train/bissl-s1/backbone.safetensors") != slurp(c.out + "/train/bissl/backbone.safetensors"));
+      auto ev = nlohmann::json::parse(slurp(c.out + "/eval/eval.json"));
+      auto bs = ev["arms"]["bissl"];
+      CHECK(bs["test_top1"].size() == 4);  // pooled: 2 stage seeds × 2 seeds
+      CHECK(bs["vs_ft"]["assignments"] == 70);  // C(8, 4)
+      CHECK(bs["stage_seeds"]["stage_seeds"] == 2);
+      CHECK(bs["stage_seeds"]["vs_ft_stage_permutation"]["assignments"] == 6);  // C(4, 2) over stage-seed means
+      CHECK(bs["stage_seeds"]["vs_ft_two_level_bootstrap"]["exact"] == true);
+      // Stage seed 0's block is the one-stage-seed run's.
+      auto first = nlohmann::json::parse(slurp(c.out + "/finetune/bissl/result.json"));
+      CHECK(bs["stage_seeds"]["test_top1"][0] ==
+            nlohmann::json::array({first["runs"][0]["test"]["top1"], first["runs"][1]["test"]["top1"]}));
+      CHECK(staged.find("## Stage seeds") != std::string::npos);
+      CHECK(staged.find("| bissl |") != std::string::npos);
+      CHECK(staged.find("6 assignments: the smallest one-sided p is 0.1667") != std::string::npos);
+    }
+
     // Every other arm, added to the same run: FT and BiSSL are found, the rest run.
     stages::Config all = c;
     all.arms = stages::known_arms();

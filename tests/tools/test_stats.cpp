@@ -70,6 +70,89 @@ TEST_CASE("binomial") {
   CHECK_THROWS_AS(binomial(-1, 0), Error);
 }
 
+TEST_CASE("stage seeds: group summary, the group permutation test, the two-level bootstrap, by hand") {
+  SUBCASE("group_summary: means, their spread, the variance components") {
+    // Groups {1,3}, {5,7}: means 2, 6 (std √2 each); the means' std √8;
+    // within² = 2; between² = 8 − 2/2 = 7.
+    const GroupSummary g = group_summary({{1, 3}, {5, 7}});
+    REQUIRE(g.groups.size() == 2);
+    CHECK(g.groups[0].mean == 2.0);
+    CHECK(g.groups[1].std == doctest::Approx(std::sqrt(2.0)));
+    CHECK(g.of_means.mean == 4.0);
+    CHECK(g.of_means.std == doctest::Approx(std::sqrt(8.0)));
+    CHECK(g.within_std == doctest::Approx(std::sqrt(2.0)));
+    CHECK(g.between_std == doctest::Approx(std::sqrt(7.0)));
+    // Means 1, 1: the between estimate 0 − 1/2 is clamped to 0.
+    const GroupSummary h = group_summary({{0, 2}, {1, 1}});
+    CHECK(h.of_means.std == 0.0);
+    CHECK(h.within_std == doctest::Approx(1.0));
+    CHECK(h.between_std == 0.0);
+    CHECK(group_summary({{3, 5}}).between_std == 0.0);  // one group: no between estimate
+    CHECK_THROWS_WITH_AS(group_summary({{1, 2}, {3}}), doctest::Contains("same size, found 2 and 1"), Error);
+    CHECK_THROWS_AS(group_summary({}), Error);
+    CHECK_THROWS_AS(group_summary({{}}), Error);
+  }
+  SUBCASE("group_permutation_test: the stage-seed means are the unit") {
+    // Means {1, 2} against {3, 4} whatever the spread inside: the 6 splits of
+    // permutation_test({1,2}, {3,4}) above.
+    for (auto ab : {std::make_pair(Groups{{1, 1}, {2, 2}}, Groups{{3, 3}, {4, 4}}),
+                    std::make_pair(Groups{{0, 2}, {1, 3}}, Groups{{2, 4}, {3, 5}})}) {
+      const PermutationResult r = group_permutation_test(ab.first, ab.second);
+      CHECK(r.observed == 2.0);
+      CHECK(r.assignments == 6);
+      CHECK(r.p_greater == doctest::Approx(1.0 / 6));
+      CHECK(r.p_two_sided == doctest::Approx(2.0 / 6));
+    }
+    CHECK_THROWS_WITH_AS(group_permutation_test({{1, 2}}, {{3}}), doctest::Contains("found 2 and 1"), Error);
+  }
+  SUBCASE("two_level_bootstrap: the top level alone") {
+    // a = {{0}} always resamples to 0; b = {{0}, {1}}: group sequences
+    // (0,0) (0,1) (1,0) (1,1) → means 0, .5, .5, 1.
+    const BootstrapResult r = two_level_bootstrap({{0}}, {{0}, {1}});
+    CHECK(r.exact);
+    CHECK(r.resamples == 4);
+    CHECK(r.observed == 0.5);
+    CHECK(r.p_not_greater == doctest::Approx(0.25));
+    CHECK(r.p_not_less == doctest::Approx(1.0));
+    CHECK(r.lo == 0.0);  // sorted {0, .5, .5, 1}: index ⌊0.025·3⌋ = 0
+    CHECK(r.hi == 0.5);  // index ⌊0.975·3⌋ = 2
+  }
+  SUBCASE("two_level_bootstrap: the bottom level alone") {
+    // b = {{0, 2}}: member sequences (0,0) (0,2) (2,0) (2,2) → means 0, 1, 1, 2;
+    // against a = {{1}}: differences −1, 0, 0, 1.
+    const BootstrapResult r = two_level_bootstrap({{1}}, {{0, 2}});
+    CHECK(r.resamples == 4);
+    CHECK(r.observed == 0.0);
+    CHECK(r.p_not_greater == doctest::Approx(0.75));
+    CHECK(r.p_not_less == doctest::Approx(0.75));
+    CHECK(r.lo == -1.0);
+    CHECK(r.hi == 0.0);
+  }
+  SUBCASE("two_level_bootstrap: both levels, exact and by fixed-seed draws") {
+    // b = {{0, 2}, {4, 4}}: each of the 2 positions draws a group (1/2) and
+    // then 2 members; the mean is 0 only when both draw group 0 and then
+    // member 0 twice: (1/2 · 1/4)² = 1/64 of the 2²·(2²)² = 64 resamples.
+    const Groups a{{0, 0}}, b{{0, 2}, {4, 4}};
+    const BootstrapResult r = two_level_bootstrap(a, b);
+    CHECK(r.exact);
+    CHECK(r.resamples == 4 * 64);  // a: 1 group sequence × 2² member sequences (all 0), paired with b's 64
+    CHECK(r.observed == 2.5);
+    CHECK(r.p_not_greater == doctest::Approx(1.0 / 64));
+    CHECK(r.p_not_less == doctest::Approx(1.0));
+    // The same by draws (exact_limit 0): within sampling error, the same
+    // numbers for the same seed, others for another.
+    const BootstrapResult m = two_level_bootstrap(a, b, 200000, 7, 0);
+    CHECK_FALSE(m.exact);
+    CHECK(m.resamples == 200000);
+    CHECK(m.p_not_greater == doctest::Approx(1.0 / 64).epsilon(0.1));
+    const BootstrapResult m2 = two_level_bootstrap(a, b, 200000, 7, 0), m3 = two_level_bootstrap(a, b, 200000, 8, 0);
+    CHECK(m2.p_not_greater == m.p_not_greater);
+    CHECK(m3.p_not_greater != m.p_not_greater);
+    CHECK_THROWS_AS(two_level_bootstrap({{1, 2}}, {{1}, {2, 3}}), Error);
+    CHECK_THROWS_AS(two_level_bootstrap({{1}}, {{2}}, 0), Error);
+  }
+}
+
 TEST_CASE("permutation_test: hand-enumerated p-values") {
   SUBCASE("a={1,2}, b={3,4}") {
     // Group a over the pooled {1,2,3,4} → mean(b') − mean(a'):

@@ -43,25 +43,30 @@ bilevel::BilevelOptions trainer_options(const Config& cfg) {
 
 }  // namespace
 
+uint64_t stage_stream_seed(uint64_t base, uint64_t k) { return base + k * 0x9E3779B97F4A7C15ull; }
+
 Stamp bissl_stamp(const Config& cfg_in, const Task& task, const BisslInputs& in, const std::string& pretext_data,
-                  const std::string& variant, bool mix) {
+                  const std::string& variant, bool mix, uint64_t stage_seed) {
   Config cfg = with_variant(cfg_in, variant);
   std::vector<std::pair<std::string, std::string>> files = {{"backbone", in.backbone}, {"objective", in.objective}};
   if (cfg.bissl.variant != bilevel::Variant::PretextOnly) files.push_back({"head", in.head});
   // The upper level reads fine-tuning's optimiser and (bissl.upper_lr = -1) its lr and weight decay.
   const bilevel::BilevelOptions o = trainer_options(cfg);
-  return Stamp::of(cfg, str("train ", bilevel::variant_name(cfg.bissl.variant), mix ? " (mix)" : ""),
+  nlohmann::json extra = {{"mix", mix}, {"upper lr (resolved)", o.upper_lr}, {"upper weight decay (resolved)", o.upper_wd}};
+  if (stage_seed > 0) extra["stage seed"] = stage_seed;  // stage seed 0's stamp is the one it always had
+  return Stamp::of(cfg, str("train ", bilevel::variant_name(cfg.bissl.variant), mix ? " (mix)" : "",
+                            stage_seed > 0 ? str(", stage seed ", stage_seed) : ""),
                    // θP's lower stream (data and views), the models, BYOL's target seed.
                    {"pipeline", "task", "bissl", "finetune.optimizer", "pretrain.data", "pretrain.model", "pretrain.method",
                     "pretrain.train.seed"},
-                   files,
-                   {{"mix", mix}, {"upper lr (resolved)", o.upper_lr}, {"upper weight decay (resolved)", o.upper_wd}})
+                   files, extra)
       .with_input("task data", task.digest())
       .with_input("pretraining data", pretext_data);
 }
 
 BisslStageResult run_bissl(const Config& cfg_in, const Task& task, const BisslInputs& in, const std::string& dir,
-                           const std::string& variant_name_in, bool mix, bool resume, int64_t stop_after) {
+                           const std::string& variant_name_in, bool mix, bool resume, int64_t stop_after,
+                           uint64_t stage_seed) {
   auto t0 = std::chrono::steady_clock::now();
   Config cfg = with_variant(cfg_in, variant_name_in);
   const auto& bc = cfg.bissl;
@@ -71,7 +76,7 @@ BisslStageResult run_bissl(const Config& cfg_in, const Task& task, const BisslIn
   std::shared_ptr<const data::ImageSet> pretext = pretrain::load_data(cfg.pretrain);
   // What a checkpoint must agree on to be resumed: every setting this stage
   // reads and the content of its inputs.
-  const Stamp stamp = bissl_stamp(cfg, task, in, pretext->content_digest(), "", mix);
+  const Stamp stamp = bissl_stamp(cfg, task, in, pretext->content_digest(), "", mix, stage_seed);
   const std::string signature = stamp.signature();
   fs::create_directories(dir);
   write_text_atomic(dir + "/config.toml", cfg.to_toml());
@@ -109,8 +114,10 @@ BisslStageResult run_bissl(const Config& cfg_in, const Task& task, const BisslIn
 
   // Streams: the pretext set (unlabelled) and the downstream training split.
   if (mix) pretext = std::make_shared<const data::ImageSet>(concat_unlabelled(*pretext, *task.train));
-  LoaderPretextStream lower(pretext, cfg.pretrain, bc.lower_batch, cfg.seed * 7 + 1, cfg.workers, dev);
-  LoaderDownstreamStream upper(task.train, cfg.task, upper_batch, cfg.seed * 7 + 2, cfg.workers, dev);
+  LoaderPretextStream lower(pretext, cfg.pretrain, bc.lower_batch, stage_stream_seed(cfg.seed * 7 + 1, stage_seed),
+                           cfg.workers, dev);
+  LoaderDownstreamStream upper(task.train, cfg.task, upper_batch, stage_stream_seed(cfg.seed * 7 + 2, stage_seed),
+                               cfg.workers, dev);
 
   if (auto* vit = dynamic_cast<models::ViT*>(theta_d.get()); vit && head)
     o.upper_groups = models::vit_layer_decay_groups(*vit, cfg.finetune.layer_decay, o.upper_wd, head->parameters());

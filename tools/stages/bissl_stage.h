@@ -31,8 +31,11 @@ struct BisslStageResult {
 // checkpoints' resume signature. `variant` as in run_bissl.
 // `pretext_data`: the content digest of the pretraining images the lower
 // stream reads (pretrain::load_data(cfg.pretrain)->content_digest()).
+// `stage_seed` (pipeline.stage_seeds): 0 is the stage as it always ran; k > 0
+// draws both streams (order, augmentations, MAE's masks, the CG batch) from
+// other seeds, so that the stage's own variance can be measured.
 Stamp bissl_stamp(const Config& cfg, const Task& task, const BisslInputs& in, const std::string& pretext_data,
-                  const std::string& variant = "", bool mix = false);
+                  const std::string& variant = "", bool mix = false, uint64_t stage_seed = 0);
 
 // Runs cfg.bissl.variant (or `variant` when non-empty) into `dir`:
 // dir/backbone.safetensors (θP with BN buffers: the stage's output),
@@ -45,6 +48,8 @@ Stamp bissl_stamp(const Config& cfg, const Task& task, const BisslInputs& in, co
 // (tests of resume).
 BisslStageResult run_bissl(const Config& cfg, const Task& task, const BisslInputs& in, const std::string& dir,
                            const std::string& variant = "", bool mix_with_downstream = false, bool resume = true,
-                           int64_t stop_after = 0);
+                           int64_t stop_after = 0, uint64_t stage_seed = 0);
+// The seed of a stream at stage seed k: `base` itself for k = 0.
+uint64_t stage_stream_seed(uint64_t base, uint64_t k);
 
 }  // namespace bissl::stages

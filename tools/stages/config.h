@@ -186,6 +186,7 @@ struct PipelineConfig {  // [pipeline]
   int workers = 2;
   uint64_t seed = 0;
   std::vector<std::string> arms = {"ft", "bissl"};
+  int64_t stage_seeds = 1;
   bool run_pretrain = true;
   std::string pretrained;
 
@@ -200,6 +201,10 @@ struct PipelineConfig {  // [pipeline]
     v("arms", arms,
       Rule(schema::one_of(known_arms())).length(1, 64).unstamped(),
       "the arms compared, each fine-tuned `finetune.seeds` times (the first is the reference of the tests)");
+    v("stage_seeds", stage_seeds, Rule(schema::in(1, 64)).unstamped(),
+      "runs of each training-stage arm (bissl, ij_discarded, ...) with other stream and augmentation seeds, each "
+      "fine-tuned with its own block of finetune.seeds seeds (stage seed k: seeds k*seeds .. (k+1)*seeds-1; an arm "
+      "without a training stage gets the same blocks); the report then tests with the stage seed as the unit");
     v("run_pretrain", run_pretrain, Rule(schema::any()).unstamped(),
       "false: out/pretrain must already hold a pretrained backbone");
     v("pretrained", pretrained, Rule(schema::any()).unstamped(),

@@ -83,8 +83,45 @@ ArmSummary summarize(const ArmResult& a) {
   s.score = evalstats::mean_std(s.test_score);
   s.topk = evalstats::mean_std(s.test_topk);
   s.val = evalstats::mean_std(s.val_score);
+  s.stage_seeds = a.stage_seeds;
+  if (a.stage_seeds > 1) {
+    for (int64_t k = 0; k < a.stage_seeds; ++k) {
+      s.stage_scores.emplace_back();
+      for (auto& r : stage_block(a, k)) s.stage_scores.back().push_back(r.test.score());
+    }
+    s.stage = evalstats::group_summary(s.stage_scores);
+  }
   return s;
 }
+
+void stage_seed_tests(const ArmSummary& a, const ArmSummary& b, evalstats::PermutationResult& perm,
+                      evalstats::BootstrapResult& boot) {
+  BISSL_CHECK(a.stage_seeds > 1 && a.stage_seeds == b.stage_seeds, "eval: the stage-seed tests need both arms with "
+              "the same number (> 1) of stage seeds, found ", a.arm, ": ", a.stage_seeds, ", ", b.arm, ": ", b.stage_seeds);
+  perm = evalstats::group_permutation_test(a.stage_scores, b.stage_scores);
+  boot = evalstats::two_level_bootstrap(a.stage_scores, b.stage_scores);
+}
+
+namespace {
+
+nlohmann::json perm_json(const evalstats::PermutationResult& p) {
+  return {{"difference", p.observed}, {"p_two_sided", p.p_two_sided}, {"p_greater", p.p_greater},
+          {"assignments", p.assignments}};
+}
+nlohmann::json boot_json(const evalstats::BootstrapResult& b) {
+  return {{"difference", b.observed},       {"interval_95", {b.lo, b.hi}}, {"p_not_greater", b.p_not_greater},
+          {"p_not_less", b.p_not_less},     {"resamples", b.resamples},    {"exact", b.exact}};
+}
+
+// The exact test when it can be enumerated (C(na + nb, na) <= 2e8).
+bool exact_test_fits(size_t na, size_t nb) {
+  const int64_t n = int64_t(na + nb), m = int64_t(std::min(na, nb));
+  int64_t c = 1;
+  for (int64_t i = 1; i <= m && c <= 200000000; ++i) c = evalstats::binomial(n, i);
+  return c <= 200000000;
+}
+
+}  // namespace
 
 nlohmann::json EvalResult::to_json() const {
   nlohmann::json j;
@@ -106,19 +143,33 @@ nlohmann::json EvalResult::to_json() const {
       e["test_topk_std"] = a.topk.std;
     }
     if (a.compared)
-      e["vs_ft"] = {{"difference", a.vs_ft.observed},
-                    {"p_two_sided", a.vs_ft.p_two_sided},
-                    {"p_greater", a.vs_ft.p_greater},
-                    {"assignments", a.vs_ft.assignments}};
+      e["vs_ft"] = perm_json(a.vs_ft);
+    else if (!a.not_compared.empty())
+      e["vs_ft"] = {{"not_tested", a.not_compared}};
+    if (a.stage_seeds > 1) {
+      nlohmann::json st;
+      st["stage_seeds"] = a.stage_seeds;
+      st["test_" + m] = a.stage_scores;
+      for (auto& g : a.stage.groups) st["means"].push_back(g.mean), st["stds"].push_back(g.std);
+      st["mean_of_means"] = a.stage.of_means.mean;
+      st["std_of_means"] = a.stage.of_means.std;
+      st["within_std"] = a.stage.within_std;
+      st["between_std"] = a.stage.between_std;
+      if (a.arm != "ft" && !a.stage_scores.empty() && a.vs_ft_stage.assignments > 0) {
+        st["vs_ft_stage_permutation"] = perm_json(a.vs_ft_stage);
+        st["vs_ft_two_level_bootstrap"] = boot_json(a.vs_ft_boot);
+      }
+      e["stage_seeds"] = st;
+    }
     j["arms"][a.arm] = e;
   }
-  for (auto& c : comparisons)
-    j["comparisons"].push_back({{"a", c.a},
-                                {"b", c.b},
-                                {"difference", c.result.observed},
-                                {"p_two_sided", c.result.p_two_sided},
-                                {"p_greater", c.result.p_greater},
-                                {"assignments", c.result.assignments}});
+  for (auto& c : comparisons) {
+    nlohmann::json e{{"a", c.a}, {"b", c.b}};
+    if (c.tested) e.update(perm_json(c.result));
+    else e["not_tested"] = "too many assignments for the exact test";
+    if (c.staged) e["stage_permutation"] = perm_json(c.stage), e["two_level_bootstrap"] = boot_json(c.boot);
+    j["comparisons"].push_back(e);
+  }
   for (auto& al : alignment)
     j["alignment"][al.arm] = {{"param_cosine", al.param_cosine},
                               {"param_cosine_min", al.param_cosine_min},
@@ -147,14 +198,26 @@ EvalResult run_eval(const Config& cfg, const Task& task, const std::vector<ArmRe
   if (ft)
     for (auto& s : res.arms)
       if (s.arm != "ft") {
-        s.vs_ft = evalstats::permutation_test(ft->test_score, s.test_score);
-        s.compared = true;
+        if (exact_test_fits(ft->test_score.size(), s.test_score.size())) {
+          s.vs_ft = evalstats::permutation_test(ft->test_score, s.test_score);
+          s.compared = true;
+        } else {
+          s.not_compared = str(ft->test_score.size(), " + ", s.test_score.size(),
+                               " runs give more than 2e8 assignments for the exact test");
+        }
+        if (s.stage_seeds > 1) stage_seed_tests(*ft, s, s.vs_ft_stage, s.vs_ft_boot);
       }
   for (auto& b : res.arms)
     if (b.arm == "bissl")
       for (auto& a : res.arms)
-        if (a.arm != "ft" && a.arm != "bissl")
-          res.comparisons.push_back({a.arm, b.arm, evalstats::permutation_test(a.test_score, b.test_score)});
+        if (a.arm != "ft" && a.arm != "bissl") {
+          Comparison c;
+          c.a = a.arm, c.b = b.arm;
+          c.tested = exact_test_fits(a.test_score.size(), b.test_score.size());
+          if (c.tested) c.result = evalstats::permutation_test(a.test_score, b.test_score);
+          if (a.stage_seeds > 1) c.staged = true, stage_seed_tests(a, b, c.stage, c.boot);
+          res.comparisons.push_back(c);
+        }
 
   std::vector<int64_t> idx = stratified_subset(*task.test, cfg.eval.tsne_points, task.num_classes);
   for (auto& a : arms) {

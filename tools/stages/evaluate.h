@@ -28,12 +28,24 @@ struct ArmSummary {
   evalstats::MeanStd score, topk, val;
   bool compared = false;                 // a permutation test against ft was run
   evalstats::PermutationResult vs_ft;    // observed = mean(arm) − mean(ft), test score
+  std::string not_compared;              // why there is no test against ft ("" when there is, or no ft)
+  // pipeline.stage_seeds > 1: the test scores in blocks, one per stage seed,
+  // and the tests whose unit is the stage seed (against ft).
+  int64_t stage_seeds = 1;
+  evalstats::Groups stage_scores;
+  evalstats::GroupSummary stage;
+  evalstats::PermutationResult vs_ft_stage;  // over the stage-seed means
+  evalstats::BootstrapResult vs_ft_boot;     // two-level: stage seeds, then fine-tuning seeds
 };
 
 // A permutation test between two arms other than the FT reference.
 struct Comparison {
   std::string a, b;                   // observed = mean(b) − mean(a), test score
   evalstats::PermutationResult result;
+  bool tested = true;                 // false: too many assignments for the exact test (`result` unset)
+  bool staged = false;                // stage seeds: the tests below were run
+  evalstats::PermutationResult stage;
+  evalstats::BootstrapResult boot;
 };
 
 struct Alignment {
@@ -54,6 +66,9 @@ struct EvalResult {
 };
 
 ArmSummary summarize(const ArmResult& a);
+// The stage-seed tests of b against a (both with the same stage_seeds > 1).
+void stage_seed_tests(const ArmSummary& a, const ArmSummary& b, evalstats::PermutationResult& perm,
+                      evalstats::BootstrapResult& boot);
 
 // arms: the fine-tuned arms (from finetune_arm or result.json files);
 // starts: arm -> the backbone its fine-tuning started from ("" = random);

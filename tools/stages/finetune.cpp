@@ -291,7 +291,7 @@ Hyper random_search(const Config& cfg, const Task& task, const FinetuneSpec& spe
 nlohmann::json to_json(const ArmResult& a) {
   nlohmann::json runs = nlohmann::json::array();
   for (auto& r : a.runs) runs.push_back(to_json(r));
-  return {{"arm", a.arm},
+  nlohmann::json j = {{"arm", a.arm},
           {"metric", metric_key(a.multi_label)},
           {"lr", a.hyper.lr},
           {"weight_decay", a.hyper.weight_decay},
@@ -299,6 +299,33 @@ nlohmann::json to_json(const ArmResult& a) {
           {"hyper_source", a.hyper.source},
           {"runs", runs},
           {"seconds", a.seconds}};
+  if (a.stage_seeds > 1) j["stage_seeds"] = a.stage_seeds;
+  return j;
+}
+
+std::vector<FinetuneRun> stage_block(const ArmResult& a, int64_t k) {
+  const int64_t n = static_cast<int64_t>(a.runs.size()) / a.stage_seeds;
+  BISSL_CHECK(a.stage_seeds >= 1 && n * a.stage_seeds == static_cast<int64_t>(a.runs.size()) && k >= 0 &&
+                  k < a.stage_seeds,
+              "arm ", a.arm, ": expected ", a.stage_seeds, " equal blocks of runs and a block below that, found ",
+              a.runs.size(), " runs and block ", k);
+  return std::vector<FinetuneRun>(a.runs.begin() + k * n, a.runs.begin() + (k + 1) * n);
+}
+
+ArmResult pool_stage_seeds(const std::vector<ArmResult>& blocks) {
+  BISSL_CHECK(!blocks.empty(), "pool_stage_seeds: expected at least one stage seed's results, found none");
+  ArmResult p = blocks[0];
+  p.runs.clear();
+  p.seconds = 0;
+  p.stage_seeds = static_cast<int64_t>(blocks.size());
+  for (auto& b : blocks) {
+    BISSL_CHECK(b.arm == p.arm && b.runs.size() == blocks[0].runs.size() && b.stage_seeds == 1,
+                "pool_stage_seeds: expected blocks of arm ", p.arm, " with ", blocks[0].runs.size(),
+                " runs each, found arm ", b.arm, " with ", b.runs.size());
+    p.runs.insert(p.runs.end(), b.runs.begin(), b.runs.end());
+    p.seconds += b.seconds;
+  }
+  return p;
 }
 
 ArmResult arm_from_json(const nlohmann::json& j) {
@@ -311,6 +338,9 @@ ArmResult arm_from_json(const nlohmann::json& j) {
   a.hyper.source = j.at("hyper_source");
   for (auto& r : j.at("runs")) a.runs.push_back(run_from_json(r));
   a.seconds = j.value("seconds", 0.0);
+  a.stage_seeds = j.value("stage_seeds", int64_t(1));
+  BISSL_CHECK(a.stage_seeds >= 1 && a.runs.size() % size_t(a.stage_seeds) == 0, "arm ", a.arm, ": ", a.runs.size(),
+              " runs do not split into ", a.stage_seeds, " stage seeds");
   return a;
 }
 
@@ -348,7 +378,7 @@ Stamp seed_stamp(const Config& cfg, const Task& task, const FinetuneSpec& spec, 
 }
 
 ArmResult finetune_arm(const Config& cfg, const Task& task, const FinetuneSpec& spec, const std::string& dir,
-                       const Hyper* shared, UnitStart* summary) {
+                       const Hyper* shared, UnitStart* summary, uint64_t first_seed) {
   auto t0 = std::chrono::steady_clock::now();
   fs::create_directories(dir);
   ArmResult a;
@@ -376,18 +406,20 @@ ArmResult finetune_arm(const Config& cfg, const Task& task, const FinetuneSpec& 
     }
   }
   write_hyper(dir + "/hyper.json", a.hyper);
-  for (int64_t k = 0; k < cfg.finetune.seeds; ++k) {
+  for (int64_t i = 0; i < cfg.finetune.seeds; ++i) {
+    const uint64_t k = first_seed + uint64_t(i);
     std::string sd = str(dir, "/seed", k);
-    const Stamp st = seed_stamp(cfg, task, spec, a.hyper, uint64_t(k));
+    const Stamp st = seed_stamp(cfg, task, spec, a.hyper, k);
     UnitStart u = begin_unit(sd, st, cfg.no_recompute);
     note(u);
     if (u.state == UnitState::Reused) {
       a.runs.push_back(run_from_json(read_json(sd + "/result.json")));
       continue;
     }
-    FinetuneRun r = finetune_once(cfg, task, spec, a.hyper.lr, a.hyper.weight_decay, uint64_t(k),
-                                  cfg.finetune.epochs, true, sd, false,
-                                  str(spec.arm, " seed ", k + 1, "/", cfg.finetune.seeds));
+    FinetuneRun r = finetune_once(cfg, task, spec, a.hyper.lr, a.hyper.weight_decay, k, cfg.finetune.epochs, true,
+                                  sd, false,
+                                  first_seed == 0 ? str(spec.arm, " seed ", k + 1, "/", cfg.finetune.seeds)
+                                                  : str(spec.arm, " seed ", k, " (", i + 1, "/", cfg.finetune.seeds, ")"));
     write_json_atomic(sd + "/result.json", to_json(r));
     finish_unit(sd, st);
     const char* m = metric_label(r.multi_label);

@@ -75,8 +75,16 @@ struct ArmResult {
   bool multi_label = false;
   Hyper hyper;
   std::vector<FinetuneRun> runs;  // one per seed
+  // pipeline.stage_seeds: `runs` is this many consecutive blocks of equal
+  // size, block k the fine-tuning of stage seed k's backbone.
+  int64_t stage_seeds = 1;
   double seconds = 0;
 };
+// The runs of stage seed k's block.
+std::vector<FinetuneRun> stage_block(const ArmResult& a, int64_t k);
+// Stage seeds' results as one arm: runs concatenated in order, stage_seeds =
+// blocks.size(). Every block must be one arm of one size.
+ArmResult pool_stage_seeds(const std::vector<ArmResult>& blocks);
 nlohmann::json to_json(const ArmResult& a);
 ArmResult arm_from_json(const nlohmann::json& j);
 
@@ -86,11 +94,12 @@ Stamp search_stamp(const Config& cfg, const Task& task, const FinetuneSpec& spec
 Stamp seed_stamp(const Config& cfg, const Task& task, const FinetuneSpec& spec, const Hyper& h, uint64_t seed);
 
 // The whole protocol for one arm, into `dir`: search into dir/search (unless
-// `shared` gives the values), then finetune.seeds runs (seeds 0..K-1), each
-// a unit in dir/seed<k>/ (stamp.h: reused when its stamp matches), then
+// `shared` gives the values), then finetune.seeds runs (seeds first_seed ..
+// first_seed + finetune.seeds − 1), each a unit in dir/seed<seed>/ (stamp.h:
+// reused when its stamp matches), then
 // dir/result.json. `summary` (optional) receives Reused when every unit was
 // reused (with the newest one's stamp), else Fresh.
 ArmResult finetune_arm(const Config& cfg, const Task& task, const FinetuneSpec& spec, const std::string& dir,
-                       const Hyper* shared = nullptr, UnitStart* summary = nullptr);
+                       const Hyper* shared = nullptr, UnitStart* summary = nullptr, uint64_t first_seed = 0);
 
 }  // namespace bissl::stages

@@ -240,48 +240,64 @@ std::string run_pipeline(const Config& cfg_in) {
     rep.warmup_metrics = wdir + "/metrics.jsonl";
   }
 
-  // 4. Training stages: BiSSL and the baselines that produce a backbone.
-  std::map<std::string, std::string> starts;
+  // 4. Training stages: BiSSL and the baselines that produce a backbone,
+  // each pipeline.stage_seeds times (stage seed k > 0 into <arm>-s<k>).
+  const int64_t K = cfg.stage_seeds;
+  auto stage_dir = [&](const std::string& base, int64_t k) { return k == 0 ? base : str(base, "-s", k); };
+  std::map<std::string, std::string> starts;                      // arm -> the backbone its fine-tuning starts from
+  std::map<std::string, std::vector<std::string>> stage_starts;  // ... for each stage seed
   for (auto& a : cfg.arms) {
     if (!is_training_arm(a)) {
       starts[a] = a == "random_init" ? "" : pre_backbone;
+      stage_starts[a].assign(size_t(K), starts[a]);
       continue;
     }
-    const std::string tdir = out + "/train/" + a;
     std::string variant = a == "mix" ? "pretext_only" : a;
-    banner("training stage: " + a);
-    auto t0 = std::chrono::steady_clock::now();
     // θD and θP start from the backbone as the warm-up left it (same weights as
     // pretrained, BN statistics updated on downstream data), the pretext heads
     // from pretraining, φD from the warm-up.
     bool has_head = a != "mix";
     std::string start = has_head ? wdir + "/backbone.safetensors" : pre_backbone;
     BisslInputs in{start, pre + "/objective.safetensors", has_head ? wdir + "/head.safetensors" : ""};
-    const Stamp stamp = bissl_stamp(cfg, task, in, pretext_digest(), variant, a == "mix");
-    UnitStart u = begin_unit(tdir, stamp, cfg.no_recompute);
-    if (u.state != UnitState::Reused) {
-      run_bissl(cfg, task, in, tdir, variant, a == "mix", true);
-      finish_unit(tdir, stamp);
+    for (int64_t k = 0; k < K; ++k) {
+      const std::string tdir = stage_dir(out + "/train/" + a, k);
+      banner(K == 1 ? "training stage: " + a : str("training stage: ", a, ", stage seed ", k, " of ", K));
+      auto t0 = std::chrono::steady_clock::now();
+      const Stamp stamp = bissl_stamp(cfg, task, in, pretext_digest(), variant, a == "mix", uint64_t(k));
+      UnitStart u = begin_unit(tdir, stamp, cfg.no_recompute);
+      if (u.state != UnitState::Reused) {
+        run_bissl(cfg, task, in, tdir, variant, a == "mix", true, 0, uint64_t(k));
+        finish_unit(tdir, stamp);
+      }
+      const std::string row = k == 0 ? "train " + a : str("train ", a, " (stage seed ", k, ")");
+      StageTime st = stage_row(row, str(variant, ", ", cfg.bissl.alternations, " alternations"), u);
+      st.seconds = since(t0);
+      record(st);
+      rep.train_metrics.push_back({k == 0 ? a : str(a, "-s", k), tdir + "/metrics.jsonl"});
+      stage_starts[a].push_back(tdir + "/backbone.safetensors");
     }
-    StageTime st = stage_row("train " + a, str(variant, ", ", cfg.bissl.alternations, " alternations"), u);
-    st.seconds = since(t0);
-    record(st);
-    rep.train_metrics.push_back({a, tdir + "/metrics.jsonl"});
-    starts[a] = tdir + "/backbone.safetensors";
+    starts[a] = stage_starts[a][0];
   }
 
-  // 5. Fine-tuning every arm (each seed its own unit).
+  // 5. Fine-tuning every arm (each seed its own unit); with stage seeds, each
+  // stage seed's backbone with its own block of seeds, pooled per arm.
   std::vector<ArmResult> arms;
   for (auto& a : cfg.arms) {
-    banner("fine-tuning: " + a);
-    auto t0 = std::chrono::steady_clock::now();
-    const std::string fdir = out + "/finetune/" + a;
-    UnitStart u;
-    arms.push_back(finetune_arm(cfg, task, spec_for_arm(cfg, a, starts[a]), fdir,
-                                cfg.finetune.share_search ? &shared : nullptr, &u));
-    StageTime st = stage_row("finetune " + a, str(cfg.finetune.seeds, " seeds x ", cfg.finetune.epochs, " epochs"), u);
-    st.seconds = since(t0);
-    record(st);
+    std::vector<ArmResult> blocks;
+    for (int64_t k = 0; k < K; ++k) {
+      banner(K == 1 ? "fine-tuning: " + a : str("fine-tuning: ", a, ", stage seed ", k, " of ", K));
+      auto t0 = std::chrono::steady_clock::now();
+      const std::string fdir = stage_dir(out + "/finetune/" + a, k);
+      UnitStart u;
+      blocks.push_back(finetune_arm(cfg, task, spec_for_arm(cfg, a, stage_starts[a][size_t(k)]), fdir,
+                                    cfg.finetune.share_search ? &shared : nullptr, &u,
+                                    uint64_t(k * cfg.finetune.seeds)));
+      const std::string row = k == 0 ? "finetune " + a : str("finetune ", a, " (stage seed ", k, ")");
+      StageTime st = stage_row(row, str(cfg.finetune.seeds, " seeds x ", cfg.finetune.epochs, " epochs"), u);
+      st.seconds = since(t0);
+      record(st);
+    }
+    arms.push_back(K == 1 ? blocks[0] : pool_stage_seeds(blocks));
   }
   rep.arms = arms;
 

@@ -93,7 +93,10 @@ std::string write_report(const ReportInputs& in, const std::string& path) {
                          + std::string(cfg.task.ignore_difficult ? "difficult labels left out" : "difficult labels count as present")
                          + ")" : std::string("accuracy"))
      << " of the model kept at its best validation epoch, mean ± sample standard deviation over "
-     << cfg.finetune.seeds << " fine-tuning seeds; p-values from the exact two-sample permutation test of each arm's "
+     << (cfg.stage_seeds > 1 ? str(cfg.stage_seeds, " stage seeds × ", cfg.finetune.seeds,
+                                   " fine-tuning seeds, pooled (the stage seeds' own analysis is below)")
+                             : str(cfg.finetune.seeds, " fine-tuning seeds"))
+     << "; p-values from the exact two-sample permutation test of each arm's "
      << "per-seed test " << m << " against FT's (all assignments enumerated). Hyper-parameters were chosen on the "
      << "validation split only.\n\n";
   int k = in.eval.arms.empty() ? 5 : in.eval.arms.front().k;
@@ -109,10 +112,13 @@ std::string write_report(const ReportInputs& in, const std::string& path) {
     else
       md << "— | — | — |\n";
   }
+  for (auto& a : in.eval.arms)
+    if (!a.not_compared.empty()) md << "\n" << a.arm << " vs FT: no exact test (" << a.not_compared << ").\n";
   for (auto& c : in.eval.comparisons)
-    md << "\n" << c.b << " vs " << c.a << ": Δ test " << m << " " << (c.result.observed >= 0 ? "+" : "")
-       << pct(c.result.observed) << " points, p (two-sided) " << pval(c.result.p_two_sided) << ", p (" << c.b
-       << " > " << c.a << ") " << pval(c.result.p_greater) << ".\n";
+    if (c.tested)
+      md << "\n" << c.b << " vs " << c.a << ": Δ test " << m << " " << (c.result.observed >= 0 ? "+" : "")
+         << pct(c.result.observed) << " points, p (two-sided) " << pval(c.result.p_two_sided) << ", p (" << c.b
+         << " > " << c.a << ") " << pval(c.result.p_greater) << ".\n";
   md << "\nPer-seed test " << m << " (%):\n\n";
   for (auto& a : in.eval.arms) {
     md << "- " << a.arm << ": ";
@@ -129,6 +135,57 @@ std::string write_report(const ReportInputs& in, const std::string& path) {
          << (2.0 / double(n) >= 0.05 ? " — no difference can reach p < 0.05 with this few seeds" : "") << ".\n";
       break;
     }
+
+  if (cfg.stage_seeds > 1 && !in.eval.arms.empty()) {
+    const int64_t K = cfg.stage_seeds;
+    md << "\n## Stage seeds\n\n"
+       << "Each training-stage arm ran " << K << " times with other stream and augmentation seeds (stage seeds 0.."
+       << K - 1 << "); stage seed k's backbone was fine-tuned with seeds " << "k·" << cfg.finetune.seeds << " … k·"
+       << cfg.finetune.seeds << " + " << cfg.finetune.seeds - 1
+       << ", and an arm without a training stage got the same blocks of seeds on its one backbone. The unit of the "
+       << "tests below is the stage seed: the exact permutation test over the " << K << " + " << K
+       << " stage-seed means, and the two-level bootstrap (stage seeds drawn with replacement, then fine-tuning "
+       << "seeds within each), whose 95 % interval and P*(Δ ≤ 0) count both levels' variance. Between and within: "
+       << "the standard deviations of the stage seed's and the fine-tuning seed's effect (one-way random effects, "
+       << "method of moments).\n\n";
+    md << "| arm |";
+    for (int64_t s = 0; s < K; ++s) md << " stage seed " << s << " (%) |";
+    md << " mean of means (%) | spread of means | between | within | Δ vs FT | p (perm., arm > FT) | "
+       << "95 % interval (two-level) | P*(Δ ≤ 0) |\n|---|";
+    for (int64_t s = 0; s < K + 8; ++s) md << "---|";
+    md << "\n";
+    for (auto& a : in.eval.arms) {
+      if (a.stage_seeds != K) continue;
+      md << "| " << a.arm << " |";
+      for (auto& g : a.stage.groups) md << " " << pm(g) << " |";
+      md << " " << pct(a.stage.of_means.mean) << " | " << pct(a.stage.of_means.std) << " | " << pct(a.stage.between_std)
+         << " | " << pct(a.stage.within_std) << " | ";
+      if (a.arm != "ft" && a.vs_ft_stage.assignments > 0)
+        md << (a.vs_ft_stage.observed >= 0 ? "+" : "") << pct(a.vs_ft_stage.observed) << " | "
+           << pval(a.vs_ft_stage.p_greater) << " | [" << pct(a.vs_ft_boot.lo) << ", " << pct(a.vs_ft_boot.hi)
+           << "] | " << pval(a.vs_ft_boot.p_not_greater) << " |\n";
+      else
+        md << "— | — | — | — |\n";
+    }
+    for (auto& c : in.eval.comparisons)
+      if (c.staged)
+        md << "\n" << c.b << " vs " << c.a << " with the stage seed as the unit: Δ " << (c.stage.observed >= 0 ? "+" : "")
+           << pct(c.stage.observed) << " points, p (permutation, " << c.b << " > " << c.a << ") "
+           << pval(c.stage.p_greater) << ", two-level 95 % interval [" << pct(c.boot.lo) << ", " << pct(c.boot.hi)
+           << "], P*(Δ ≤ 0) " << pval(c.boot.p_not_greater) << ".\n";
+    const int64_t n = evalstats::binomial(2 * K, K);
+    evalstats::BootstrapResult b0;
+    for (auto& a : in.eval.arms)
+      if (a.vs_ft_boot.resamples > 0) b0 = a.vs_ft_boot;
+    for (auto& c : in.eval.comparisons)
+      if (c.staged) b0 = c.boot;
+    md << "\nWith " << K << " + " << K << " stage seeds the permutation test has " << n
+       << " assignments: the smallest one-sided p is " << pval(1.0 / double(n)) << ".";
+    if (b0.resamples > 0)
+      md << " The bootstrap is "
+         << (b0.exact ? "exact (every resample enumerated)" : str(b0.resamples, " fixed-seed joint resamples")) << ".";
+    md << "\n";
+  }
 
   md << "\n## Stages\n\n| stage | what | time |\n|---|---|---|\n";
   for (auto& t : in.times)

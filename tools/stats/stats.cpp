@@ -104,6 +104,177 @@ PermutationResult permutation_test(const std::vector<double>& a, const std::vect
   return r;
 }
 
+namespace {
+
+void check_groups(const Groups& g, const char* who, const char* arm) {
+  BISSL_CHECK(!g.empty(), who, ": expected at least one group in arm ", arm, ", found none");
+  const size_t n = g[0].size();
+  BISSL_CHECK(n > 0, who, ": expected non-empty groups, found an empty one in arm ", arm);
+  for (size_t i = 0; i < g.size(); ++i) {
+    BISSL_CHECK(g[i].size() == n, who, ": expected every group of the same size, found ", n, " and ", g[i].size(),
+                " (group ", i, " of arm ", arm, ")");
+    for (double v : g[i]) BISSL_CHECK(std::isfinite(v), who, ": expected finite values, found ", v);
+  }
+}
+
+double grand_mean(const Groups& g) {
+  double s = 0;
+  size_t n = 0;
+  for (auto& x : g)
+    for (double v : x) s += v, ++n;
+  return s / static_cast<double>(n);
+}
+
+// Every equally likely two-level resample's mean for one arm: the groups'
+// sequences with replacement, then each drawn group's members' sequences.
+// Returns an empty vector when there would be more than `limit`.
+std::vector<double> exact_resample_means(const Groups& g, int64_t limit) {
+  const int64_t k = static_cast<int64_t>(g.size()), n = static_cast<int64_t>(g[0].size());
+  // Within one group: the n^n member sequences' sums.
+  auto pow_capped = [&](int64_t b, int64_t e) {
+    int64_t r = 1;
+    for (int64_t i = 0; i < e; ++i) {
+      if (r > limit / b) return limit + 1;
+      r *= b;
+    }
+    return r;
+  };
+  const int64_t per_group = pow_capped(n, n);
+  if (per_group > limit) return {};
+  int64_t count = pow_capped(k, k);
+  for (int64_t j = 0; j < k && count <= limit; ++j) count = count > limit / per_group ? limit + 1 : count * per_group;
+  if (count > limit) return {};
+  std::vector<std::vector<double>> sums(static_cast<size_t>(k));
+  for (int64_t gi = 0; gi < k; ++gi) {
+    std::vector<int64_t> idx(static_cast<size_t>(n), 0);
+    for (int64_t c = 0; c < per_group; ++c) {
+      double s = 0;
+      for (int64_t v : idx) s += g[size_t(gi)][size_t(v)];
+      sums[size_t(gi)].push_back(s);
+      for (int64_t d = n - 1; d >= 0 && ++idx[size_t(d)] == n; --d) idx[size_t(d)] = 0;
+    }
+  }
+  std::vector<double> out;
+  out.reserve(static_cast<size_t>(count));
+  const double inv = 1.0 / static_cast<double>(k * n);
+  // Positions j = 0..k−1 each pick a group t_j and one of its per_group sums.
+  std::vector<int64_t> t(static_cast<size_t>(k), 0), s(static_cast<size_t>(k), 0);
+  while (true) {
+    double total = 0;
+    for (int64_t j = 0; j < k; ++j) total += sums[size_t(t[size_t(j)])][size_t(s[size_t(j)])];
+    out.push_back(total * inv);
+    int64_t d = k - 1;
+    for (; d >= 0; --d) {  // odometer over (t_j, s_j) pairs, s fastest
+      if (++s[size_t(d)] < per_group) break;
+      s[size_t(d)] = 0;
+      if (++t[size_t(d)] < k) break;
+      t[size_t(d)] = 0;
+    }
+    if (d < 0) break;
+  }
+  return out;
+}
+
+// splitmix64: a fixed, fully specified generator (std::mt19937_64 would do
+// too, but the standard's distributions differ between libraries).
+struct SplitMix {
+  uint64_t x;
+  uint64_t next() {
+    uint64_t z = (x += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
+  int64_t below(int64_t m) {  // uniform in [0, m), by rejection
+    const uint64_t um = static_cast<uint64_t>(m), lim = UINT64_MAX - UINT64_MAX % um;
+    uint64_t r;
+    do r = next();
+    while (r >= lim);
+    return static_cast<int64_t>(r % um);
+  }
+};
+
+double drawn_mean(const Groups& g, SplitMix& rng) {
+  const int64_t k = static_cast<int64_t>(g.size()), n = static_cast<int64_t>(g[0].size());
+  double s = 0;
+  for (int64_t j = 0; j < k; ++j) {
+    const auto& grp = g[size_t(rng.below(k))];
+    for (int64_t i = 0; i < n; ++i) s += grp[size_t(rng.below(n))];
+  }
+  return s / static_cast<double>(k * n);
+}
+
+}  // namespace
+
+GroupSummary group_summary(const Groups& g) {
+  check_groups(g, "group_summary", "");
+  GroupSummary r;
+  std::vector<double> means;
+  double var_sum = 0;
+  for (auto& x : g) {
+    r.groups.push_back(mean_std(x));
+    means.push_back(r.groups.back().mean);
+    var_sum += r.groups.back().std * r.groups.back().std;
+  }
+  r.of_means = mean_std(means);
+  const double within2 = var_sum / static_cast<double>(g.size());
+  r.within_std = std::sqrt(within2);
+  const double between2 = r.of_means.std * r.of_means.std - within2 / static_cast<double>(g[0].size());
+  r.between_std = g.size() > 1 && between2 > 0 ? std::sqrt(between2) : 0.0;
+  return r;
+}
+
+PermutationResult group_permutation_test(const Groups& a, const Groups& b) {
+  check_groups(a, "group_permutation_test", "a");
+  check_groups(b, "group_permutation_test", "b");
+  BISSL_CHECK(a[0].size() == b[0].size(), "group_permutation_test: expected groups of one size in both arms, found ",
+              a[0].size(), " and ", b[0].size());
+  std::vector<double> ma, mb;
+  for (auto& x : a) ma.push_back(mean_std(x).mean);
+  for (auto& x : b) mb.push_back(mean_std(x).mean);
+  return permutation_test(ma, mb);
+}
+
+BootstrapResult two_level_bootstrap(const Groups& a, const Groups& b, int64_t resamples, uint64_t seed,
+                                    int64_t exact_limit) {
+  check_groups(a, "two_level_bootstrap", "a");
+  check_groups(b, "two_level_bootstrap", "b");
+  BISSL_CHECK(resamples >= 1, "two_level_bootstrap: expected resamples >= 1, found ", resamples);
+  BootstrapResult r;
+  r.observed = grand_mean(b) - grand_mean(a);
+  std::vector<double> d;
+  std::vector<double> ea = exact_resample_means(a, exact_limit), eb;
+  if (!ea.empty()) eb = exact_resample_means(b, exact_limit / static_cast<int64_t>(ea.size()));
+  if (!ea.empty() && !eb.empty()) {
+    r.exact = true;
+    d.reserve(ea.size() * eb.size());
+    for (double y : eb)
+      for (double x : ea) d.push_back(y - x);
+  } else {
+    SplitMix rng{seed};
+    d.reserve(static_cast<size_t>(resamples));
+    for (int64_t i = 0; i < resamples; ++i) {
+      const double x = drawn_mean(a, rng);
+      d.push_back(drawn_mean(b, rng) - x);
+    }
+  }
+  r.resamples = static_cast<int64_t>(d.size());
+  std::sort(d.begin(), d.end());
+  double scale = 1e-300;
+  for (auto* g : {&a, &b})
+    for (auto& x : *g)
+      for (double v : x) scale = std::max(scale, std::fabs(v));
+  const double tol = 1e-12 * scale;
+  int64_t le = 0, ge = 0;
+  for (double v : d) le += v <= tol, ge += v >= -tol;
+  r.p_not_greater = static_cast<double>(le) / static_cast<double>(d.size());
+  r.p_not_less = static_cast<double>(ge) / static_cast<double>(d.size());
+  const double last = static_cast<double>(d.size() - 1);
+  r.lo = d[static_cast<size_t>(std::floor(0.025 * last))];
+  r.hi = d[static_cast<size_t>(std::floor(0.975 * last))];
+  return r;
+}
+
 double voc07_ap(const std::vector<double>& scores, const std::vector<int>& positives) {
   BISSL_CHECK(scores.size() == positives.size(), "voc07_ap: expected one 0/1 label per score, found ",
               scores.size(), " scores and ", positives.size(), " labels");
