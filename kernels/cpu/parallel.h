@@ -2,25 +2,40 @@
 // Deterministic parallel sums: work is cut into one fixed chunk per thread and
 // the partial sums are added in thread order, so a result does not depend on
 // thread timing (exact resume and reproducible runs need this; OpenMP's
-// reduction clause combines partials in arrival order).
+// reduction clause combines partials in arrival order). With portable
+// numerics (engine/numerics.h) the chunks are fixed by the size alone, so
+// the result does not depend on the thread count either.
 #include <omp.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <vector>
 
 namespace bissl::cpu {
 
+// Portable numerics (engine/numerics.h): fixed-chunk sums here, fixed GEMM
+// tiles in gemm.cpp. Set by bissl::set_numerics.
+inline std::atomic<bool> portable_numerics{false};
+
 inline int threads_for(int64_t work) { return work < 65536 ? 1 : omp_get_max_threads(); }
+
+// The chunk count of a sum over `work` elements: one per thread, or (fixed
+// chunks) one per 16384 elements, at most 256, whatever the threads.
+inline int64_t sum_chunks(int64_t work, int threads) {
+  if (!portable_numerics.load(std::memory_order_relaxed)) return threads;
+  return std::clamp<int64_t>(work / 16384, 1, 256);
+}
 
 // Σ_{i<n} f(i) in double.
 template <class F>
 double det_sum(int64_t n, F f) {
-  int nt = threads_for(n);
-  std::vector<double> part(static_cast<size_t>(nt), 0.0);
-#pragma omp parallel num_threads(nt)
-  {
-    int t = omp_get_thread_num();
-    int64_t lo = n * t / nt, hi = n * (t + 1) / nt;
+  const int nt = threads_for(n);
+  const int64_t nc = sum_chunks(n, nt);
+  std::vector<double> part(static_cast<size_t>(nc), 0.0);
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (int64_t t = 0; t < nc; ++t) {
+    int64_t lo = n * t / nc, hi = n * (t + 1) / nc;
     double s = 0;
     for (int64_t i = lo; i < hi; ++i) s += f(i);
     part[size_t(t)] = s;
@@ -33,12 +48,15 @@ double det_sum(int64_t n, F f) {
 // acc[j] = Σ_{r<rows} f(r, j) for j < c, in double.
 template <class F>
 void det_column_sums(int64_t rows, int64_t c, std::vector<double>& acc, F f) {
-  int nt = threads_for(rows * c);
-  std::vector<std::vector<double>> part(static_cast<size_t>(nt), std::vector<double>(static_cast<size_t>(c), 0.0));
-#pragma omp parallel num_threads(nt)
-  {
-    int t = omp_get_thread_num();
-    int64_t lo = rows * t / nt, hi = rows * (t + 1) / nt;
+  const int nt = threads_for(rows * c);
+  // Fixed chunks: at most 64 partial rows (and no more than rows), so the partials stay small.
+  const int64_t nc = portable_numerics.load(std::memory_order_relaxed)
+                         ? std::clamp<int64_t>(rows * c / 16384, 1, std::max<int64_t>(1, std::min<int64_t>(rows, 64)))
+                         : nt;
+  std::vector<std::vector<double>> part(static_cast<size_t>(nc), std::vector<double>(static_cast<size_t>(c), 0.0));
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (int64_t t = 0; t < nc; ++t) {
+    int64_t lo = rows * t / nc, hi = rows * (t + 1) / nc;
     auto& local = part[size_t(t)];
     for (int64_t r = lo; r < hi; ++r)
       for (int64_t j = 0; j < c; ++j) local[size_t(j)] += f(r, j);

@@ -6,8 +6,16 @@
 #include <cmath>
 #include <vector>
 
+#include <omp.h>
+
+#include <cstdlib>
+
+#include "engine/error.h"
+#include "engine/numerics.h"
 #include "engine/random.h"
 #include "engine/tensor.h"
+#include "kernels/cpu/kernels.h"
+#include "kernels/cpu/parallel.h"
 #include "kernels/elementwise_math.h"
 #include "kernels/norm_math.h"
 #include "kernels/optim_math.h"
@@ -88,5 +96,76 @@ TEST_SUITE("kernel_math") {
     }
     CHECK(unary_element(Unary::PowScalar, 3.0, 2.0) == 9.0);
     CHECK(unary_element(Unary::Rsqrt, 4.0, 0.0) == 0.5);
+  }
+
+  TEST_CASE("portable numerics: our sums give the same bits at any thread count") {
+    Generator g(5);
+    const int64_t n = 1 << 20, rows = 8192, c = 64;
+    const std::vector<double> xd = randn({n}, g).to_vector();
+    std::vector<float> x(xd.begin(), xd.end());
+    for (auto& v : x) v = 3.0f + v;  // an offset, so that the order of the additions shows in the last bits
+    const int threads_before = omp_get_max_threads();
+    // Each of our sums at 1, 2, 3 and 4 threads: squares (det_sum) and the
+    // batch-norm statistics (det_column_sums over rows x c).
+    auto at = [&](int threads) {
+      omp_set_num_threads(threads);
+      std::vector<float> mean(static_cast<size_t>(c)), var(static_cast<size_t>(c));
+      cpu::batch_norm_stats(x.data(), rows, c, mean.data(), var.data());
+      std::vector<double> r{cpu::sum_squares(x.data(), n)};
+      r.insert(r.end(), mean.begin(), mean.end());
+      r.insert(r.end(), var.begin(), var.end());
+      // GEMMs of a convolution's shapes (forward, weight gradient) and a
+      // small one, every transpose: C = op(A) op(B) with A, B from x.
+      struct Shape { bool ta, tb; int64_t m, n, k; };
+      for (Shape sh : {Shape{false, true, 6272, 64, 144}, Shape{true, false, 64, 144, 6272},
+                       Shape{false, false, 500, 37, 20}, Shape{true, true, 33, 700, 9}}) {
+        std::vector<float> cm(size_t(sh.m * sh.n), 0.f);
+        cpu::gemm<float>(sh.ta, sh.tb, sh.m, sh.n, sh.k, 1.f, x.data(), sh.ta ? sh.m : sh.k, x.data() + 7,
+                         sh.tb ? sh.k : sh.n, 0.f, cm.data(), sh.n);
+        r.insert(r.end(), cm.begin(), cm.end());
+      }
+      return r;
+    };
+    cpu::portable_numerics = true;
+    const std::vector<double> one = at(1);
+    for (int t : {2, 3, 4}) {
+      CAPTURE(t);
+      CHECK(at(t) == one);
+    }
+    // The default mode cuts sums and products per thread: they move with the
+    // thread count (a message, not a check: it is OpenBLAS's behaviour), by
+    // rounding only.
+    cpu::portable_numerics = false;
+    const std::vector<double> d1 = at(1), d2 = at(2);
+    size_t moved = 0;
+    for (size_t i = 0; i < d1.size(); ++i) moved += d1[i] != d2[i];
+    MESSAGE("default mode: ", moved, " of ", d1.size(), " results differ between 1 and 2 threads");
+    REQUIRE(d1.size() == one.size());
+    for (size_t i = 0; i < d1.size(); ++i)
+      if (std::fabs(d1[i] - one[i]) > 1e-4 * (1 + std::fabs(one[i]))) FAIL_CHECK("result ", i, ": ", d1[i], " vs ", one[i]);
+    omp_set_num_threads(threads_before);
+  }
+
+  TEST_CASE("portable numerics: the mode's names, its checks, its line") {
+    CHECK(parse_numerics("default") == Numerics::Default);
+    CHECK(parse_numerics("portable") == Numerics::Portable);
+    CHECK_THROWS_WITH_AS(parse_numerics("fast"), doctest::Contains("expected default or portable, found 'fast'"), Error);
+    CHECK(numerics() == Numerics::Default);
+    CHECK(numerics_summary().rfind("default (OpenBLAS ", 0) == 0);
+    std::string core = blas_core();
+    for (auto& ch : core) ch = char(std::tolower(static_cast<unsigned char>(ch)));
+    if (core == "haswell") {
+      set_numerics(Numerics::Portable);
+      CHECK(cpu::portable_numerics);
+      CHECK(numerics_summary().find("portable (OpenBLAS") == 0);
+      set_numerics(Numerics::Default);
+      CHECK_FALSE(cpu::portable_numerics);
+    } else {
+      // This process's OpenBLAS picked other kernels: portable is refused
+      // with what to do (the tools re-execute themselves with it).
+      MESSAGE("OpenBLAS core here: ", blas_core());
+      CHECK_THROWS_WITH_AS(set_numerics(Numerics::Portable), doctest::Contains("OPENBLAS_CORETYPE=Haswell"), Error);
+      CHECK(numerics() == Numerics::Default);
+    }
   }
 }

@@ -15,7 +15,10 @@
 #include <cstdio>
 #include <functional>
 #include <string>
+#include <type_traits>
 #include <vector>
+
+#include "engine/numerics.h"
 
 namespace bissl {
 
@@ -29,6 +32,13 @@ struct ToolFlags {
   // before --print-config and the run.
   std::function<void(Config&)> adjust;
 };
+
+// A config with a `numerics` key ("default" | "portable") sets the process's
+// mode before the run (engine/numerics.h; portable may re-execute).
+template <class Config, class = void>
+struct HasNumerics : std::false_type {};
+template <class Config>
+struct HasNumerics<Config, std::void_t<decltype(std::declval<Config&>().numerics)>> : std::true_type {};
 
 template <class Config>
 int tool_main(int argc, char** argv, const std::string& name, const std::string& what,
@@ -57,6 +67,7 @@ int tool_main(int argc, char** argv, const std::string& name, const std::string&
       std::printf("%s", cfg.to_toml(/*docs=*/true).c_str());
       return 0;
     }
+    if constexpr (HasNumerics<Config>::value) enter_numerics(parse_numerics(cfg.numerics), argv);
     run(cfg);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "%s: %s\n", name.c_str(), e.what());

@@ -32,6 +32,9 @@ void Config::bind(settings::Settings& s, const std::string& p) {
     v("final_lr_ratio", final_lr_ratio, schema::in(0, 1), "the cosine ends at lr x this");
     v("seed", seed, schema::any(), "seed of the initialisation, the stream and the augmentations");
     v("device", device, schema::one_of({"cpu", "cuda", "auto"}), "cpu, cuda, or auto (cuda when a GPU exists)");
+    v("numerics", numerics, Rule(schema::one_of({"default", "portable"})).unstamped(),
+      "CPU numerics: default, or portable (the same bits on any x86-64 CPU with AVX2 and at any thread count; "
+      "engine/numerics.h); inside the pipeline, pipeline.numerics");
   });
   s.section(p + "output", [this](auto& v) {
     v("dir", out, Rule(schema::any()).unstamped(), "output folder");

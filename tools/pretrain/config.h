@@ -34,6 +34,7 @@ struct Config {
   double final_lr_ratio = 0.001;          // cosine ends at lr × this
   uint64_t seed = 0;
   std::string device = "auto";            // cpu | cuda | auto
+  std::string numerics = "default";       // default | portable (engine/numerics.h)
   // [output]
   std::string out = "runs/pretrain";
   int64_t checkpoint_every = 500;

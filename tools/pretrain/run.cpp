@@ -14,6 +14,7 @@
 #include "data/loader.h"
 #include "engine/autograd.h"
 #include "engine/backend.h"
+#include "engine/numerics.h"
 #include "engine/io/safetensors.h"
 #include "engine/nn/state_io.h"
 #include "engine/optim/optimizer.h"
@@ -102,6 +103,7 @@ std::string eta(double s) {
 }  // namespace
 
 Summary run(Config cfg, const std::string& resume_from, int64_t stop_after) {
+  set_numerics(parse_numerics(cfg.numerics));  // a no-op after tool_main's enter_numerics
   io::SafetensorsFile ckpt;
   Position pos;
   if (!resume_from.empty()) {

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/backend.h"
+#include "engine/numerics.h"
 #include "tools/pretrain/build.h"
 #include "tools/pretrain/run.h"
 #include "tools/stages/bissl_stage.h"
@@ -98,6 +99,7 @@ std::string run_pipeline(const Config& cfg_in) {
   auto t_start = std::chrono::steady_clock::now();
   Config cfg = cfg_in;
   cfg.validate();
+  set_numerics(parse_numerics(cfg.numerics));  // a no-op after tool_main's enter_numerics
   const std::string out = cfg.out;
   {
     std::error_code ec;
@@ -105,8 +107,8 @@ std::string run_pipeline(const Config& cfg_in) {
     BISSL_CHECK(!ec, "pipeline: cannot create the output folder '", out, "' (pipeline.out): ", ec.message());
   }
   write_text_atomic(out + "/config.toml", cfg.to_toml(/*docs=*/true));
-  std::fprintf(stderr, "bissl-pipeline: resolved config\n%s\nbackend: %s\n", cfg.to_toml().c_str(),
-               backend_summary().c_str());
+  std::fprintf(stderr, "bissl-pipeline: resolved config\n%s\nbackend: %s\nnumerics: %s\n", cfg.to_toml().c_str(),
+               backend_summary().c_str(), numerics_summary().c_str());
   resolve_device(cfg.device, cfg.deterministic);  // checks the device; sets CUDA determinism for every stage
   ReportInputs rep;
   rep.cfg = &cfg;
@@ -149,7 +151,7 @@ std::string run_pipeline(const Config& cfg_in) {
     // pretrain.train.device is pipeline.device here (resolved in every stamp).
     // Its settings; its images (below) only where it is made here.
     const Stamp settings = Stamp::of(cfg, "pretrain", {"pretrain", "pipeline.deterministic"}, {},
-                                     nlohmann::json::object(), {"pretrain.train.device"});
+                                     nlohmann::json::object(), {"pretrain.train.device", "pretrain.train.numerics"});
     const bool have = fs::exists(pre + "/backbone.safetensors") && fs::exists(pre + "/objective.safetensors");
     StageTime st;
     if (!cfg.pretrained.empty() || !cfg.run_pretrain) {
@@ -164,7 +166,7 @@ std::string run_pipeline(const Config& cfg_in) {
         // Its [pretrain.*] must be today's; where and how deterministically it
         // ran may differ, and its images are not read here (they may be gone).
         Stamp a = made, b = settings;
-        for (auto* k : {"device (resolved)", "pipeline.deterministic"}) a.settings.erase(k), b.settings.erase(k);
+        for (auto* k : {"device (resolved)", "pipeline.deterministic", "numerics"}) a.settings.erase(k), b.settings.erase(k);
         a.inputs.erase("pretraining data");
         std::string diff = first_difference(a, b);
         BISSL_CHECK(diff.empty(), "pipeline: the pretraining in '", pre, "' (", why, ") was made with other settings: ",
@@ -181,6 +183,7 @@ std::string run_pipeline(const Config& cfg_in) {
         pretrain::Config pc = cfg.pretrain;
         pc.out = pre;
         pc.device = cfg.device;
+        pc.numerics = cfg.numerics;
         pc.workers = cfg.workers;
         std::string resume = fs::exists(pre + "/checkpoint.safetensors") ? pre + "/checkpoint.safetensors" : "";
         pretrain::run(pc, resume);

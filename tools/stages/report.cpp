@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "engine/backend.h"
+#include "engine/numerics.h"
 #include "tools/stats/svg.h"
 #include "tools/common/files.h"
 #include "tools/stages/progress.h"
@@ -62,7 +63,8 @@ std::string machine_description() {
       cpu = line.substr(line.find(':') + 2);
       break;
     }
-  return str(cpu, ", ", std::thread::hardware_concurrency(), " hardware threads; ", backend_summary());
+  return str(cpu, ", ", std::thread::hardware_concurrency(), " hardware threads; ", backend_summary(), "; numerics ",
+             numerics_summary());
 }
 
 std::string write_report(const ReportInputs& in, const std::string& path) {
