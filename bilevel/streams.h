@@ -24,6 +24,9 @@ namespace bissl::bilevel {
 // targets for a multi-label task.
 struct DownstreamBatch {
   Tensor x, y;
+  // > 0: this batch's ghost BN size instead of BilevelOptions::ghost_upper
+  // (a short last batch split over the reference's devices).
+  int64_t ghost = 0;
 };
 
 template <class B>

@@ -177,14 +177,14 @@ void BilevelTrainer::lower_phase(AlternationStats& s) {
   double sum_lp = 0, sum_reg = 0, sum_gn = 0;
   for (int64_t k = 0; k < n; ++k) {
     ssl::SslBatch b = lower_.next();
-    set_ghost(m_, o_.ghost_lower);
+    set_ghost(m_, b.ghost > 0 ? b.ghost : o_.ghost_lower);
     m_.pretext->before_train_step(*m_.backbone_p);
     double lp = 0, reg = 0;
     Tensor loss = lower_objective(b, lp, reg);
     check_finite(lp, "the lower (pretext) loss", k + 1);
     if (joint) {
       DownstreamBatch db = upper_.next();
-      set_ghost(m_, o_.ghost_upper);
+      set_ghost(m_, db.ghost > 0 ? db.ghost : o_.ghost_upper);
       Tensor ld = loss_(*m_.backbone_p, *m_.head_d, db);
       const double ldv = ld.item();
       check_finite(ldv, "the downstream loss", k + 1);
@@ -259,10 +259,11 @@ void BilevelTrainer::upper_phase(AlternationStats& s) {
   };
   for (int64_t k = 0; k < o_.upper_steps; ++k) {
     DownstreamBatch db = upper_.next();
+    const int64_t ghost_d = db.ghost > 0 ? db.ghost : o_.ghost_upper;
     std::vector<Tensor> g_theta(P), g_phi(phi_d_.size());
     bool inf_in_u = false;  // cg_nan_to_num replaced ±inf in this step's u
     if (implicit) {
-      set_ghost(m_, o_.ghost_upper);
+      set_ghost(m_, ghost_d);
       Tensor lp = loss_(*m_.backbone_p, *m_.head_d, db);
       const double lpv = lp.item();
       check_finite(lpv, "the downstream loss of θP", k + 1);
@@ -271,7 +272,7 @@ void BilevelTrainer::upper_phase(AlternationStats& s) {
       std::vector<Tensor> rhs(g1.begin(), g1.begin() + long(P));
       for (size_t j = 0; j < phi_d_.size(); ++j) g_phi[j] = g1[P + j];
 
-      set_ghost(m_, o_.ghost_lower);
+      set_ghost(m_, fixed.ghost > 0 ? fixed.ghost : o_.ghost_lower);
       // Snapshot of the buffers the CG products' forwards move (θP's and the
       // pretext heads' BN statistics), restored afterwards when asked.
       std::vector<std::pair<Tensor, Tensor>> saved;
@@ -287,7 +288,7 @@ void BilevelTrainer::upper_phase(AlternationStats& s) {
       for (double c : ig.curvature) min_curv = std::min(min_curv, c), max_curv = std::max(max_curv, c);
       for (size_t i = 0; i < P; ++i) g_theta[i] = ig.u[i];
     }
-    set_ghost(m_, o_.ghost_upper);
+    set_ghost(m_, ghost_d);
     Tensor ld = loss_(*m_.backbone_d, *m_.head_d, db);
     const double ldv = ld.item();
     check_finite(ldv, "the downstream loss of θD", k + 1);

@@ -44,7 +44,16 @@ Loader::Loader(std::shared_ptr<const ImageSet> data, LoaderOptions opts) : data_
                   "'");
   }
   const int64_t n = size(), b = opts_.batch_size;
-  batches_per_epoch_ = opts_.drop_last ? n / b : (n + b - 1) / b;
+  BISSL_CHECK(opts_.epoch_multiple >= 1 && opts_.min_last >= 1, "loader: expected epoch_multiple >= 1 and min_last >= 1, found ",
+              opts_.epoch_multiple, " and ", opts_.min_last);
+  if (opts_.drop_last) {
+    batches_per_epoch_ = n / b;
+    served_ = batches_per_epoch_ * b;
+  } else {
+    const int64_t kept = n / opts_.epoch_multiple * opts_.epoch_multiple, tail = kept % b;
+    batches_per_epoch_ = kept / b + (tail >= opts_.min_last ? 1 : 0);
+    served_ = tail >= opts_.min_last ? kept : kept - tail;
+  }
   BISSL_CHECK(!opts_.cycle || batches_per_epoch_ > 0, "loader: cycling needs at least one batch per epoch, found ", n,
               " samples for batches of ", b, opts_.drop_last ? " with drop_last" : "");
   if (opts_.prefetch == 0) opts_.prefetch = std::max(2, 2 * opts_.workers);
@@ -87,7 +96,7 @@ Batch Loader::make_batch(int64_t epoch, int64_t step, uint64_t draw) const {
   auto order = order_for(epoch);
   const ImageSet& d = *data_;
   const int64_t b0 = step * opts_.batch_size;
-  const int64_t bn = std::min(opts_.batch_size, size() - b0);
+  const int64_t bn = std::min(opts_.batch_size, served_ - b0);
   Batch out;
   out.epoch = epoch;
   out.step = step;

@@ -47,6 +47,13 @@ struct LoaderOptions {
   int64_t batch_size = 256;
   bool shuffle = true;
   bool drop_last = false;
+  // Without drop_last, what a short last batch is: the epoch's samples are
+  // first cut to a multiple of epoch_multiple (PyTorch's
+  // DistributedSampler(drop_last=True) over that many devices, each serving
+  // its own short batch), and a last batch of fewer than min_last samples is
+  // dropped.
+  int64_t epoch_multiple = 1;
+  int64_t min_last = 1;
   uint64_t seed = 0;
   int workers = 2;   // threads building batches; 0 builds them in next() on the caller's thread
   int prefetch = 0;  // batches finished or in flight ahead of the consumer; 0 = max(2, 2 * workers)
@@ -77,7 +84,8 @@ class Loader {
   Loader(const Loader&) = delete;
   Loader& operator=(const Loader&) = delete;
 
-  int64_t size() const { return int64_t(samples_.size()); }  // samples per epoch
+  int64_t size() const { return int64_t(samples_.size()); }  // samples per epoch (before epoch_multiple)
+  int64_t served() const { return served_; }                  // samples an epoch's batches hold
   int64_t batches_per_epoch() const { return batches_per_epoch_; }
   int64_t num_views() const { return int64_t(opts_.views.size()); }
   const LoaderOptions& options() const { return opts_; }
@@ -115,6 +123,7 @@ class Loader {
   LoaderOptions opts_;
   std::vector<int64_t> samples_;
   int64_t batches_per_epoch_ = 0;
+  int64_t served_ = 0;
   int64_t out_h_ = 0, out_w_ = 0;
 
   mutable std::mutex mu_;

@@ -49,6 +49,9 @@ struct Rule {
   // False for settings that cannot change a stage's results (output folders,
   // worker counts, logging): left out of the stamps that decide reuse.
   bool stamped = true;
+  // A key added after stamps existed: left out of the stamps while it holds
+  // its default, so that the stamps made before it still match.
+  bool only_if_changed = false;
 
   bool allows(double x) const {
     if (has_special && x == special) return true;
@@ -107,6 +110,10 @@ struct Rule {
   }
   Rule& unstamped() {
     stamped = false;
+    return *this;
+  }
+  Rule& stamped_if_changed() {
+    only_if_changed = true;
     return *this;
   }
 };

@@ -34,6 +34,9 @@ namespace bissl::ssl {
 struct SslBatch {
   Tensor view1, view2;
   uint64_t seed = 0;
+  // > 0: this batch's ghost BN size instead of the trainer's ghost_lower (a
+  // short last batch split over the reference's devices).
+  int64_t ghost = 0;
 };
 
 // A loss split at the tensor the reference gathers across devices: z (on

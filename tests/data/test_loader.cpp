@@ -130,6 +130,47 @@ TEST_CASE("loader: every epoch is a new permutation; labels and indices match") 
   CHECK(sub[0].indices == o.indices);
 }
 
+TEST_CASE("loader: a short last batch kept as W devices would serve it (epoch_multiple, min_last)") {
+  auto set = make_set(50);
+  LoaderOptions o = ssl_options(2);
+  o.batch_size = 16;
+  o.shuffle = false;
+  o.drop_last = false;
+  auto sizes = [&](LoaderOptions lo) {
+    std::vector<int64_t> r;
+    for (auto& b : run_epochs(set, lo, 1)) r.push_back(b.size());
+    return r;
+  };
+  // 50 = 3 x 16 + 2: the 2 kept by default.
+  CHECK(sizes(o) == std::vector<int64_t>{16, 16, 16, 2});
+  // Over 4 devices: the epoch cut to 48, no short batch left.
+  o.epoch_multiple = 4;
+  CHECK(sizes(o) == std::vector<int64_t>{16, 16, 16});
+  // Over 3 devices: 48 too. Over 7: 49 = 3 x 16 + 1, whose 1 is below min_last.
+  o.epoch_multiple = 7;
+  o.min_last = 14;
+  CHECK(sizes(o) == std::vector<int64_t>{16, 16, 16});
+  // Over 2 devices with 2 images each at least: 50 = 3 x 16 + 2, kept (2 < 4: dropped).
+  o.epoch_multiple = 2;
+  o.min_last = 4;
+  CHECK(sizes(o) == std::vector<int64_t>{16, 16, 16});
+  o.min_last = 2;
+  CHECK(sizes(o) == std::vector<int64_t>{16, 16, 16, 2});
+  {
+    Loader l(set, o);
+    CHECK(l.served() == 50);
+    CHECK(l.make_batch(0, 3).indices == std::vector<int64_t>{48, 49});
+  }
+  // 45 images over 2 devices: 44 served, the last batch 12.
+  auto set45 = make_set(45);
+  Loader l(set45, o);
+  CHECK(l.batches_per_epoch() == 3);
+  CHECK(l.served() == 44);
+  CHECK(l.make_batch(0, 2).size() == 12);
+  o.min_last = 0;
+  CHECK_THROWS_AS(Loader(set, o), Error);
+}
+
 TEST_CASE("loader: prefetch fills its window before the consumer asks") {
   auto set = make_set(64);
   LoaderOptions o = ssl_options(2);

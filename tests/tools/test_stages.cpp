@@ -746,6 +746,38 @@ TEST_SUITE("stages") {
     CHECK(slurp(tmp.file("straight") + "/backbone.safetensors") == slurp(tmp.file("resumed") + "/backbone.safetensors"));
     CHECK(slurp(tmp.file("straight") + "/head_d.safetensors") == slurp(tmp.file("resumed") + "/head_d.safetensors"));
 
+    // Short last batches kept as the reference's devices serve them: 200
+    // training images in batches of 64 over W = 64 / 32 = 2 devices end each
+    // epoch with 8 images, ghost-normalised as 2 x 4.
+    {
+      REQUIRE(task.train->n == 200);
+      stages::LoaderDownstreamStream keep(task.train, c.task, 64, 5, 0, Device::CPU, 2);
+      REQUIRE(keep.batches_per_epoch() == 4);
+      std::vector<int64_t> ghosts, sizes;
+      for (int i = 0; i < 4; ++i) {
+        auto b = keep.next();
+        sizes.push_back(b.x.shape()[0]), ghosts.push_back(b.ghost);
+      }
+      CHECK(sizes == std::vector<int64_t>{64, 64, 64, 8});
+      CHECK(ghosts == std::vector<int64_t>{0, 0, 0, 4});
+      stages::LoaderDownstreamStream drop(task.train, c.task, 64, 5, 0, Device::CPU);
+      CHECK(drop.batches_per_epoch() == 3);
+      stages::Config ck = c2;
+      ck.bissl.short_batches = "keep";
+      ck.bissl.ghost_upper = 32;
+      ck.validate();
+      stages::Config cd = ck;
+      cd.bissl.short_batches = "drop";
+      // 2 alternations x 2 upper steps: the 4th upper batch is the short one.
+      stages::run_bissl(ck, task, in, tmp.file("keep"), "bissl", false, false);
+      stages::run_bissl(cd, task, in, tmp.file("drop"), "bissl", false, false);
+      CHECK(slurp(tmp.file("keep") + "/backbone_d.safetensors") != slurp(tmp.file("drop") + "/backbone_d.safetensors"));
+      // drop is the default, and the default stays out of the stamp.
+      const std::string pre_digest = "x";
+      CHECK(stages::bissl_stamp(c2, task, in, pre_digest).settings.count("bissl.short_batches") == 0);
+      CHECK(stages::bissl_stamp(ck, task, in, pre_digest).settings["bissl.short_batches"] == "\"keep\"");
+    }
+
     // Missing inputs name the file.
     stages::BisslInputs bad = in;
     bad.objective = tmp.file("nope.safetensors");

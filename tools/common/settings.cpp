@@ -355,6 +355,7 @@ nlohmann::json Settings::values(const std::vector<std::string>& groups) const {
   nlohmann::json j = nlohmann::json::object();
   for (auto& f : fields_) {
     if (!f.rule.stamped) continue;
+    if (f.rule.only_if_changed && f.toml_value() == f.default_value) continue;
     bool take = false;
     for (auto& g : groups) take |= f.group == g || f.group.rfind(g + ".", 0) == 0 || f.section + "." + f.key == g;
     if (take) j[f.section + "." + f.key] = f.toml_value();

@@ -114,10 +114,16 @@ BisslStageResult run_bissl(const Config& cfg_in, const Task& task, const BisslIn
 
   // Streams: the pretext set (unlabelled) and the downstream training split.
   if (mix) pretext = std::make_shared<const data::ImageSet>(concat_unlabelled(*pretext, *task.train));
+  // bissl.short_batches = keep: each stream's short last batch as the
+  // reference's W = batch / ghost devices serve it.
+  auto devices = [&](int64_t batch, int64_t ghost) -> int64_t {
+    if (bc.short_batches != "keep") return 0;
+    return ghost > 0 && batch > ghost ? batch / ghost : 1;
+  };
   LoaderPretextStream lower(pretext, cfg.pretrain, bc.lower_batch, stage_stream_seed(cfg.seed * 7 + 1, stage_seed),
-                           cfg.workers, dev);
+                           cfg.workers, dev, devices(bc.lower_batch, bc.ghost_lower));
   LoaderDownstreamStream upper(task.train, cfg.task, upper_batch, stage_stream_seed(cfg.seed * 7 + 2, stage_seed),
-                               cfg.workers, dev);
+                               cfg.workers, dev, devices(upper_batch, bc.ghost_upper));
 
   if (auto* vit = dynamic_cast<models::ViT*>(theta_d.get()); vit && head)
     o.upper_groups = models::vit_layer_decay_groups(*vit, cfg.finetune.layer_decay, o.upper_wd, head->parameters());

@@ -93,6 +93,7 @@ struct WarmupConfig {  // [warmup]: the downstream head on the frozen backbone
 // plus what the stage around it reads.
 struct BisslConfig : bilevel::BilevelOptions {
   int64_t lower_batch = 1024, upper_batch = 256;
+  std::string short_batches = "drop";
   int64_t eval_every = 1;         // downstream validation every N alternations (0 = never)
   int64_t checkpoint_every = 10;  // alternations
 
@@ -101,6 +102,10 @@ struct BisslConfig : bilevel::BilevelOptions {
     bilevel::BilevelOptions::fields(v);
     v("lower_batch", lower_batch, schema::ge(2), "pretext images per view per lower step (the spec: 1024)");
     v("upper_batch", upper_batch, schema::ge(2), "downstream images per upper step (the spec: 256)");
+    v("short_batches", short_batches, Rule(schema::one_of({"drop", "keep"})).stamped_if_changed(),
+      "the last batch of an epoch of both streams: drop it when short, or keep it as the reference does (its "
+      "W = batch / ghost devices each serve their own short batch: the epoch cut to a multiple of W, the short batch "
+      "ghost-normalised in W parts, dropped below 2 images per part)");
     v("eval_every", eval_every, schema::ge(0), "validation score of θD and θP every N alternations; 0 = never");
     v("checkpoint_every", checkpoint_every, Rule(schema::ge(0)).unstamped(), "checkpoint every N alternations; 0 = at the end");
   }

@@ -224,6 +224,14 @@ data::LoaderOptions train_loader_options(int64_t batch, uint64_t seed, int worke
   return lo;
 }
 
+data::LoaderOptions keep_short_batches(data::LoaderOptions lo, int64_t devices) {
+  if (devices <= 0) return lo;
+  lo.drop_last = false;
+  lo.epoch_multiple = devices;
+  lo.min_last = 2 * devices;
+  return lo;
+}
+
 namespace {
 
 data::LoaderOptions with_views(data::LoaderOptions lo, std::vector<data::ViewConfig> views) {
@@ -239,10 +247,14 @@ std::vector<data::ViewConfig> pretext_views(const pretrain::Config& pc, int64_t 
 }  // namespace
 
 LoaderPretextStream::LoaderPretextStream(std::shared_ptr<const data::ImageSet> set, const pretrain::Config& pc,
-                                         int64_t batch, uint64_t seed, int workers, Device dev)
-    : LoaderStream(set, with_views(train_loader_options(batch, seed, workers, dev), pretext_views(pc, set->c)),
+                                         int64_t batch, uint64_t seed, int workers, Device dev, int64_t devices)
+    : LoaderStream(set,
+                   keep_short_batches(with_views(train_loader_options(batch, seed, workers, dev), pretext_views(pc, set->c)),
+                                      devices),
                    "pretext stream"),
-      seed_(seed) {}
+      seed_(seed) {
+  devices_ = devices;
+}
 
 ssl::SslBatch LoaderPretextStream::from(const data::Batch& b, uint64_t draw) const {
   ssl::SslBatch s;
@@ -250,6 +262,7 @@ ssl::SslBatch LoaderPretextStream::from(const data::Batch& b, uint64_t draw) con
   if (b.views.size() > 1) s.view2 = b.views[1];
   s.seed = seed_ * 1000003ull + uint64_t(b.epoch) * 100003ull + uint64_t(b.step);  // MAE's masks
   if (draw > 0) s.seed += draw * 0x9E3779B97F4A7C15ull;  // a fresh draw masks anew too
+  s.ghost = ghost_of(b.size());
   return s;
 }
 
@@ -262,13 +275,19 @@ ssl::SslBatch LoaderPretextStream::first_of_epoch(int64_t epoch, uint64_t draw) 
 }
 
 LoaderDownstreamStream::LoaderDownstreamStream(std::shared_ptr<const data::ImageSet> set, const TaskConfig& t,
-                                               int64_t batch, uint64_t seed, int workers, Device dev)
-    : LoaderStream(set, with_views(train_loader_options(batch, seed, workers, dev), {downstream_train_view(t, set->c)}),
-                   "downstream stream") {}
+                                               int64_t batch, uint64_t seed, int workers, Device dev,
+                                               int64_t devices)
+    : LoaderStream(set,
+                   keep_short_batches(
+                       with_views(train_loader_options(batch, seed, workers, dev), {downstream_train_view(t, set->c)}),
+                       devices),
+                   "downstream stream") {
+  devices_ = devices;
+}
 
 bilevel::DownstreamBatch LoaderDownstreamStream::next_in_epoch() {
   data::Batch b = next_batch();
-  return {b.views[0], b.targets.defined() ? b.targets : b.labels};
+  return {b.views[0], b.targets.defined() ? b.targets : b.labels, ghost_of(b.size())};
 }
 
 }  // namespace bissl::stages

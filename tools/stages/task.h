@@ -75,13 +75,26 @@ class LoaderStream : public bilevel::BatchStream<B> {
     loader_.next(b);
     return b;
   }
+  // The ghost BN size of a batch of n images: 0 (the trainer's) for a full
+  // one, n / devices for a short last batch kept over `devices` (> 1).
+  int64_t ghost_of(int64_t n) const {
+    return devices_ > 1 && n < loader_.options().batch_size ? n / devices_ : 0;
+  }
   data::Loader loader_;
+  int64_t devices_ = 0;
 };
+
+// Loader options that keep a short last batch as `devices` data-parallel
+// devices would (bissl.short_batches = keep): the epoch cut to a multiple of
+// devices, each device's share at least 2 images (batch norm). devices <= 0:
+// the short batch is dropped.
+data::LoaderOptions keep_short_batches(data::LoaderOptions lo, int64_t devices);
 
 class LoaderPretextStream : public LoaderStream<ssl::SslBatch> {
  public:
+  // devices > 0: short last batches kept (keep_short_batches).
   LoaderPretextStream(std::shared_ptr<const data::ImageSet> set, const pretrain::Config& pc, int64_t batch,
-                      uint64_t seed, int workers, Device dev);
+                      uint64_t seed, int workers, Device dev, int64_t devices = 0);
   ssl::SslBatch next_in_epoch() override;
   // Built on the calling thread; the workers' prefetch is untouched.
   ssl::SslBatch first_of_epoch(int64_t epoch, uint64_t draw) override;
@@ -94,7 +107,7 @@ class LoaderPretextStream : public LoaderStream<ssl::SslBatch> {
 class LoaderDownstreamStream : public LoaderStream<bilevel::DownstreamBatch> {
  public:
   LoaderDownstreamStream(std::shared_ptr<const data::ImageSet> set, const TaskConfig& t, int64_t batch, uint64_t seed,
-                         int workers, Device dev);
+                         int workers, Device dev, int64_t devices = 0);
   bilevel::DownstreamBatch next_in_epoch() override;
 };
 
