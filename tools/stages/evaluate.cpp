@@ -113,14 +113,6 @@ nlohmann::json boot_json(const evalstats::BootstrapResult& b) {
           {"p_not_less", b.p_not_less},     {"resamples", b.resamples},    {"exact", b.exact}};
 }
 
-// The exact test when it can be enumerated (C(na + nb, na) <= 2e8).
-bool exact_test_fits(size_t na, size_t nb) {
-  const int64_t n = int64_t(na + nb), m = int64_t(std::min(na, nb));
-  int64_t c = 1;
-  for (int64_t i = 1; i <= m && c <= 200000000; ++i) c = evalstats::binomial(n, i);
-  return c <= 200000000;
-}
-
 }  // namespace
 
 nlohmann::json EvalResult::to_json() const {
@@ -198,7 +190,7 @@ EvalResult run_eval(const Config& cfg, const Task& task, const std::vector<ArmRe
   if (ft)
     for (auto& s : res.arms)
       if (s.arm != "ft") {
-        if (exact_test_fits(ft->test_score.size(), s.test_score.size())) {
+        if (evalstats::permutation_test_fits(int64_t(ft->test_score.size()), int64_t(s.test_score.size()))) {
           s.vs_ft = evalstats::permutation_test(ft->test_score, s.test_score);
           s.compared = true;
         } else {
@@ -213,7 +205,7 @@ EvalResult run_eval(const Config& cfg, const Task& task, const std::vector<ArmRe
         if (a.arm != "ft" && a.arm != "bissl") {
           Comparison c;
           c.a = a.arm, c.b = b.arm;
-          c.tested = exact_test_fits(a.test_score.size(), b.test_score.size());
+          c.tested = evalstats::permutation_test_fits(int64_t(a.test_score.size()), int64_t(b.test_score.size()));
           if (c.tested) c.result = evalstats::permutation_test(a.test_score, b.test_score);
           if (a.stage_seeds > 1) c.staged = true, stage_seed_tests(a, b, c.stage, c.boot);
           res.comparisons.push_back(c);

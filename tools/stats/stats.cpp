@@ -41,18 +41,27 @@ int64_t binomial(int64_t n, int64_t k) {
   return r;
 }
 
-PermutationResult permutation_test(const std::vector<double>& a, const std::vector<double>& b) {
-  const int64_t na = static_cast<int64_t>(a.size()), nb = static_cast<int64_t>(b.size());
-  BISSL_CHECK(na > 0 && nb > 0, "permutation_test: expected two non-empty groups, found sizes ", na,
-              " and ", nb);
-  constexpr int64_t kMaxAssignments = 200000000;
+namespace {
+constexpr int64_t kMaxAssignments = 200000000;
+}  // namespace
+
+bool permutation_test_fits(int64_t na, int64_t nb) {
   const int64_t n = na + nb, m = std::min(na, nb);
   // Stop at the cap before binomial could overflow: C(n, i) grows with i up to m.
   int64_t count = 1;
   for (int64_t i = 1; i <= m && count <= kMaxAssignments; ++i) count = binomial(n, i);
-  BISSL_CHECK(count <= kMaxAssignments, "permutation_test: groups of ", na, " and ", nb,
+  return count <= kMaxAssignments;
+}
+
+PermutationResult permutation_test(const std::vector<double>& a, const std::vector<double>& b) {
+  const int64_t na = static_cast<int64_t>(a.size()), nb = static_cast<int64_t>(b.size());
+  BISSL_CHECK(na > 0 && nb > 0, "permutation_test: expected two non-empty groups, found sizes ", na,
+              " and ", nb);
+  const int64_t n = na + nb, m = std::min(na, nb);
+  BISSL_CHECK(permutation_test_fits(na, nb), "permutation_test: groups of ", na, " and ", nb,
               " give more than ", kMaxAssignments, " assignments (C(", n, ", ", m,
               ") is too many to enumerate exactly)");
+  const int64_t count = binomial(n, m);
 
   std::vector<double> pooled(a);
   pooled.insert(pooled.end(), b.begin(), b.end());

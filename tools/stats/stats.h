@@ -24,6 +24,8 @@ struct PermutationResult {
 // Exact test over every way of splitting the pooled values into groups of
 // sizes na and nb. Throws when a group is empty or C(na + nb, na) > 2e8.
 PermutationResult permutation_test(const std::vector<double>& a, const std::vector<double>& b);
+// Whether permutation_test can enumerate groups of na and nb (C(na + nb, na) <= 2e8).
+bool permutation_test_fits(int64_t na, int64_t nb);
 
 // Results in groups: one group per BiSSL stage seed, each holding that stage
 // seed's fine-tuning seeds (every group the same size).
