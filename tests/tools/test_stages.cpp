@@ -235,6 +235,9 @@ TEST_SUITE("stages") {
     }
     CHECK(checked > 60);
     // λ > 0, the example.
+    CHECK_THROWS_WITH_AS(stages::load_config("", {"pretrain.train.numerics=portable"}),
+                         doctest::Contains("set pipeline.numerics"), Error);
+    CHECK_NOTHROW(stages::load_config("", {"pretrain.train.numerics=portable", "pipeline.numerics=portable"}));
     CHECK_THROWS_WITH_AS(stages::load_config("", {"bissl.lambda=-1"}),
                          doctest::Contains("config: bissl.lambda must be > 0, found -1"), Error);
     CHECK_THROWS_WITH_AS(stages::load_config("", {"bissl.alternation=3"}),

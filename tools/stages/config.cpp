@@ -64,6 +64,10 @@ void Config::validate() const {
               "config: bissl.cg_linearize replays one recorded forward per upper phase, so θP's stochastic depth "
               "(pretrain.model.drop_path = ", pretrain.model.drop_path, ") would be frozen at one draw; set it to 0 or "
               "bissl.cg_linearize = false");
+  // One mode per process: the pipeline's, also for its pretraining.
+  BISSL_CHECK(pretrain.numerics == "default" || pretrain.numerics == numerics, "config: pretrain.train.numerics = ",
+              pretrain.numerics, " but pipeline.numerics = ", numerics,
+              "; the pipeline's stages run in one mode: set pipeline.numerics");
   pretrain.validate_combinations();
 }
 
