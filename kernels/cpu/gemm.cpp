@@ -48,15 +48,24 @@ void portable_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T* a
   omp_set_num_threads(threads);
 }
 
-}  // namespace
+// One BLAS call per element type.
+void blas_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+               const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(m), int(n), int(k),
+              alpha, a, int(lda), b, int(ldb), beta, c, int(ldc));
+}
+void blas_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a, int64_t lda,
+               const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
+  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(m), int(n), int(k),
+              alpha, a, int(lda), b, int(ldb), beta, c, int(ldc));
+}
 
-template <>
-void gemm<float>(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
-                 const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+template <class T>
+void gemm_impl(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda, const T* b,
+               int64_t ldb, T beta, T* c, int64_t ldc) {
   if (trivial(m, n, k, beta, c, ldc)) return;
-  auto call = [&](int64_t mm, int64_t nn, const float* aa, const float* bb, float* cc) {
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(mm), int(nn),
-                int(k), alpha, aa, int(lda), bb, int(ldb), beta, cc, int(ldc));
+  auto call = [&](int64_t mm, int64_t nn, const T* aa, const T* bb, T* cc) {
+    blas_gemm(ta, tb, mm, nn, k, alpha, aa, lda, bb, ldb, beta, cc, ldc);
   };
   if (portable_numerics.load(std::memory_order_relaxed))
     portable_gemm(ta, tb, m, n, k, a, lda, b, ldb, c, ldc, call);
@@ -64,18 +73,18 @@ void gemm<float>(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
     call(m, n, a, b, c);
 }
 
+}  // namespace
+
+template <>
+void gemm<float>(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+                 const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  gemm_impl(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
 template <>
 void gemm<double>(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a, int64_t lda,
                   const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
-  if (trivial(m, n, k, beta, c, ldc)) return;
-  auto call = [&](int64_t mm, int64_t nn, const double* aa, const double* bb, double* cc) {
-    cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(mm), int(nn),
-                int(k), alpha, aa, int(lda), bb, int(ldb), beta, cc, int(ldc));
-  };
-  if (portable_numerics.load(std::memory_order_relaxed))
-    portable_gemm(ta, tb, m, n, k, a, lda, b, ldb, c, ldc, call);
-  else
-    call(m, n, a, b, c);
+  gemm_impl(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 }  // namespace bissl::cpu

@@ -202,8 +202,7 @@ struct PipelineConfig {  // [pipeline]
     v("device", device, schema::one_of({"cpu", "cuda", "auto"}), "cpu, cuda, or auto (cuda when a GPU exists)");
     v("deterministic", deterministic, schema::any(),
       "bit-reproducible CUDA steps (cuDNN's deterministic algorithms, no timed convolution choice); the CPU always is");
-    // Stamped where it is not the default (Stamp::of), so older runs' stamps stay as they were.
-    v("numerics", numerics, Rule(schema::one_of({"default", "portable"})).unstamped(),
+    v("numerics", numerics, Rule(schema::one_of({"default", "portable"})).stamped_if_changed(),
       "CPU numerics: default (sums per thread, OpenBLAS's kernels for this CPU: bits depend on both), or portable "
       "(fixed-chunk sums, OpenBLAS's Haswell kernels: the same bits on any x86-64 CPU with AVX2 and at any thread "
       "count; engine/numerics.h); the executables re-start themselves with OPENBLAS_CORETYPE=Haswell for it");

@@ -148,10 +148,10 @@ std::string run_pipeline(const Config& cfg_in) {
     auto t0 = std::chrono::steady_clock::now();
     const std::string detail = str(cfg.pretrain.method.name, " on ", cfg.pretrain.dataset, ", ", cfg.pretrain.epochs,
                                    " epoch(s) of batch ", cfg.pretrain.batch_size);
-    // pretrain.train.device is pipeline.device here (resolved in every stamp).
+    // pretrain.train.device / .numerics are pipeline.device / .numerics here.
     // Its settings; its images (below) only where it is made here.
-    const Stamp settings = Stamp::of(cfg, "pretrain", {"pretrain", "pipeline.deterministic"}, {},
-                                     nlohmann::json::object(), {"pretrain.train.device", "pretrain.train.numerics"});
+    const Stamp settings = Stamp::of(cfg, "pretrain", {"pretrain", "pipeline.deterministic", "pipeline.numerics"}, {},
+                                     nlohmann::json::object(), {"pretrain.train.device"});
     const bool have = fs::exists(pre + "/backbone.safetensors") && fs::exists(pre + "/objective.safetensors");
     StageTime st;
     if (!cfg.pretrained.empty() || !cfg.run_pretrain) {
@@ -166,7 +166,7 @@ std::string run_pipeline(const Config& cfg_in) {
         // Its [pretrain.*] must be today's; where and how deterministically it
         // ran may differ, and its images are not read here (they may be gone).
         Stamp a = made, b = settings;
-        for (auto* k : {"device (resolved)", "pipeline.deterministic", "numerics"}) a.settings.erase(k), b.settings.erase(k);
+        for (auto* k : {"device (resolved)", "pipeline.deterministic", "pipeline.numerics"}) a.settings.erase(k), b.settings.erase(k);
         a.inputs.erase("pretraining data");
         std::string diff = first_difference(a, b);
         BISSL_CHECK(diff.empty(), "pipeline: the pretraining in '", pre, "' (", why, ") was made with other settings: ",

@@ -40,9 +40,6 @@ Stamp Stamp::of(const Config& cfg, const std::string& unit, const std::vector<st
   for (auto& k : except) s.settings.erase(k);
   // "auto" is a different device on another machine.
   s.settings["device (resolved)"] = device_name(resolve_device(cfg.device, cfg.deterministic));
-  // Portable numerics give other bits; the default is left out so that the
-  // stamps made before the setting existed still match.
-  if (cfg.numerics != "default") s.settings["numerics"] = cfg.numerics;
   for (auto& [k, v] : extra.items()) s.settings[k] = v;
   for (auto& [name, path] : input_files) s.inputs[name] = file_digest(path);
   return s;
