@@ -32,11 +32,6 @@ std::vector<nn::Module*> modules(const BilevelModels& m) {
   return r;
 }
 
-// Ghost batch norm on everything a level's forward passes through.
-void set_ghost(const BilevelModels& m, int64_t n) {
-  for (nn::Module* mod : modules(m)) nn::set_ghost_batch(*mod, n);
-}
-
 optim::StateDict with_prefix(const optim::StateDict& sd, const std::string& p) {
   optim::StateDict r;
   for (auto& [k, t] : sd) r.emplace_back(p + k, t);
@@ -134,20 +129,6 @@ double BilevelTrainer::distance() const {
   return std::sqrt(s);
 }
 
-void BilevelTrainer::check_finite(double v, const char* what, int64_t step) const {
-  if (std::isfinite(v)) return;
-  throw Error(str("bissl: ", what, " is ", v, " at alternation ", done_ + 1, ", step ", step,
-                  " (the parameters are those before this step; a BYOL target has already taken its EMA update)"));
-}
-
-double BilevelTrainer::clip(const std::vector<Tensor>& params, const char* level, int64_t step,
-                            bool allow_nonfinite) const {
-  const double norm = optim::grad_norm(params);
-  if (!(allow_nonfinite && o_.clip > 0)) check_finite(norm, str("the ", level, " gradient norm").c_str(), step);
-  if (o_.clip > 0) optim::clip_grad_norm(params, o_.clip, allow_nonfinite);
-  return norm;
-}
-
 Tensor BilevelTrainer::lower_objective(const ssl::SslBatch& b, double& lp, double& reg) {
   Tensor loss = m_.pretext->loss(*m_.backbone_p, b);
   lp = loss.item();
@@ -181,19 +162,19 @@ void BilevelTrainer::lower_phase(AlternationStats& s) {
     m_.pretext->before_train_step(*m_.backbone_p);
     double lp = 0, reg = 0;
     Tensor loss = lower_objective(b, lp, reg);
-    check_finite(lp, "the lower (pretext) loss", k + 1);
+    check_finite(lp, "the lower (pretext) loss", done_ + 1, k + 1);
     if (joint) {
       DownstreamBatch db = upper_.next();
       set_ghost(m_, db.ghost > 0 ? db.ghost : o_.ghost_upper);
       Tensor ld = loss_(*m_.backbone_p, *m_.head_d, db);
       const double ldv = ld.item();
-      check_finite(ldv, "the downstream loss", k + 1);
+      check_finite(ldv, "the downstream loss", done_ + 1, k + 1);
       loss = add(mul(loss, 1.0 - o_.weight), mul(ld, o_.weight));
       s.upper_loss_d += ldv / double(n);
     }
     lower_opt_->zero_grad();
     backward(loss);
-    double gn = clip(params, "lower", k + 1);
+    double gn = clip_level(params, o_.clip, "lower", done_ + 1, k + 1);
     lower_opt_->lr = lower_sched_.lr_at(lower_opt_->steps());
     lower_opt_->step();
     lower_opt_->zero_grad();
@@ -218,104 +199,28 @@ void BilevelTrainer::upper_phase(AlternationStats& s) {
     }
   }
   upper_.reserve(o_.upper_steps);
-  const size_t P = theta_p_.size();
-  std::vector<Tensor> upper_params = join(theta_d_, phi_d_);
+  UpperPhase phase(m_, o_, loss_, fixed, done_ + 1);
+  phase.on_hvp = on_hvp;
   double sum_ld = 0, sum_lp = 0, sum_gn = 0, sum_r0 = 0, sum_rk = 0;
   double min_curv = std::numeric_limits<double>::infinity(), max_curv = -min_curv;
-  // θP and the pretext batch stay fixed for the whole phase: one
-  // linearization serves every H·v of it (cg_linearize).
-  std::unique_ptr<Linearization> lin;
-  auto lower_loss = [&] { return m_.pretext->loss(*m_.backbone_p, fixed); };
-  // The buffers a pretext forward moves (θP's and the pretext heads' BN statistics).
-  auto snapshot_buffers = [&] {
-    std::vector<std::pair<Tensor, Tensor>> saved;
-    for (nn::Module* mod : {static_cast<nn::Module*>(m_.backbone_p), static_cast<nn::Module*>(m_.pretext)})
-      for (auto& [name, t] : mod->named_buffers()) saved.emplace_back(t, t.clone());
-    return saved;
-  };
-  HvpFn exact = [&](const std::vector<Tensor>& v) {
-    if (!o_.cg_linearize) return hvp(lower_loss, theta_p_, v).hv;
-    if (!lin) {
-      // With cg_updates_bn every replay also moves the BN running statistics
-      // as the fresh product's forward would (the reference's behaviour).
-      lin = std::make_unique<Linearization>(lower_loss, theta_p_, v, o_.cg_updates_bn);
-      return lin->first().hv;
-    }
-    return lin->hvp(v);
-  };
-  HvpFn hvp_fn = [&](const std::vector<Tensor>& v) {
-    std::vector<Tensor> hv = exact(v);
-    if (o_.reference_devices > 1) {
-      // The Gauss–Newton part from a fresh pass that leaves the buffers as
-      // they were: the reference's product moves them once.
-      auto saved = snapshot_buffers();
-      std::vector<Tensor> gn =
-          gauss_newton_product([&] { return m_.pretext->split(*m_.backbone_p, fixed); }, theta_p_, v);
-      for (auto& [live, copy] : saved) live.copy_(copy);
-      hv = reference_multi_device_hv(std::move(hv), gn, o_.reference_devices);
-    }
-    if (on_hvp) on_hvp(v, hv);
-    return hv;
-  };
   for (int64_t k = 0; k < o_.upper_steps; ++k) {
     DownstreamBatch db = upper_.next();
-    const int64_t ghost_d = db.ghost > 0 ? db.ghost : o_.ghost_upper;
-    std::vector<Tensor> g_theta(P), g_phi(phi_d_.size());
-    bool inf_in_u = false;  // cg_nan_to_num replaced ±inf in this step's u
+    const UpperStepResult r = phase.step(db, k + 1);
     if (implicit) {
-      set_ghost(m_, ghost_d);
-      Tensor lp = loss_(*m_.backbone_p, *m_.head_d, db);
-      const double lpv = lp.item();
-      check_finite(lpv, "the downstream loss of θP", k + 1);
-      sum_lp += lpv;
-      std::vector<Tensor> g1 = grad({lp}, join(theta_p_, phi_d_));
-      std::vector<Tensor> rhs(g1.begin(), g1.begin() + long(P));
-      for (size_t j = 0; j < phi_d_.size(); ++j) g_phi[j] = g1[P + j];
-
-      set_ghost(m_, fixed.ghost > 0 ? fixed.ghost : o_.ghost_lower);
-      // Snapshot of the buffers the CG products' forwards move (θP's and the
-      // pretext heads' BN statistics), restored afterwards when asked.
-      std::vector<std::pair<Tensor, Tensor>> saved;
-      if (!o_.cg_updates_bn) saved = snapshot_buffers();
-      ImplicitGradResult ig = implicit_gradient(hvp_fn, theta_p_, rhs, o_.lambda, o_.delta, o_.cg);
-      for (auto& [live, copy] : saved) live.copy_(copy);
       if (on_cg) on_cg(fixed);
-      s.hvps += ig.iterations;
-      s.cg_nan_replaced += ig.nan_replaced;
-      s.cg_inf_replaced += ig.inf_replaced;
-      inf_in_u = ig.inf_replaced > 0;
-      sum_r0 += ig.residuals.front(), sum_rk += ig.residuals.back();
-      for (double c : ig.curvature) min_curv = std::min(min_curv, c), max_curv = std::max(max_curv, c);
-      for (size_t i = 0; i < P; ++i) g_theta[i] = ig.u[i];
+      sum_lp += r.loss_p;
+      s.hvps += r.cg.iterations;
+      s.cg_nan_replaced += r.cg.nan_replaced;
+      s.cg_inf_replaced += r.cg.inf_replaced;
+      sum_r0 += r.cg.residuals.front(), sum_rk += r.cg.residuals.back();
+      for (double c : r.cg.curvature) min_curv = std::min(min_curv, c), max_curv = std::max(max_curv, c);
     }
-    set_ghost(m_, ghost_d);
-    Tensor ld = loss_(*m_.backbone_d, *m_.head_d, db);
-    const double ldv = ld.item();
-    check_finite(ldv, "the downstream loss of θD", k + 1);
-    sum_ld += ldv;
-    std::vector<Tensor> g2 = grad({ld}, upper_params);
-    {
-      NoGradGuard ng;
-      for (size_t i = 0; i < P; ++i) theta_d_[i].set_grad(implicit ? add(g_theta[i], g2[i]) : g2[i]);
-      for (size_t j = 0; j < phi_d_.size(); ++j)
-        phi_d_[j].set_grad(implicit ? add(g_phi[j], g2[P + j]) : g2[P + j]);
-    }
-    double gn = 0;
-    if (inf_in_u && o_.clip > 0) {
-      // PyTorch's norm of ±max finite overflows in the gradients' own dtype
-      // (f32 too, where our double accumulation would not): an infinite
-      // norm, so clip_grad_norm_ multiplies every gradient by 0.
-      gn = std::numeric_limits<double>::infinity();
-      NoGradGuard ng;
-      for (auto& p : upper_params)
-        if (p.grad().defined()) p.set_grad(mul(p.grad(), 0.0));
-    } else {
-      gn = clip(upper_params, "upper", k + 1, implicit && o_.cg.nan_to_num);
-    }
+    sum_ld += r.loss_d;
+    if (on_upper_step) on_upper_step(db, r, fixed);
     upper_opt_->lr = upper_sched_.lr_at(upper_opt_->steps());
     upper_opt_->step();
     upper_opt_->zero_grad();
-    sum_gn += gn;
+    sum_gn += r.grad_norm;
     s.upper_lr = upper_opt_->lr;
     ++s.upper_steps;
   }

@@ -70,6 +70,7 @@
 #include "bilevel/cg.h"
 #include "bilevel/implicit.h"
 #include "bilevel/streams.h"
+#include "engine/autograd.h"
 #include "engine/nn/module.h"
 #include "engine/optim/optimizer.h"
 #include "engine/optim/schedule.h"
@@ -228,6 +229,72 @@ struct AlternationStats {
   }
 };
 
+// Ghost batch norm of size n (0 = whole-batch statistics) on every model present.
+void set_ghost(const BilevelModels& m, int64_t n);
+// Throws bissl::Error "bissl: <what> is <v> at alternation <a>, step <k> ..."
+// when v is not finite.
+void check_finite(double v, const std::string& what, int64_t alternation, int64_t step);
+// Clips the gradients of `params` to max_norm (when > 0); returns the norm
+// before clipping; a non-finite norm is an error naming level, alternation
+// and step. allow_nonfinite: PyTorch's arithmetic instead (an infinite norm
+// zeroes the gradients; cg_nan_to_num's upper level).
+double clip_level(const std::vector<Tensor>& params, double max_norm, const char* level, int64_t alternation,
+                  int64_t step, bool allow_nonfinite = false);
+
+// What one upper step computed (UpperPhase::step).
+struct UpperStepResult {
+  double loss_p = 0;             // L_D(θP, φD) (bissl)
+  double loss_d = 0;             // L_D(θD, φD)
+  std::vector<Tensor> rhs;       // ∇θP L_D(θP, φD), CG's right-hand side (bissl)
+  std::vector<Tensor> head_p;    // ∇φD L_D(θP, φD) (bissl)
+  ImplicitGradResult cg;         // u and CG's residuals / curvature (bissl)
+  // θD's and φD's assembled gradients before clipping (only with
+  // UpperPhase::keep_unclipped; the clipped ones are in θD.grad, φD.grad).
+  std::vector<Tensor> grad_d, grad_head;
+  double grad_norm = 0;          // ‖(θD, φD) gradient‖ before clipping (inf: u held ±inf under cg_nan_to_num)
+  // UpperPhase::trace: every H·v of the step, v and H·v as CG received them
+  // (the first v is rhs, so products[0] = H·rhs).
+  std::vector<std::vector<Tensor>> directions, products;
+};
+
+// One upper phase (Algorithm 1's, as described above): θP and the pretext
+// batch `fixed` stay fixed, and step() computes one upper step's gradients
+// on a downstream batch: for bissl rhs = ∇θP L_D(θP, φD), u by CG over
+// H·v on `fixed` (exact, linearized or the reference's W-device operator,
+// with the BN-buffer rules of the options), then ∇(θD, φD) L_D(θD, φD), the
+// assembly, and the clip. It leaves the clipped gradients in θD.grad and
+// φD.grad; the caller steps its optimiser. The trainer and
+// `bissl-inspect upper` both run exactly this code. Variants: bissl and
+// ij_discarded (which ignores `fixed`). alternation (1-based) names errors.
+class UpperPhase {
+ public:
+  UpperPhase(const BilevelModels& m, const BilevelOptions& o, DownstreamLoss loss, ssl::SslBatch fixed,
+             int64_t alternation);
+  UpperPhase(const UpperPhase&) = delete;
+  UpperPhase& operator=(const UpperPhase&) = delete;
+  ~UpperPhase();
+
+  // step: 1-based within the phase, for error messages.
+  UpperStepResult step(const DownstreamBatch& db, int64_t step);
+
+  bool keep_unclipped = false;  // fill UpperStepResult::grad_d / grad_head (copies)
+  bool trace = false;           // fill UpperStepResult::directions / products
+  // Called with every direction v and its H·v before CG receives it; it may
+  // change hv (tests make the system singular).
+  std::function<void(const std::vector<Tensor>& v, std::vector<Tensor>& hv)> on_hvp;
+
+ private:
+  std::vector<Tensor> hvp_of(const std::vector<Tensor>& v, UpperStepResult* trace_to);
+
+  BilevelModels m_;
+  const BilevelOptions& o_;
+  DownstreamLoss loss_;
+  ssl::SslBatch fixed_;
+  int64_t alternation_;
+  std::vector<Tensor> theta_d_, theta_p_, phi_d_;
+  std::unique_ptr<Linearization> lin_;  // cg_linearize: the phase's first H·v, replayed by the rest
+};
+
 class BilevelTrainer {
  public:
   // Fresh start: BYOL's target is reset to a copy of θP here (the spec);
@@ -262,15 +329,13 @@ class BilevelTrainer {
   // Called with every direction v and its H·v before CG receives it; it may
   // change hv (tests make the system singular to reach the non-finite-u paths).
   std::function<void(const std::vector<Tensor>& v, std::vector<Tensor>& hv)> on_hvp;
+  // Called after each upper step's gradients are in θD.grad / φD.grad
+  // (clipped) and before the optimiser steps, with the step's batch, result
+  // and the phase's pretext batch (tests compare it with bissl-inspect upper).
+  std::function<void(const DownstreamBatch&, const UpperStepResult&, const ssl::SslBatch& fixed)> on_upper_step;
 
  private:
   Tensor lower_objective(const ssl::SslBatch& b, double& lp, double& reg);
-  void check_finite(double v, const char* what, int64_t step) const;
-  // Clips the gradients of `params` to o_.clip (when > 0); returns the norm
-  // before clipping; a non-finite norm is an error naming level and step.
-  // allow_nonfinite: PyTorch's arithmetic instead (an infinite norm zeroes
-  // the gradients; cg_nan_to_num's upper level).
-  double clip(const std::vector<Tensor>& params, const char* level, int64_t step, bool allow_nonfinite = false) const;
 
   BilevelModels m_;
   BilevelOptions o_;
