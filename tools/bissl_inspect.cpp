@@ -3,6 +3,9 @@
 //                                bytes saved), newest first; --dot writes Graphviz
 //   bissl-inspect grad           loss and the gradient of every parameter
 //   bissl-inspect hvp            loss, gradient and H·v w.r.t. the backbone
+//   bissl-inspect upper          one BiSSL upper step: rhs, u, H·rhs, the θD and
+//                                φD gradients before and after clipping, CG's
+//                                directions and products (the trainer's code)
 //   bissl-inspect make-example   tiny weights, batch and direction to try them on
 // grad and hvp read weights, batch and direction from safetensors files in
 // PyTorch's layout (NCHW images, OIHW conv weights) and write their results
@@ -21,10 +24,12 @@
 #include "engine/backend.h"
 #include "engine/io/safetensors.h"
 #include "engine/ops.h"
+#include "models/heads.h"
 #include "models/torch_state.h"
 #include "tools/common/cli_fields.h"
 #include "tools/inspect/session.h"
 #include "tools/inspect/tape.h"
+#include "tools/inspect/upper.h"
 
 #ifndef BISSL_GIT_HASH
 #define BISSL_GIT_HASH "unknown"
@@ -42,7 +47,17 @@ struct Cli {
   std::string dtype = "f32", device = "cpu";
   std::string input, direction, out, dot;
   int64_t batch = 8;
-  bool check = false, attrs = false, summary = false;
+  bool check = false, attrs = false, summary = false, trace = false;
+  inspect::UpperFiles upper;
+  bilevel::BilevelOptions bissl = upper_defaults();
+
+  // `upper` runs with BiSSL's defaults (the spec's); the upper lr and weight
+  // decay are the optimiser's, which one step's gradients never read.
+  static bilevel::BilevelOptions upper_defaults() {
+    bilevel::BilevelOptions o;
+    o.upper_lr = 1, o.upper_wd = 0;
+    return o;
+  }
   double check_eps = 1e-7, check_tol = 1e-6;
 };
 
@@ -309,6 +324,44 @@ int cmd_hvp(Cli& c) {
   return ok ? 0 : 1;
 }
 
+double list_norm(const std::vector<Tensor>& xs) { return norm(xs); }
+
+int cmd_upper(Cli& c) {
+  auto s = open_session(c);
+  s->set_batch(load_batch(c.input));
+  c.bissl.validate();
+  auto t0 = std::chrono::steady_clock::now();
+  UpperOutput r = run_upper(*s, c.upper, c.bissl, c.trace);
+  double secs = seconds_since(t0);
+  print_notes(*s);
+  for (auto& n : r.notes) std::fprintf(stderr, "bissl-inspect: note: %s\n", n.c_str());
+  std::fprintf(stderr, "bissl-inspect upper: %s\n", s->describe().c_str());
+  auto meta = metadata(*s, c, "upper");
+  meta["downstream"] = c.upper.downstream;
+  meta["weights_d"] = c.upper.weights_d.empty() ? "(a copy of θP)" : c.upper.weights_d;
+  meta["head_d"] = c.upper.head_d;
+  meta["bissl"] = schema::to_json(c.bissl).dump();
+  io::save_safetensors(c.out, r.tensors, meta);
+  const bilevel::UpperStepResult& u = r.step;
+  const bool implicit = c.bissl.variant == bilevel::Variant::BiSSL;
+  if (implicit) std::printf("L_D(θP, φD) %.17g\n", u.loss_p);
+  std::printf("L_D(θD, φD) %.17g\n", u.loss_d);
+  if (implicit) {
+    std::printf("‖rhs‖ %.17g\n‖u‖ %.17g\n<rhs, u> %.17g\n<rhs, H·rhs> %.17g\n", list_norm(u.rhs), list_norm(u.cg.u),
+                dot(u.rhs, u.cg.u), dot(u.rhs, u.products.at(0)));
+    std::printf("CG residuals");
+    for (double x : u.cg.residuals) std::printf(" %.6e", x);
+    std::printf("\nCG Rayleigh quotients of I + H/(λ+δ)");
+    for (double x : u.cg.curvature) std::printf(" %.6e", x);
+    std::printf("\n");
+  }
+  std::printf("upper gradient norm before clipping %.17g (clip %g)\n", u.grad_norm, c.bissl.clip);
+  std::printf("wrote %s: %zu tensors (%s); %.3f s\n", c.out.c_str(), r.tensors.size(),
+              implicit ? (c.trace ? "the step and every CG direction and product" : "the step") : "ij_discarded's step",
+              secs);
+  return 0;
+}
+
 int cmd_graph(Cli& c) {
   auto s = open_session(c);
   Batch b = !c.input.empty()
@@ -396,12 +449,17 @@ int cmd_make_example(Cli& c) {
   std::string w = (fs::path(c.out) / "weights.safetensors").string();
   std::string in = (fs::path(c.out) / "batch.safetensors").string();
   std::string d = (fs::path(c.out) / "direction.safetensors").string();
+  // φD for `upper`: a Linear from the backbone's features to the classes.
+  Generator gh(c.run.seed + 5);
+  models::LinearHead head_d(ce.feature_dim(), ce.num_classes(), gh);
+  std::string hd = (fs::path(c.out) / "head_d.safetensors").string();
+  io::save_safetensors(hd, models::torch_state_dict(head_d), {{"format", "pt"}});
   io::save_safetensors(w, weights, {{"format", "pt"}, {"config", ce.describe()}});
   io::save_safetensors(in, batch, {{"layout", "images NCHW"}});
   io::save_safetensors(d, direction, {{"format", "pt"}});
-  std::printf("wrote %s (%zu tensors: %s with %lld classes, and heads), %s (images NCHW %s, labels%s), %s\n",
+  std::printf("wrote %s (%zu tensors: %s with %lld classes, and heads), %s (images NCHW %s, labels%s), %s, %s\n",
               w.c_str(), weights.size(), c.model.model().c_str(), (long long)ce.num_classes(), in.c_str(),
-              shape_str(batch[0].second.shape()).c_str(), b.mask.defined() ? ", mask" : "", d.c_str());
+              shape_str(batch[0].second.shape()).c_str(), b.mask.defined() ? ", mask" : "", d.c_str(), hd.c_str());
   return 0;
 }
 
@@ -445,19 +503,45 @@ int main(int argc, char** argv) {
   hv->add_option("--check-eps", c.check_eps, "largest central-difference step (RMS per element); /10 and /100 are tried too")->capture_default_str();
   hv->add_option("--check-tol", c.check_tol, "largest relative error accepted")->capture_default_str();
 
+  auto* up = app.add_subcommand(
+      "upper", "one BiSSL upper step from files, by the trainer's own code: rhs, u, H·rhs, θD and φD gradients");
+  add_model_options(up, c);
+  add_loss_options(up, c);
+  add_run_options(up, c, true);
+  up->add_option("--weights-d", c.upper.weights_d, "θD's backbone (names as --weights); default: a copy of θP");
+  up->add_option("--head-d", c.upper.head_d,
+                 "φD, a torch.nn.Linear's state dict: \"weight\" [classes, features], \"bias\" [classes]")
+      ->required();
+  up->add_option("--downstream", c.upper.downstream,
+                 "downstream batch: \"images\" NCHW (or \"images_nhwc\"), \"labels\" i64 [N] or \"targets\" "
+                 "float [N, classes]")
+      ->required();
+  // BiSSL's own settings (bilevel::BilevelOptions), those one upper step reads.
+  settings::add_field_flags(up, c.bissl, {},
+                            {"alternations", "lower_steps", "upper_steps", "lower_lr", "lower_wd", "lower_momentum",
+                             "lower_trust", "lower_warmup", "lower_total", "upper_lr", "upper_wd", "upper_momentum",
+                             "upper_total", "schedule", "cg_batch", "weight"});
+  up->add_flag("--trace", c.trace, "also write every CG direction and its H·v (cg.<k>.d.<name>, cg.<k>.hvp.<name>)");
+  up->add_option("--out", c.out,
+                 "result safetensors: loss_p, loss_d, rhs.*, head_p.*, u.*, hvp_rhs.*, grad_d[_clipped].*, "
+                 "grad_head[_clipped].*, cg.residuals, cg.curvature (PyTorch layout)")
+      ->required();
+
   auto* mk = app.add_subcommand(
-      "make-example", "write random weights (backbone with a classifier + heads), a batch and a direction to --out DIR");
+      "make-example",
+      "write random weights (backbone with a classifier + heads), a batch, a direction and φD (head_d) to --out DIR");
   add_model_options(mk, c);
   add_loss_options(mk, c);
   mk->add_option("--seed", c.run.seed, "random seed")->capture_default_str();
   mk->add_option("--batch", c.batch, "batch size")->capture_default_str();
-  mk->add_option("--out", c.out, "directory for weights/batch/direction.safetensors")->required();
+  mk->add_option("--out", c.out, "directory for weights/batch/direction/head_d.safetensors")->required();
 
   CLI11_PARSE(app, argc, argv);
   try {
     if (graph->parsed()) return cmd_graph(c);
     if (gr->parsed()) return cmd_grad(c);
     if (hv->parsed()) return cmd_hvp(c);
+    if (up->parsed()) return cmd_upper(c);
     return cmd_make_example(c);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bissl-inspect: %s\n", e.what());

@@ -38,7 +38,7 @@ struct FlagAdder {
   template <class T>
   void operator()(const std::string& key, T& m, const schema::Rule& r, const char* doc) {
     static_assert(std::is_arithmetic_v<T> || std::is_same_v<T, std::string>,
-                  "add_field_flags: lists and enums have no flag form yet");
+                  "add_field_flags: lists have no flag form yet");
     if (skip.count(key)) return;
     CLI::Option* o = app->add_option(flag(key), m, doc)->capture_default_str();
     if constexpr (std::is_same_v<T, bool>) {
@@ -61,9 +61,15 @@ struct FlagAdder {
           rule.text(), ""));
     }
   }
+  // An enum: its names as the flag's choices, the value set when parsed.
   template <class E>
-  void operator()(const std::string&, E&, const schema::Names<E>&, const char*) {
-    static_assert(sizeof(E) == 0, "add_field_flags: enums have no flag form yet");
+  void operator()(const std::string& key, E& m, const schema::Names<E>& names, const char* doc) {
+    if (skip.count(key)) return;
+    const std::string* now = names.name_of(m);
+    app->add_option_function<std::string>(
+           flag(key), [&m, names](const std::string& text) { m = *names.value_of(text); }, doc)
+        ->check(CLI::IsMember(names.names()))
+        ->default_str(now ? *now : "");
   }
 };
 

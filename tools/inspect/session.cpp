@@ -213,7 +213,7 @@ void Session::build(Generator& g) {
   }
 
   image_size_ = mopt.image_size > 0 ? mopt.image_size : bspec_.is_vit() ? 224 : 32;
-  int64_t feat = 0;
+  int64_t& feat = feat_;
   backbone_ = models::make_backbone(bspec_, mopt.in_channels, image_size_, g, feat, num_classes_);
   if ((vit_ = dynamic_cast<models::ViT*>(backbone_.get()))) vcfg_ = vit_->config();
   if (ls == "ce") return;
@@ -383,6 +383,48 @@ io::NamedTensors Session::torch_weights() const {
   if (head_)
     for (auto& kv : models::torch_state_dict(*head_)) r.push_back(kv);
   return r;
+}
+
+std::shared_ptr<nn::Layer> Session::twin_backbone(const std::string& path) {
+  Generator g(ropt.seed);
+  int64_t feat = 0;
+  std::shared_ptr<nn::Layer> twin = models::make_backbone(bspec_, mopt.in_channels, image_size_, g, feat, num_classes_);
+  twin->to(ropt.dtype);
+  if (path.empty()) {
+    NoGradGuard ng;
+    twin->load_state_dict(backbone_->state_dict());  // copies into the twin's own tensors
+  } else {
+    io::SafetensorsFile f = io::load_safetensors(path);
+    io::NamedTensors subset;
+    std::set<std::string> used;
+    auto sd = twin->state_dict();
+    for (auto& [k, t] : sd) {
+      if (!f.has(k)) {
+        if (ends_with(k, "num_batches_tracked") || (k == "pos_embed" && vcfg_.sincos_pos_embed)) continue;
+        throw Error(str(quote(path), ": no tensor ", quote(k), " (", mopt.model(), " expects ", sd.size(),
+                        " tensors; the file holds ", f.tensors.size(), ")"));
+      }
+      subset.emplace_back(k, f.get(k));
+      used.insert(k);
+    }
+    try {
+      models::load_torch_state_dict(*twin, subset, /*strict=*/false);
+    } catch (const Error& e) {
+      throw Error(str(quote(path), ": ", e.what()));
+    }
+    std::vector<std::string> unused;
+    for (auto& [k, t] : f.tensors)
+      if (!used.count(k)) unused.push_back(k);
+    if (!unused.empty()) {
+      std::string msg = str(quote(path), ": ", unused.size(), " tensor(s) not used by ", mopt.model(), ": ",
+                            some_names(unused));
+      BISSL_CHECK(!ropt.strict, msg, " (--strict)");
+      notes_.push_back(msg);
+    }
+  }
+  if (ropt.device != Device::CPU) twin->to(ropt.device);
+  twin->train(ropt.mode == "train");
+  return twin;
 }
 
 // ---------------------------------------------------------------- files ----

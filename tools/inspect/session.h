@@ -130,6 +130,16 @@ class Session {
   // The files' state: backbone (+ fc/head) and heads, in PyTorch layout.
   io::NamedTensors torch_weights() const;
 
+  // The pretext objective (ntxent, byol, mae; null for ce) and the width of
+  // the backbone's pooled features.
+  ssl::Objective* objective() { return objective_.get(); }
+  int64_t feature_dim() const { return feat_; }
+  // A second backbone of the same spec, dtype, device and mode (BiSSL's θD):
+  // its state from `path` (backbone names as --weights; other tensors are
+  // notes, errors with --strict), or a copy of this backbone's parameters
+  // and buffers when path is empty.
+  std::shared_ptr<nn::Layer> twin_backbone(const std::string& path);
+
   const ModelOptions mopt;
   const LossOptions lopt;
   const RunOptions ropt;
@@ -149,7 +159,7 @@ class Session {
   ssl::MaeDecoder* decoder_ = nullptr;
   nn::Module* head_ = nullptr;
   nn::StateDict backbone_params_, head_params_;
-  int64_t num_classes_ = 0, image_size_ = 0;
+  int64_t num_classes_ = 0, image_size_ = 0, feat_ = 0;
   Batch batch_;
   std::vector<std::string> notes_;
 };

@@ -1,0 +1,199 @@
+#!/usr/bin/env python3
+"""`bissl-inspect upper` against the BiSSL authors' own implicit-gradient code.
+
+The audit (../shared/notes/REFERENCE_AUDIT.md) matched our ∇θP L_D, head
+gradient and H·rhs to the reference's functions, but could not compare u or
+the assembled upper gradient: no command of ours wrote them. This script
+does, for one upper step:
+
+  * builds a torchvision ResNet-18 (CIFAR stem, fc removed) as θP, θD = θP +
+    noise, the pretext heads (SimCLR's projector, or BYOL's projector and
+    predictor, the reference's MLPProjector layout), φD = Linear(512, C), a
+    pretext batch (two views) and a downstream batch, in f64, and writes them
+    as safetensors;
+  * computes the step in PyTorch the way the reference's trainer does
+    (`source/bissl/bissl_trainer.py`, `_upper_train_loop`): rhs and the φD
+    gradient of CE(φD(θP(x)), y), u = IJGradCalc(cg_solver)(pretext batch,
+    rhs, λ) with the reference's constants (λ = 0.001, damping 10, 5
+    layer-wise iterations), θD's gradient u + ∇θD CE(φD(θD(x)), y), φD's the
+    sum of both heads' gradients, then clip_grad_norm_ — with IJGradCalc and
+    cg_solver imported from the reference's source tree (--reference, a
+    checkout of github.com/NIPS25-16372/NIPS25_16372_BiSSL), not rewritten;
+  * runs `bissl-inspect upper` on the same files and prints the largest
+    relative differences per quantity.
+
+One device (W = 1), whole-batch BN on both sides (--ghost-lower 0
+--ghost-upper 0): the reference's per-device statistics on one device.
+
+    ~/torch-venv/bin/python tools/compare_reference_upper.py --bissl build/bissl-inspect \\
+        --reference /path/to/NIPS25_16372_BiSSL
+"""
+import argparse
+import copy
+import importlib.util
+import os
+import subprocess
+import sys
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torchvision
+from safetensors.torch import load_file, save_file
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from compare_torch import byol_loss, mlp, nt_xent, randomise_bn  # noqa: E402
+
+torch.set_default_dtype(torch.float64)
+
+
+def load_reference(root):
+    path = os.path.join(root, "source", "bissl", "ij_solvers.py")
+    if not os.path.exists(path):
+        sys.exit(f"--reference {root}: no source/bissl/ij_solvers.py (a checkout of NIPS25_16372_BiSSL expected)")
+    spec = importlib.util.spec_from_file_location("reference_ij_solvers", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def rel_diff(a, b, floor):
+    scale = max(b.abs().max().item(), floor)
+    return (a - b).abs().max().item() / max(scale, 1e-300)
+
+
+def run_case(loss_name, args, ref_mod, g):
+    d = os.path.join(args.workdir, loss_name)
+    os.makedirs(d, exist_ok=True)
+    n, size, classes = args.batch, args.image_size, 5
+    theta_p = torchvision.models.resnet18()
+    theta_p.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+    theta_p.maxpool = nn.Identity()
+    theta_p.fc = nn.Identity()
+    randomise_bn(theta_p, g)
+    theta_d = copy.deepcopy(theta_p)
+    with torch.no_grad():
+        for p in theta_d.parameters():
+            p.add_(0.01 * torch.randn(p.shape, generator=g))
+    head = nn.ModuleDict({"projector": mlp(512, [256, 256, 128])})
+    flags = ["--projector", "256-256-128"]
+    if loss_name == "byol":
+        head["predictor"] = mlp(128, [256, 128])
+        flags += ["--predictor", "256-128"]
+    randomise_bn(head, g)
+    phi_d = nn.Linear(512, classes)
+    pretext = torch.randn(2 * n, 3, size, size, generator=g)
+    x = torch.randn(n, 3, size, size, generator=g)
+    y = torch.randint(0, classes, (n,), generator=g)
+
+    weights = {k: v.clone() for k, v in theta_p.state_dict().items()}
+    weights.update({"head." + k: v.clone() for k, v in head.state_dict().items()})
+    files = {k: os.path.join(d, k + ".safetensors") for k in ("weights", "weights_d", "head_d", "pretext", "downstream")}
+    save_file({k: v.contiguous() for k, v in weights.items()}, files["weights"])
+    save_file({k: v.contiguous() for k, v in theta_d.state_dict().items()}, files["weights_d"])
+    save_file({k: v.contiguous() for k, v in phi_d.state_dict().items()}, files["head_d"])
+    save_file({"images": pretext}, files["pretext"])
+    save_file({"images": x, "labels": y}, files["downstream"])
+
+    for m in (theta_p, theta_d, head, phi_d):
+        m.train()
+    if loss_name == "byol":
+        target_bb, target_proj = copy.deepcopy(theta_p), copy.deepcopy(head["projector"])
+
+    def criterion(batch):  # L_P on the fixed batch: image i and i + N are the two views
+        v1, v2 = batch[:n], batch[n:]
+        if loss_name == "ntxent":
+            return nt_xent(head["projector"](theta_p(v1)), head["projector"](theta_p(v2)), 0.5)
+        p1 = head["predictor"](head["projector"](theta_p(v1)))
+        p2 = head["predictor"](head["projector"](theta_p(v2)))
+        with torch.no_grad():
+            t1, t2 = target_proj(target_bb(v1)), target_proj(target_bb(v2))
+        return byol_loss(p1, p2, t1, t2)
+
+    # The reference's upper step (bissl_trainer.py, _upper_train_loop), one device.
+    ps = tuple(theta_p.parameters())
+    loss_p = F.cross_entropy(phi_d(theta_p(x)), y)
+    head_p = torch.autograd.grad(loss_p, tuple(phi_d.parameters()), retain_graph=True)
+    rhs = torch.autograd.grad(loss_p, ps)
+    lam = 0.001
+    solver = ref_mod.IJGradCalc(
+        solver=ref_mod.cg_solver, parameters=ps, criterion=criterion, lam_dampening=args.delta,
+        solver_kwargs={"iter_num": 5, "layerwise_solve": True})
+    u = solver(pretext, rhs, lam)
+    # H·rhs as the reference's hpid_v_p forms it (double backward), for the first CG product.
+    grads = torch.autograd.grad(criterion(pretext), ps, create_graph=True)
+    hrhs = torch.autograd.grad(sum((gr * v).sum() for gr, v in zip(grads, rhs)), ps)
+    loss_d = F.cross_entropy(phi_d(theta_d(x)), y)
+    g_d = torch.autograd.grad(loss_d, tuple(theta_d.parameters()), retain_graph=True)
+    g_head = torch.autograd.grad(loss_d, tuple(phi_d.parameters()))
+    for p, a, b in zip(theta_d.parameters(), u, g_d):
+        p.grad = a + b
+    for p, a, b in zip(phi_d.parameters(), head_p, g_head):
+        p.grad = a + b
+    upper_params = list(theta_d.parameters()) + list(phi_d.parameters())
+    before = {p: p.grad.clone() for p in upper_params}
+    norm = torch.nn.utils.clip_grad_norm_(upper_params, args.clip).item()
+
+    names = [k for k, _ in theta_p.named_parameters()]
+    hnames = [k for k, _ in phi_d.named_parameters()]
+    ref = {"loss_p": {"": loss_p.detach()}, "loss_d": {"": loss_d.detach()},
+           "rhs": dict(zip(names, rhs)), "head_p": dict(zip(hnames, head_p)), "hvp_rhs": dict(zip(names, hrhs)),
+           "u": dict(zip(names, u)),
+           "grad_d": {k: before[p] for k, p in zip(names, theta_d.parameters())},
+           "grad_head": {k: before[p] for k, p in zip(hnames, phi_d.parameters())},
+           "grad_d_clipped": {k: p.grad for k, p in zip(names, theta_d.parameters())},
+           "grad_head_clipped": {k: p.grad for k, p in zip(hnames, phi_d.parameters())}}
+
+    out = os.path.join(d, "bissl_upper.safetensors")
+    cmd = [args.bissl, "upper", "--model", "resnet18", "--stem", "cifar", "--loss", loss_name, *flags,
+           "--dtype", "f64", "--weights", files["weights"], "--input", files["pretext"],
+           "--weights-d", files["weights_d"], "--head-d", files["head_d"], "--downstream", files["downstream"],
+           "--ghost-lower", "0", "--ghost-upper", "0", "--clip", str(args.clip), "--delta", repr(args.delta),
+           "--out", out]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit(f"{loss_name}: bissl-inspect failed:\n{' '.join(cmd)}\n{r.stderr}")
+    got = load_file(out)
+    worst = 0.0
+    row = []
+    for q, tensors in ref.items():
+        floor = 1e-6 * max(t.abs().max().item() for t in tensors.values())
+        e = max(rel_diff(got[q if k == "" else q + "." + k], t.detach(), floor) for k, t in tensors.items())
+        worst = max(worst, e)
+        row.append(f"{q} {e:.1e}")
+    curv = got["cg.curvature"]
+    print(f"{loss_name:7s} ‖u‖ {torch.sqrt(sum((t * t).sum() for t in u)).item():.3e}  grad norm {norm:.3e}  "
+          f"CG ‖r_5‖/‖r_0‖ {(got['cg.residuals'][-1] / got['cg.residuals'][0]).item():.1e}  Rayleigh quotients of "
+          f"I + H/(λ+δ) in [{curv.min().item():.2f}, {curv.max().item():.2f}]\n        " + "  ".join(row))
+    return worst, " ".join(cmd)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bissl", default="build/bissl-inspect", help="the bissl-inspect executable")
+    ap.add_argument("--reference", required=True, help="a checkout of NIPS25-16372/NIPS25_16372_BiSSL")
+    ap.add_argument("--workdir", default="/tmp/bissl_compare_reference_upper")
+    ap.add_argument("--cases", default="ntxent,byol")
+    ap.add_argument("--batch", type=int, default=8, help="downstream batch; the pretext batch has 2 x this many images")
+    ap.add_argument("--image-size", type=int, default=16)
+    ap.add_argument("--clip", type=float, default=1.0)
+    ap.add_argument("--delta", type=float, default=10.0, help="δ, the reference's lam_dampening (its default 10)")
+    ap.add_argument("--tol", type=float, default=1e-9)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    ref_mod = load_reference(args.reference)
+    torch.manual_seed(args.seed)
+    g = torch.Generator().manual_seed(args.seed)
+    print(f"torch {torch.__version__} (f64), torchvision {torchvision.__version__}; the reference's IJGradCalc and "
+          f"cg_solver from {args.reference}; bissl f64; relative difference = max|bissl - torch| / max|torch| per "
+          f"tensor (floor 1e-6 of the largest of its kind), worst per quantity")
+    worst, last = 0.0, ""
+    for case in args.cases.split(","):
+        e, last = run_case(case, args, ref_mod, g)
+        worst = max(worst, e)
+    print(f"worst relative difference {worst:.1e} (bound {args.tol:.0e}); last command:\n  {last}")
+    sys.exit(0 if worst <= args.tol else 1)
+
+
+if __name__ == "__main__":
+    main()
