@@ -13,12 +13,6 @@ namespace bissl::bilevel {
 
 namespace {
 
-std::vector<Tensor> join(const std::vector<Tensor>& a, const std::vector<Tensor>& b) {
-  std::vector<Tensor> r = a;
-  r.insert(r.end(), b.begin(), b.end());
-  return r;
-}
-
 double seconds_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
 }

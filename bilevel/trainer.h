@@ -229,6 +229,8 @@ struct AlternationStats {
   }
 };
 
+// The tensors of a, then those of b.
+std::vector<Tensor> join(const std::vector<Tensor>& a, const std::vector<Tensor>& b);
 // Ghost batch norm of size n (0 = whole-batch statistics) on every model present.
 void set_ghost(const BilevelModels& m, int64_t n);
 // Throws bissl::Error "bissl: <what> is <v> at alternation <a>, step <k> ..."

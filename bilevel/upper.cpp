@@ -11,13 +11,13 @@
 
 namespace bissl::bilevel {
 
-namespace {
-
 std::vector<Tensor> join(const std::vector<Tensor>& a, const std::vector<Tensor>& b) {
   std::vector<Tensor> r = a;
   r.insert(r.end(), b.begin(), b.end());
   return r;
 }
+
+namespace {
 
 std::vector<Tensor> clones(const std::vector<Tensor>& xs) {
   NoGradGuard ng;

@@ -155,16 +155,19 @@ def rank_main(rank, world, args, d, n, port):
     dist.destroy_process_group()
 
 
+def cifar_resnet18():
+    """torchvision's ResNet-18 with the CIFAR stem (3x3/1 conv, no max-pool) and no classifier."""
+    m = torchvision.models.resnet18()
+    m.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+    m.maxpool = nn.Identity()
+    m.fc = nn.Identity()
+    return m
+
+
 def build_models(d):
     """θP, θD, the pretext heads and φD from the case's files (torchvision ResNet-18, CIFAR stem)."""
-    def resnet():
-        m = torchvision.models.resnet18()
-        m.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
-        m.maxpool = nn.Identity()
-        m.fc = nn.Identity()
-        return m
     w = load_file(os.path.join(d, "weights.safetensors"))
-    theta_p, theta_d = resnet(), resnet()
+    theta_p, theta_d = cifar_resnet18(), cifar_resnet18()
     theta_p.load_state_dict({k: v for k, v in w.items() if not k.startswith("head.")})
     theta_d.load_state_dict(load_file(os.path.join(d, "weights_d.safetensors")))
     head = nn.ModuleDict({"projector": mlp(512, [256, 256, 128])})
@@ -228,10 +231,7 @@ def rel_diff(a, b, floor):
 def write_case(d, loss_name, args, g):
     """Random θP, θD = θP + noise, heads, φD and the two batches, as safetensors in d; returns the models."""
     n, size, classes = args.batch, args.image_size, 5
-    theta_p = torchvision.models.resnet18()
-    theta_p.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
-    theta_p.maxpool = nn.Identity()
-    theta_p.fc = nn.Identity()
+    theta_p = cifar_resnet18()
     randomise_bn(theta_p, g)
     theta_d = copy.deepcopy(theta_p)
     with torch.no_grad():
