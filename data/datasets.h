@@ -50,10 +50,74 @@ ImageSet load_cifar100(const std::string& dir, bool train, bool coarse = false);
 enum class Stl10Split { Train, Test, Unlabeled };
 ImageSet load_stl10(const std::string& dir, Stl10Split split, int64_t limit = -1);
 
-// ---- image folders ----
-// root/<class>/<image>: one sub-folder per class (sorted by name: label =
-// position), images in each sorted by file name, decoded by stb_image (JPEG,
-// PNG, BMP, GIF, TGA, PNM). Every image becomes `channels` channels (1 or 3).
+// ---- image folders and split files (data/image_folder.cpp) ----
+// The image files of a labelled collection, before decoding.
+struct ImageList {
+  std::vector<std::string> files;        // paths as opened
+  std::vector<std::string> names;        // as the user knows them (relative to the root), for messages
+  std::vector<int64_t> labels;           // indices into class_names
+  std::vector<std::string> class_names;
+  int64_t skipped = 0;                   // files passed over: not an image by their extension
+  std::string source;                    // "image folder <root>", "split file <path>"
+};
+
+// The file extensions stb_image decodes (lower case, with the dot).
+const std::vector<std::string>& image_extensions();
+
+// root/<class>/...: one sub-folder per class, the classes sorted by name
+// (torchvision's ImageFolder indices); every image below a class folder,
+// sub-folders included (nested), is that class's. Files whose extension is
+// not an image's are counted in `skipped`; hidden entries (".*") ignored.
+struct FolderListOptions {
+  // Non-empty: the class names and their order (a test folder takes its
+  // training folder's); a class folder outside them is an error, a class
+  // without a folder has no images.
+  std::vector<std::string> classes;
+  // Image order: "class" (class after class, each by path: torchvision's) or
+  // "name" (by path below the class folder, then by class: a folder written
+  // from an ordered dataset keeps that order).
+  std::string order = "class";
+  std::vector<std::string> extensions = image_extensions();
+  bool allow_empty_class = false;  // a class folder with no image: an error unless this
+};
+ImageList list_image_folder(const std::string& root, const FolderListOptions& opts = {});
+
+// A split file: one image per line, `relative/path label` (whitespace
+// separated), or CSV whose first line is a header naming the columns
+// `path` (or `file`, `filename`, `image`) and `label` (or `class`). Paths are
+// relative to image_root; a label is an index into class_names or one of its
+// names; without class_names, labels are integers and the class names
+// "0".."max". Blank lines and lines starting with '#' are skipped. Errors
+// name the file and line: a missing image file, a path listed twice, a label
+// outside the classes, a malformed line.
+ImageList read_split_file(const std::string& path, const std::string& image_root,
+                          const std::vector<std::string>& class_names = {});
+// Class names, one per line (blank lines and '#' lines skipped), each once.
+std::vector<std::string> read_class_names(const std::string& path);
+
+// How decoded images become one size.
+enum class Fit {
+  Exact,        // every image height x width (0 x 0: the first image's size), else an error
+  Squash,       // resampled to height x width (aspect ratio not kept)
+  ShorterCrop,  // shorter side resampled to height (= width), then the centre square (torchvision Resize + CenterCrop)
+};
+struct DecodeOptions {
+  int64_t channels = 3;  // 1 or 3; 0 = 1 when the first image's file is grey (1 or 2 channels), else 3
+  int64_t height = 0, width = 0;
+  Fit fit = Fit::Exact;
+  Interp interp = Interp::Bilinear;
+  bool skip_bad = false;  // an image that cannot be decoded is left out (counted) instead of an error
+  int threads = 0;        // decoding threads; 0 = hardware concurrency
+};
+struct DecodeReport {
+  int64_t bad = 0;          // images left out (skip_bad)
+  std::string first_bad;    // the first of them, with the reason
+};
+// Decodes a list into an ImageSet (labels and class names from the list).
+ImageSet decode_image_list(const ImageList& list, const DecodeOptions& opts, DecodeReport* report = nullptr);
+
+// root/<class>/<image> in one call (list_image_folder + decode_image_list):
+// every image becomes `channels` channels (1 or 3).
 struct ImageFolderOptions {
   int64_t channels = 3;
   // Output size. With `resize` every image is resampled to height x width
@@ -63,7 +127,7 @@ struct ImageFolderOptions {
   bool resize = false;
   Interp interp = Interp::Bilinear;
   // Lower-case extensions (with the dot) to accept; others are skipped.
-  std::vector<std::string> extensions = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tga", ".ppm", ".pgm"};
+  std::vector<std::string> extensions = image_extensions();
   int threads = 0;  // decoding threads; 0 = hardware concurrency
 };
 ImageSet load_image_folder(const std::string& root, const ImageFolderOptions& opts = {});
@@ -74,6 +138,9 @@ struct DecodedImage {
   int64_t h = 0, w = 0;
 };
 DecodedImage decode_image_file(const std::string& path, int64_t channels);
+// The channels stored in an image file (stb_image's count: 1 grey, 2 grey +
+// alpha, 3 RGB, 4 RGBA), read from its header.
+int64_t image_file_channels(const std::string& path);
 
 // ---- multi-label sets (data/multilabel.cpp) ----
 // PASCAL VOC 2007 classification, as the reference builds it from the

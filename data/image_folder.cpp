@@ -1,7 +1,10 @@
 // Image folders: root/<class>/<image>, decoded by stb_image.
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
+#include <cstdlib>
 #include <filesystem>
+#include <sstream>
 #include <thread>
 
 #include "data/datasets.h"
@@ -50,87 +53,302 @@ DecodedImage decode_image_file(const std::string& path, int64_t channels) {
   return d;
 }
 
-ImageSet load_image_folder(const std::string& root, const ImageFolderOptions& opts) {
-  BISSL_CHECK(opts.channels == 1 || opts.channels == 3, "image folder ", root, ": expected 1 or 3 channels, found ",
-              opts.channels);
-  BISSL_CHECK(!opts.resize || (opts.height > 0 && opts.width > 0), "image folder ", root,
-              ": resizing needs a positive height and width, found ", opts.height, "x", opts.width);
+int64_t image_file_channels(const std::string& path) {
+  std::vector<uint8_t> bytes = read_file_bytes(path, 1 << 20);  // headers are at the front
+  int w = 0, h = 0, c = 0;
+  BISSL_CHECK(!bytes.empty() && stbi_info_from_memory(bytes.data(), int(bytes.size()), &w, &h, &c), path,
+              ": cannot read the image header (stb_image: ", bytes.empty() ? "empty file" : stbi_failure_reason(), ")");
+  return c;
+}
+
+const std::vector<std::string>& image_extensions() {
+  static const std::vector<std::string> e = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tga", ".ppm", ".pgm"};
+  return e;
+}
+
+namespace {
+
+bool hidden(const fs::path& p) {
+  const std::string n = p.filename().string();
+  return !n.empty() && n[0] == '.';
+}
+
+std::string quote(const std::string& s) { return "'" + s + "'"; }
+
+}  // namespace
+
+ImageList list_image_folder(const std::string& root, const FolderListOptions& opts) {
+  BISSL_CHECK(opts.order == "class" || opts.order == "name", "image folder ", root,
+              ": the image order must be class or name, found ", quote(opts.order));
   std::error_code ec;
   BISSL_CHECK(fs::is_directory(root, ec), root, ": expected a directory with one sub-folder per class, found none");
+  std::vector<std::string> found;
+  for (const auto& e : fs::directory_iterator(root))
+    if (e.is_directory() && !hidden(e.path())) found.push_back(e.path().filename().string());
+  std::sort(found.begin(), found.end());
+  BISSL_CHECK(!found.empty(), root, ": expected one sub-folder per class, found no sub-folders");
 
-  std::vector<std::string> classes;
-  for (const auto& e : fs::directory_iterator(root)) {
-    if (e.is_directory()) classes.push_back(e.path().filename().string());
-  }
-  std::sort(classes.begin(), classes.end());
-  BISSL_CHECK(!classes.empty(), root, ": expected one sub-folder per class, found no sub-folders");
-
-  std::vector<std::string> files;
-  std::vector<int64_t> labels;
-  for (size_t k = 0; k < classes.size(); ++k) {
-    std::vector<std::string> in_class;
-    for (const auto& e : fs::directory_iterator(fs::path(root) / classes[k])) {
-      if (!e.is_regular_file()) continue;
-      const std::string ext = lower(e.path().extension().string());
-      if (std::find(opts.extensions.begin(), opts.extensions.end(), ext) != opts.extensions.end())
-        in_class.push_back(e.path().string());
+  ImageList l;
+  l.source = str("image folder ", root);
+  l.class_names = opts.classes.empty() ? found : opts.classes;
+  struct Entry {
+    std::string rel;  // below the class folder
+    int64_t label;
+    std::string path;
+  };
+  std::vector<Entry> entries;
+  for (const std::string& cls : found) {
+    auto it = std::find(l.class_names.begin(), l.class_names.end(), cls);
+    BISSL_CHECK(it != l.class_names.end(), root, "/", cls, ": class ", quote(cls),
+                " is not among the training classes (", l.class_names.size(), ": ", l.class_names.front(),
+                l.class_names.size() > 1 ? ", ..." : "", ")");
+    const int64_t label = int64_t(it - l.class_names.begin());
+    const fs::path dir = fs::path(root) / cls;
+    int64_t images = 0;
+    for (auto e = fs::recursive_directory_iterator(dir, fs::directory_options::follow_directory_symlink);
+         e != fs::recursive_directory_iterator(); ++e) {
+      if (hidden(e->path())) {
+        if (e->is_directory()) e.disable_recursion_pending();
+        continue;
+      }
+      if (!e->is_regular_file()) continue;
+      const std::string ext = lower(e->path().extension().string());
+      if (std::find(opts.extensions.begin(), opts.extensions.end(), ext) == opts.extensions.end()) {
+        ++l.skipped;
+        continue;
+      }
+      entries.push_back({fs::relative(e->path(), dir).generic_string(), label, e->path().string()});
+      ++images;
     }
-    BISSL_CHECK(!in_class.empty(), root, "/", classes[k], ": expected at least one image in the class folder, found none");
-    std::sort(in_class.begin(), in_class.end());
-    for (auto& f : in_class) {
-      files.push_back(f);
-      labels.push_back(int64_t(k));
+    BISSL_CHECK(images > 0 || opts.allow_empty_class, root, "/", cls,
+                ": expected at least one image in the class folder, found none");
+  }
+  std::sort(entries.begin(), entries.end(), [&](const Entry& x, const Entry& y) {
+    if (opts.order == "name") return x.rel != y.rel ? x.rel < y.rel : x.label < y.label;
+    return x.label != y.label ? x.label < y.label : x.rel < y.rel;
+  });
+  for (auto& e : entries) {
+    l.files.push_back(e.path);
+    l.names.push_back(l.class_names[size_t(e.label)] + "/" + e.rel);
+    l.labels.push_back(e.label);
+  }
+  return l;
+}
+
+std::vector<std::string> read_class_names(const std::string& path) {
+  std::vector<uint8_t> bytes = read_file_bytes(path);
+  std::string text(bytes.begin(), bytes.end());
+  std::vector<std::string> names;
+  std::istringstream in(text);
+  std::string line;
+  int64_t no = 0;
+  while (std::getline(in, line)) {
+    ++no;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    const size_t b = line.find_first_not_of(" \t"), e = line.find_last_not_of(" \t");
+    if (b == std::string::npos || line[b] == '#') continue;
+    std::string name = line.substr(b, e - b + 1);
+    BISSL_CHECK(std::find(names.begin(), names.end(), name) == names.end(), path, ":", no, ": class ", quote(name),
+                " is listed twice");
+    names.push_back(name);
+  }
+  BISSL_CHECK(!names.empty(), path, ": expected one class name per line, found none");
+  return names;
+}
+
+namespace {
+
+std::vector<std::string> split_csv(const std::string& line) {
+  std::vector<std::string> r;
+  std::string cur;
+  bool quoted = false;
+  for (size_t i = 0; i < line.size(); ++i) {
+    const char ch = line[i];
+    if (quoted) {
+      if (ch == '"' && i + 1 < line.size() && line[i + 1] == '"') cur += '"', ++i;
+      else if (ch == '"') quoted = false;
+      else cur += ch;
+    } else if (ch == '"') {
+      quoted = true;
+    } else if (ch == ',') {
+      r.push_back(cur), cur.clear();
+    } else {
+      cur += ch;
     }
   }
+  r.push_back(cur);
+  for (auto& f : r) {
+    const size_t b = f.find_first_not_of(" \t"), e = f.find_last_not_of(" \t");
+    f = b == std::string::npos ? "" : f.substr(b, e - b + 1);
+  }
+  return r;
+}
 
+bool parse_index(const std::string& s, int64_t& v) {
+  if (s.empty()) return false;
+  char* end = nullptr;
+  errno = 0;
+  long long x = std::strtoll(s.c_str(), &end, 10);
+  if (errno || *end != 0) return false;
+  v = x;
+  return true;
+}
+
+}  // namespace
+
+ImageList read_split_file(const std::string& path, const std::string& image_root,
+                          const std::vector<std::string>& class_names) {
+  std::vector<uint8_t> bytes = read_file_bytes(path);
+  std::string text(bytes.begin(), bytes.end());
+  ImageList l;
+  l.source = str("split file ", path);
+  std::istringstream in(text);
+  std::string line;
+  int64_t no = 0;
+  bool csv = false, first = true;
+  size_t path_col = 0, label_col = 1;
+  std::vector<int64_t> line_of;  // the line of each entry, for the duplicate message
+  std::vector<std::string> raw_labels;
+  while (std::getline(in, line)) {
+    ++no;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    const size_t b = line.find_first_not_of(" \t");
+    if (b == std::string::npos || line[b] == '#') continue;
+    std::vector<std::string> fields;
+    if (first) {
+      first = false;
+      if (line.find(',') != std::string::npos) {
+        // A CSV header names its columns.
+        std::vector<std::string> head = split_csv(line);
+        auto col = [&](std::initializer_list<const char*> names) -> int64_t {
+          for (size_t i = 0; i < head.size(); ++i)
+            for (const char* n : names)
+              if (lower(head[i]) == n) return int64_t(i);
+          return -1;
+        };
+        const int64_t pc = col({"path", "file", "filename", "image"}), lc = col({"label", "class"});
+        BISSL_CHECK(pc >= 0 && lc >= 0, path, ":", no, ": a CSV split file starts with a header naming the columns "
+                    "path and label, found '", line, "'");
+        csv = true, path_col = size_t(pc), label_col = size_t(lc);
+        continue;
+      }
+    }
+    if (csv) {
+      fields = split_csv(line);
+    } else {
+      std::istringstream ls(line);
+      for (std::string f; ls >> f;) fields.push_back(f);
+    }
+    const size_t need = std::max(path_col, label_col) + 1;
+    BISSL_CHECK(fields.size() == need || (csv && fields.size() >= need), path, ":", no, ": expected ",
+                csv ? "the header's columns" : "'relative/path label'", ", found '", line, "'");
+    const std::string rel = fields[path_col], lab = fields[label_col];
+    BISSL_CHECK(!rel.empty() && !lab.empty(), path, ":", no, ": expected a path and a label, found '", line, "'");
+    int64_t label = -1;
+    if (!class_names.empty()) {
+      auto it = std::find(class_names.begin(), class_names.end(), lab);
+      if (it != class_names.end()) label = int64_t(it - class_names.begin());
+      else if (parse_index(lab, label))
+        BISSL_CHECK(label >= 0 && label < int64_t(class_names.size()), path, ":", no, ": label ", label,
+                    " is outside the ", class_names.size(), " classes [0, ", class_names.size(), ")");
+      else
+        throw Error(str(path, ":", no, ": label ", quote(lab), " is neither a class index nor one of the ",
+                        class_names.size(), " class names"));
+    } else {
+      BISSL_CHECK(parse_index(lab, label) && label >= 0, path, ":", no,
+                  ": expected a class index >= 0 (no class-names file), found ", quote(lab));
+    }
+    const fs::path full = fs::path(image_root) / rel;
+    std::error_code ec;
+    BISSL_CHECK(fs::is_regular_file(full, ec), path, ":", no, ": image ", quote(rel), " does not exist (looked for ",
+                full.string(), ")");
+    l.files.push_back(full.string());
+    l.names.push_back(rel);
+    l.labels.push_back(label);
+    line_of.push_back(no);
+  }
+  BISSL_CHECK(!l.files.empty(), path, ": expected one image per line, found none");
+  // A path listed twice.
+  std::vector<size_t> order(l.names.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](size_t x, size_t y) { return l.names[x] < l.names[y]; });
+  for (size_t k = 1; k < order.size(); ++k)
+    BISSL_CHECK(l.names[order[k]] != l.names[order[k - 1]], path, ":", line_of[order[k]], ": image ",
+                quote(l.names[order[k]]), " is listed twice (also on line ", line_of[order[k - 1]], ")");
+  if (!class_names.empty()) {
+    l.class_names = class_names;
+  } else {
+    const int64_t n = *std::max_element(l.labels.begin(), l.labels.end()) + 1;
+    for (int64_t c = 0; c < n; ++c) l.class_names.push_back(std::to_string(c));
+  }
+  return l;
+}
+
+ImageSet decode_image_list(const ImageList& list, const DecodeOptions& opts, DecodeReport* report) {
+  const std::string& where = list.source;
+  BISSL_CHECK(!list.files.empty(), where, ": no images");
+  BISSL_CHECK(opts.channels == 0 || opts.channels == 1 || opts.channels == 3, where,
+              ": expected 1 or 3 channels (0 = from the first image), found ", opts.channels);
+  BISSL_CHECK(opts.fit == Fit::Exact || (opts.height > 0 && opts.width > 0), where,
+              ": resizing needs a positive height and width, found ", opts.height, "x", opts.width);
+  BISSL_CHECK(opts.fit != Fit::ShorterCrop || opts.height == opts.width, where,
+              ": a centre square needs height = width, found ", opts.height, "x", opts.width);
+  const int64_t n = int64_t(list.files.size());
   ImageSet s;
-  s.n = int64_t(files.size());
-  s.c = opts.channels;
-  s.num_classes = int64_t(classes.size());
-  s.class_names = classes;
-  s.labels = labels;
-  s.source = str("image folder ", root);
+  s.c = opts.channels > 0 ? opts.channels : (image_file_channels(list.files[0]) <= 2 ? 1 : 3);
+  s.num_classes = int64_t(list.class_names.size());
+  s.class_names = list.class_names;
+  s.source = where;
 
   // The output size: fixed by the options, or by the first image.
   Decoded first;
-  if (opts.resize || (opts.height > 0 && opts.width > 0)) {
+  if (opts.height > 0 && opts.width > 0) {
     s.h = opts.height;
     s.w = opts.width;
   } else {
-    first = decode(files[0], s.c);
+    first = decode(list.files[0], s.c);
     s.h = first.h;
     s.w = first.w;
   }
-  s.pixels.resize(size_t(s.n * s.image_bytes()));
-
+  std::vector<uint8_t> pixels(size_t(n * s.image_bytes()));
   auto place = [&](int64_t i, Decoded d) {
-    if (opts.resize) {
-      if (d.h != s.h || d.w != s.w) {
-        Image r = resize(from_uint8(d.px.data(), d.h, d.w, s.c), s.h, s.w, opts.interp);
-        to_uint8(r, s.image(i));
+    uint8_t* out = pixels.data() + size_t(i * s.image_bytes());
+    if (d.h != s.h || d.w != s.w) {
+      if (opts.fit == Fit::Squash) {
+        to_uint8(resize(from_uint8(d.px.data(), d.h, d.w, s.c), s.h, s.w, opts.interp), out);
         return;
       }
-    } else {
-      BISSL_CHECK(d.h == s.h && d.w == s.w, files[i], ": expected an image of ", s.h, "x", s.w,
-                  (opts.height > 0 ? " (the required size)" : str(" (the size of ", files[0], ")")), ", found ", d.h,
-                  "x", d.w);
+      if (opts.fit == Fit::ShorterCrop) {
+        Image r = resize_shorter(from_uint8(d.px.data(), d.h, d.w, s.c), s.h, opts.interp);
+        to_uint8(center_crop(r, s.h, s.w), out);
+        return;
+      }
+      throw Error(str(list.files[size_t(i)], ": expected an image of ", s.h, "x", s.w,
+                      (opts.height > 0 ? " (the required size)" : str(" (the size of ", list.files[0], ")")),
+                      ", found ", d.h, "x", d.w));
     }
-    std::copy(d.px.begin(), d.px.end(), s.image(i));
+    std::copy(d.px.begin(), d.px.end(), out);
   };
 
   int threads = opts.threads > 0 ? opts.threads : int(std::max(1u, std::thread::hardware_concurrency()));
-  threads = int(std::min<int64_t>(threads, s.n));
-  std::vector<std::string> errors(files.size());
+  threads = int(std::min<int64_t>(threads, n));
+  std::vector<std::string> errors(static_cast<size_t>(n));
+  std::vector<char> decode_failed(static_cast<size_t>(n), 0);
   std::atomic<int64_t> next{0};
   auto work = [&] {
-    for (int64_t i; (i = next.fetch_add(1)) < s.n;) {
+    for (int64_t i; (i = next.fetch_add(1)) < n;) {
+      Decoded d;
       try {
-        if (i == 0 && !first.px.empty())
-          place(0, std::move(first));
-        else
-          place(i, decode(files[i], s.c));
+        d = i == 0 && !first.px.empty() ? std::move(first) : decode(list.files[size_t(i)], s.c);
       } catch (const std::exception& e) {
-        errors[i] = e.what();
+        errors[size_t(i)] = e.what();
+        decode_failed[size_t(i)] = 1;
+        continue;
+      }
+      try {
+        place(i, std::move(d));
+      } catch (const std::exception& e) {
+        errors[size_t(i)] = e.what();
       }
     }
   };
@@ -138,10 +356,49 @@ ImageSet load_image_folder(const std::string& root, const ImageFolderOptions& op
   for (int t = 1; t < threads; ++t) pool.emplace_back(work);
   work();
   for (auto& t : pool) t.join();
-  // The first failing file in order, so the message does not depend on timing.
-  for (const auto& e : errors)
-    if (!e.empty()) throw Error(e);
+  // The first failing file in order, so the message does not depend on timing;
+  // with skip_bad, images that could not be decoded are left out.
+  std::vector<int64_t> keep;
+  DecodeReport rep;
+  for (int64_t i = 0; i < n; ++i) {
+    if (errors[size_t(i)].empty()) {
+      keep.push_back(i);
+      continue;
+    }
+    if (!(opts.skip_bad && decode_failed[size_t(i)])) throw Error(errors[size_t(i)]);
+    if (rep.bad++ == 0) rep.first_bad = errors[size_t(i)];
+  }
+  BISSL_CHECK(!keep.empty(), where, ": none of the ", n, " images could be decoded (the first: ", rep.first_bad, ")");
+  if (report) *report = rep;
+  s.n = int64_t(keep.size());
+  if (s.n == n) {
+    s.pixels = std::move(pixels);
+    s.labels = list.labels;
+  } else {
+    s.pixels.resize(size_t(s.n * s.image_bytes()));
+    for (size_t k = 0; k < keep.size(); ++k) {
+      std::copy_n(pixels.data() + size_t(keep[k] * s.image_bytes()), size_t(s.image_bytes()),
+                  s.pixels.data() + k * size_t(s.image_bytes()));
+      s.labels.push_back(list.labels[size_t(keep[k])]);
+    }
+  }
   return s;
+}
+
+ImageSet load_image_folder(const std::string& root, const ImageFolderOptions& opts) {
+  BISSL_CHECK(opts.channels == 1 || opts.channels == 3, "image folder ", root, ": expected 1 or 3 channels, found ",
+              opts.channels);
+  BISSL_CHECK(!opts.resize || (opts.height > 0 && opts.width > 0), "image folder ", root,
+              ": resizing needs a positive height and width, found ", opts.height, "x", opts.width);
+  FolderListOptions lo;
+  lo.extensions = opts.extensions;
+  DecodeOptions d;
+  d.channels = opts.channels;
+  d.height = opts.height, d.width = opts.width;
+  d.fit = opts.resize ? Fit::Squash : Fit::Exact;
+  d.interp = opts.interp;
+  d.threads = opts.threads;
+  return decode_image_list(list_image_folder(root, lo), d);
 }
 
 }  // namespace bissl::data

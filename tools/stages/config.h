@@ -43,13 +43,21 @@ struct TaskConfig {  // [task]: the downstream (labelled) task
   double mosaic_fill = 0.75;
   int64_t load_size = 0;
   bool ignore_difficult = false;
+  // folder / list tasks (your own images).
+  int64_t channels = 0;                 // 0 = from the first training image (grey -> 1, else 3)
+  std::string folder_order = "class";   // class | name
+  std::string train_list = "train.txt", val_list, test_list = "test.txt", class_names_file;
+  bool skip_bad_images = false;
 
   template <class V>
   void fields(V& v) {
     v("dataset", dataset,
-      schema::one_of({"fashion-mnist", "mnist", "cifar10", "cifar100", "fashion-mnist-mosaic", "voc2007"}),
+      schema::one_of({"fashion-mnist", "mnist", "cifar10", "cifar100", "fashion-mnist-mosaic", "voc2007", "folder",
+                      "list"}),
       "the downstream task; fashion-mnist-mosaic (grid x grid mosaics, root as fashion-mnist) and voc2007 (root = a "
-      "VOCdevkit) are multi-label: cross-entropy against multi-hot targets, scored by 11-point mAP");
+      "VOCdevkit) are multi-label: cross-entropy against multi-hot targets, scored by 11-point mAP; folder: "
+      "root/train/<class>/..., root/test/<class>/..., optionally root/val/<class>/...; list: split files under root "
+      "(train_list, test_list, optionally val_list) of 'relative/path label' lines or CSV (docs/datasets.md)");
     v("root", root, schema::any(), "the dataset's folder");
     v("classes", classes, schema::ge(0), "original labels to keep, relabelled 0..; empty = all");
     v("train_per_class", train_per_class, schema::ge(0), "labelled training images per class; 0 = all not held out");
@@ -68,9 +76,25 @@ struct TaskConfig {  // [task]: the downstream (labelled) task
     v("test_images", test_images, schema::ge(0), "mosaic: test mosaics (0 = test tiles / grid²)");
     v("mosaic_grid", mosaic_grid, schema::in(1, 8), "mosaic: cells per side");
     v("mosaic_fill", mosaic_fill, schema::in_open_lo(0, 1), "mosaic: probability that a cell holds an image (>= 1 per mosaic)");
-    v("load_size", load_size, schema::ge(0), "voc2007: images resampled to load_size² on load (0 = image_size / 0.875)");
+    v("load_size", load_size, schema::ge(0),
+      "voc2007: images resampled to load_size² on load (0 = image_size / 0.875); folder, list: > 0 resamples the "
+      "shorter side to load_size and keeps the centre square, 0 requires every image to have the first's size");
     v("ignore_difficult", ignore_difficult, schema::any(),
       "mAP: leave VOC's difficult labels out (the devkit) instead of counting them positive (the reference)");
+    using schema::Rule;
+    v("channels", channels, Rule(schema::in(0, 3)).stamped_if_changed(),
+      "folder, list: image channels, 1 (grey) or 3 (RGB); 0 = from the first training image's file");
+    v("folder_order", folder_order, Rule(schema::one_of({"class", "name"})).stamped_if_changed(),
+      "folder: image order, class (class after class, each by path: torchvision's ImageFolder) or name (by the path "
+      "below the class folder, then class)");
+    v("train_list", train_list, Rule(schema::any()).stamped_if_changed(), "list: the training split file, under root");
+    v("val_list", val_list, Rule(schema::any()).stamped_if_changed(),
+      "list: the validation split file under root; empty = a class-stratified val_fraction of train");
+    v("test_list", test_list, Rule(schema::any()).stamped_if_changed(), "list: the test split file, under root");
+    v("class_names_file", class_names_file, Rule(schema::any()).stamped_if_changed(),
+      "list: class names, one per line, under root (a label may then be a name); empty = integer labels");
+    v("skip_bad_images", skip_bad_images, Rule(schema::any()).stamped_if_changed(),
+      "folder, list: leave out images that cannot be decoded, counted in a note, instead of stopping with an error");
   }
 };
 

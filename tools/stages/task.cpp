@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <map>
 
 #include "data/augment.h"
 #include "data/datasets.h"
@@ -17,8 +20,82 @@ data::ImageSet load_set(const TaskConfig& t, bool train) {
   if (t.dataset == "mnist") return data::load_mnist(t.root, train);
   if (t.dataset == "cifar10") return data::load_cifar10(t.root, train);
   if (t.dataset == "cifar100") return data::load_cifar100(t.root, train);
-  throw Error(str("task: dataset must be fashion-mnist, mnist, cifar10, cifar100, fashion-mnist-mosaic or voc2007, "
-                  "found '", t.dataset, "'"));
+  throw Error(str("task: dataset must be fashion-mnist, mnist, cifar10, cifar100, fashion-mnist-mosaic, voc2007, "
+                  "folder or list, found '", t.dataset, "'"));
+}
+
+// Your own images (dataset folder or list): the lists of the train, test
+// and (when given) validation files.
+struct FileLists {
+  data::ImageList train, val, test;
+  bool has_val = false;
+};
+
+FileLists list_files(const TaskConfig& t) {
+  namespace fs = std::filesystem;
+  FileLists f;
+  std::error_code ec;
+  BISSL_CHECK(fs::is_directory(t.root, ec), "task: root ", t.root, " is not a folder (dataset ", t.dataset, ")");
+  if (t.dataset == "folder") {
+    data::FolderListOptions o;
+    o.order = t.folder_order;
+    const fs::path root(t.root);
+    BISSL_CHECK(fs::is_directory(root / "train", ec) && fs::is_directory(root / "test", ec), "task: dataset folder ",
+                "expects ", t.root, "/train/<class>/... and ", t.root, "/test/<class>/...; found ",
+                fs::is_directory(root / "train", ec) ? "no test folder" : "no train folder");
+    f.train = data::list_image_folder((root / "train").string(), o);
+    o.classes = f.train.class_names;  // the training folder's classes and indices
+    f.test = data::list_image_folder((root / "test").string(), o);
+    if (fs::is_directory(root / "val", ec)) {
+      f.val = data::list_image_folder((root / "val").string(), o);
+      f.has_val = true;
+    }
+    return f;
+  }
+  auto under_root = [&](const std::string& p) { return (fs::path(t.root) / p).string(); };
+  const std::vector<std::string> names =
+      t.class_names_file.empty() ? std::vector<std::string>{} : data::read_class_names(under_root(t.class_names_file));
+  f.train = data::read_split_file(under_root(t.train_list), t.root, names);
+  const std::vector<std::string>& classes = names.empty() ? f.train.class_names : names;
+  f.test = data::read_split_file(under_root(t.test_list), t.root, classes);
+  if (!t.val_list.empty()) {
+    f.val = data::read_split_file(under_root(t.val_list), t.root, classes);
+    f.has_val = true;
+  }
+  // One image in two splits would leak test (or validation) images into training.
+  std::map<std::string, std::string> seen;
+  auto check = [&](const data::ImageList& l, const std::string& split) {
+    for (const std::string& n : l.names) {
+      auto [it, fresh] = seen.emplace(n, split);
+      BISSL_CHECK(fresh, "task: image '", n, "' is in both the ", it->second, " and the ", split, " split files");
+    }
+  };
+  check(f.train, "train");
+  if (f.has_val) check(f.val, "validation");
+  check(f.test, "test");
+  return f;
+}
+
+// Decodes one split; notes what was skipped.
+data::ImageSet decode_split(const data::ImageList& l, const TaskConfig& t, int64_t channels, int64_t h, int64_t w) {
+  data::DecodeOptions d;
+  d.channels = channels;
+  d.skip_bad = t.skip_bad_images;
+  if (t.load_size > 0) {
+    d.height = d.width = t.load_size;
+    d.fit = data::Fit::ShorterCrop;
+  } else {
+    d.height = h, d.width = w;  // 0 x 0 for the training split: its first image's size
+  }
+  data::DecodeReport rep;
+  data::ImageSet s = data::decode_image_list(l, d, &rep);
+  if (l.skipped > 0)
+    std::fprintf(stderr, "task: note: %s: %lld file(s) skipped, not images by their extension\n", l.source.c_str(),
+                 (long long)l.skipped);
+  if (rep.bad > 0)
+    std::fprintf(stderr, "task: note: %s: %lld image(s) could not be decoded and were left out (skip_bad_images; "
+                 "the first: %s)\n", l.source.c_str(), (long long)rep.bad, rep.first_bad.c_str());
+  return s;
 }
 
 std::vector<int64_t> pick(const std::vector<int64_t>& from, const std::vector<int64_t>& idx) {
@@ -54,12 +131,22 @@ struct SingleLabelSplit {
   std::vector<int64_t> train_idx, val_idx;  // into tr
 };
 
+// Class selection and the train / validation split of a loaded train and
+// test set; `val` (own images with a validation split) replaces the drawn one.
+SingleLabelSplit split_loaded(const TaskConfig& t, data::ImageSet tr, data::ImageSet te, const data::ImageSet* val,
+                              data::ImageSet* val_out);
+
 SingleLabelSplit split_single_label(const TaskConfig& t, const std::string& dataset) {
   TaskConfig base = t;
   base.dataset = dataset;
+  return split_loaded(t, load_set(base, true), load_set(base, false), nullptr, nullptr);
+}
+
+SingleLabelSplit split_loaded(const TaskConfig& t, data::ImageSet tr, data::ImageSet te, const data::ImageSet* val,
+                              data::ImageSet* val_out) {
   SingleLabelSplit r;
-  r.tr = load_set(base, true);
-  r.te = load_set(base, false);
+  r.tr = std::move(tr);
+  r.te = std::move(te);
   r.tr_orig.resize(size_t(r.tr.n));
   r.te_orig.resize(size_t(r.te.n));
   for (int64_t i = 0; i < r.tr.n; ++i) r.tr_orig[size_t(i)] = i;
@@ -71,6 +158,14 @@ SingleLabelSplit split_single_label(const TaskConfig& t, const std::string& data
     r.te = data::select_classes(r.te, t.classes);
   }
   const int64_t nc = r.tr.num_classes;
+  if (val) {  // a validation set of its own: train keeps every image
+    *val_out = t.classes.empty() ? *val : data::select_classes(*val, t.classes);
+    std::vector<int64_t> all(size_t(r.tr.n));
+    for (int64_t i = 0; i < r.tr.n; ++i) all[size_t(i)] = i;
+    r.train_idx = t.train_per_class > 0 ? data::k_per_class(r.tr.labels, nc, t.train_per_class, t.split_seed + 1, all)
+                                        : all;
+    return r;
+  }
   data::Split sp = t.val_per_class > 0 ? data::stratified_split_count(r.tr.labels, nc, t.val_per_class, t.split_seed)
                                        : data::stratified_split(r.tr.labels, nc, t.val_fraction, t.split_seed);
   r.train_idx = t.train_per_class > 0 ? data::k_per_class(r.tr.labels, nc, t.train_per_class, t.split_seed + 1, sp.train)
@@ -146,9 +241,37 @@ std::string Task::digest() const {
 
 namespace {
 
+// folder / list: the files' splits, decoded at one size and channel count.
+Task own_images_task(const TaskConfig& t) {
+  FileLists f = list_files(t);
+  data::ImageSet tr = decode_split(f.train, t, t.channels, 0, 0);
+  data::ImageSet te = decode_split(f.test, t, tr.c, tr.h, tr.w);
+  data::ImageSet va, va_selected;
+  if (f.has_val) va = decode_split(f.val, t, tr.c, tr.h, tr.w);
+  SingleLabelSplit s = split_loaded(t, std::move(tr), std::move(te), f.has_val ? &va : nullptr, &va_selected);
+  Task task;
+  task.num_classes = s.tr.num_classes;
+  task.class_names = s.tr.class_names;
+  task.train = std::make_shared<const data::ImageSet>(data::subset(s.tr, s.train_idx));
+  if (f.has_val) {
+    task.val = std::make_shared<const data::ImageSet>(std::move(va_selected));
+    if (!t.classes.empty()) task.val_index = data::indices_of_classes(va.labels, t.classes);
+    else
+      for (int64_t i = 0; i < va.n; ++i) task.val_index.push_back(i);
+  } else {
+    task.val = std::make_shared<const data::ImageSet>(data::subset(s.tr, s.val_idx));
+    task.val_index = pick(s.tr_orig, s.val_idx);
+  }
+  task.test = std::make_shared<const data::ImageSet>(std::move(s.te));
+  task.train_index = pick(s.tr_orig, s.train_idx);
+  task.test_index = s.te_orig;
+  return task;
+}
+
 Task load_splits(const TaskConfig& t) {
   if (t.dataset == "fashion-mnist-mosaic") return mosaic_task(t);
   if (t.dataset == "voc2007") return voc_task(t);
+  if (t.dataset == "folder" || t.dataset == "list") return own_images_task(t);
   SingleLabelSplit s = split_single_label(t, t.dataset);
   Task task;
   task.num_classes = s.tr.num_classes;
@@ -181,6 +304,18 @@ void save_task_splits(const Task& task, const TaskConfig& t, const std::string& 
     tr = "training-file indices of the tiles of the train mosaics; ";
     va = "training-file indices of the tiles of the validation mosaics; ";
     te = "test-file indices of the tiles of the test mosaics; ";
+  } else if (t.dataset == "folder" || t.dataset == "list") {
+    const std::string order = t.dataset == "folder" ? str("the ", t.folder_order, "-ordered images of ") : "the lines of ";
+    const std::string tr_src = t.dataset == "folder" ? "train/" : t.train_list;
+    const std::string te_src = t.dataset == "folder" ? "test/" : t.test_list;
+    const std::string va_src = t.dataset == "folder" ? "val/" : t.val_list;
+    std::error_code ec;
+    const bool own_val = t.dataset == "list" ? !t.val_list.empty()
+                                             : std::filesystem::is_directory(std::filesystem::path(t.root) / "val", ec);
+    tr = "positions among " + order + tr_src + " of the labelled train split; ";
+    va = own_val ? "positions among " + order + va_src + " of the validation split; "
+                 : "positions among " + order + tr_src + " of the validation split; ";
+    te = "positions among " + order + te_src + " of the test split; ";
   } else if (t.dataset == "voc2007") {
     tr = "positions in ImageSets/Main/train.txt of the train split; ";
     va = "positions in ImageSets/Main/val.txt (all of it); ";

@@ -1,0 +1,173 @@
+// Labelled image collections of your own (data/datasets.h): class folders,
+// flat and nested, in both image orders; split files, whitespace and CSV,
+// with and without class names; decoding to one size (exact, squash, shorter
+// side + centre square), grey or RGB by the first image, bad images skipped
+// when asked; and the one-line errors of each.
+#include <doctest/doctest.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <stb/stb_image_write.h>  // implemented in test_datasets.cpp
+
+#include "data/datasets.h"
+#include "engine/error.h"
+#include "tests/support.h"
+
+using namespace bissl;
+using namespace bissl::data;
+namespace fs = std::filesystem;
+using bissl::testing::expect_error;
+using bissl::testing::TempDir;
+
+namespace {
+
+// A w x h image of c channels whose every byte is `value`.
+void png(const fs::path& p, int w, int h, int c, int value) {
+  fs::create_directories(p.parent_path());
+  std::vector<uint8_t> px(size_t(w * h * c), uint8_t(value));
+  REQUIRE(stbi_write_png(p.string().c_str(), w, h, c, px.data(), w * c) != 0);
+}
+
+void text(const fs::path& p, const std::string& s) {
+  fs::create_directories(p.parent_path());
+  std::ofstream(p) << s;
+}
+
+}  // namespace
+
+TEST_CASE("image folder lists: classes sorted, nested folders, both orders, skipped files counted") {
+  TempDir t("lists_folder");
+  png(t.dir / "b_dog" / "02.png", 4, 4, 3, 1);
+  png(t.dir / "b_dog" / "sub" / "00.png", 4, 4, 3, 2);  // nested
+  png(t.dir / "a_cat" / "01.png", 4, 4, 3, 3);
+  png(t.dir / "a_cat" / "03.png", 4, 4, 3, 4);
+  text(t.dir / "a_cat" / "README.txt", "not an image");
+  text(t.dir / "a_cat" / ".hidden.png", "hidden files are not looked at");
+  fs::create_directories(t.dir / ".cache");  // hidden folder: not a class
+
+  ImageList l = list_image_folder(t.dir.string());
+  CHECK(l.class_names == std::vector<std::string>{"a_cat", "b_dog"});
+  CHECK(l.names == std::vector<std::string>{"a_cat/01.png", "a_cat/03.png", "b_dog/02.png", "b_dog/sub/00.png"});
+  CHECK(l.labels == std::vector<int64_t>{0, 0, 1, 1});
+  CHECK(l.skipped == 1);
+
+  FolderListOptions by_name;
+  by_name.order = "name";  // by the path below the class folder: 01, 02, 03, sub/00
+  ImageList n = list_image_folder(t.dir.string(), by_name);
+  CHECK(n.names == std::vector<std::string>{"a_cat/01.png", "b_dog/02.png", "a_cat/03.png", "b_dog/sub/00.png"});
+  CHECK(n.labels == std::vector<int64_t>{0, 1, 0, 1});
+
+  ImageSet s = decode_image_list(l, DecodeOptions{});
+  CHECK(s.n == 4);
+  CHECK(s.labels == l.labels);
+  CHECK(int(s.image(0)[0]) == 3);
+  CHECK(int(s.image(3)[0]) == 2);
+
+  SUBCASE("a test folder takes the training classes; a class of its own is an error") {
+    FolderListOptions o;
+    o.classes = {"a_cat", "b_dog", "c_eel"};  // c_eel has no folder here: no images, no error
+    CHECK(list_image_folder(t.dir.string(), o).labels == l.labels);
+    o.classes = {"b_dog"};
+    expect_error([&] { list_image_folder(t.dir.string(), o); }, {"a_cat", "is not among the training classes"});
+  }
+  SUBCASE("an empty class folder") {
+    fs::create_directories(t.dir / "c_empty");
+    text(t.dir / "c_empty" / "notes.txt", "x");
+    expect_error([&] { list_image_folder(t.dir.string()); }, {"c_empty", "at least one image"});
+  }
+  SUBCASE("not a folder; no class folders") {
+    expect_error([&] { list_image_folder(t.file("nothing")); }, {"nothing", "expected a directory"});
+    TempDir e("lists_empty");
+    expect_error([&] { list_image_folder(e.dir.string()); }, {"no sub-folders"});
+  }
+}
+
+TEST_CASE("decoding a list: sizes, grey or RGB from the first image, bad images") {
+  TempDir t("lists_decode");
+  png(t.dir / "x" / "a.png", 8, 4, 1, 10);  // grey, 4 high, 8 wide
+  png(t.dir / "x" / "b.png", 6, 6, 1, 20);
+  png(t.dir / "y" / "c.png", 4, 4, 3, 30);  // RGB: becomes grey (the first image decides)
+  ImageList l = list_image_folder(t.dir.string());
+
+  DecodeOptions d;
+  d.channels = 0;
+  expect_error([&] { decode_image_list(l, d); }, {"b.png", "expected an image of 4x8", "found 6x6"});
+  d.fit = Fit::ShorterCrop;
+  d.height = d.width = 4;
+  ImageSet s = decode_image_list(l, d);
+  CHECK(s.c == 1);
+  CHECK(s.h == 4);
+  CHECK(s.w == 4);
+  CHECK(int(s.image(0)[0]) == 10);  // a flat image stays flat through resampling and cropping
+  CHECK(int(s.image(1)[5]) == 20);
+  d.fit = Fit::Squash;
+  d.height = 2, d.width = 3;
+  CHECK(decode_image_list(l, d).w == 3);
+  d.channels = 3;
+  d.fit = Fit::ShorterCrop;
+  d.height = d.width = 2;
+  CHECK(decode_image_list(l, d).c == 3);
+  d.height = 2, d.width = 3;
+  expect_error([&] { decode_image_list(l, d); }, {"centre square needs height = width"});
+
+  SUBCASE("an unreadable or truncated image: named, or left out and counted") {
+    std::ofstream(t.file("y/broken.png"), std::ios::binary) << "\x89PNG\r\n\x1a\n truncated";
+    ImageList l2 = list_image_folder(t.dir.string());
+    DecodeOptions e;
+    e.fit = Fit::ShorterCrop;
+    e.height = e.width = 4;
+    expect_error([&] { decode_image_list(l2, e); }, {"broken.png", "cannot decode"});
+    e.skip_bad = true;
+    DecodeReport rep;
+    ImageSet k = decode_image_list(l2, e, &rep);
+    CHECK(k.n == 3);
+    CHECK(rep.bad == 1);
+    CHECK(rep.first_bad.find("broken.png") != std::string::npos);
+    CHECK(k.labels == std::vector<int64_t>{0, 0, 1});
+  }
+}
+
+TEST_CASE("split files: 'path label' lines, CSV with a header, class names, and their errors") {
+  TempDir t("lists_split");
+  png(t.dir / "img" / "a.png", 4, 4, 3, 1);
+  png(t.dir / "img" / "b.png", 4, 4, 3, 2);
+  png(t.dir / "img" / "c d.png", 4, 4, 3, 3);
+
+  text(t.dir / "train.txt", "# a comment\nimg/b.png 1\n\nimg/a.png 0\r\n");
+  ImageList l = read_split_file(t.file("train.txt"), t.dir.string());
+  CHECK(l.names == std::vector<std::string>{"img/b.png", "img/a.png"});  // file order
+  CHECK(l.labels == std::vector<int64_t>{1, 0});
+  CHECK(l.class_names == std::vector<std::string>{"0", "1"});
+
+  text(t.dir / "classes.txt", "cat\ndog\n# comment\n\neel\n");
+  std::vector<std::string> names = read_class_names(t.file("classes.txt"));
+  CHECK(names == std::vector<std::string>{"cat", "dog", "eel"});
+  text(t.dir / "train.csv", "label,filename\ndog,img/a.png\n2,\"img/c d.png\"\n");
+  ImageList c = read_split_file(t.file("train.csv"), t.dir.string(), names);
+  CHECK(c.names == std::vector<std::string>{"img/a.png", "img/c d.png"});
+  CHECK(c.labels == std::vector<int64_t>{1, 2});
+  CHECK(c.class_names == names);
+  CHECK(decode_image_list(c, DecodeOptions{}).n == 2);
+
+  auto fails = [&](const std::string& body, std::initializer_list<std::string> needles,
+                   const std::vector<std::string>& classes = {}) {
+    text(t.dir / "bad.txt", body);
+    expect_error([&] { read_split_file(t.file("bad.txt"), t.dir.string(), classes); }, needles);
+  };
+  fails("img/a.png 0\nimg/missing.png 1\n", {"bad.txt:2", "'img/missing.png' does not exist"});
+  fails("img/a.png 0\nimg/b.png 1\nimg/a.png 1\n", {"bad.txt:3", "'img/a.png' is listed twice", "line 1"});
+  fails("img/a.png 3\n", {"bad.txt:1", "label 3 is outside the 3 classes"}, names);
+  fails("img/a.png zebra\n", {"bad.txt:1", "'zebra' is neither a class index nor one of the 3 class names"}, names);
+  fails("img/a.png -1\n", {"bad.txt:1", "expected a class index >= 0"});
+  fails("img/a.png\n", {"bad.txt:1", "expected 'relative/path label'"});
+  fails("img/a.png 0 extra\n", {"bad.txt:1", "expected 'relative/path label'"});
+  fails("name,kind\na,b\n", {"bad.txt:1", "header naming the columns path and label"});
+  fails("# only comments\n", {"bad.txt", "one image per line, found none"});
+  text(t.dir / "dup_classes.txt", "cat\ncat\n");
+  expect_error([&] { read_class_names(t.file("dup_classes.txt")); }, {"dup_classes.txt:2", "'cat' is listed twice"});
+  expect_error([&] { read_split_file(t.file("none.txt"), t.dir.string()); }, {"none.txt"});
+}
