@@ -132,18 +132,17 @@ struct SingleLabelSplit {
 };
 
 // Class selection and the train / validation split of a loaded train and
-// test set; `val` (own images with a validation split) replaces the drawn one.
-SingleLabelSplit split_loaded(const TaskConfig& t, data::ImageSet tr, data::ImageSet te, const data::ImageSet* val,
-                              data::ImageSet* val_out);
+// test set; without draw_val (a validation set of its own) train keeps every
+// image (or k per class) and val_idx stays empty.
+SingleLabelSplit split_loaded(const TaskConfig& t, data::ImageSet tr, data::ImageSet te, bool draw_val = true);
 
 SingleLabelSplit split_single_label(const TaskConfig& t, const std::string& dataset) {
   TaskConfig base = t;
   base.dataset = dataset;
-  return split_loaded(t, load_set(base, true), load_set(base, false), nullptr, nullptr);
+  return split_loaded(t, load_set(base, true), load_set(base, false));
 }
 
-SingleLabelSplit split_loaded(const TaskConfig& t, data::ImageSet tr, data::ImageSet te, const data::ImageSet* val,
-                              data::ImageSet* val_out) {
+SingleLabelSplit split_loaded(const TaskConfig& t, data::ImageSet tr, data::ImageSet te, bool draw_val) {
   SingleLabelSplit r;
   r.tr = std::move(tr);
   r.te = std::move(te);
@@ -158,8 +157,7 @@ SingleLabelSplit split_loaded(const TaskConfig& t, data::ImageSet tr, data::Imag
     r.te = data::select_classes(r.te, t.classes);
   }
   const int64_t nc = r.tr.num_classes;
-  if (val) {  // a validation set of its own: train keeps every image
-    *val_out = t.classes.empty() ? *val : data::select_classes(*val, t.classes);
+  if (!draw_val) {  // a validation set of its own: train keeps every image
     std::vector<int64_t> all(size_t(r.tr.n));
     for (int64_t i = 0; i < r.tr.n; ++i) all[size_t(i)] = i;
     r.train_idx = t.train_per_class > 0 ? data::k_per_class(r.tr.labels, nc, t.train_per_class, t.split_seed + 1, all)
@@ -246,18 +244,20 @@ Task own_images_task(const TaskConfig& t) {
   FileLists f = list_files(t);
   data::ImageSet tr = decode_split(f.train, t, t.channels, 0, 0);
   data::ImageSet te = decode_split(f.test, t, tr.c, tr.h, tr.w);
-  data::ImageSet va, va_selected;
-  if (f.has_val) va = decode_split(f.val, t, tr.c, tr.h, tr.w);
-  SingleLabelSplit s = split_loaded(t, std::move(tr), std::move(te), f.has_val ? &va : nullptr, &va_selected);
+  SingleLabelSplit s = split_loaded(t, std::move(tr), std::move(te), /*draw_val=*/!f.has_val);
   Task task;
   task.num_classes = s.tr.num_classes;
   task.class_names = s.tr.class_names;
   task.train = std::make_shared<const data::ImageSet>(data::subset(s.tr, s.train_idx));
   if (f.has_val) {
-    task.val = std::make_shared<const data::ImageSet>(std::move(va_selected));
-    if (!t.classes.empty()) task.val_index = data::indices_of_classes(va.labels, t.classes);
-    else
+    data::ImageSet va = decode_split(f.val, t, s.tr.c, s.tr.h, s.tr.w);
+    if (t.classes.empty()) {
       for (int64_t i = 0; i < va.n; ++i) task.val_index.push_back(i);
+      task.val = std::make_shared<const data::ImageSet>(std::move(va));
+    } else {
+      task.val_index = data::indices_of_classes(va.labels, t.classes);
+      task.val = std::make_shared<const data::ImageSet>(data::select_classes(va, t.classes));
+    }
   } else {
     task.val = std::make_shared<const data::ImageSet>(data::subset(s.tr, s.val_idx));
     task.val_index = pick(s.tr_orig, s.val_idx);
