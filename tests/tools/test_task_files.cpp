@@ -210,6 +210,37 @@ TEST_SUITE("parallel: own_images") {
     expect_error([&] { stages::load_task(t); }, {"'images/1_0.png' is in both the train and the validation split"});
   }
 
+  TEST_CASE("stl10 downstream: its labelled train and test files, class names, subsets and the validation rule") {
+    TempDir tmp("task_stl10");
+    // STL-10's binary format: 96x96x3 images stored channel after channel, each column-major; labels 1..10.
+    auto write = [&](const std::string& split, int per_class) {
+      std::ofstream x(tmp.file(split + "_X.bin"), std::ios::binary), y(tmp.file(split + "_y.bin"), std::ios::binary);
+      std::vector<char> img(96 * 96 * 3);
+      for (int i = 0; i < per_class; ++i)
+        for (int c = 1; c <= 10; ++c) {
+          std::fill(img.begin(), img.end(), char(10 * c + i));
+          x.write(img.data(), std::streamsize(img.size()));
+          y.put(char(c));
+        }
+    };
+    write("train", 5);
+    write("test", 2);
+    stages::TaskConfig t;
+    t.dataset = "stl10";
+    t.root = tmp.dir.string();
+    t.image_size = 96;
+    t.classes = {7, 1};  // monkey, bird
+    stages::Task task = stages::load_task(t);
+    CHECK(task.class_names == std::vector<std::string>{"monkey", "bird"});
+    CHECK(task.train->n == 8);  // 20 % of each class's 5 held out
+    CHECK(task.val->n == 2);
+    CHECK(task.test->n == 4);
+    CHECK(task.test->h == 96);
+    CHECK(task.test->c == 3);
+    CHECK(task.test->labels == std::vector<int64_t>{1, 0, 1, 0});  // file order: bird (label 2), monkey (label 8)
+    CHECK(int(task.test->image(1)[0]) == 10 * 8 + 0);
+  }
+
   TEST_CASE("one task through two readers: Fashion-MNIST's upper-body classes as PNG files equal the IDX reader's") {
     if (!have_fashion_mnist()) return;
     TempDir tmp("task_two_readers");

@@ -52,9 +52,10 @@ struct TaskConfig {  // [task]: the downstream (labelled) task
   template <class V>
   void fields(V& v) {
     v("dataset", dataset,
-      schema::one_of({"fashion-mnist", "mnist", "cifar10", "cifar100", "fashion-mnist-mosaic", "voc2007", "folder",
-                      "list"}),
-      "the downstream task; fashion-mnist-mosaic (grid x grid mosaics, root as fashion-mnist) and voc2007 (root = a "
+      schema::one_of({"fashion-mnist", "mnist", "cifar10", "cifar100", "stl10", "fashion-mnist-mosaic", "voc2007",
+                      "folder", "list"}),
+      "the downstream task; stl10: its labelled train / test files (root: the binary version's folder); "
+      "fashion-mnist-mosaic (grid x grid mosaics, root as fashion-mnist) and voc2007 (root = a "
       "VOCdevkit) are multi-label: cross-entropy against multi-hot targets, scored by 11-point mAP; folder: "
       "root/train/<class>/..., root/test/<class>/..., optionally root/val/<class>/...; list: split files under root "
       "(train_list, test_list, optionally val_list) of 'relative/path label' lines or CSV (docs/datasets.md)");

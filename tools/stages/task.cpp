@@ -20,8 +20,9 @@ data::ImageSet load_set(const TaskConfig& t, bool train) {
   if (t.dataset == "mnist") return data::load_mnist(t.root, train);
   if (t.dataset == "cifar10") return data::load_cifar10(t.root, train);
   if (t.dataset == "cifar100") return data::load_cifar100(t.root, train);
-  throw Error(str("task: dataset must be fashion-mnist, mnist, cifar10, cifar100, fashion-mnist-mosaic, voc2007, "
-                  "folder or list, found '", t.dataset, "'"));
+  if (t.dataset == "stl10") return data::load_stl10(t.root, train ? data::Stl10Split::Train : data::Stl10Split::Test);
+  throw Error(str("task: dataset must be fashion-mnist, mnist, cifar10, cifar100, stl10, fashion-mnist-mosaic, "
+                  "voc2007, folder or list, found '", t.dataset, "'"));
 }
 
 // Your own images (dataset folder or list): the lists of the train, test
