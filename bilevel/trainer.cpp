@@ -17,15 +17,6 @@ double seconds_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
 }
 
-// The models present (θD and φD are absent in some variants).
-std::vector<nn::Module*> modules(const BilevelModels& m) {
-  std::vector<nn::Module*> r;
-  for (nn::Module* mod : {static_cast<nn::Module*>(m.backbone_d), static_cast<nn::Module*>(m.backbone_p),
-                          static_cast<nn::Module*>(m.pretext), static_cast<nn::Module*>(m.head_d)})
-    if (mod) r.push_back(mod);
-  return r;
-}
-
 optim::StateDict with_prefix(const optim::StateDict& sd, const std::string& p) {
   optim::StateDict r;
   for (auto& [k, t] : sd) r.emplace_back(p + k, t);
@@ -229,7 +220,7 @@ AlternationStats BilevelTrainer::alternation() {
   auto t0 = std::chrono::steady_clock::now();
   AlternationStats s;
   // Train mode everywhere (the spec): callers may have evaluated in between.
-  for (nn::Module* mod : modules(m_)) mod->train();
+  for (nn::Module* mod : present_modules(m_)) mod->train();
   lower_phase(s);
   upper_phase(s);
   set_ghost(m_, 0);

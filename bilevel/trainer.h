@@ -231,6 +231,8 @@ struct AlternationStats {
 
 // The tensors of a, then those of b.
 std::vector<Tensor> join(const std::vector<Tensor>& a, const std::vector<Tensor>& b);
+// The models present (θD and φD are absent in some variants).
+std::vector<nn::Module*> present_modules(const BilevelModels& m);
 // Ghost batch norm of size n (0 = whole-batch statistics) on every model present.
 void set_ghost(const BilevelModels& m, int64_t n);
 // Throws bissl::Error "bissl: <what> is <v> at alternation <a>, step <k> ..."
@@ -287,6 +289,9 @@ class UpperPhase {
 
  private:
   std::vector<Tensor> hvp_of(const std::vector<Tensor>& v, UpperStepResult* trace_to);
+  // Copies of the buffers a pretext forward moves (θP's and the pretext
+  // heads' BN statistics), paired with the live tensors to restore them into.
+  std::vector<std::pair<Tensor, Tensor>> snapshot_buffers() const;
 
   BilevelModels m_;
   const BilevelOptions& o_;

@@ -29,10 +29,16 @@ std::vector<Tensor> clones(const std::vector<Tensor>& xs) {
 
 }  // namespace
 
-void set_ghost(const BilevelModels& m, int64_t n) {
+std::vector<nn::Module*> present_modules(const BilevelModels& m) {
+  std::vector<nn::Module*> r;
   for (nn::Module* mod : {static_cast<nn::Module*>(m.backbone_d), static_cast<nn::Module*>(m.backbone_p),
                           static_cast<nn::Module*>(m.pretext), static_cast<nn::Module*>(m.head_d)})
-    if (mod) nn::set_ghost_batch(*mod, n);
+    if (mod) r.push_back(mod);
+  return r;
+}
+
+void set_ghost(const BilevelModels& m, int64_t n) {
+  for (nn::Module* mod : present_modules(m)) nn::set_ghost_batch(*mod, n);
 }
 
 void check_finite(double v, const std::string& what, int64_t alternation, int64_t step) {
@@ -68,18 +74,18 @@ UpperPhase::UpperPhase(const BilevelModels& m, const BilevelOptions& o, Downstre
 
 UpperPhase::~UpperPhase() = default;
 
+std::vector<std::pair<Tensor, Tensor>> UpperPhase::snapshot_buffers() const {
+  std::vector<std::pair<Tensor, Tensor>> saved;
+  for (nn::Module* mod : {static_cast<nn::Module*>(m_.backbone_p), static_cast<nn::Module*>(m_.pretext)})
+    for (auto& [name, t] : mod->named_buffers()) saved.emplace_back(t, t.clone());
+  return saved;
+}
+
 // H·v on the phase's pretext batch: fresh, or the phase's linearization
 // replayed (cg_linearize); with reference_devices = W > 1 the reference's
 // W-device product. Ghost sizes are set by the caller.
 std::vector<Tensor> UpperPhase::hvp_of(const std::vector<Tensor>& v, UpperStepResult* trace_to) {
   auto lower_loss = [&] { return m_.pretext->loss(*m_.backbone_p, fixed_); };
-  // The buffers a pretext forward moves (θP's and the pretext heads' BN statistics).
-  auto snapshot_buffers = [&] {
-    std::vector<std::pair<Tensor, Tensor>> saved;
-    for (nn::Module* mod : {static_cast<nn::Module*>(m_.backbone_p), static_cast<nn::Module*>(m_.pretext)})
-      for (auto& [name, t] : mod->named_buffers()) saved.emplace_back(t, t.clone());
-    return saved;
-  };
   std::vector<Tensor> hv;
   if (!o_.cg_linearize) {
     hv = hvp(lower_loss, theta_p_, v).hv;
@@ -129,9 +135,7 @@ UpperStepResult UpperPhase::step(const DownstreamBatch& db, int64_t k) {
     // Snapshot of the buffers the CG products' forwards move (θP's and the
     // pretext heads' BN statistics), restored afterwards when asked.
     std::vector<std::pair<Tensor, Tensor>> saved;
-    if (!o_.cg_updates_bn)
-      for (nn::Module* mod : {static_cast<nn::Module*>(m_.backbone_p), static_cast<nn::Module*>(m_.pretext)})
-        for (auto& [name, t] : mod->named_buffers()) saved.emplace_back(t, t.clone());
+    if (!o_.cg_updates_bn) saved = snapshot_buffers();
     UpperStepResult* trace_to = trace ? &r : nullptr;
     r.cg = implicit_gradient([&](const std::vector<Tensor>& v) { return hvp_of(v, trace_to); }, theta_p_, r.rhs,
                              o_.lambda, o_.delta, o_.cg);

@@ -54,7 +54,7 @@ DecodedImage decode_image_file(const std::string& path, int64_t channels) {
 }
 
 int64_t image_file_channels(const std::string& path) {
-  std::vector<uint8_t> bytes = read_file_bytes(path, 1 << 20);  // headers are at the front
+  std::vector<uint8_t> bytes = read_file_bytes(path);
   int w = 0, h = 0, c = 0;
   BISSL_CHECK(!bytes.empty() && stbi_info_from_memory(bytes.data(), int(bytes.size()), &w, &h, &c), path,
               ": cannot read the image header (stb_image: ", bytes.empty() ? "empty file" : stbi_failure_reason(), ")");

@@ -324,8 +324,6 @@ int cmd_hvp(Cli& c) {
   return ok ? 0 : 1;
 }
 
-double list_norm(const std::vector<Tensor>& xs) { return norm(xs); }
-
 int cmd_upper(Cli& c) {
   auto s = open_session(c);
   s->set_batch(load_batch(c.input));
@@ -347,7 +345,7 @@ int cmd_upper(Cli& c) {
   if (implicit) std::printf("L_D(θP, φD) %.17g\n", u.loss_p);
   std::printf("L_D(θD, φD) %.17g\n", u.loss_d);
   if (implicit) {
-    std::printf("‖rhs‖ %.17g\n‖u‖ %.17g\n<rhs, u> %.17g\n<rhs, H·rhs> %.17g\n", list_norm(u.rhs), list_norm(u.cg.u),
+    std::printf("‖rhs‖ %.17g\n‖u‖ %.17g\n<rhs, u> %.17g\n<rhs, H·rhs> %.17g\n", norm(u.rhs), norm(u.cg.u),
                 dot(u.rhs, u.cg.u), dot(u.rhs, u.products.at(0)));
     std::printf("CG residuals");
     for (double x : u.cg.residuals) std::printf(" %.6e", x);

@@ -78,6 +78,42 @@ struct WeightFiles {
   }
 };
 
+// Loads m's state from `files`: every tensor m expects must be there unless
+// optional(name) says it may be left at its value; the names taken go into
+// `used`.
+void take(nn::Module& m, const WeightFiles& files, const std::string& what,
+          const std::function<bool(const std::string&)>& optional, std::set<std::string>& used) {
+  io::NamedTensors subset;
+  auto sd = m.state_dict();
+  for (auto& [k, t] : sd) {
+    auto it = files.items.find(k);
+    if (it == files.items.end()) {
+      if (optional(k)) continue;
+      throw Error(str(files.where(), ": no tensor ", quote(k), " (", what, " expects ", sd.size(),
+                      " tensors; the file holds ", files.order.size(), ": ", some_names(files.order), ")"));
+    }
+    subset.emplace_back(k, it->second.t);
+    used.insert(k);
+  }
+  try {
+    models::load_torch_state_dict(m, subset, /*strict=*/false);
+  } catch (const Error& e) {
+    throw Error(str(files.where(), ": ", e.what()));
+  }
+}
+
+// The tensors of `files` nothing took: a note, or an error with strict.
+void report_unused(const WeightFiles& files, const std::set<std::string>& used, const std::string& by, bool strict,
+                   std::vector<std::string>& notes) {
+  std::vector<std::string> unused;
+  for (auto& k : files.order)
+    if (!used.count(k)) unused.push_back(k);
+  if (unused.empty()) return;
+  std::string msg = str(files.where(), ": ", unused.size(), " tensor(s) not used by ", by, ": ", some_names(unused));
+  BISSL_CHECK(!strict, msg, " (--strict)");
+  notes.push_back(msg);
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------- batches ----
@@ -225,6 +261,13 @@ void Session::build(Generator& g) {
   head_ = decoder_ ? static_cast<nn::Module*>(decoder_) : objective_.get();
 }
 
+// Fixed sin-cos position embeddings are buffers computed from the sizes:
+// loaded (and checked) when a file has them, recomputed when it does not.
+bool Session::computed_if_absent(const std::string& k) const {
+  return ends_with(k, "num_batches_tracked") || (k == "pos_embed" && vcfg_.sincos_pos_embed && vit_) ||
+         (k == "decoder_pos_embed" && decoder_ && vcfg_.sincos_pos_embed);
+}
+
 void Session::load_weights() {
   if (ropt.weights.empty()) {
     BISSL_CHECK(ropt.head_weights.empty(), "--head-weights needs --weights (the backbone's) too");
@@ -236,40 +279,20 @@ void Session::load_weights() {
   files.add(ropt.head_weights);
   std::set<std::string> used;
 
-  // Fixed sin-cos position embeddings are buffers computed from the sizes:
-  // loaded (and checked) when a file has them, recomputed when it does not.
-  auto optional_default = [&](const std::string& k) {
-    return ends_with(k, "num_batches_tracked") || (k == "pos_embed" && vcfg_.sincos_pos_embed && vit_) ||
-           (k == "decoder_pos_embed" && decoder_ && vcfg_.sincos_pos_embed);
-  };
-  auto take = [&](nn::Module& m, const std::string& what, const std::function<bool(const std::string&)>& optional) {
-    io::NamedTensors subset;
-    auto sd = m.state_dict();
-    for (auto& [k, t] : sd) {
-      auto it = files.items.find(k);
-      if (it == files.items.end()) {
-        if (optional_default(k) || (optional && optional(k))) continue;
-        throw Error(str(files.where(), ": no tensor ", quote(k), " (", what, " expects ", sd.size(),
-                        " tensors; the file holds ", files.order.size(), ": ", some_names(files.order), ")"));
-      }
-      subset.emplace_back(k, it->second.t);
-      used.insert(k);
-    }
-    try {
-      models::load_torch_state_dict(m, subset, /*strict=*/false);
-    } catch (const Error& e) {
-      throw Error(str(files.where(), ": ", e.what()));
-    }
+  auto take_into = [&](nn::Module& m, const std::string& what,
+                       const std::function<bool(const std::string&)>& optional) {
+    take(m, files, what, [&](const std::string& k) { return computed_if_absent(k) || (optional && optional(k)); },
+         used);
   };
 
-  take(*backbone_, mopt.model(), nullptr);
-  if (simclr_) take(*simclr_, "the ntxent head", nullptr);
-  if (decoder_) take(*decoder_, "the mae decoder", nullptr);
+  take_into(*backbone_, mopt.model(), nullptr);
+  if (simclr_) take_into(*simclr_, "the ntxent head", nullptr);
+  if (decoder_) take_into(*decoder_, "the mae decoder", nullptr);
   if (byol_) {
     bool has_target = false;
     for (auto& k : files.order)
       if (starts_with(k, "backbone_target.") || starts_with(k, "projector_target.")) has_target = true;
-    take(*byol_, "the byol heads", [&](const std::string& k) {
+    take_into(*byol_, "the byol heads", [&](const std::string& k) {
       return !has_target && (starts_with(k, "backbone_target.") || starts_with(k, "projector_target."));
     });
     if (!has_target) {
@@ -278,15 +301,7 @@ void Session::load_weights() {
     }
   }
 
-  std::vector<std::string> unused;
-  for (auto& k : files.order)
-    if (!used.count(k)) unused.push_back(k);
-  if (!unused.empty()) {
-    std::string msg = str(files.where(), ": ", unused.size(), " tensor(s) not used by ", mopt.model(), " + ",
-                          lopt.loss, ": ", some_names(unused));
-    BISSL_CHECK(!ropt.strict, msg, " (--strict)");
-    notes_.push_back(msg);
-  }
+  report_unused(files, used, mopt.model() + " + " + lopt.loss, ropt.strict, notes_);
 }
 
 int64_t Session::num_patches() const { return vit_ ? vit_->num_patches() : 0; }
@@ -394,33 +409,11 @@ std::shared_ptr<nn::Layer> Session::twin_backbone(const std::string& path) {
     NoGradGuard ng;
     twin->load_state_dict(backbone_->state_dict());  // copies into the twin's own tensors
   } else {
-    io::SafetensorsFile f = io::load_safetensors(path);
-    io::NamedTensors subset;
+    WeightFiles files;
+    files.add(path);
     std::set<std::string> used;
-    auto sd = twin->state_dict();
-    for (auto& [k, t] : sd) {
-      if (!f.has(k)) {
-        if (ends_with(k, "num_batches_tracked") || (k == "pos_embed" && vcfg_.sincos_pos_embed)) continue;
-        throw Error(str(quote(path), ": no tensor ", quote(k), " (", mopt.model(), " expects ", sd.size(),
-                        " tensors; the file holds ", f.tensors.size(), ")"));
-      }
-      subset.emplace_back(k, f.get(k));
-      used.insert(k);
-    }
-    try {
-      models::load_torch_state_dict(*twin, subset, /*strict=*/false);
-    } catch (const Error& e) {
-      throw Error(str(quote(path), ": ", e.what()));
-    }
-    std::vector<std::string> unused;
-    for (auto& [k, t] : f.tensors)
-      if (!used.count(k)) unused.push_back(k);
-    if (!unused.empty()) {
-      std::string msg = str(quote(path), ": ", unused.size(), " tensor(s) not used by ", mopt.model(), ": ",
-                            some_names(unused));
-      BISSL_CHECK(!ropt.strict, msg, " (--strict)");
-      notes_.push_back(msg);
-    }
+    take(*twin, files, mopt.model(), [&](const std::string& k) { return computed_if_absent(k); }, used);
+    report_unused(files, used, mopt.model(), ropt.strict, notes_);
   }
   if (ropt.device != Device::CPU) twin->to(ropt.device);
   twin->train(ropt.mode == "train");

@@ -147,6 +147,9 @@ class Session {
  private:
   void build(Generator& g);
   void load_weights();
+  // A state tensor a weights file may leave out: num_batches_tracked, fixed
+  // sin-cos position embeddings (recomputed from the sizes).
+  bool computed_if_absent(const std::string& name) const;
 
   models::BackboneSpec bspec_;  // resolved: pos_embed, no drop path
   ssl::ObjectiveSpec hspec_;    // resolved: projector and predictor widths

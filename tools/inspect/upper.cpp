@@ -130,9 +130,7 @@ UpperOutput run_upper(Session& s, const UpperFiles& files, const bilevel::Bileve
   bilevel::UpperPhase phase(m, o, bilevel::cross_entropy_loss, fixed, /*alternation=*/1);
   phase.keep_unclipped = true;
   phase.trace = true;  // products[0] is H·rhs; the rest are written with `trace`
-  for (nn::Module* mod : {static_cast<nn::Module*>(&s.backbone()), static_cast<nn::Module*>(theta_d.get()),
-                          static_cast<nn::Module*>(s.objective()), static_cast<nn::Module*>(&head)})
-    mod->zero_grad();
+  for (nn::Module* mod : bilevel::present_modules(m)) mod->zero_grad();
   out.step = phase.step(db, 1);
   const bilevel::UpperStepResult& r = out.step;
 
