@@ -51,6 +51,11 @@ enum class Stl10Split { Train, Test, Unlabeled };
 ImageSet load_stl10(const std::string& dir, Stl10Split split, int64_t limit = -1);
 
 // ---- image folders and split files (data/image_folder.cpp) ----
+// A decompression-bomb guard, as Pillow's: an image whose header declares
+// more pixels than this is refused before anything is allocated for it
+// (Pillow's MAX_IMAGE_PIXELS; 0 = no limit).
+constexpr int64_t kMaxImagePixels = 89478485;
+
 // The image files of a labelled collection, before decoding.
 struct ImageList {
   std::vector<std::string> files;        // paths as opened
@@ -108,6 +113,7 @@ struct DecodeOptions {
   Interp interp = Interp::Bilinear;
   bool skip_bad = false;  // an image that cannot be decoded is left out (counted) instead of an error
   int threads = 0;        // decoding threads; 0 = hardware concurrency
+  int64_t max_pixels = kMaxImagePixels;  // per image, from its header (0 = no limit)
 };
 struct DecodeReport {
   int64_t bad = 0;          // images left out (skip_bad)
@@ -129,15 +135,18 @@ struct ImageFolderOptions {
   // Lower-case extensions (with the dot) to accept; others are skipped.
   std::vector<std::string> extensions = image_extensions();
   int threads = 0;  // decoding threads; 0 = hardware concurrency
+  int64_t max_pixels = kMaxImagePixels;  // per image, from its header (0 = no limit)
 };
 ImageSet load_image_folder(const std::string& root, const ImageFolderOptions& opts = {});
 
 // One image file decoded by stb_image into `channels` channels (uint8 HWC).
+// An error names the file: unreadable, undecodable, or declaring more than
+// max_pixels pixels (checked from its header, before decoding).
 struct DecodedImage {
   std::vector<uint8_t> px;
   int64_t h = 0, w = 0;
 };
-DecodedImage decode_image_file(const std::string& path, int64_t channels);
+DecodedImage decode_image_file(const std::string& path, int64_t channels, int64_t max_pixels = kMaxImagePixels);
 // The channels stored in an image file (stb_image's count: 1 grey, 2 grey +
 // alpha, 3 RGB, 4 RGBA), read from its header.
 int64_t image_file_channels(const std::string& path);

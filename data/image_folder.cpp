@@ -34,15 +34,33 @@ std::string lower(std::string s) {
 }
 
 using Decoded = DecodedImage;
-Decoded decode(const std::string& path, int64_t channels) { return decode_image_file(path, channels); }
+
+// 89478485 -> "89,478,485".
+std::string with_commas(int64_t v) {
+  std::string d = std::to_string(v), r;
+  for (size_t i = 0; i < d.size(); ++i) {
+    if (i && (d.size() - i) % 3 == 0) r += ',';
+    r += d[i];
+  }
+  return r;
+}
 
 }  // namespace
 
-DecodedImage decode_image_file(const std::string& path, int64_t channels) {
+DecodedImage decode_image_file(const std::string& path, int64_t channels, int64_t max_pixels) {
   std::vector<uint8_t> bytes = read_file_bytes(path);
   BISSL_CHECK(!bytes.empty(), path, ": expected an image, found an empty file");
   BISSL_CHECK(bytes.size() < size_t(1) << 31, path, ": expected an image below 2 GiB, found ", bytes.size(), " bytes");
   int w = 0, h = 0, file_c = 0;
+  // The size its header declares, checked before stb_image allocates for it
+  // (a 571 KB PNG may declare 14 000 x 14 000 pixels). A header stb_image
+  // cannot read is left to the decode below, which says why.
+  if (max_pixels > 0 && stbi_info_from_memory(bytes.data(), int(bytes.size()), &w, &h, &file_c)) {
+    const int64_t declared = int64_t(w) * int64_t(h);
+    BISSL_CHECK(declared <= max_pixels, path, ": the image declares ", w, "x", h, " = ", with_commas(declared),
+                " pixels, more than the limit of ", with_commas(max_pixels),
+                " (a decompression-bomb guard; raise max_image_pixels to read it)");
+  }
   uint8_t* p = stbi_load_from_memory(bytes.data(), int(bytes.size()), &w, &h, &file_c, int(channels));
   BISSL_CHECK(p, path, ": cannot decode the image (stb_image: ", stbi_failure_reason(), ")");
   Decoded d;
@@ -306,7 +324,7 @@ ImageSet decode_image_list(const ImageList& list, const DecodeOptions& opts, Dec
     s.h = opts.height;
     s.w = opts.width;
   } else {
-    first = decode(list.files[0], s.c);
+    first = decode_image_file(list.files[0], s.c, opts.max_pixels);
     s.h = first.h;
     s.w = first.w;
   }
@@ -339,7 +357,7 @@ ImageSet decode_image_list(const ImageList& list, const DecodeOptions& opts, Dec
     for (int64_t i; (i = next.fetch_add(1)) < n;) {
       Decoded d;
       try {
-        d = i == 0 && !first.px.empty() ? std::move(first) : decode(list.files[size_t(i)], s.c);
+        d = i == 0 && !first.px.empty() ? std::move(first) : decode_image_file(list.files[size_t(i)], s.c, opts.max_pixels);
       } catch (const std::exception& e) {
         errors[size_t(i)] = e.what();
         decode_failed[size_t(i)] = 1;
@@ -398,6 +416,7 @@ ImageSet load_image_folder(const std::string& root, const ImageFolderOptions& op
   d.fit = opts.resize ? Fit::Squash : Fit::Exact;
   d.interp = opts.interp;
   d.threads = opts.threads;
+  d.max_pixels = opts.max_pixels;
   return decode_image_list(list_image_folder(root, lo), d);
 }
 

@@ -171,3 +171,39 @@ TEST_CASE("split files: 'path label' lines, CSV with a header, class names, and 
   expect_error([&] { read_class_names(t.file("dup_classes.txt")); }, {"dup_classes.txt:2", "'cat' is listed twice"});
   expect_error([&] { read_split_file(t.file("none.txt"), t.dir.string()); }, {"none.txt"});
 }
+
+TEST_CASE("a decompression bomb: a tiny PNG declaring 14 000 x 14 000 pixels is refused from its header") {
+  TempDir t("lists_bomb");
+  // A 1x1 PNG whose IHDR then claims 14000 x 14000 (stb_image does not check
+  // the chunk's CRC; the header is all a size check reads).
+  png(t.dir / "c" / "bomb.png", 1, 1, 1, 0);
+  {
+    std::fstream f(t.file("c/bomb.png"), std::ios::in | std::ios::out | std::ios::binary);
+    const unsigned char dims[8] = {0, 0, 0x36, 0xB0, 0, 0, 0x36, 0xB0};  // 14000 big-endian, twice
+    f.seekp(16);
+    f.write(reinterpret_cast<const char*>(dims), 8);
+  }
+  CHECK(fs::file_size(t.file("c/bomb.png")) < 100);
+  expect_error([&] { decode_image_file(t.file("c/bomb.png"), 1); },
+               {"bomb.png", "declares 14000x14000 = 196,000,000 pixels", "more than the limit of 89,478,485",
+                "max_image_pixels"});
+  // Raised above it, the header passes; this file then fails as what it is, a truncated image.
+  try {
+    decode_image_file(t.file("c/bomb.png"), 1, 200000000);
+    FAIL("a 1x1 file cannot hold 14000x14000 pixels");
+  } catch (const Error& e) {
+    CHECK(std::string(e.what()).find("limit") == std::string::npos);
+    CHECK(std::string(e.what()).find("cannot decode") != std::string::npos);
+  }
+  // A real image against a low limit, through a whole list; raising the limit lets it through.
+  png(t.dir / "c" / "real.png", 20, 20, 1, 9);
+  fs::remove(t.file("c/bomb.png"));
+  DecodeOptions d;
+  d.max_pixels = 399;
+  expect_error([&] { decode_image_list(list_image_folder(t.dir.string()), d); },
+               {"real.png", "declares 20x20 = 400 pixels", "limit of 399"});
+  d.max_pixels = 400;
+  CHECK(decode_image_list(list_image_folder(t.dir.string()), d).n == 1);
+  d.max_pixels = 0;  // no limit
+  CHECK(decode_image_list(list_image_folder(t.dir.string()), d).n == 1);
+}

@@ -158,6 +158,12 @@ TEST_SUITE("parallel: own_images") {
       fs::remove_all(root / "test");
       expect_error([&] { stages::load_task(t); }, {"train/<class>", "no test folder"});
     }
+    SUBCASE("task.max_image_pixels: an image above it refused from its header, naming the setting") {
+      t.max_image_pixels = 29;  // 6x5 = 30 pixels
+      expect_error([&] { stages::load_task(t); }, {"declares 6x5 = 30 pixels", "limit of 29", "max_image_pixels"});
+      t.max_image_pixels = 30;
+      CHECK(stages::load_task(t).train->n == 24);
+    }
     SUBCASE("any image size: the shorter side to load_size, the centre square") {
       flat_png(root / "train" / "ant" / "big.png", 40, 20, 3, 7);
       expect_error([&] { stages::load_task(t); }, {"big.png", "expected an image of 5x6", "found 20x40"});

@@ -5,6 +5,8 @@
 
 namespace bissl::pretrain {
 
+static_assert(data::kMaxImagePixels == 89478485, "pretrain::Config::max_image_pixels repeats data::kMaxImagePixels");
+
 std::shared_ptr<const data::ImageSet> load_data(const Config& c) {
   data::ImageSet s;
   if (c.dataset == "fashion-mnist") s = data::load_fashion_mnist(c.root, true);
@@ -16,6 +18,7 @@ std::shared_ptr<const data::ImageSet> load_data(const Config& c) {
     data::ImageFolderOptions o;
     o.height = o.width = c.image_size;
     o.resize = true;
+    o.max_pixels = c.max_image_pixels;
     s = data::load_image_folder(c.root, o);
   } else {
     throw Error(str("config: data.dataset must be fashion-mnist, mnist, cifar10, cifar100, stl10 or folder, found '",

@@ -15,6 +15,9 @@ void Config::bind(settings::Settings& s, const std::string& p) {
     v("root", root, schema::any(), "the dataset's folder");
     v("image_size", image_size, schema::ge(1), "views are cropped / resized to this many pixels per side");
     v("limit", limit, schema::ge(0), "use only the first N training images; 0 = all");
+    v("max_image_pixels", max_image_pixels, Rule(schema::ge(0)).stamped_if_changed(),
+      "folder: refuse an image whose header declares more pixels than this (a decompression-bomb guard, Pillow's "
+      "limit); 0 = no limit");
     v("workers", workers, Rule(schema::ge(0)).unstamped(), "loader worker threads");
   });
   s.section(p + "model", model);

@@ -21,6 +21,7 @@ struct Config {
   std::string root = "/usr/share/datasets/fashion-mnist";
   int64_t image_size = 28;                // views are cropped/resized to this
   int64_t limit = 0;                      // use only the first N training images (0 = all)
+  int64_t max_image_pixels = 89478485;    // folder: per-image pixel limit from the header (= data::kMaxImagePixels)
   int workers = 2;
   models::BackboneSpec model;             // [model] (models/factory.h)
   ssl::ObjectiveSpec method;              // [method] (ssl/factory.h)

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "bilevel/trainer.h"
+#include "data/datasets.h"
 #include "engine/schema.h"
 #include "tools/common/settings.h"
 #include "tools/pretrain/config.h"
@@ -48,6 +49,7 @@ struct TaskConfig {  // [task]: the downstream (labelled) task
   std::string folder_order = "class";   // class | name
   std::string train_list = "train.txt", val_list, test_list = "test.txt", class_names_file;
   bool skip_bad_images = false;
+  int64_t max_image_pixels = data::kMaxImagePixels;
 
   template <class V>
   void fields(V& v) {
@@ -96,6 +98,9 @@ struct TaskConfig {  // [task]: the downstream (labelled) task
       "list: class names, one per line, under root (a label may then be a name); empty = integer labels");
     v("skip_bad_images", skip_bad_images, Rule(schema::any()).stamped_if_changed(),
       "folder, list: leave out images that cannot be decoded, counted in a note, instead of stopping with an error");
+    v("max_image_pixels", max_image_pixels, Rule(schema::ge(0)).stamped_if_changed(),
+      "folder, list: refuse an image whose header declares more pixels than this (a decompression-bomb guard, "
+      "Pillow's limit); 0 = no limit");
   }
 };
 

@@ -82,6 +82,7 @@ data::ImageSet decode_split(const data::ImageList& l, const TaskConfig& t, int64
   data::DecodeOptions d;
   d.channels = channels;
   d.skip_bad = t.skip_bad_images;
+  d.max_pixels = t.max_image_pixels;
   if (t.load_size > 0) {
     d.height = d.width = t.load_size;
     d.fit = data::Fit::ShorterCrop;
