@@ -313,18 +313,32 @@ ImageSet decode_image_list(const ImageList& list, const DecodeOptions& opts, Dec
               ": a centre square needs height = width, found ", opts.height, "x", opts.width);
   const int64_t n = int64_t(list.files.size());
   ImageSet s;
-  s.c = opts.channels > 0 ? opts.channels : (image_file_channels(list.files[0]) <= 2 ? 1 : 3);
   s.num_classes = int64_t(list.class_names.size());
   s.class_names = list.class_names;
   s.source = where;
 
-  // The output size: fixed by the options, or by the first image.
+  // Channels and output size from the first image, when the options leave
+  // them open: the first that decodes when bad images are skipped.
+  const bool sized = opts.height > 0 && opts.width > 0;
   Decoded first;
-  if (opts.height > 0 && opts.width > 0) {
+  int64_t first_at = -1;
+  if (opts.channels == 0 || !sized) {
+    for (int64_t i = 0; i < n && first_at < 0; ++i) {
+      try {
+        s.c = opts.channels > 0 ? opts.channels : (image_file_channels(list.files[size_t(i)]) <= 2 ? 1 : 3);
+        if (!sized) first = decode_image_file(list.files[size_t(i)], s.c, opts.max_pixels);
+        first_at = i;
+      } catch (const std::exception&) {
+        if (!opts.skip_bad || i + 1 == n) throw;
+      }
+    }
+  } else {
+    s.c = opts.channels;
+  }
+  if (sized) {
     s.h = opts.height;
     s.w = opts.width;
   } else {
-    first = decode_image_file(list.files[0], s.c, opts.max_pixels);
     s.h = first.h;
     s.w = first.w;
   }
@@ -357,7 +371,8 @@ ImageSet decode_image_list(const ImageList& list, const DecodeOptions& opts, Dec
     for (int64_t i; (i = next.fetch_add(1)) < n;) {
       Decoded d;
       try {
-        d = i == 0 && !first.px.empty() ? std::move(first) : decode_image_file(list.files[size_t(i)], s.c, opts.max_pixels);
+        d = i == first_at && !first.px.empty() ? std::move(first)
+                                                : decode_image_file(list.files[size_t(i)], s.c, opts.max_pixels);
       } catch (const std::exception& e) {
         errors[size_t(i)] = e.what();
         decode_failed[size_t(i)] = 1;

@@ -129,6 +129,25 @@ TEST_CASE("decoding a list: sizes, grey or RGB from the first image, bad images"
     CHECK(rep.first_bad.find("broken.png") != std::string::npos);
     CHECK(k.labels == std::vector<int64_t>{0, 0, 1});
   }
+  SUBCASE("skipping still works when the first image is the bad one (channels and size come from the next)") {
+    std::ofstream(t.file("x/0_broken.png"), std::ios::binary) << "\x89PNG\r\n\x1a\n truncated";
+    ImageList l2 = list_image_folder(t.dir.string());
+    REQUIRE(l2.names.front() == "x/0_broken.png");
+    DecodeOptions e;
+    e.channels = 0;
+    expect_error([&] { decode_image_list(l2, e); }, {"0_broken.png"});
+    e.skip_bad = true;
+    e.fit = Fit::ShorterCrop;
+    e.height = e.width = 4;
+    DecodeReport rep;
+    ImageSet k = decode_image_list(l2, e, &rep);
+    CHECK(rep.bad == 1);
+    CHECK(k.n == 3);
+    CHECK(k.c == 1);  // from x/a.png, grey
+    DecodeOptions f;  // exact sizes: the first good image (4x8) sets them, b.png (6x6) is then an error
+    f.skip_bad = true;
+    expect_error([&] { decode_image_list(l2, f); }, {"b.png", "expected an image of 4x8"});
+  }
 }
 
 TEST_CASE("split files: 'path label' lines, CSV with a header, class names, and their errors") {
