@@ -184,6 +184,34 @@ std::vector<float> default_std(int64_t channels) {
   return {0.229f, 0.224f, 0.225f};
 }
 
+Normalization imagenet_normalization(int64_t channels) {
+  BISSL_CHECK(channels == 1 || channels == 3, "imagenet_normalization: expected 1 or 3 channels, found ", channels);
+  if (channels == 1) return {{0.449f}, {0.226f}};
+  return {{0.485f, 0.456f, 0.406f}, {0.229f, 0.224f, 0.225f}};
+}
+
+Normalization normalization_from_stats(const std::vector<double>& mean, const std::vector<double>& std) {
+  BISSL_CHECK(mean.size() == std.size() && !mean.empty(), "normalisation: expected a mean and std per channel, found ",
+              mean.size(), " and ", std.size());
+  Normalization n;
+  for (size_t c = 0; c < mean.size(); ++c) {
+    BISSL_CHECK(std[c] > 0, "normalisation: channel ", c, " has a standard deviation of ", std[c],
+                " (every image constant in it); it cannot be normalised");
+    n.mean.push_back(float(mean[c]));
+    n.std.push_back(float(std[c]));
+  }
+  return n;
+}
+
+ViewConfig normalized(ViewConfig v, const Normalization& n, int64_t channels) {
+  if (!n.empty()) {
+    v.mean = n.mean;
+    v.std = n.std;
+  }
+  v.validate(channels);
+  return v;
+}
+
 ViewConfig ssl_view(int view, int64_t size, int64_t channels) {
   BISSL_CHECK(view == 1 || view == 2, "ssl_view: expected view 1 or 2, found ", view);
   ViewConfig v;

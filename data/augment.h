@@ -111,6 +111,20 @@ Image augment(const ViewConfig& v, const Image& img, SampleRng& rng);
 std::vector<float> default_mean(int64_t channels);
 std::vector<float> default_std(int64_t channels);
 
+// A view's normalisation constants, one per channel (empty: the pipeline's own
+// default_mean / default_std).
+struct Normalization {
+  std::vector<float> mean, std;
+  bool empty() const { return mean.empty(); }
+  bool operator==(const Normalization& o) const { return mean == o.mean && std == o.std; }
+};
+// timm's IMAGENET_DEFAULT_MEAN / _STD; one channel: the means of the three.
+Normalization imagenet_normalization(int64_t channels);
+// The mean and standard deviation of images (data::channel_stats) as floats.
+Normalization normalization_from_stats(const std::vector<double>& mean, const std::vector<double>& std);
+// v with n's constants (v unchanged when n is empty); validated for `channels`.
+ViewConfig normalized(ViewConfig v, const Normalization& n, int64_t channels);
+
 // The spec's two SimCLR/BYOL views: RandomResizedCrop(size, scale (0.08, 1),
 // ratio (0.5, 1), bicubic), flip 0.5, ColorJitter(0.4, 0.4, 0.2, 0.1) p 0.8,
 // grayscale p 0.2, blur p 1.0 (view 1) / 0.1 (view 2), solarize p 0 / 0.2.

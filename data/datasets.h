@@ -114,6 +114,13 @@ struct DecodeOptions {
   bool skip_bad = false;  // an image that cannot be decoded is left out (counted) instead of an error
   int threads = 0;        // decoding threads; 0 = hardware concurrency
   int64_t max_pixels = kMaxImagePixels;  // per image, from its header (0 = no limit)
+  // A lazy set (ImageSet::lazy): only the headers are read here (size, pixel
+  // limit; with skip_bad, files whose header cannot be read are left out);
+  // each image is decoded when the loader reads it, bitwise as it would be
+  // here. An image that fails to decode then stops the job naming its file.
+  bool lazy = false;
+  // Lazy sets: decoded images kept in memory, first come, up to this many bytes.
+  int64_t cache_bytes = 0;
 };
 struct DecodeReport {
   int64_t bad = 0;          // images left out (skip_bad)

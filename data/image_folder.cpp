@@ -3,9 +3,13 @@
 #include <atomic>
 #include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
+#include <mutex>
 #include <sstream>
+#include <sys/stat.h>
 #include <thread>
+#include <unordered_map>
 
 #include "data/datasets.h"
 #include "data/file_io.h"
@@ -43,6 +47,142 @@ std::string with_commas(int64_t v) {
     r += d[i];
   }
   return r;
+}
+
+// A decoded image into the set's size (s.h x s.w x s.c) as opts.fit says, at out.
+void fit_decoded(const Decoded& d, const ImageSet& s, const DecodeOptions& opts, const std::string& path,
+                 const std::string& first_path, uint8_t* out) {
+  if (d.h != s.h || d.w != s.w) {
+    if (opts.fit == Fit::Squash) {
+      to_uint8(resize(from_uint8(d.px.data(), d.h, d.w, s.c), s.h, s.w, opts.interp), out);
+      return;
+    }
+    if (opts.fit == Fit::ShorterCrop) {
+      Image r = resize_shorter(from_uint8(d.px.data(), d.h, d.w, s.c), s.h, opts.interp);
+      to_uint8(center_crop(r, s.h, s.w), out);
+      return;
+    }
+    throw Error(str(path, ": expected an image of ", s.h, "x", s.w,
+                    (opts.height > 0 ? " (the required size)" : str(" (the size of ", first_path, ")")), ", found ",
+                    d.h, "x", d.w));
+  }
+  std::copy(d.px.begin(), d.px.end(), out);
+}
+
+// Image files decoded when read (a lazy ImageSet): each read decodes the file
+// and fits it exactly as decode_image_list does, so a lazy set's images are
+// bitwise those of the same list decoded into memory. Decoded images are
+// kept, first come, until the cache holds cache_bytes: with the loader's
+// random order, a cache holding a fraction f of the set serves f of the reads.
+class FileSource final : public ImageSource {
+ public:
+  struct File {
+    std::string path;
+    int64_t size = 0, mtime_ns = 0;
+  };
+  FileSource(std::vector<File> files, ImageSet shape, DecodeOptions opts)
+      : files_(std::move(files)), shape_(std::move(shape)), opts_(std::move(opts)) {
+    shape_.labels.clear(), shape_.class_names.clear(), shape_.targets.clear();
+    list_bytes_ = int64_t(sizeof(*this));
+    for (auto& f : files_) list_bytes_ += int64_t(sizeof(File) + f.path.capacity());
+  }
+  void read(int64_t i, uint8_t* dst) const override {
+    const int64_t b = shape_.image_bytes();
+    if (opts_.cache_bytes > 0) {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = cache_.find(i);
+      if (it != cache_.end()) {
+        std::copy(it->second.begin(), it->second.end(), dst);
+        return;
+      }
+    }
+    const std::string& path = files_[size_t(i)].path;
+    fit_decoded(decode_image_file(path, shape_.c, opts_.max_pixels), shape_, opts_, path, files_[0].path, dst);
+    if (opts_.cache_bytes > 0) {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (cached_ + b <= opts_.cache_bytes && cache_.emplace(i, std::vector<uint8_t>(dst, dst + b)).second)
+        cached_ += b;
+    }
+  }
+  void add_to(Digest& d) const override {
+    d.add_text("image files");
+    for (int64_t v : {shape_.h, shape_.w, shape_.c, int64_t(opts_.fit), int64_t(opts_.interp), opts_.max_pixels,
+                      int64_t(files_.size())})
+      d.add_value(v);
+    for (auto& f : files_) {
+      d.add_text(f.path);
+      d.add_value(f.size);
+      d.add_value(f.mtime_ns);
+    }
+  }
+  int64_t resident_bytes() const override {
+    std::lock_guard<std::mutex> lock(mu_);
+    return list_bytes_ + cached_ + int64_t(cache_.size()) * 64;  // 64: a map node and its vector, about
+  }
+
+ private:
+  std::vector<File> files_;
+  ImageSet shape_;  // h, w, c only
+  DecodeOptions opts_;
+  int64_t list_bytes_ = 0;
+  mutable std::mutex mu_;
+  mutable std::unordered_map<int64_t, std::vector<uint8_t>> cache_;
+  mutable int64_t cached_ = 0;
+};
+
+// decode_image_list with opts.lazy: every file's header read (in parallel) for
+// its size and the pixel limit, nothing decoded but `first`.
+ImageSet lazy_image_list(const ImageList& list, const DecodeOptions& opts, ImageSet s, DecodeReport* report) {
+  const int64_t n = int64_t(list.files.size());
+  std::vector<FileSource::File> files(static_cast<size_t>(n));
+  std::vector<std::string> errors(static_cast<size_t>(n));
+  std::atomic<int64_t> next{0};
+  auto work = [&] {
+    for (int64_t i; (i = next.fetch_add(1)) < n;) {
+      const std::string& path = list.files[size_t(i)];
+      struct stat st {};
+      int w = 0, h = 0, c = 0;
+      if (::stat(path.c_str(), &st) != 0) {
+        errors[size_t(i)] = str(path, ": cannot read the image (", std::strerror(errno), ")");
+      } else if (!stbi_info(path.c_str(), &w, &h, &c)) {
+        errors[size_t(i)] = str(path, ": cannot read the image header (stb_image: ", stbi_failure_reason(), ")");
+      } else if (opts.max_pixels > 0 && int64_t(w) * int64_t(h) > opts.max_pixels) {
+        errors[size_t(i)] = str(path, ": the image declares ", w, "x", h, " = ", with_commas(int64_t(w) * h),
+                                " pixels, more than the limit of ", with_commas(opts.max_pixels),
+                                " (a decompression-bomb guard; raise max_image_pixels to read it)");
+      } else if (opts.fit == Fit::Exact && (h != s.h || w != s.w)) {
+        errors[size_t(i)] = str(path, ": expected an image of ", s.h, "x", s.w,
+                                (opts.height > 0 ? " (the required size)" : str(" (the size of ", list.files[0], ")")),
+                                ", found ", h, "x", w);
+      }
+      files[size_t(i)] = {path, int64_t(st.st_size), int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec};
+    }
+  };
+  int threads = opts.threads > 0 ? opts.threads : int(std::max(1u, std::thread::hardware_concurrency()));
+  threads = int(std::min<int64_t>(threads, n));
+  std::vector<std::thread> pool;
+  for (int t = 1; t < threads; ++t) pool.emplace_back(work);
+  work();
+  for (auto& t : pool) t.join();
+  std::vector<FileSource::File> keep;
+  DecodeReport rep;
+  for (int64_t i = 0; i < n; ++i) {
+    if (errors[size_t(i)].empty()) {
+      keep.push_back(files[size_t(i)]);
+      s.labels.push_back(list.labels[size_t(i)]);
+      continue;
+    }
+    if (!opts.skip_bad) throw Error(errors[size_t(i)]);
+    if (rep.bad++ == 0) rep.first_bad = errors[size_t(i)];
+  }
+  BISSL_CHECK(!keep.empty(), list.source, ": none of the ", n, " images could be read (the first: ", rep.first_bad,
+              ")");
+  if (report) *report = rep;
+  s.n = int64_t(keep.size());
+  ImageSet shape;
+  shape.h = s.h, shape.w = s.w, shape.c = s.c;
+  s.lazy = std::make_shared<const FileSource>(std::move(keep), std::move(shape), opts);
+  return s;
 }
 
 }  // namespace
@@ -342,24 +482,10 @@ ImageSet decode_image_list(const ImageList& list, const DecodeOptions& opts, Dec
     s.h = first.h;
     s.w = first.w;
   }
+  if (opts.lazy) return lazy_image_list(list, opts, std::move(s), report);
   std::vector<uint8_t> pixels(size_t(n * s.image_bytes()));
   auto place = [&](int64_t i, Decoded d) {
-    uint8_t* out = pixels.data() + size_t(i * s.image_bytes());
-    if (d.h != s.h || d.w != s.w) {
-      if (opts.fit == Fit::Squash) {
-        to_uint8(resize(from_uint8(d.px.data(), d.h, d.w, s.c), s.h, s.w, opts.interp), out);
-        return;
-      }
-      if (opts.fit == Fit::ShorterCrop) {
-        Image r = resize_shorter(from_uint8(d.px.data(), d.h, d.w, s.c), s.h, opts.interp);
-        to_uint8(center_crop(r, s.h, s.w), out);
-        return;
-      }
-      throw Error(str(list.files[size_t(i)], ": expected an image of ", s.h, "x", s.w,
-                      (opts.height > 0 ? " (the required size)" : str(" (the size of ", list.files[0], ")")),
-                      ", found ", d.h, "x", d.w));
-    }
-    std::copy(d.px.begin(), d.px.end(), out);
+    fit_decoded(d, s, opts, list.files[size_t(i)], list.files[0], pixels.data() + size_t(i * s.image_bytes()));
   };
 
   int threads = opts.threads > 0 ? opts.threads : int(std::max(1u, std::thread::hardware_concurrency()));

@@ -14,7 +14,7 @@ constexpr uint32_t kShuffleStream = 0x5f1e0000u;  // apart from the view streams
 Loader::Loader(std::shared_ptr<const ImageSet> data, LoaderOptions opts) : data_(std::move(data)), opts_(std::move(opts)) {
   BISSL_CHECK(data_, "loader: expected an image set, found none");
   const ImageSet& d = *data_;
-  BISSL_CHECK(int64_t(d.pixels.size()) == d.n * d.image_bytes() && int64_t(d.labels.size()) == d.n,
+  BISSL_CHECK(int64_t(d.pixels.size()) == (d.lazy ? 0 : d.n * d.image_bytes()) && int64_t(d.labels.size()) == d.n,
               "loader: image set '", d.source, "' is inconsistent: ", d.n, " images, ", d.pixels.size(),
               " pixel bytes, ", d.labels.size(), " labels");
   BISSL_CHECK(!d.multi_label() || int64_t(d.targets.size()) == d.n * d.num_classes, "loader: image set '", d.source,
@@ -117,6 +117,12 @@ Batch Loader::make_batch(int64_t epoch, int64_t step, uint64_t draw) const {
     }
   }
   const int64_t per = out_h_ * out_w_ * d.c;
+  // A lazy set's images are decoded once per batch, for all its views.
+  std::vector<uint8_t> decoded;
+  if (d.lazy) {
+    decoded.resize(size_t(bn * d.image_bytes()));
+    for (int64_t k = 0; k < bn; ++k) d.read(out.indices[size_t(k)], decoded.data() + size_t(k * d.image_bytes()));
+  }
   for (size_t v = 0; v < opts_.views.size(); ++v) {
     Tensor t = alloc({bn, out_h_, out_w_, d.c}, DType::F32);
     float* dst = t.data<float>();
@@ -124,7 +130,8 @@ Batch Loader::make_batch(int64_t epoch, int64_t step, uint64_t draw) const {
       const int64_t idx = out.indices[size_t(k)];
       // Another draw: the seed moved by a multiple of the golden-ratio constant.
       SampleRng rng(opts_.seed + draw * 0x9E3779B97F4A7C15ull, uint64_t(epoch), uint64_t(idx), uint32_t(v));
-      apply_view(opts_.views[v], d.image(idx), d.h, d.w, d.c, rng, dst + k * per);
+      const uint8_t* src = d.lazy ? decoded.data() + size_t(k * d.image_bytes()) : d.image(idx);
+      apply_view(opts_.views[v], src, d.h, d.w, d.c, rng, dst + k * per);
     }
     out.views.push_back(std::move(t));
   }

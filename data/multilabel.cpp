@@ -163,6 +163,7 @@ ImageSet make_mosaics(const ImageSet& tiles, const MosaicOptions& o) {
   BISSL_CHECK(!tiles.multi_label() && tiles.num_classes > 0 && tiles.n > 0, "mosaics: expected a non-empty ",
               "single-label set of tiles, found '", tiles.source, "' with ", tiles.n, " images, ", tiles.num_classes,
               " classes", tiles.multi_label() ? " (multi-label)" : "");
+  BISSL_CHECK(!tiles.lazy, "mosaics: expected tiles in memory, found the lazy set '", tiles.source, "'");
   BISSL_CHECK(o.grid >= 1 && o.grid <= 8, "mosaics: expected a grid of 1 to 8 cells per side, found ", o.grid);
   BISSL_CHECK(o.count > 0, "mosaics: expected a positive count, found ", o.count);
   BISSL_CHECK(o.fill > 0 && o.fill <= 1, "mosaics: expected a fill probability in (0, 1], found ", o.fill);

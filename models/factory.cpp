@@ -64,12 +64,12 @@ std::shared_ptr<nn::Layer> make_backbone(const BackboneSpec& s, int64_t channels
   return v;
 }
 
-void save_backbone(const nn::Layer& backbone, const std::string& path) {
+void save_backbone(const nn::Layer& backbone, const std::string& path, const std::map<std::string, std::string>& meta) {
   if (dynamic_cast<const ResNet*>(&backbone)) {
-    save_torch_state(backbone, path);  // PyTorch layout: loads into torchvision
+    save_torch_state(backbone, path, meta);  // PyTorch layout: loads into torchvision
     return;
   }
-  nn::save_module(backbone, path);
+  nn::save_module(backbone, path, meta);
 }
 
 void load_backbone(nn::Layer& backbone, const std::string& path) {

@@ -7,6 +7,7 @@
 // to and from safetensors (ResNets in PyTorch's layout, loadable into
 // torchvision; ViTs under their own timm-style names).
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -60,7 +61,8 @@ std::shared_ptr<nn::Layer> make_backbone(const BackboneSpec& s, int64_t channels
 // A backbone's weights, and back: a ResNet file may be torchvision's (its
 // ImageNet classifier is ignored); unknown or missing keys are errors naming
 // them and the file.
-void save_backbone(const nn::Layer& backbone, const std::string& path);
+// `meta`: safetensors metadata entries to store with it (the views' normalisation).
+void save_backbone(const nn::Layer& backbone, const std::string& path, const std::map<std::string, std::string>& meta = {});
 void load_backbone(nn::Layer& backbone, const std::string& path);
 
 }  // namespace bissl::models

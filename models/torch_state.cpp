@@ -67,8 +67,10 @@ nn::LoadResult load_torch_state_dict(nn::Module& m, const io::NamedTensors& sd, 
   return m.load_state_dict(conv, strict);
 }
 
-void save_torch_state(const nn::Module& m, const std::string& path) {
-  io::save_safetensors(path, torch_state_dict(m), {{"format", "pt"}});
+void save_torch_state(const nn::Module& m, const std::string& path, const std::map<std::string, std::string>& meta) {
+  std::map<std::string, std::string> all = meta;
+  all["format"] = "pt";
+  io::save_safetensors(path, torch_state_dict(m), all);
 }
 
 nn::LoadResult load_torch_state(nn::Module& m, const std::string& path, bool strict) {

@@ -11,6 +11,7 @@
 // `safetensors.torch.save_file(sd, path)` loads with load_torch_state
 // unchanged, and what save_torch_state writes loads into torchvision with
 // `model.load_state_dict(safetensors.torch.load_file(path))`.
+#include <map>
 #include <string>
 
 #include "engine/io/safetensors.h"
@@ -35,7 +36,8 @@ nn::LoadResult load_torch_state_dict(nn::Module& m, const io::NamedTensors& sd, 
 
 // The same through a safetensors file (metadata {"format": "pt"}, as
 // safetensors.torch writes).
-void save_torch_state(const nn::Module& m, const std::string& path);
+// `meta`: more safetensors metadata entries (beside format = pt).
+void save_torch_state(const nn::Module& m, const std::string& path, const std::map<std::string, std::string>& meta = {});
 nn::LoadResult load_torch_state(nn::Module& m, const std::string& path, bool strict = true);
 
 }  // namespace bissl::models

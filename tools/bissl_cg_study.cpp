@@ -46,8 +46,9 @@ struct Point {
   std::string name, backbone, objective, head;
 };
 
-nlohmann::json study_point(const stages::Config& cfg, const stages::Task& task, const Point& pt, int lanczos_steps,
+nlohmann::json study_point(const stages::Config& cfg_in, const stages::Task& task, const Point& pt, int lanczos_steps,
                            const std::vector<int>& iterations, const std::vector<double>& deltas, uint64_t seed) {
+  const stages::Config cfg = stages::with_normalization(cfg_in, pt.backbone, task.train->c);
   const Device dev = stages::resolve_device(cfg.device, cfg.deterministic);
   const auto& bc = cfg.bissl;
   int64_t fdim = 0;

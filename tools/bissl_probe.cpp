@@ -26,6 +26,7 @@
 #include "models/torch_state.h"
 #include "tools/common/files.h"
 #include "tools/common/tool_main.h"
+#include "tools/pretrain/build.h"
 #include "tools/pretrain/config.h"
 
 using namespace bissl;
@@ -37,12 +38,13 @@ struct Features {
   Tensor y;  // [N] i64
 };
 
-Features extract(models::ResNet& net, const data::ImageSet& set, int64_t image_size, Device dev, int workers) {
+Features extract(models::ResNet& net, const data::ImageSet& set, int64_t image_size, const data::Normalization& norm,
+                 Device dev, int workers) {
   data::LoaderOptions lo;
   lo.batch_size = 512;
   lo.shuffle = false;
   lo.workers = workers;
-  lo.views = {data::eval_view(image_size, set.c)};
+  lo.views = {data::normalized(data::eval_view(image_size, set.c), norm, set.c)};
   lo.device = dev;
   data::Loader loader(std::make_shared<const data::ImageSet>(set), lo);
   std::vector<Tensor> xs, ys;
@@ -166,7 +168,10 @@ int main(int argc, char** argv) {
         Device dev = c.device == "cuda" || (c.device == "auto" && cuda_device_count() > 0) ? Device::CUDA : Device::CPU;
         net.to(dev);
         net.eval();
-        Features ftr = extract(net, tr, c.image_size, dev, c.workers), fte = extract(net, te, c.image_size, dev, c.workers);
+        // The views the backbone was pretrained on (data.normalize; its file's statistics).
+        const data::Normalization norm = pretrain::normalization_for(c, weights, tr.c);
+        Features ftr = extract(net, tr, c.image_size, norm, dev, c.workers),
+                 fte = extract(net, te, c.image_size, norm, dev, c.workers);
         double knn_acc = knn(ftr, fte, tr.num_classes);
         double lin_acc = linear_probe(ftr, fte, tr.num_classes, epochs, seed);
         nlohmann::json r = {{"weights", weights.empty() ? "random init" : weights},

@@ -12,6 +12,7 @@
 #include "data/datasets.h"
 #include "engine/io/safetensors.h"
 #include "tools/common/cli_fields.h"
+#include "tools/pretrain/build.h"
 #include "tools/pretrain/run.h"
 
 using namespace bissl;
@@ -115,6 +116,48 @@ TEST_SUITE("pretrain") {
     REQUIRE(l.size() == 8);
     MESSAGE("MAE loss first ", l.front(), ", last ", l.back());
     CHECK(l.back() < l.front());
+  }
+
+  TEST_CASE("normalize = pretext: statistics of the pretext images, stored with the run, required downstream") {
+    if (!have_fashion_mnist()) return;
+    const std::string out = tmpdir("normalize");
+    pretrain::Config c = tiny(out);
+    c.steps = 2;
+    c.normalize = "pretext";
+    c.stats_images = 300;
+    pretrain::run(c);
+    // The statistics of 300 evenly spaced images of the 512 pretrained on.
+    auto set = pretrain::load_data(c);
+    data::ChannelStats st = data::channel_stats(*set, data::evenly_spaced(512, 300));
+    auto j = nlohmann::json::parse(std::ifstream(out + "/normalization.json"));
+    CHECK(j["normalize"] == "pretext");
+    CHECK(j["images"] == 300);
+    CHECK(j["mean"][0].get<float>() == float(st.mean[0]));
+    CHECK(j["std"][0].get<float>() == float(st.std[0]));
+    CHECK(std::abs(st.mean[0] - 0.286) < 0.03);  // near the whole training set's (data::default_mean)
+    // In the backbone's metadata; every later stage takes them from there.
+    const std::string bb = out + "/backbone.safetensors";
+    data::Normalization n = pretrain::normalization_in_file(bb);
+    CHECK(n.mean == std::vector<float>{float(st.mean[0])});
+    CHECK(n.std == std::vector<float>{float(st.std[0])});
+    CHECK(pretrain::normalization_for(c, bb, 1) == n);
+    // Without a backbone that carries them: refused. A config naming other
+    // constants than the backbone's: refused, both named.
+    CHECK_THROWS_WITH_AS(pretrain::normalization_for(c, "", 1), doctest::Contains("carries no normalisation"), Error);
+    pretrain::Config d = c;
+    d.normalize = "default";
+    CHECK_THROWS_WITH_AS(pretrain::normalization_for(d, bb, 1), doctest::Contains("normalised by mean ["), Error);
+    CHECK(pretrain::normalization_for(d, "", 1).empty());
+    d.normalize = "imagenet";
+    CHECK(pretrain::normalization_for(d, "", 1) == data::Normalization{{0.449f}, {0.226f}});
+    // The default writes no metadata: its backbone files are as before.
+    const std::string out2 = tmpdir("normalize_default");
+    pretrain::Config e = tiny(out2);
+    e.steps = 1;
+    pretrain::run(e);
+    CHECK(pretrain::normalization_in_file(out2 + "/backbone.safetensors").empty());
+    CHECK_THROWS_WITH_AS(pretrain::normalization_for(c, out2 + "/backbone.safetensors", 1),
+                         doctest::Contains("carries no normalisation"), Error);
   }
 
   TEST_CASE("config errors are one clear line") {

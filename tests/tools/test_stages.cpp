@@ -482,6 +482,38 @@ TEST_SUITE("stages") {
     CHECK(fs::exists(c.out + "/finetune/bissl/seed1/backbone.safetensors"));
   }
 
+  TEST_CASE("normalize = pretext through every stage: the pretraining's statistics in every view and backbone") {
+    if (skip_without_fashion_mnist()) return;
+    testing::TempDir tmp("normalize");
+    const std::vector<std::string> sets = {"pretrain.data.limit=1024", "pipeline.arms=ft,bissl,random_init",
+                                           "finetune.search_trials=0", "finetune.lr=0.05", "finetune.epochs=1",
+                                           "finetune.seeds=1", "bissl.alternations=1", "eval.tsne_points=0"};
+    std::vector<std::string> with = sets;
+    with.push_back("pretrain.data.normalize=pretext");
+    stages::Config c = quick_config("pipeline_fashion_mnist.toml", with, tmp);
+    stages::run_pipeline(c);
+    const data::Normalization n = pretrain::normalization_in_file(c.out + "/pretrain/backbone.safetensors");
+    REQUIRE(!n.empty());
+    CHECK(n.mean != data::default_mean(1));
+    for (const char* f : {"warmup/backbone.safetensors", "train/bissl/backbone.safetensors",
+                          "train/bissl/backbone_d.safetensors", "finetune/ft/seed0/backbone.safetensors",
+                          "finetune/bissl/seed0/backbone.safetensors", "finetune/random_init/seed0/backbone.safetensors"}) {
+      CAPTURE(f);
+      CHECK(pretrain::normalization_in_file(c.out + "/" + f) == n);
+    }
+    // The views of a stage that starts from such a backbone.
+    stages::Config r = stages::with_normalization(c, c.out + "/train/bissl/backbone.safetensors", 1);
+    CHECK(stages::downstream_train_view(r.task, 1).mean == n.mean);
+    CHECK(stages::downstream_eval_view(r.task, 1).std == n.std);
+    CHECK(pretrain::pretext_views(r.pretrain, 1).at(1).mean == n.mean);
+    // Negative control: the default constants give other results.
+    testing::TempDir tmp2("normalize_default");
+    stages::Config d = quick_config("pipeline_fashion_mnist.toml", sets, tmp2);
+    stages::run_pipeline(d);
+    CHECK(slurp(c.out + "/warmup/metrics.jsonl") != slurp(d.out + "/warmup/metrics.jsonl"));
+    CHECK(pretrain::normalization_in_file(d.out + "/warmup/backbone.safetensors").empty());
+  }
+
   TEST_CASE("BYOL through every stage: the EMA target is saved, loaded by the BiSSL stage and kept out of its HVPs") {
     if (skip_without_fashion_mnist()) return;
     testing::TempDir tmp("byol");
@@ -556,10 +588,10 @@ TEST_SUITE("stages") {
     Generator g(0);
     models::LinearHead head(fdim, 10, g);
     nn::load_module(head, c.out + "/finetune/ft/seed0/head.safetensors", "head");
-    auto acc = stages::evaluate(*backbone, head, *task.test, 10, c.task.image_size, Device::CPU, 1);
+    auto acc = stages::evaluate(*backbone, head, *task.test, 10, c.task, Device::CPU, 1);
     CHECK(acc.multi_label);
     CHECK(acc.map == doctest::Approx(r["test"]["map"].get<double>()).epsilon(1e-12));
-    CHECK(stages::evaluate(*backbone, head, *task.test, 10, c.task.image_size, Device::CPU, 1, true).map == acc.map);
+    CHECK(stages::evaluate(*backbone, head, *task.test, 10, c.task, Device::CPU, 1, true).map == acc.map);
 
     // A second run reuses every output.
     std::string again = stages::run_pipeline(c);

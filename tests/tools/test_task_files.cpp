@@ -266,6 +266,17 @@ TEST_SUITE("parallel: own_images") {
     CHECK(same_images(*a.test, *b.test));
     CHECK(b.train->c == 1);
     CHECK(b.class_names == std::vector<std::string>{"0_T-shirt-top", "1_Pullover", "2_Coat", "3_Shirt"});
+    // Lazy: the same images, decoded when read.
+    stages::TaskConfig lazy = folder;
+    lazy.lazy = true;
+    stages::Task l = stages::load_task(lazy);
+    for (auto [x, y] : {std::pair{a.train, l.train}, std::pair{a.val, l.val}, std::pair{a.test, l.test}}) {
+      REQUIRE(y->is_lazy());
+      std::vector<uint8_t> px(size_t(y->n * y->image_bytes()));
+      for (int64_t i = 0; i < y->n; ++i) y->read(i, px.data() + i * y->image_bytes());
+      CHECK(px == x->pixels);
+      CHECK(y->labels == x->labels);
+    }
     // The class-major order (torchvision's) holds the same images in another order.
     folder.folder_order = "class";
     stages::Task c = stages::load_task(folder);
@@ -275,7 +286,8 @@ TEST_SUITE("parallel: own_images") {
 }
 
 TEST_SUITE("parallel: two_readers") {
-  TEST_CASE("one task through two readers: the --quick pipeline on the PNG folder gives the IDX reader's results") {
+  TEST_CASE("one task through two readers: the --quick pipeline on the PNG folder gives the IDX reader's results, "
+            "decoded into memory or lazily") {
     if (!have_fashion_mnist()) return;
     TempDir tmp("pipeline_two_readers");
     write_upper_body(tmp.dir / "png");
@@ -292,8 +304,16 @@ TEST_SUITE("parallel: two_readers") {
     // computed again from the folder's images.
     fs::create_directories(tmp.dir / "folder");
     fs::copy(a + "/pretrain", tmp.file("folder/pretrain"), fs::copy_options::recursive);
-    const std::string b = run("folder", {"task.dataset=folder", "task.root=" + tmp.file("png"), "task.classes=[]",
-                                         "task.folder_order=name"});
+    const std::vector<std::string> as_folder = {"task.dataset=folder", "task.root=" + tmp.file("png"),
+                                                "task.classes=[]", "task.folder_order=name"};
+    const std::string b = run("folder", as_folder);
+    // And decoded lazily from the files, with a cache that holds part of them.
+    fs::create_directories(tmp.dir / "lazy");
+    fs::copy(a + "/pretrain", tmp.file("lazy/pretrain"), fs::copy_options::recursive);
+    std::vector<std::string> as_lazy = as_folder;
+    as_lazy.push_back("task.lazy=true");
+    as_lazy.push_back("task.cache_mb=1");
+    const std::string l = run("lazy", as_lazy);
     auto json = [](const std::string& path) {
       std::ifstream f(path);
       REQUIRE(f.good());
@@ -301,10 +321,12 @@ TEST_SUITE("parallel: two_readers") {
       ss << f.rdbuf();
       return nlohmann::json::parse(ss.str());
     };
-    const nlohmann::json ea = json(a + "/eval/eval.json"), eb = json(b + "/eval/eval.json");
+    const nlohmann::json ea = json(a + "/eval/eval.json"), eb = json(b + "/eval/eval.json"),
+                         el = json(l + "/eval/eval.json");
     for (const char* k : {"arms", "comparisons", "alignment", "metric"}) {
       CAPTURE(k);
       CHECK(ea[k] == eb[k]);
+      CHECK(ea[k] == el[k]);
     }
     CHECK(ea["arms"]["bissl"]["test_top1"].size() == 2);
     // Every fine-tuning run's result, and BiSSL's metrics apart from their wall times.
@@ -312,9 +334,11 @@ TEST_SUITE("parallel: two_readers") {
       for (const char* seed : {"seed0", "seed1"}) {
         nlohmann::json ra = json(a + "/finetune/" + arm + "/" + seed + "/result.json");
         nlohmann::json rb = json(b + "/finetune/" + arm + "/" + seed + "/result.json");
-        for (auto* r : {&ra, &rb}) r->erase("seconds");
+        nlohmann::json rl = json(l + "/finetune/" + arm + "/" + seed + "/result.json");
+        for (auto* r : {&ra, &rb, &rl}) r->erase("seconds");
         CAPTURE(arm);
         CHECK(ra == rb);
+        CHECK(ra == rl);
       }
   }
 }

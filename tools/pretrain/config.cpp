@@ -18,6 +18,21 @@ void Config::bind(settings::Settings& s, const std::string& p) {
     v("max_image_pixels", max_image_pixels, Rule(schema::ge(0)).stamped_if_changed(),
       "folder: refuse an image whose header declares more pixels than this (a decompression-bomb guard, Pillow's "
       "limit); 0 = no limit");
+    v("load_size", load_size, Rule(schema::ge(0)).stamped_if_changed(),
+      "folder: > 0 resamples each image's shorter side to load_size and keeps the centre square on load (the views "
+      "then crop from it); 0 squashes every image to image_size");
+    v("lazy", lazy, Rule(schema::any()).stamped_if_changed(),
+      "folder: keep only the file list in memory and decode each image when the loader reads it (datasets larger "
+      "than memory; the same images as loaded, bit for bit)");
+    v("cache_mb", cache_mb, Rule(schema::ge(0)).unstamped(),
+      "lazy: keep decoded images in memory up to this many MiB, first come (0 = decode on every read)");
+    v("normalize", normalize, Rule(schema::one_of({"default", "imagenet", "pretext"})).stamped_if_changed(),
+      "per-channel mean / std of every view, pretraining and downstream: default (ImageNet's for RGB, as the "
+      "reference; Fashion-MNIST's training statistics for grey), imagenet (timm's IMAGENET_DEFAULT_*; grey: their "
+      "means), or pretext (computed on the pretext images when pretraining and stored in its backbone.safetensors "
+      "and normalization.json; every later stage takes them from its backbone)");
+    v("stats_images", stats_images, Rule(schema::ge(0)).stamped_if_changed(),
+      "normalize = pretext: the statistics are computed on this many evenly spaced pretext images (0 = all)");
     v("workers", workers, Rule(schema::ge(0)).unstamped(), "loader worker threads");
   });
   s.section(p + "model", model);
@@ -77,6 +92,7 @@ void Config::validate() const {
 }
 
 void Config::validate_combinations() const {
+  BISSL_CHECK(!lazy || dataset == "folder", "config: data.lazy applies to dataset = folder, found '", dataset, "'");
   BISSL_CHECK(method.name != "mae" || model.is_vit(), "config: MAE needs a ViT (model.arch vit_tiny, vit_small or vit_base), found '",
               model.arch, "'");
   BISSL_CHECK(method.name == "mae" || !model.is_vit(), "config: ", method.name,

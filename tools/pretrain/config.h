@@ -22,6 +22,11 @@ struct Config {
   int64_t image_size = 28;                // views are cropped/resized to this
   int64_t limit = 0;                      // use only the first N training images (0 = all)
   int64_t max_image_pixels = 89478485;    // folder: per-image pixel limit from the header (= data::kMaxImagePixels)
+  int64_t load_size = 0;                  // folder: shorter side + centre square on load; 0 = squashed to image_size
+  bool lazy = false;                      // folder: decode images when the loader reads them
+  int64_t cache_mb = 0;                   // lazy: decoded images kept in memory, MiB
+  std::string normalize = "default";      // default | imagenet | pretext
+  int64_t stats_images = 10000;           // pretext: images the statistics are computed on (0 = all)
   int workers = 2;
   models::BackboneSpec model;             // [model] (models/factory.h)
   ssl::ObjectiveSpec method;              // [method] (ssl/factory.h)
@@ -36,6 +41,9 @@ struct Config {
   uint64_t seed = 0;
   std::string device = "auto";            // cpu | cuda | auto
   std::string numerics = "default";       // default | portable (engine/numerics.h)
+  // Not a setting: the normalisation the views use, resolved at run time
+  // (pretrain::normalization_for; empty = data::default_mean / default_std).
+  std::vector<float> norm_mean, norm_std;
   // [output]
   std::string out = "runs/pretrain";
   int64_t checkpoint_every = 500;

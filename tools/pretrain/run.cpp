@@ -87,7 +87,8 @@ int64_t meta_int(const io::SafetensorsFile& f, const std::string& k, const std::
 }
 
 void save_weights(const Config& c, Parts& p, const std::string& dir) {
-  models::save_backbone(*p.backbone, dir + "/backbone.safetensors");
+  models::save_backbone(*p.backbone, dir + "/backbone.safetensors",
+                        normalization_metadata({c.norm_mean, c.norm_std}));
   nn::save_module(*p.objective, dir + "/objective.safetensors", {{"method", c.method.name}});
 }
 
@@ -126,6 +127,21 @@ Summary run(Config cfg, const std::string& resume_from, int64_t stop_after) {
   std::fprintf(stderr, "backend: %s\n", backend_summary().c_str());
 
   Parts p = build(cfg);
+  // The views' normalisation (data.normalize): stored with the run, in its
+  // backbone.safetensors and normalization.json, for every later stage.
+  {
+    data::Normalization n = compute_normalization(cfg, *p.train);
+    cfg.norm_mean = n.mean, cfg.norm_std = n.std;
+    const data::Normalization used = n.empty() ? data::Normalization{data::default_mean(p.train->c),
+                                                                     data::default_std(p.train->c)}
+                                               : n;
+    nlohmann::json j{{"normalize", cfg.normalize}, {"mean", used.mean}, {"std", used.std}};
+    if (cfg.normalize == "pretext")
+      j["images"] = data::evenly_spaced(p.train->n, cfg.stats_images).size();
+    files::write_text_atomic(cfg.out + "/normalization.json", j.dump(2) + "\n");
+    std::fprintf(stderr, "normalisation (%s): %s\n", cfg.normalize.c_str(),
+                 describe_normalization(n, p.train->c).c_str());
+  }
   if (!resume_from.empty()) {
     p.backbone->load_state_dict(nn::with_prefix(ckpt, "backbone."));
     p.objective->load_state_dict(nn::with_prefix(ckpt, "objective."));
@@ -143,9 +159,7 @@ Summary run(Config cfg, const std::string& resume_from, int64_t stop_after) {
   lo.workers = cfg.workers;
   lo.cycle = true;
   lo.device = p.dev;
-  int64_t ch = p.train->c;
-  if (cfg.method.name == "mae") lo.views = {data::mae_view(cfg.image_size, ch)};
-  else lo.views = {data::ssl_view(1, cfg.image_size, ch), data::ssl_view(2, cfg.image_size, ch)};
+  lo.views = pretext_views(cfg, p.train->c);
   data::Loader loader(p.train, lo);
   BISSL_CHECK(loader.batches_per_epoch() > 0, "pretrain: ", p.train->n, " images make no batch of ", cfg.batch_size);
   int64_t total = cfg.steps > 0 ? cfg.steps : cfg.epochs * loader.batches_per_epoch();

@@ -68,7 +68,7 @@ BisslStageResult run_bissl(const Config& cfg_in, const Task& task, const BisslIn
                            const std::string& variant_name_in, bool mix, bool resume, int64_t stop_after,
                            uint64_t stage_seed) {
   auto t0 = std::chrono::steady_clock::now();
-  Config cfg = with_variant(cfg_in, variant_name_in);
+  Config cfg = with_normalization(with_variant(cfg_in, variant_name_in), in.backbone, task.train->c);
   const auto& bc = cfg.bissl;
   const std::string variant = bilevel::variant_name(bc.variant);
   // The lower stream's images: the pretext set (unlabelled), with the
@@ -113,7 +113,7 @@ BisslStageResult run_bissl(const Config& cfg_in, const Task& task, const BisslIn
   if (head) head->to(dev);
 
   // Streams: the pretext set (unlabelled) and the downstream training split.
-  if (mix) pretext = std::make_shared<const data::ImageSet>(concat_unlabelled(*pretext, *task.train));
+  if (mix) pretext = std::make_shared<const data::ImageSet>(concat_unlabelled(pretext, task.train));
   // bissl.short_batches = keep: each stream's short last batch as the
   // reference's W = batch / ghost devices serve it.
   auto devices = [&](int64_t batch, int64_t ghost) -> int64_t {
@@ -213,13 +213,13 @@ BisslStageResult run_bissl(const Config& cfg_in, const Task& task, const BisslIn
       // The task's score: "val_top1_d" / "val_top1_p", or "val_map_d" / "val_map_p".
       const std::string key = str("val_", metric_key(task.multi_label));
       if (theta_d) {
-        double vd = evaluate(*theta_d, *head, *task.val, task.num_classes, cfg.task.image_size, dev, cfg.workers,
+        double vd = evaluate(*theta_d, *head, *task.val, task.num_classes, cfg.task, dev, cfg.workers,
                              cfg.task.ignore_difficult)
                         .score();
         j[key + "_d"] = vd;
         extra += str(" | val(θD) ", fmt(100 * vd, 3), "%");
       }
-      double vp = evaluate(*theta_p, *head, *task.val, task.num_classes, cfg.task.image_size, dev, cfg.workers,
+      double vp = evaluate(*theta_p, *head, *task.val, task.num_classes, cfg.task, dev, cfg.workers,
                            cfg.task.ignore_difficult)
                       .score();
       j[key + "_p"] = vp;
@@ -237,8 +237,8 @@ BisslStageResult run_bissl(const Config& cfg_in, const Task& task, const BisslIn
   save_ckpt(ckpt);
   res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (trainer.alternations_done() >= bc.alternations) {
-    models::save_backbone(*theta_p, dir + "/backbone.safetensors");
-    if (theta_d) models::save_backbone(*theta_d, dir + "/backbone_d.safetensors");
+    models::save_backbone(*theta_p, dir + "/backbone.safetensors", backbone_metadata(cfg));
+    if (theta_d) models::save_backbone(*theta_d, dir + "/backbone_d.safetensors", backbone_metadata(cfg));
     if (head) nn::save_module(*head, dir + "/head_d.safetensors");
     nn::save_module(*objective, dir + "/objective.safetensors", {{"method", cfg.pretrain.method.name}});
     write_json_atomic(dir + "/summary.json", nlohmann::json{{"variant", variant},

@@ -42,6 +42,18 @@ std::shared_ptr<ssl::Objective> build_objective(const Config& cfg, const nn::Lay
                              pretrain::target_seed(pc));
 }
 
+Config with_normalization(Config cfg, const std::string& backbone, int64_t channels) {
+  if (backbone.empty() && !cfg.pretrain.norm_mean.empty()) return cfg;  // resolved before (the pipeline)
+  const data::Normalization n = pretrain::normalization_for(cfg.pretrain, backbone, channels);
+  cfg.pretrain.norm_mean = cfg.task.norm_mean = n.mean;
+  cfg.pretrain.norm_std = cfg.task.norm_std = n.std;
+  return cfg;
+}
+
+std::map<std::string, std::string> backbone_metadata(const Config& cfg) {
+  return pretrain::normalization_metadata({cfg.pretrain.norm_mean, cfg.pretrain.norm_std});
+}
+
 namespace {
 
 // A loader over a set the caller owns: a shared_ptr that does not delete.
@@ -50,13 +62,13 @@ std::shared_ptr<const data::ImageSet> borrowed(const data::ImageSet& set) {
 }
 
 // The evaluation view, in order, once through `indices` (all when empty).
-data::LoaderOptions eval_options(const data::ImageSet& set, int64_t image_size, Device dev, int workers,
+data::LoaderOptions eval_options(const data::ImageSet& set, const TaskConfig& t, Device dev, int workers,
                                  const std::vector<int64_t>& indices = {}) {
   data::LoaderOptions lo;
   lo.batch_size = 512;
   lo.shuffle = false;
   lo.workers = workers;
-  lo.views = {data::eval_view(image_size, set.c)};
+  lo.views = {downstream_eval_view(t, set.c)};
   lo.device = dev;
   lo.indices = indices;
   return lo;
@@ -74,10 +86,10 @@ Tensor downstream_loss(const Tensor& logits, const data::Batch& b) {
 }
 
 Accuracy evaluate(nn::Layer& backbone, nn::Layer& head, const data::ImageSet& set, int64_t num_classes,
-                  int64_t image_size, Device dev, int workers, bool ignore_difficult) {
+                  const TaskConfig& t, Device dev, int workers, bool ignore_difficult) {
   BISSL_CHECK(set.num_classes == num_classes, "evaluate: the set '", set.source, "' has ", set.num_classes,
               " classes, the head ", num_classes);
-  data::Loader loader(borrowed(set), eval_options(set, image_size, dev, workers));
+  data::Loader loader(borrowed(set), eval_options(set, t, dev, workers));
   backbone.eval();
   head.eval();
   NoGradGuard ng;
@@ -119,9 +131,9 @@ Accuracy evaluate(nn::Layer& backbone, nn::Layer& head, const data::ImageSet& se
   return a;
 }
 
-Tensor extract_features(nn::Layer& backbone, const data::ImageSet& set, int64_t image_size, Device dev, int workers,
+Tensor extract_features(nn::Layer& backbone, const data::ImageSet& set, const TaskConfig& t, Device dev, int workers,
                         const std::vector<int64_t>& indices) {
-  data::Loader loader(borrowed(set), eval_options(set, image_size, dev, workers, indices));
+  data::Loader loader(borrowed(set), eval_options(set, t, dev, workers, indices));
   backbone.eval();
   NoGradGuard ng;
   std::vector<Tensor> xs;

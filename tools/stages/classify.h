@@ -2,6 +2,7 @@
 // What the downstream stages share: building the backbone of the pretraining
 // config (loading weights), evaluating a backbone + linear head on a labelled
 // set, feature extraction and batch-norm recalibration.
+#include <map>
 #include <memory>
 #include <string>
 
@@ -20,6 +21,14 @@ namespace bissl::stages {
 // drop_path >= 0 overrides the ViT stochastic depth of the config.
 std::shared_ptr<nn::Layer> build_backbone(const Config& cfg, int64_t channels, const std::string& weights,
                                           uint64_t seed, int64_t& feature_dim, double drop_path = -1);
+// cfg with the views' normalisation resolved for a stage that starts from
+// `backbone` (pretrain::normalization_for: [pretrain.data] normalize, the
+// statistics a backbone carries); an empty backbone keeps what cfg already
+// holds (the pipeline resolves it once from the pretrained backbone).
+Config with_normalization(Config cfg, const std::string& backbone, int64_t channels);
+// The metadata every backbone a stage writes carries (that normalisation).
+std::map<std::string, std::string> backbone_metadata(const Config& cfg);
+
 // The pretext objective cfg.pretrain describes, for `backbone` (heads from `g`).
 std::shared_ptr<ssl::Objective> build_objective(const Config& cfg, const nn::Layer& backbone, int64_t channels,
                                                 int64_t feature_dim, Generator& g);
@@ -47,7 +56,7 @@ const char* metric_label(bool multi_label);  // "top-1" | "mAP"
 // difficult class out of that class's ranking (the official VOC devkit);
 // false counts it as present (the reference).
 Accuracy evaluate(nn::Layer& backbone, nn::Layer& head, const data::ImageSet& set, int64_t num_classes,
-                  int64_t image_size, Device dev, int workers, bool ignore_difficult = false);
+                  const TaskConfig& t, Device dev, int workers, bool ignore_difficult = false);
 
 // The downstream loss of a batch: cross-entropy against the labels, or
 // against the multi-hot targets of a multi-label set (BISSL_SPEC.md: VOC07
@@ -56,7 +65,7 @@ Tensor downstream_loss(const Tensor& logits, const data::Batch& b);
 
 // Backbone outputs [N, D] (f32, CPU) of `set` (rows `indices`, all when
 // empty), eval mode and view.
-Tensor extract_features(nn::Layer& backbone, const data::ImageSet& set, int64_t image_size, Device dev, int workers,
+Tensor extract_features(nn::Layer& backbone, const data::ImageSet& set, const TaskConfig& t, Device dev, int workers,
                         const std::vector<int64_t>& indices = {});
 
 // Re-estimates every BN layer's running statistics from `batches` training

@@ -50,6 +50,13 @@ struct TaskConfig {  // [task]: the downstream (labelled) task
   std::string train_list = "train.txt", val_list, test_list = "test.txt", class_names_file;
   bool skip_bad_images = false;
   int64_t max_image_pixels = data::kMaxImagePixels;
+  bool lazy = false;                    // folder, list: decode when read
+  int64_t cache_mb = 0;
+  std::string train_interp = "bilinear";
+  // Not settings: the normalisation of the task's views, resolved at run
+  // time from the backbone and [pretrain.data] normalize (with_normalization);
+  // empty = data::default_mean / default_std.
+  std::vector<float> norm_mean, norm_std;
 
   template <class V>
   void fields(V& v) {
@@ -101,6 +108,14 @@ struct TaskConfig {  // [task]: the downstream (labelled) task
     v("max_image_pixels", max_image_pixels, Rule(schema::ge(0)).stamped_if_changed(),
       "folder, list: refuse an image whose header declares more pixels than this (a decompression-bomb guard, "
       "Pillow's limit); 0 = no limit");
+    v("lazy", lazy, Rule(schema::any()).stamped_if_changed(),
+      "folder, list: keep only the file lists in memory and decode each image when it is read (datasets larger "
+      "than memory; the same images as loaded, bit for bit; a file that fails to decode then stops the stage)");
+    v("cache_mb", cache_mb, Rule(schema::ge(0)).unstamped(),
+      "lazy: keep decoded images in memory up to this many MiB per split, first come (0 = decode on every read)");
+    v("train_interp", train_interp, Rule(schema::one_of({"bilinear", "bicubic"})).stamped_if_changed(),
+      "resampling of the downstream train view's random resized crop: bilinear (the reference's fine-tuning "
+      "transform) or bicubic");
   }
 };
 

@@ -222,6 +222,8 @@ EvalResult run_eval(const Config& cfg, const Task& task, const std::vector<ArmRe
     auto it = starts.find(a.arm);
     std::string start_path = it == starts.end() ? "" : it->second;
     int64_t fdim = 0;
+    // Both backbones see the views their training saw (the tuned one carries them).
+    const Config acfg = with_normalization(cfg, tuned_path, task.train->c);
     auto tuned = build_backbone(cfg, task.train->c, tuned_path, 0, fdim);
     // The random_init arm starts from the init of its seed-0 run (seed 0).
     auto start = build_backbone(cfg, task.train->c, start_path, cfg.seed * 7919, fdim);
@@ -243,10 +245,10 @@ EvalResult run_eval(const Config& cfg, const Task& task, const std::vector<ArmRe
       }
       al.param_cosine = cosine(all_s, all_t);
     }
-    recalibrate_bn(*start, *task.train, cfg.task, cfg.eval.recalib_batches,
+    recalibrate_bn(*start, *task.train, acfg.task, cfg.eval.recalib_batches,
                    std::min<int64_t>(cfg.finetune.batch_size, task.train->n), cfg.seed + 77, dev, cfg.workers);
-    Tensor fs_ = extract_features(*start, *task.test, cfg.task.image_size, dev, cfg.workers, idx);
-    Tensor ft_ = extract_features(*tuned, *task.test, cfg.task.image_size, dev, cfg.workers, idx);
+    Tensor fs_ = extract_features(*start, *task.test, acfg.task, dev, cfg.workers, idx);
+    Tensor ft_ = extract_features(*tuned, *task.test, acfg.task, dev, cfg.workers, idx);
     {
       NoGradGuard ng;
       al.feature_cosine = mean(sum(mul(l2_normalize(fs_, 1), l2_normalize(ft_, 1)), {1})).item();

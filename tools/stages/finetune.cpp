@@ -109,9 +109,10 @@ FinetuneRun run_from_json(const nlohmann::json& j) {
   return r;
 }
 
-FinetuneRun finetune_once(const Config& cfg, const Task& task, const FinetuneSpec& spec, double lr, double wd,
+FinetuneRun finetune_once(const Config& cfg_in, const Task& task, const FinetuneSpec& spec, double lr, double wd,
                           uint64_t seed, int64_t epochs, bool test, const std::string& save_dir,
                           bool allow_divergence, const std::string& label) {
+  const Config cfg = with_normalization(cfg_in, spec.backbone, task.train->c);
   auto t0 = std::chrono::steady_clock::now();
   const Device dev = resolve_device(cfg.device, cfg.deterministic);
   const auto& fc = cfg.finetune;
@@ -192,7 +193,7 @@ FinetuneRun finetune_once(const Config& cfg, const Task& task, const FinetuneSpe
     bool eval_now = (fc.eval_every > 0 && (e + 1) % fc.eval_every == 0) || e + 1 == epochs;
     double v = nan();
     if (eval_now) {
-      v = evaluate(*backbone, *head, *task.val, task.num_classes, cfg.task.image_size, dev, cfg.workers,
+      v = evaluate(*backbone, *head, *task.val, task.num_classes, cfg.task, dev, cfg.workers,
                    cfg.task.ignore_difficult)
               .score();
       if (v > r.best_val) {
@@ -212,13 +213,13 @@ FinetuneRun finetune_once(const Config& cfg, const Task& task, const FinetuneSpe
     head->load_state_dict(best_head);
   }
   if (test && !r.diverged) {
-    r.test = evaluate(*backbone, *head, *task.test, task.num_classes, cfg.task.image_size, dev, cfg.workers,
+    r.test = evaluate(*backbone, *head, *task.test, task.num_classes, cfg.task, dev, cfg.workers,
                       cfg.task.ignore_difficult);
     r.tested = true;
   }
   if (!save_dir.empty() && !r.diverged) {
     fs::create_directories(save_dir);
-    models::save_backbone(*backbone, save_dir + "/backbone.safetensors");
+    models::save_backbone(*backbone, save_dir + "/backbone.safetensors", backbone_metadata(cfg));
     nn::save_module(*head, save_dir + "/head.safetensors");
   }
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -11,6 +11,7 @@
 #include "tools/pretrain/build.h"
 #include "tools/pretrain/run.h"
 #include "tools/stages/bissl_stage.h"
+#include "tools/stages/classify.h"
 #include "tools/stages/evaluate.h"
 #include "tools/common/files.h"
 #include "tools/stages/finetune.h"
@@ -195,6 +196,11 @@ std::string run_pipeline(const Config& cfg_in) {
     record(st);
   }
   const std::string pre_backbone = pre + "/backbone.safetensors";
+  // The views' normalisation, from the pretrained backbone, for every stage
+  // (the random_init arm too, which has no backbone to take it from).
+  cfg = with_normalization(cfg, pre_backbone, task.train->c);
+  std::fprintf(stderr, "normalisation (%s): %s\n", cfg.pretrain.normalize.c_str(),
+               pretrain::describe_normalization({cfg.task.norm_mean, cfg.task.norm_std}, task.train->c).c_str());
 
   // 2. Hyper-parameters: random search on the validation split, fine-tuning the pretrained backbone.
   Hyper shared;

@@ -9,6 +9,7 @@
 #include "data/augment.h"
 #include "data/datasets.h"
 #include "data/splits.h"
+#include "tools/pretrain/build.h"
 #include "tools/stages/progress.h"
 
 namespace bissl::stages {
@@ -83,6 +84,8 @@ data::ImageSet decode_split(const data::ImageList& l, const TaskConfig& t, int64
   d.channels = channels;
   d.skip_bad = t.skip_bad_images;
   d.max_pixels = t.max_image_pixels;
+  d.lazy = t.lazy;
+  d.cache_bytes = t.cache_mb << 20;
   if (t.load_size > 0) {
     d.height = d.width = t.load_size;
     d.fit = data::Fit::ShorterCrop;
@@ -328,15 +331,11 @@ void save_task_splits(const Task& task, const TaskConfig& t, const std::string& 
   data::save_indices(dir + "/test.txt", task.test_index, te + what);
 }
 
-data::ImageSet concat_unlabelled(const data::ImageSet& a, const data::ImageSet& b) {
-  BISSL_CHECK(a.h == b.h && a.w == b.w && a.c == b.c, "mix: expected images of one size, found ", a.h, "x", a.w, "x",
-              a.c, " and ", b.h, "x", b.w, "x", b.c);
-  data::ImageSet r;
-  r.h = a.h, r.w = a.w, r.c = a.c, r.n = a.n + b.n;
-  r.pixels = a.pixels;
-  r.pixels.insert(r.pixels.end(), b.pixels.begin(), b.pixels.end());
+data::ImageSet concat_unlabelled(std::shared_ptr<const data::ImageSet> a, std::shared_ptr<const data::ImageSet> b) {
+  BISSL_CHECK(a->h == b->h && a->w == b->w && a->c == b->c, "mix: expected images of one size, found ", a->h, "x",
+              a->w, "x", a->c, " and ", b->h, "x", b->w, "x", b->c);
+  data::ImageSet r = data::concat_images(std::move(a), std::move(b));
   r.labels.assign(size_t(r.n), data::kNoLabel);
-  r.source = a.source + " + " + b.source;
   return r;
 }
 
@@ -345,8 +344,12 @@ data::ViewConfig downstream_train_view(const TaskConfig& t, int64_t channels) {
   v.scale = {t.crop_scale.at(0), t.crop_scale.at(1)};
   v.ratio = {t.crop_ratio.at(0), t.crop_ratio.at(1)};
   v.flip_p = t.flip;
-  v.validate(channels);
-  return v;
+  v.interp = t.train_interp == "bicubic" ? data::Interp::Bicubic : data::Interp::Bilinear;
+  return data::normalized(v, {t.norm_mean, t.norm_std}, channels);
+}
+
+data::ViewConfig downstream_eval_view(const TaskConfig& t, int64_t channels) {
+  return data::normalized(data::eval_view(t.image_size, channels), {t.norm_mean, t.norm_std}, channels);
 }
 
 data::LoaderOptions train_loader_options(int64_t batch, uint64_t seed, int workers, Device dev) {
@@ -376,17 +379,14 @@ data::LoaderOptions with_views(data::LoaderOptions lo, std::vector<data::ViewCon
   return lo;
 }
 
-std::vector<data::ViewConfig> pretext_views(const pretrain::Config& pc, int64_t channels) {
-  if (pc.method.name == "mae") return {data::mae_view(pc.image_size, channels)};
-  return {data::ssl_view(1, pc.image_size, channels), data::ssl_view(2, pc.image_size, channels)};
-}
-
 }  // namespace
+
+
 
 LoaderPretextStream::LoaderPretextStream(std::shared_ptr<const data::ImageSet> set, const pretrain::Config& pc,
                                          int64_t batch, uint64_t seed, int workers, Device dev, int64_t devices)
     : LoaderStream(set,
-                   keep_short_batches(with_views(train_loader_options(batch, seed, workers, dev), pretext_views(pc, set->c)),
+                   keep_short_batches(with_views(train_loader_options(batch, seed, workers, dev), pretrain::pretext_views(pc, set->c)),
                                       devices),
                    "pretext stream"),
       seed_(seed) {

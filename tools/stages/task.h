@@ -38,12 +38,16 @@ Task load_task(const TaskConfig& t);
 void save_task_splits(const Task& task, const TaskConfig& t, const std::string& dir);
 
 // Images of `a` then `b` (same size and channels), unlabelled: the
-// pretext + downstream mix of the "mix" baseline.
-data::ImageSet concat_unlabelled(const data::ImageSet& a, const data::ImageSet& b);
+// pretext + downstream mix of the "mix" baseline (lazy when either is).
+data::ImageSet concat_unlabelled(std::shared_ptr<const data::ImageSet> a, std::shared_ptr<const data::ImageSet> b);
 
 // The downstream train view of the task config ([task] crop_scale,
-// crop_ratio, flip; bilinear, normalised as data::finetune_train_view).
+// crop_ratio, flip, train_interp; otherwise data::finetune_train_view),
+// normalised by t.norm_mean / norm_std (with_normalization).
 data::ViewConfig downstream_train_view(const TaskConfig& t, int64_t channels);
+// Its evaluation view: data::eval_view (shorter side to image_size / 0.875,
+// centre crop), normalised the same way.
+data::ViewConfig downstream_eval_view(const TaskConfig& t, int64_t channels);
 
 // Loader options shared by the stages: shuffled cycling batches on `dev`.
 data::LoaderOptions train_loader_options(int64_t batch, uint64_t seed, int workers, Device dev);

@@ -22,7 +22,8 @@
 
 namespace bissl::stages {
 
-WarmupResult run_warmup(const Config& cfg, const Task& task, const std::string& backbone_path, const std::string& dir) {
+WarmupResult run_warmup(const Config& cfg_in, const Task& task, const std::string& backbone_path, const std::string& dir) {
+  const Config cfg = with_normalization(cfg_in, backbone_path, task.train->c);
   auto t0 = std::chrono::steady_clock::now();
   std::filesystem::create_directories(dir);
   const Device dev = resolve_device(cfg.device, cfg.deterministic);
@@ -71,7 +72,7 @@ WarmupResult run_warmup(const Config& cfg, const Task& task, const std::string& 
       sum += lv, ++nb;
     }
     r.train_loss.push_back(sum / double(std::max<int64_t>(nb, 1)));
-    double v = evaluate(*backbone, *head, *task.val, task.num_classes, cfg.task.image_size, dev, cfg.workers,
+    double v = evaluate(*backbone, *head, *task.val, task.num_classes, cfg.task, dev, cfg.workers,
                         cfg.task.ignore_difficult)
                    .score();
     r.val_score.push_back(v);
@@ -83,7 +84,7 @@ WarmupResult run_warmup(const Config& cfg, const Task& task, const std::string& 
   }
   progress.done();
   nn::save_module(*head, dir + "/head.safetensors", {{"stage", "warmup"}});
-  models::save_backbone(*backbone, dir + "/backbone.safetensors");
+  models::save_backbone(*backbone, dir + "/backbone.safetensors", backbone_metadata(cfg));
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   write_json_atomic(dir + "/summary.json",
                     nlohmann::json{{"epochs", w.epochs},
