@@ -81,11 +81,39 @@ Taps make_taps(int64_t in_size, int64_t out_size, Interp m) {
   return t;
 }
 
-// One pass along width (horizontal) or height (vertical).
+// One pass along width (horizontal) or height (vertical). Each output is
+// the sum over its taps in order (the same bits for any channel count).
+template <int C>
+void resample_w_rows(const Image& in, Image& out, const Taps& t) {
+  const int64_t out_w = out.w;
+  for (int64_t y = 0; y < in.h; ++y) {
+    const float* row = in.px.data() + y * in.w * C;
+    float* orow = out.px.data() + y * out_w * C;
+    for (int64_t xx = 0; xx < out_w; ++xx) {
+      const float* k = t.w.data() + xx * t.ksize;
+      const float* src = row + t.first[xx] * C;
+      float s[C] = {};
+      for (int64_t i = 0; i < t.count[xx]; ++i) {
+        const float ki = k[i];
+        for (int ch = 0; ch < C; ++ch) s[ch] += ki * src[i * C + ch];
+      }
+      for (int ch = 0; ch < C; ++ch) orow[xx * C + ch] = clamp01(s[ch]);
+    }
+  }
+}
+
 Image resample_w(const Image& in, int64_t out_w, Interp m) {
   Taps t = make_taps(in.w, out_w, m);
   Image out(in.h, out_w, in.c);
   const int64_t c = in.c;
+  if (c == 3) {
+    resample_w_rows<3>(in, out, t);
+    return out;
+  }
+  if (c == 1) {
+    resample_w_rows<1>(in, out, t);
+    return out;
+  }
   for (int64_t y = 0; y < in.h; ++y) {
     const float* row = in.px.data() + y * in.w * c;
     float* orow = out.px.data() + y * out_w * c;
