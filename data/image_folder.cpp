@@ -49,6 +49,14 @@ std::string with_commas(int64_t v) {
   return r;
 }
 
+// The error of an image of h x w in a set that needs exactly its size.
+Error size_error(const std::string& path, int64_t h, int64_t w, const ImageSet& s, const DecodeOptions& opts,
+                 const std::string& first_path) {
+  return Error(str(path, ": expected an image of ", s.h, "x", s.w,
+                   (opts.height > 0 ? " (the required size)" : str(" (the size of ", first_path, ")")), ", found ", h,
+                   "x", w));
+}
+
 // A decoded image into the set's size (s.h x s.w x s.c) as opts.fit says, at out.
 void fit_decoded(const Decoded& d, const ImageSet& s, const DecodeOptions& opts, const std::string& path,
                  const std::string& first_path, uint8_t* out) {
@@ -62,9 +70,7 @@ void fit_decoded(const Decoded& d, const ImageSet& s, const DecodeOptions& opts,
       to_uint8(center_crop(r, s.h, s.w), out);
       return;
     }
-    throw Error(str(path, ": expected an image of ", s.h, "x", s.w,
-                    (opts.height > 0 ? " (the required size)" : str(" (the size of ", first_path, ")")), ", found ",
-                    d.h, "x", d.w));
+    throw size_error(path, d.h, d.w, s, opts, first_path);
   }
   std::copy(d.px.begin(), d.px.end(), out);
 }
@@ -151,9 +157,7 @@ ImageSet lazy_image_list(const ImageList& list, const DecodeOptions& opts, Image
                                 " pixels, more than the limit of ", with_commas(opts.max_pixels),
                                 " (a decompression-bomb guard; raise max_image_pixels to read it)");
       } else if (opts.fit == Fit::Exact && (h != s.h || w != s.w)) {
-        errors[size_t(i)] = str(path, ": expected an image of ", s.h, "x", s.w,
-                                (opts.height > 0 ? " (the required size)" : str(" (the size of ", list.files[0], ")")),
-                                ", found ", h, "x", w);
+        errors[size_t(i)] = size_error(path, h, w, s, opts, list.files[0]).what();
       }
       files[size_t(i)] = {path, int64_t(st.st_size), int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec};
     }

@@ -433,6 +433,35 @@ TEST_SUITE("stages") {
     CHECK_NOTHROW(stages::load_config("", with("bissl.cg_linearize=false")));
   }
 
+  TEST_CASE("the folder configs load: the natural-image pipeline's settings, GPU- and CPU-sized") {
+    const std::string dir = std::string(BISSL_SOURCE_DIR) + "/configs/";
+    stages::Config g = stages::load_config(dir + "pipeline_folder_r50.toml", {});
+    CHECK(g.task.dataset == "folder");
+    CHECK(g.task.image_size == 96);
+    CHECK(g.task.crop_scale == std::vector<double>{0.08, 1.0});
+    CHECK(g.task.train_interp == "bicubic");
+    CHECK(g.task.lazy);
+    CHECK(g.pretrain.dataset == "folder");
+    CHECK(g.pretrain.normalize == "pretext");
+    CHECK(g.pretrain.model.arch == "resnet50");
+    CHECK(g.pretrain.batch_size == 1024);
+    CHECK(g.bissl.lower_batch == 1024);  // the spec's, from the defaults
+    CHECK(g.finetune.epochs == 400);
+    // Resize(109) + CenterCrop(96) for evaluation, from the task's image size.
+    CHECK(stages::downstream_eval_view(g.task, 3).resize == 109);
+    CHECK(stages::downstream_train_view(g.task, 3).interp == data::Interp::Bicubic);
+    stages::Config c = stages::load_config(dir + "pipeline_folder_cpu.toml", {});
+    CHECK(c.task.dataset == "folder");
+    CHECK(c.pretrain.lazy);
+    CHECK(c.pretrain.normalize == "pretext");
+    CHECK(c.device == "cpu");
+    // lazy is for folders only.
+    CHECK_THROWS_WITH_AS(stages::load_config("", {"pretrain.data.lazy=true"}),
+                         doctest::Contains("data.lazy applies to dataset = folder"), Error);
+    CHECK_THROWS_WITH_AS(stages::load_config("", {"task.lazy=true"}),
+                         doctest::Contains("task.lazy applies to dataset = folder or list"), Error);
+  }
+
   TEST_CASE("a torchvision-style checkpoint (with its classifier) loads as a stage backbone") {
     testing::TempDir tmp("torchvision");
     stages::Config c = stages::load_config(std::string(BISSL_SOURCE_DIR) + "/configs/pipeline_fashion_mnist.toml", {});

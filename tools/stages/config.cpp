@@ -40,6 +40,8 @@ void Config::bind() {
 void Config::validate() const {
   settings_.validate();  // every key in its range
   BISSL_CHECK(task.channels != 2, "config: task.channels must be 0 (from the images), 1 or 3, found 2");
+  BISSL_CHECK(!task.lazy || task.dataset == "folder" || task.dataset == "list",
+              "config: task.lazy applies to dataset = folder or list (image files), found '", task.dataset, "'");
   BISSL_CHECK(task.dataset != "voc2007" || task.classes.empty(),
               "config: task.classes selects classes of a single-label dataset; voc2007 keeps its 20");
   BISSL_CHECK(task.crop_scale[0] <= task.crop_scale[1], "config: task.crop_scale must be [lo, hi] with lo <= hi, found [",
