@@ -2,11 +2,13 @@
 
 #include <zlib.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <memory>
+#include <vector>
 
 #include "engine/error.h"
 
@@ -60,46 +62,74 @@ std::vector<uint8_t> read_file_bytes(const std::string& path, int64_t limit) {
   return out;
 }
 
-std::vector<uint8_t> read_maybe_gzip(const std::string& path, bool* was_gzip) {
+ByteReader::ByteReader(const std::string& path) : path_(path) {
   uint8_t magic[2] = {0, 0};
-  size_t got;
   {
     FilePtr f = open_or_throw(path);
-    got = std::fread(magic, 1, 2, f.get());
+    gzip_ = std::fread(magic, 1, 2, f.get()) == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
   }
-  const bool gz = got == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
-  if (was_gzip) *was_gzip = gz;
-  if (!gz) return read_file_bytes(path);
-
+  file_bytes_ = file_size(path);
+  errno = 0;
   gzFile g = gzopen(path.c_str(), "rb");
-  BISSL_CHECK(g, path, ": cannot open as gzip (", std::strerror(errno), ")");
+  BISSL_CHECK(g, path, ": cannot open for reading (", errno ? std::strerror(errno) : "zlib: out of memory", ")");
   gzbuffer(g, 1 << 18);
+  g_ = g;
+}
+
+ByteReader::~ByteReader() {
+  if (g_) gzclose(static_cast<gzFile>(g_));
+}
+
+size_t ByteReader::read(uint8_t* dst, size_t n) {
+  gzFile g = static_cast<gzFile>(g_);
+  size_t done = 0;
+  while (done < n) {
+    const unsigned want = unsigned(std::min<size_t>(n - done, size_t(1) << 30));
+    const int got = gzread(g, dst + done, want);
+    int code = 0;
+    const char* msg = got < int(want) ? gzerror(g, &code) : nullptr;
+    if (got < 0 || (code != Z_OK && code != Z_STREAM_END)) {
+      throw Error(str(path_, ": expected a complete ", gzip_ ? "gzip stream" : "file", ", found a truncated or corrupt "
+                      "one after ", consumed_ + int64_t(done) + std::max(got, 0), " ",
+                      gzip_ ? "decompressed " : "", "bytes (zlib: ", msg ? msg : "unknown error", ")"));
+    }
+    done += size_t(got);
+    if (got < int(want)) break;  // the end of the data
+  }
+  consumed_ += int64_t(done);
+  return done;
+}
+
+int64_t ByteReader::skip_rest(int64_t limit) {
+  std::vector<uint8_t> buf(size_t(1) << 16);
+  int64_t n = 0;
+  while (n < limit) {
+    size_t got = read(buf.data(), size_t(std::min<int64_t>(int64_t(buf.size()), limit - n)));
+    n += int64_t(got);
+    if (got == 0) break;
+  }
+  return n;
+}
+
+int64_t max_gunzip_bytes(int64_t compressed) { return compressed * 1032 + 1024; }
+
+std::vector<uint8_t> read_maybe_gzip(const std::string& path, bool* was_gzip, int64_t limit) {
+  ByteReader r(path);
+  if (was_gzip) *was_gzip = r.gzip();
+  const int64_t cap = limit >= 0 ? limit : (r.gzip() ? max_gunzip_bytes(r.file_bytes()) : r.file_bytes());
   std::vector<uint8_t> out;
   const size_t chunk = size_t(1) << 22;
-  std::string err;
   for (;;) {
-    size_t old = out.size();
-    out.resize(old + chunk);
-    int n = gzread(g, out.data() + old, unsigned(chunk));
-    if (n < 0) {
-      int code = 0;
-      const char* msg = gzerror(g, &code);
-      err = msg ? msg : "unknown zlib error";
-      out.resize(old);
-      break;
-    }
-    out.resize(old + size_t(n));
-    if (size_t(n) < chunk) {
-      // A short read is either the end of the stream or an error.
-      int code = 0;
-      const char* msg = gzerror(g, &code);
-      if (code != Z_OK && code != Z_STREAM_END) err = msg ? msg : "unknown zlib error";
-      break;
-    }
+    const size_t old = out.size();
+    const size_t want = size_t(std::min<int64_t>(int64_t(chunk), cap - int64_t(old) + 1));
+    out.resize(old + want);
+    const size_t got = r.read(out.data() + old, want);
+    out.resize(old + got);
+    BISSL_CHECK(int64_t(out.size()) <= cap, path, ": expected at most ", cap, " bytes",
+                r.gzip() ? " decompressed" : "", ", found more (", limit >= 0 ? "the limit" : "a corrupt or hostile stream",
+                ")");
+    if (got < want) break;
   }
-  gzclose(g);
-  BISSL_CHECK(err.empty(), path, ": expected a complete gzip stream, found a truncated or corrupt one after ",
-              out.size(), " decompressed bytes (zlib: ", err, ")");
   return out;
 }
 

@@ -44,34 +44,55 @@ ImageSet load_mnist_like(const std::string& dir, bool train, std::vector<std::st
 }  // namespace
 
 IdxArray read_idx(const std::string& path) {
-  std::vector<uint8_t> b = read_maybe_gzip(path);
-  BISSL_CHECK(b.size() >= 4, path, ": expected an IDX header of at least 4 bytes, found a file of ", b.size(),
-              " bytes");
-  const uint32_t magic = be32(b.data());
-  BISSL_CHECK(b[0] == 0 && b[1] == 0 && b[3] >= 1 && b[3] <= 4, path,
+  // Read as a stream: the header first, then exactly the data it declares,
+  // once that size is checked against what the file can hold.
+  ByteReader r(path);
+  uint8_t head[4 + 4 * 4];
+  const size_t got = r.read(head, 4);
+  BISSL_CHECK(got >= 4, path, ": expected an IDX header of at least 4 bytes, found a file of ", got, " bytes");
+  const uint32_t magic = be32(head);
+  BISSL_CHECK(head[0] == 0 && head[1] == 0 && head[3] >= 1 && head[3] <= 4, path,
               ": expected an IDX magic number 0x000008NN (NN = 1..4 dimensions), found ", hex32(magic));
-  BISSL_CHECK(b[2] == 0x08, path, ": expected IDX element type 0x08 (unsigned byte), found 0x",
-              hex32(b[2]).substr(8), " in magic ", hex32(magic));
-  const size_t nd = b[3];
+  BISSL_CHECK(head[2] == 0x08, path, ": expected IDX element type 0x08 (unsigned byte), found 0x",
+              hex32(head[2]).substr(8), " in magic ", hex32(magic));
+  const size_t nd = head[3];
   const size_t header = 4 + 4 * nd;
-  BISSL_CHECK(b.size() >= header, path, ": truncated: expected a ", header, "-byte header for ", nd,
-              " dimensions, found ", b.size(), " bytes");
+  const size_t got_dims = r.read(head + 4, 4 * nd);
+  BISSL_CHECK(got_dims == 4 * nd, path, ": truncated: expected a ", header, "-byte header for ", nd,
+              " dimensions, found ", 4 + got_dims, " bytes");
   IdxArray a;
   int64_t total = 1;
   for (size_t i = 0; i < nd; ++i) {
-    int64_t d = be32(b.data() + 4 + 4 * i);
+    int64_t d = be32(head + 4 + 4 * i);
     BISSL_CHECK(d > 0 && d < (int64_t(1) << 31), path, ": expected positive dimensions, found ", d, " in dimension ",
                 i);
     a.dims.push_back(d);
+    // Checked before multiplying: 2^40 x 2^31 would overflow.
+    BISSL_CHECK(total < ((int64_t(1) << 40) + d - 1) / d, path, ": dimensions ", dims_str(a.dims),
+                " are implausibly large");
     total *= d;
-    BISSL_CHECK(total < (int64_t(1) << 40), path, ": dimensions ", dims_str(a.dims), " are implausibly large");
   }
-  const int64_t have = int64_t(b.size() - header);
+  if (r.gzip()) {
+    const int64_t most = max_gunzip_bytes(r.file_bytes());
+    BISSL_CHECK(int64_t(header) + total <= most, path, ": the header declares ", dims_str(a.dims), " = ", total,
+                " data bytes, more than a gzip file of ", r.file_bytes(), " bytes can hold (", most,
+                " at deflate's best ratio): corrupt or hostile");
+  } else {
+    const int64_t have = r.file_bytes() - int64_t(header);
+    BISSL_CHECK(have >= total, path, ": truncated: header says ", dims_str(a.dims), " = ", total,
+                " data bytes, found ", have);
+    BISSL_CHECK(have == total, path, ": dimensions ", dims_str(a.dims), " (", total,
+                " data bytes) are inconsistent with the file, which holds ", have, " data bytes");
+  }
+  a.data.resize(size_t(total));
+  const int64_t have = int64_t(r.read(a.data.data(), a.data.size()));
   BISSL_CHECK(have >= total, path, ": truncated: header says ", dims_str(a.dims), " = ", total,
               " data bytes, found ", have);
-  BISSL_CHECK(have == total, path, ": dimensions ", dims_str(a.dims), " (", total,
-              " data bytes) are inconsistent with the file, which holds ", have, " data bytes");
-  a.data.assign(b.begin() + int64_t(header), b.end());
+  // Trailing data: counted (up to 1 MiB more, never stored) for the message.
+  const int64_t more = r.skip_rest(int64_t(1) << 20);
+  BISSL_CHECK(more == 0, path, ": dimensions ", dims_str(a.dims), " (", total,
+              " data bytes) are inconsistent with the file, which holds ", total + more,
+              more == (int64_t(1) << 20) ? " or more" : "", " data bytes");
   return a;
 }
 

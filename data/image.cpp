@@ -235,6 +235,7 @@ Image resize(const Image& img, int64_t out_h, int64_t out_w, Interp m) {
 Image resize_shorter(const Image& img, int64_t size, Interp m) {
   BISSL_CHECK(size > 0, "resize_shorter: expected a positive size, found ", size);
   int64_t shorter = std::min(img.h, img.w), longer = std::max(img.h, img.w);
+  BISSL_CHECK(shorter > 0, "resize_shorter: expected a non-empty image, found ", img.h, "x", img.w);
   if (shorter == size) return img;
   int64_t new_long = int64_t(double(size) * double(longer) / double(shorter));
   return img.h <= img.w ? resize(img, size, new_long, m) : resize(img, new_long, size, m);

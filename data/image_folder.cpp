@@ -49,6 +49,79 @@ std::string with_commas(int64_t v) {
   return r;
 }
 
+// Bytes of an image file read for its header (size, channels): enough for
+// any real header, EXIF thumbnails and ICC profiles included.
+constexpr int64_t kHeaderBytes = 256 << 10;
+
+// stb_image 2.27 (Debian 12's) builds a JPEG Huffman table from a DHT
+// segment's 16 code counts without checking that they sum to at most 256:
+// a larger sum writes past the table (found by fuzz_image; upstream 2.28
+// checks it). Walks the markers as stb_image does and refuses such a table
+// before stb_image sees the file. Not a JPEG, or a structure stb_image will
+// refuse anyway: left to stb_image.
+void check_jpeg_tables(const std::string& path, const uint8_t* p, size_t n) {
+  if (n < 4 || p[0] != 0xFF || p[1] != 0xD8) return;
+  auto at = [&](size_t i) -> unsigned { return i < n ? p[i] : 0u; };  // stb_image reads 0 past the end
+  size_t i = 2;
+  while (i + 1 < n) {
+    if (p[i] != 0xFF) {  // entropy-coded data between markers
+      ++i;
+      continue;
+    }
+    const unsigned m = p[i + 1];
+    if (m == 0xFF) {  // fill byte
+      ++i;
+      continue;
+    }
+    if (m == 0x00 || m == 0x01 || (m >= 0xD0 && m <= 0xD8)) {  // stuffed byte, TEM, RSTn, SOI: no length
+      i += 2;
+      continue;
+    }
+    if (m == 0xD9) return;  // EOI
+    const size_t len = (at(i + 2) << 8) | at(i + 3);
+    if (m == 0xC4) {  // DHT: tables of (class/id, 16 counts, symbols) while the length lasts
+      int64_t left = int64_t(len) - 2;
+      size_t q = i + 4;
+      while (left > 0) {
+        unsigned count = 0;
+        for (size_t k = 1; k <= 16; ++k) count += at(q + k);
+        BISSL_CHECK(count <= 256, path, ": expected a JPEG Huffman table of at most 256 codes, found ", count,
+                    " (corrupt or hostile)");
+        q += 17 + count;
+        left -= 17 + int64_t(count);
+      }
+    }
+    i += 2 + len;
+  }
+}
+
+// stb_image 2.27 reads a PNM header's width, height and maximum value into
+// an int, digit after digit, without an overflow check (found by
+// fuzz_image). Reads the three numbers as it does and refuses any of more
+// than 9 digits (a real one is far smaller).
+void check_pnm_header(const std::string& path, const uint8_t* p, size_t n) {
+  if (n < 2 || p[0] != 'P' || (p[1] != '5' && p[1] != '6')) return;
+  size_t i = 2;
+  auto space = [](uint8_t c) { return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r'; };
+  for (int field = 0; field < 3; ++field) {
+    for (;;) {  // whitespace and # comments, as stbi__pnm_skip_whitespace
+      while (i < n && space(p[i])) ++i;
+      if (i >= n || p[i] != '#') break;
+      while (i < n && p[i] != '\n' && p[i] != '\r') ++i;
+    }
+    size_t digits = 0;
+    while (i < n && p[i] >= '0' && p[i] <= '9') ++i, ++digits;
+    BISSL_CHECK(digits <= 9, path, ": expected a PNM header number of at most 9 digits, found one of ", digits,
+                " (corrupt or hostile)");
+  }
+}
+
+// Both checks above, on the bytes of an image file (or its first part).
+void check_for_stb(const std::string& path, const uint8_t* p, size_t n) {
+  check_jpeg_tables(path, p, n);
+  check_pnm_header(path, p, n);
+}
+
 // The error of an image of h x w in a set that needs exactly its size.
 Error size_error(const std::string& path, int64_t h, int64_t w, const ImageSet& s, const DecodeOptions& opts,
                  const std::string& first_path) {
@@ -148,9 +221,19 @@ ImageSet lazy_image_list(const ImageList& list, const DecodeOptions& opts, Image
       const std::string& path = list.files[size_t(i)];
       struct stat st {};
       int w = 0, h = 0, c = 0;
+      std::vector<uint8_t> head;
       if (::stat(path.c_str(), &st) != 0) {
         errors[size_t(i)] = str(path, ": cannot read the image (", std::strerror(errno), ")");
-      } else if (!stbi_info(path.c_str(), &w, &h, &c)) {
+        continue;
+      }
+      try {
+        head = read_file_bytes(path, kHeaderBytes);
+        check_for_stb(path, head.data(), head.size());
+      } catch (const std::exception& e) {
+        errors[size_t(i)] = e.what();
+        continue;
+      }
+      if (head.empty() || !stbi_info_from_memory(head.data(), int(head.size()), &w, &h, &c)) {
         errors[size_t(i)] = str(path, ": cannot read the image header (stb_image: ", stbi_failure_reason(), ")");
       } else if (opts.max_pixels > 0 && int64_t(w) * int64_t(h) > opts.max_pixels) {
         errors[size_t(i)] = str(path, ": the image declares ", w, "x", h, " = ", with_commas(int64_t(w) * h),
@@ -195,6 +278,7 @@ DecodedImage decode_image_file(const std::string& path, int64_t channels, int64_
   std::vector<uint8_t> bytes = read_file_bytes(path);
   BISSL_CHECK(!bytes.empty(), path, ": expected an image, found an empty file");
   BISSL_CHECK(bytes.size() < size_t(1) << 31, path, ": expected an image below 2 GiB, found ", bytes.size(), " bytes");
+  check_for_stb(path, bytes.data(), bytes.size());
   int w = 0, h = 0, file_c = 0;
   // The size its header declares, checked before stb_image allocates for it
   // (a 571 KB PNG may declare 14 000 x 14 000 pixels). A header stb_image
@@ -207,6 +291,10 @@ DecodedImage decode_image_file(const std::string& path, int64_t channels, int64_
   }
   uint8_t* p = stbi_load_from_memory(bytes.data(), int(bytes.size()), &w, &h, &file_c, int(channels));
   BISSL_CHECK(p, path, ": cannot decode the image (stb_image: ", stbi_failure_reason(), ")");
+  if (w <= 0 || h <= 0) {  // stb_image 2.27 decodes a PNM header of height 0 (found by fuzz_image)
+    stbi_image_free(p);
+    throw Error(str(path, ": expected an image of at least 1x1 pixels, found ", w, "x", h));
+  }
   Decoded d;
   d.h = h;
   d.w = w;
@@ -216,7 +304,8 @@ DecodedImage decode_image_file(const std::string& path, int64_t channels, int64_
 }
 
 int64_t image_file_channels(const std::string& path) {
-  std::vector<uint8_t> bytes = read_file_bytes(path);
+  std::vector<uint8_t> bytes = read_file_bytes(path, kHeaderBytes);
+  check_for_stb(path, bytes.data(), bytes.size());
   int w = 0, h = 0, c = 0;
   BISSL_CHECK(!bytes.empty() && stbi_info_from_memory(bytes.data(), int(bytes.size()), &w, &h, &c), path,
               ": cannot read the image header (stb_image: ", bytes.empty() ? "empty file" : stbi_failure_reason(), ")");

@@ -156,17 +156,31 @@ std::map<std::string, std::string> parse_metadata(const std::string& where, cons
   return out;
 }
 
+// Most entries (tensors + metadata) a header may hold: a ResNet-152 state
+// dict has ~1 000; beyond this the parsed header alone would take hundreds
+// of MB (entries past it are discarded while parsing, then refused).
+constexpr int64_t kMaxSafetensorsEntries = 100'000;
+// Deepest nesting a header has (object > entry > shape list); more is refused.
+constexpr int kMaxSafetensorsDepth = 4;
+
 // Parses the header, reporting any key repeated within one object: JSON
 // parsers silently keep one of the two, and which one differs between tools.
 Json parse_header(const std::string& where, const std::string& text) {
   std::vector<std::set<std::string>> open;
   std::string dup;
-  Json::parser_callback_t cb = [&](int, Json::parse_event_t ev, Json& parsed) {
+  int64_t entries = 0;
+  bool too_deep = false;
+  Json::parser_callback_t cb = [&](int depth, Json::parse_event_t ev, Json& parsed) {
+    if (depth >= kMaxSafetensorsDepth || too_deep) {
+      too_deep = true;
+      return false;
+    }
     if (ev == Json::parse_event_t::object_start) {
       open.emplace_back();
     } else if (ev == Json::parse_event_t::object_end) {
       if (!open.empty()) open.pop_back();
     } else if (ev == Json::parse_event_t::key && !open.empty() && parsed.is_string()) {
+      if (depth == 1 && ++entries > kMaxSafetensorsEntries) return false;
       if (!open.back().insert(parsed.get<std::string>()).second && dup.empty()) dup = parsed.get<std::string>();
     }
     return true;
@@ -177,6 +191,10 @@ Json parse_header(const std::string& where, const std::string& text) {
   } catch (const Json::exception& e) {
     throw Error(str(where, "expected the header to be valid JSON, found a syntax error: ", e.what()));
   }
+  BISSL_CHECK(!too_deep, where, "expected a header nested at most ", kMaxSafetensorsDepth,
+              " levels deep (object, entry, shape), found deeper nesting");
+  BISSL_CHECK(entries <= kMaxSafetensorsEntries, where, "expected at most ", kMaxSafetensorsEntries,
+              " entries in the header, found ", entries, " (not a model, or hostile)");
   BISSL_CHECK(dup.empty(), where, "expected unique keys in the header, found ", quote(dup), " twice");
   BISSL_CHECK(j.is_object(), where, "expected the header to be a JSON object, found ", j.type_name());
   return j;

@@ -21,6 +21,7 @@
 #pragma GCC diagnostic pop
 
 #include "data/datasets.h"
+#include "data/file_io.h"
 #include "engine/error.h"
 
 #include "tests/support.h"
@@ -160,6 +161,27 @@ TEST_CASE("idx: every malformed file is an error naming the file") {
     gz.resize(gz.size() / 2);
     write_raw(t.file("bad.gz"), gz);
     expect_error([&] { read_idx(t.file("bad.gz")); }, {t.file("bad.gz"), "gzip", "truncated"});
+  }
+  SUBCASE("gzip bombs: a declared size no gzip file of its size can hold; data past the declared size") {
+    // The header claims 60 000 x 28 x 28 images in a gzip file of a few dozen
+    // bytes: refused before anything is allocated for it.
+    Bytes head = idx_images(1, 1, 1);
+    head.resize(16);
+    for (int k : {4, 8, 12}) head[size_t(k)] = 0, head[size_t(k + 1)] = 0;
+    head[4 + 2] = 0xEA, head[4 + 3] = 0x60;  // 60000
+    head[8 + 3] = 28, head[12 + 3] = 28;
+    write_gz(t.file("claims.gz"), head);
+    expect_error([&] { read_idx(t.file("claims.gz")); },
+                 {t.file("claims.gz"), "60000x28x28 = 47040000", "more than a gzip file of", "corrupt or hostile"});
+    // 1x1x1 declared, 64 MiB of zeros behind it (a 65 KB file): at most the
+    // declared byte and 1 MiB more are ever decompressed.
+    Bytes bomb = idx_images(1, 1, 1);
+    bomb.resize(bomb.size() + (size_t(64) << 20), 0);
+    write_gz(t.file("bomb.gz"), bomb);
+    expect_error([&] { read_idx(t.file("bomb.gz")); }, {t.file("bomb.gz"), "inconsistent", "1048577 or more"});
+    // The generic reader takes a cap.
+    expect_error([&] { read_maybe_gzip(t.file("bomb.gz"), nullptr, 1 << 20); },
+                 {t.file("bomb.gz"), "at most 1048576 bytes decompressed", "the limit"});
   }
   SUBCASE("label out of range") {
     write_raw(t.file("im"), idx_images(3, 4, 5));

@@ -226,3 +226,37 @@ TEST_CASE("a decompression bomb: a tiny PNG declaring 14 000 x 14 000 pixels is 
   d.max_pixels = 0;  // no limit
   CHECK(decode_image_list(list_image_folder(t.dir.string()), d).n == 1);
 }
+
+TEST_CASE("what fuzz_image found in stb_image 2.27: refused before stb_image reads it, one line each") {
+  // The inputs in fuzz/regressions/image/, each a file as the fuzzer saved
+  // it: a mode byte for the harness, then the image.
+  const std::string dir = std::string(BISSL_SOURCE_DIR) + "/fuzz/regressions/image/";
+  TempDir t("stb_findings");
+  auto as_image = [&](const std::string& name) {
+    std::ifstream in(dir + name, std::ios::binary);
+    REQUIRE(in.good());
+    std::string b((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const std::string path = t.file(name + ".img");
+    std::ofstream(path, std::ios::binary) << b.substr(1);
+    return path;
+  };
+  // A JPEG Huffman table of more than 256 codes: stb_image would write past its table.
+  const std::string dht = as_image("jpeg_dht_over_256_codes");
+  expect_error([&] { decode_image_file(dht, 3); }, {dht, "Huffman table of at most 256 codes", "corrupt or hostile"});
+  expect_error([&] { image_file_channels(dht); }, {dht, "Huffman table"});
+  // A PNM header number past int: stb_image's parser overflows.
+  const std::string pnm = as_image("pnm_integer_overflow");
+  expect_error([&] { image_file_channels(pnm); }, {pnm, "PNM header number of at most 9 digits"});
+  // A PNM of height 0: stb_image hands over an empty image.
+  const std::string empty = as_image("zero_size_image");
+  expect_error([&] { decode_image_file(empty, 3); }, {empty, "at least 1x1 pixels"});
+  // The same through a lazy list's header scan.
+  ImageList l;
+  l.files = {dht};
+  l.names = {"x"};
+  l.labels = {0};
+  l.class_names = {"c"};
+  DecodeOptions o;
+  o.lazy = true;
+  expect_error([&] { decode_image_list(l, o); }, {dht, "Huffman table"});
+}

@@ -260,6 +260,26 @@ TEST_CASE("malformed headers") {
   check_load_fails(td, st_file("{\"line\\nbreak\":3}", ""), "tensor \"line\\nbreak\"");
 }
 
+TEST_CASE("limits: entry count and nesting depth, refused while parsing") {
+  TempDir td("limits");
+  // 100 001 empty tensors: more entries than any model holds.
+  std::string h = "{";
+  for (int i = 0; i <= 100000; ++i) h += (i ? ",\"t" : "\"t") + std::to_string(i) + "\":" + entry("F32", "[0]", "[0,0]");
+  h += "}";
+  check_load_fails(td, st_file(h, ""), "expected at most 100000 entries in the header, found 100001");
+  // 100 000 load.
+  const size_t last = h.rfind(",\"t100000\"");
+  REQUIRE(last != std::string::npos);
+  const std::string ok = h.substr(0, last) + "}";
+  const std::string path = td.file("many.safetensors");
+  write_file(path, st_file(ok, ""));
+  CHECK(load_safetensors(path).tensors.size() == 100000);
+  // Nesting deeper than object > entry > shape.
+  check_load_fails(td, st_file("{\"a\":" + entry("F32", "[[2]]", "[0,8]") + "}", kF32x2), "nested at most 4");
+  check_load_fails(td, st_file("{\"a\":{\"b\":{\"c\":{\"d\":{}}}}}", ""), "nested at most 4");
+  check_load_fails(td, st_file(std::string(5000, '[') + std::string(5000, ']'), ""), "nested at most 4");
+}
+
 TEST_CASE("entries with missing fields or wrong JSON types") {
   TempDir td("fields");
   auto one = [](const std::string& e) { return st_file("{\"w\":" + e + "}", kF32x2); };
