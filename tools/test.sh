@@ -14,3 +14,6 @@ cmake --build build -j"$jobs"
 ctest --test-dir build -LE slow --output-on-failure -j"$jobs"
 # Say plainly whether the GPU checks ran.
 ./build/tests/test_cuda | grep -E "SKIPPED|backend" || true
+# Hostile inputs: every fuzz target (ASan + UBSan + LSan, build-fuzz/) on its
+# saved regression inputs and 10 s from its seed corpus (docs/security.md).
+bash tools/fuzz.sh smoke 10
