@@ -60,9 +60,13 @@ constexpr int64_t kHeaderBytes = 256 << 10;
 // before stb_image sees the file. Not a JPEG, or a structure stb_image will
 // refuse anyway: left to stb_image.
 void check_jpeg_tables(const std::string& path, const uint8_t* p, size_t n) {
-  if (n < 4 || p[0] != 0xFF || p[1] != 0xD8) return;
-  auto at = [&](size_t i) -> unsigned { return i < n ? p[i] : 0u; };  // stb_image reads 0 past the end
-  size_t i = 2;
+  // stb_image takes FF (FF...) D8 as the start: its marker reader skips fill bytes.
+  if (n < 4 || p[0] != 0xFF) return;
+  size_t i = 1;
+  while (i < n && p[i] == 0xFF) ++i;
+  if (i >= n || p[i] != 0xD8) return;
+  ++i;
+  auto at = [&](size_t k) -> unsigned { return k < n ? p[k] : 0u; };  // stb_image reads 0 past the end
   while (i + 1 < n) {
     if (p[i] != 0xFF) {  // entropy-coded data between markers
       ++i;
@@ -120,6 +124,35 @@ void check_pnm_header(const std::string& path, const uint8_t* p, size_t n) {
 void check_for_stb(const std::string& path, const uint8_t* p, size_t n) {
   check_jpeg_tables(path, p, n);
   check_pnm_header(path, p, n);
+}
+
+// What an image file's header declares (stb_image's info), after
+// check_for_stb: from its first kHeaderBytes, or from the whole file when
+// the header runs on beyond them (large EXIF / ICC segments). Errors name
+// the file: empty, unreadable header, a size of 0.
+struct ImageHeader {
+  int w = 0, h = 0, c = 0;
+};
+ImageHeader image_header(const std::string& path) {
+  std::vector<uint8_t> b = read_file_bytes(path, kHeaderBytes);
+  BISSL_CHECK(!b.empty(), path, ": expected an image, found an empty file");
+  ImageHeader r;
+  auto info = [&] {
+    check_for_stb(path, b.data(), b.size());
+    return stbi_info_from_memory(b.data(), int(b.size()), &r.w, &r.h, &r.c) != 0;
+  };
+  bool ok = info();
+  if (!ok && int64_t(b.size()) == kHeaderBytes) {
+    b = read_file_bytes(path);
+    BISSL_CHECK(b.size() < size_t(1) << 31, path, ": expected an image below 2 GiB, found ", b.size(), " bytes");
+    ok = info();
+  }
+  if (!ok) {
+    const char* why = stbi_failure_reason();
+    throw Error(str(path, ": cannot read the image header (stb_image: ", why ? why : "unknown format", ")"));
+  }
+  BISSL_CHECK(r.w > 0 && r.h > 0, path, ": expected an image of at least 1x1 pixels, found ", r.w, "x", r.h);
+  return r;
 }
 
 // The error of an image of h x w in a set that needs exactly its size.
@@ -215,32 +248,33 @@ ImageSet lazy_image_list(const ImageList& list, const DecodeOptions& opts, Image
   const int64_t n = int64_t(list.files.size());
   std::vector<FileSource::File> files(static_cast<size_t>(n));
   std::vector<std::string> errors(static_cast<size_t>(n));
+  std::vector<char> wrong_size(static_cast<size_t>(n), 0);
   std::atomic<int64_t> next{0};
   auto work = [&] {
     for (int64_t i; (i = next.fetch_add(1)) < n;) {
       const std::string& path = list.files[size_t(i)];
       struct stat st {};
-      int w = 0, h = 0, c = 0;
-      std::vector<uint8_t> head;
       if (::stat(path.c_str(), &st) != 0) {
         errors[size_t(i)] = str(path, ": cannot read the image (", std::strerror(errno), ")");
         continue;
       }
+      ImageHeader hd;
       try {
-        head = read_file_bytes(path, kHeaderBytes);
-        check_for_stb(path, head.data(), head.size());
+        BISSL_CHECK(st.st_size < off_t(1) << 31, path, ": expected an image below 2 GiB, found ", st.st_size, " bytes");
+        hd = image_header(path);
       } catch (const std::exception& e) {
         errors[size_t(i)] = e.what();
         continue;
       }
-      if (head.empty() || !stbi_info_from_memory(head.data(), int(head.size()), &w, &h, &c)) {
-        errors[size_t(i)] = str(path, ": cannot read the image header (stb_image: ", stbi_failure_reason(), ")");
-      } else if (opts.max_pixels > 0 && int64_t(w) * int64_t(h) > opts.max_pixels) {
+      const int w = hd.w, h = hd.h;
+      if (opts.max_pixels > 0 && int64_t(w) * int64_t(h) > opts.max_pixels) {
         errors[size_t(i)] = str(path, ": the image declares ", w, "x", h, " = ", with_commas(int64_t(w) * h),
                                 " pixels, more than the limit of ", with_commas(opts.max_pixels),
                                 " (a decompression-bomb guard; raise max_image_pixels to read it)");
       } else if (opts.fit == Fit::Exact && (h != s.h || w != s.w)) {
+        // Not a bad file but a wrong size: an error even with skip_bad, as when decoded into memory.
         errors[size_t(i)] = size_error(path, h, w, s, opts, list.files[0]).what();
+        wrong_size[size_t(i)] = 1;
       }
       files[size_t(i)] = {path, int64_t(st.st_size), int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec};
     }
@@ -259,7 +293,7 @@ ImageSet lazy_image_list(const ImageList& list, const DecodeOptions& opts, Image
       s.labels.push_back(list.labels[size_t(i)]);
       continue;
     }
-    if (!opts.skip_bad) throw Error(errors[size_t(i)]);
+    if (!opts.skip_bad || wrong_size[size_t(i)]) throw Error(errors[size_t(i)]);
     if (rep.bad++ == 0) rep.first_bad = errors[size_t(i)];
   }
   BISSL_CHECK(!keep.empty(), list.source, ": none of the ", n, " images could be read (the first: ", rep.first_bad,
@@ -303,14 +337,7 @@ DecodedImage decode_image_file(const std::string& path, int64_t channels, int64_
   return d;
 }
 
-int64_t image_file_channels(const std::string& path) {
-  std::vector<uint8_t> bytes = read_file_bytes(path, kHeaderBytes);
-  check_for_stb(path, bytes.data(), bytes.size());
-  int w = 0, h = 0, c = 0;
-  BISSL_CHECK(!bytes.empty() && stbi_info_from_memory(bytes.data(), int(bytes.size()), &w, &h, &c), path,
-              ": cannot read the image header (stb_image: ", bytes.empty() ? "empty file" : stbi_failure_reason(), ")");
-  return c;
-}
+int64_t image_file_channels(const std::string& path) { return image_header(path).c; }
 
 const std::vector<std::string>& image_extensions() {
   static const std::vector<std::string> e = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tga", ".ppm", ".pgm"};

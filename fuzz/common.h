@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <string>
 
@@ -23,6 +24,16 @@ inline const std::string& work_dir() {
     fs::create_directories(d);
     return d.string();
   }();
+  // Registered after `dir` exists, so it runs before `dir` is destroyed. A
+  // normal exit cleans up; a crash leaves the folder for a look.
+  static const bool cleanup = [] {
+    std::atexit([] {
+      std::error_code ec;
+      std::filesystem::remove_all(dir, ec);
+    });
+    return true;
+  }();
+  (void)cleanup;
   return dir;
 }
 

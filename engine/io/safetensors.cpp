@@ -157,9 +157,13 @@ std::map<std::string, std::string> parse_metadata(const std::string& where, cons
 }
 
 // Most entries (tensors + metadata) a header may hold: a ResNet-152 state
-// dict has ~1 000; beyond this the parsed header alone would take hundreds
-// of MB (entries past it are discarded while parsing, then refused).
-constexpr int64_t kMaxSafetensorsEntries = 100'000;
+// dict has ~1 000. The parsed header keeps the file's key order, whose
+// inserts cost linear time each, so the count bounds the parse time too
+// (seconds at the cap); entries past it are discarded while parsing, then
+// the file is refused.
+constexpr int64_t kMaxSafetensorsEntries = 50'000;
+// Most keys of one nested object: an entry has three, "__metadata__" a few.
+constexpr size_t kMaxSafetensorsNestedKeys = 1'000;
 // Deepest nesting a header has (object > entry > shape list); more is refused.
 constexpr int kMaxSafetensorsDepth = 4;
 
@@ -169,7 +173,7 @@ Json parse_header(const std::string& where, const std::string& text) {
   std::vector<std::set<std::string>> open;
   std::string dup;
   int64_t entries = 0;
-  bool too_deep = false;
+  bool too_deep = false, too_wide = false;
   Json::parser_callback_t cb = [&](int depth, Json::parse_event_t ev, Json& parsed) {
     if (depth >= kMaxSafetensorsDepth || too_deep) {
       too_deep = true;
@@ -181,6 +185,10 @@ Json parse_header(const std::string& where, const std::string& text) {
       if (!open.empty()) open.pop_back();
     } else if (ev == Json::parse_event_t::key && !open.empty() && parsed.is_string()) {
       if (depth == 1 && ++entries > kMaxSafetensorsEntries) return false;
+      if (depth > 1 && open.back().size() >= kMaxSafetensorsNestedKeys) {
+        too_wide = true;
+        return false;
+      }
       if (!open.back().insert(parsed.get<std::string>()).second && dup.empty()) dup = parsed.get<std::string>();
     }
     return true;
@@ -195,6 +203,8 @@ Json parse_header(const std::string& where, const std::string& text) {
               " levels deep (object, entry, shape), found deeper nesting");
   BISSL_CHECK(entries <= kMaxSafetensorsEntries, where, "expected at most ", kMaxSafetensorsEntries,
               " entries in the header, found ", entries, " (not a model, or hostile)");
+  BISSL_CHECK(!too_wide, where, "expected at most ", kMaxSafetensorsNestedKeys,
+              " keys in an entry or in \"__metadata__\", found more (not a model, or hostile)");
   BISSL_CHECK(dup.empty(), where, "expected unique keys in the header, found ", quote(dup), " twice");
   BISSL_CHECK(j.is_object(), where, "expected the header to be a JSON object, found ", j.type_name());
   return j;

@@ -244,6 +244,9 @@ TEST_CASE("what fuzz_image found in stb_image 2.27: refused before stb_image rea
   const std::string dht = as_image("jpeg_dht_over_256_codes");
   expect_error([&] { decode_image_file(dht, 3); }, {dht, "Huffman table of at most 256 codes", "corrupt or hostile"});
   expect_error([&] { image_file_channels(dht); }, {dht, "Huffman table"});
+  // The same after a fill byte before the start marker (stb_image skips fill bytes).
+  const std::string fill = as_image("jpeg_dht_after_fill_byte");
+  expect_error([&] { decode_image_file(fill, 3); }, {fill, "Huffman table of at most 256 codes"});
   // A PNM header number past int: stb_image's parser overflows.
   const std::string pnm = as_image("pnm_integer_overflow");
   expect_error([&] { image_file_channels(pnm); }, {pnm, "PNM header number of at most 9 digits"});

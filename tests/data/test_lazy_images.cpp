@@ -175,6 +175,12 @@ TEST_CASE("lazy sets: headers checked at load, a bad image named at read, skips 
     // Exact size: a file of another size is refused from its header.
     noise_png(t.dir / "a" / "2.png", 12, 11, 3, 3);
     expect_error([&] { decode_image_list(list_image_folder(t.dir.string()), o); }, {"2.png", "10x12", "found 11x12"});
+    // A wrong size is not a bad file: an error with skip_bad too, as in memory.
+    DecodeOptions skipping = o;
+    skipping.skip_bad = true;
+    expect_error([&] { decode_image_list(list_image_folder(t.dir.string()), skipping); }, {"2.png", "found 11x12"});
+    skipping.lazy = false;
+    expect_error([&] { decode_image_list(list_image_folder(t.dir.string()), skipping); }, {"2.png", "found 11x12"});
     fs::remove(t.dir / "a" / "2.png");
   }
   {
@@ -186,7 +192,11 @@ TEST_CASE("lazy sets: headers checked at load, a bad image named at read, skips 
                  {"0.png", "12x10 = 120 pixels", "limit of 100"});
     fs::remove(t.dir / "a" / "2.png");
   }
-  // Not an image inside: refused at load, or left out and counted with skip_bad.
+  // An empty file, and one that is not an image inside: refused at load, or
+  // left out and counted with skip_bad.
+  { std::ofstream(t.dir / "a" / "empty.png"); }
+  expect_error([&] { decode_image_list(list_image_folder(t.dir.string()), o); }, {"empty.png", "empty file"});
+  fs::remove(t.dir / "a" / "empty.png");
   { std::ofstream(t.dir / "a" / "junk.png") << "not a png at all"; }
   expect_error([&] { decode_image_list(list_image_folder(t.dir.string()), o); },
                {"junk.png", "cannot read the image header"});

@@ -24,7 +24,7 @@ void Config::bind(settings::Settings& s, const std::string& p) {
     v("lazy", lazy, Rule(schema::any()).stamped_if_changed(),
       "folder: keep only the file list in memory and decode each image when the loader reads it (datasets larger "
       "than memory; the same images as loaded, bit for bit)");
-    v("cache_mb", cache_mb, Rule(schema::ge(0)).unstamped(),
+    v("cache_mb", cache_mb, Rule(schema::in(0, int64_t(1) << 24)).unstamped(),
       "lazy: keep decoded images in memory up to this many MiB, first come (0 = decode on every read)");
     v("normalize", normalize, Rule(schema::one_of({"default", "imagenet", "pretext"})).stamped_if_changed(),
       "per-channel mean / std of every view, pretraining and downstream: default (ImageNet's for RGB, as the "

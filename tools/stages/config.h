@@ -111,7 +111,7 @@ struct TaskConfig {  // [task]: the downstream (labelled) task
     v("lazy", lazy, Rule(schema::any()).stamped_if_changed(),
       "folder, list: keep only the file lists in memory and decode each image when it is read (datasets larger "
       "than memory; the same images as loaded, bit for bit; a file that fails to decode then stops the stage)");
-    v("cache_mb", cache_mb, Rule(schema::ge(0)).unstamped(),
+    v("cache_mb", cache_mb, Rule(schema::in(0, int64_t(1) << 24)).unstamped(),
       "lazy: keep decoded images in memory up to this many MiB per split, first come (0 = decode on every read)");
     v("train_interp", train_interp, Rule(schema::one_of({"bilinear", "bicubic"})).stamped_if_changed(),
       "resampling of the downstream train view's random resized crop: bilinear (the reference's fine-tuning "
