@@ -238,6 +238,11 @@ Image resize_shorter(const Image& img, int64_t size, Interp m) {
   BISSL_CHECK(shorter > 0, "resize_shorter: expected a non-empty image, found ", img.h, "x", img.w);
   if (shorter == size) return img;
   int64_t new_long = int64_t(double(size) * double(longer) / double(shorter));
+  // An extreme aspect ratio (2 x 300 000) would grow without bound: the same
+  // limit as a decoded image's (data::kMaxImagePixels).
+  BISSL_CHECK(double(size) * double(new_long) <= 89478485.0, "resize_shorter: a ", img.h, "x", img.w,
+              " image with its shorter side at ", size, " would be ", size, "x", new_long,
+              " pixels, more than 89,478,485 (an extreme aspect ratio)");
   return img.h <= img.w ? resize(img, size, new_long, m) : resize(img, new_long, size, m);
 }
 

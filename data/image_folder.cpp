@@ -100,9 +100,10 @@ void check_jpeg_tables(const std::string& path, const uint8_t* p, size_t n) {
 }
 
 // stb_image 2.27 reads a PNM header's width, height and maximum value into
-// an int, digit after digit, without an overflow check (found by
-// fuzz_image). Reads the three numbers as it does and refuses any of more
-// than 9 digits (a real one is far smaller).
+// an int, digit after digit, without an overflow check, and mishandles
+// 16-bit files (both found by fuzz_image). Reads the three numbers as it
+// does and refuses any of more than 9 digits (a real one is far smaller)
+// and a maximum value above 255.
 void check_pnm_header(const std::string& path, const uint8_t* p, size_t n) {
   if (n < 2 || p[0] != 'P' || (p[1] != '5' && p[1] != '6')) return;
   size_t i = 2;
@@ -114,9 +115,17 @@ void check_pnm_header(const std::string& path, const uint8_t* p, size_t n) {
       while (i < n && p[i] != '\n' && p[i] != '\r') ++i;
     }
     size_t digits = 0;
-    while (i < n && p[i] >= '0' && p[i] <= '9') ++i, ++digits;
+    int64_t value = 0;
+    while (i < n && p[i] >= '0' && p[i] <= '9') {
+      if (digits < 18) value = value * 10 + (p[i] - '0');
+      ++i, ++digits;
+    }
     BISSL_CHECK(digits <= 9, path, ": expected a PNM header number of at most 9 digits, found one of ", digits,
                 " (corrupt or hostile)");
+    // 16-bit PNM: stb_image 2.27 converts its channels with the 8-bit
+    // routine and then reads past the buffer (found by fuzz_image).
+    BISSL_CHECK(field < 2 || value <= 255, path, ": expected an 8-bit PNM (maximum value at most 255), found ",
+                value, " (16-bit PNM files are not read)");
   }
 }
 
@@ -172,6 +181,13 @@ void fit_decoded(const Decoded& d, const ImageSet& s, const DecodeOptions& opts,
       return;
     }
     if (opts.fit == Fit::ShorterCrop) {
+      // The resampled image before its centre square, held to the same pixel
+      // limit as the file (a 2 x 300 000 image would become 16 x 2 400 000).
+      const int64_t shorter = std::min(d.h, d.w), longer = std::max(d.h, d.w);
+      const double resized = double(s.h) * double(s.h) * double(longer) / double(shorter);
+      BISSL_CHECK(opts.max_pixels <= 0 || resized <= double(opts.max_pixels), path, ": a ", d.w, "x", d.h,
+                  " image with its shorter side resampled to ", s.h, " would hold ", with_commas(int64_t(resized)),
+                  " pixels, more than the limit of ", with_commas(opts.max_pixels), " (an extreme aspect ratio)");
       Image r = resize_shorter(from_uint8(d.px.data(), d.h, d.w, s.c), s.h, opts.interp);
       to_uint8(center_crop(r, s.h, s.w), out);
       return;
@@ -243,7 +259,7 @@ class FileSource final : public ImageSource {
 };
 
 // decode_image_list with opts.lazy: every file's header read (in parallel) for
-// its size and the pixel limit, nothing decoded but `first`.
+// its size and the pixel limit (image_header), nothing decoded.
 ImageSet lazy_image_list(const ImageList& list, const DecodeOptions& opts, ImageSet s, DecodeReport* report) {
   const int64_t n = int64_t(list.files.size());
   std::vector<FileSource::File> files(static_cast<size_t>(n));

@@ -28,7 +28,7 @@ build() {
 
 flags() {  # the common libFuzzer flags of target $1
   local t=$1
-  echo "-rss_limit_mb=2048 -timeout=20 -print_final_stats=1"
+  echo "-rss_limit_mb=2048 -timeout=60 -print_final_stats=1"
   [ -f "fuzz/dict/$t.dict" ] && echo "-dict=fuzz/dict/$t.dict"
   true
 }

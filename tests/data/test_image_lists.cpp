@@ -250,6 +250,22 @@ TEST_CASE("what fuzz_image found in stb_image 2.27: refused before stb_image rea
   // A PNM header number past int: stb_image's parser overflows.
   const std::string pnm = as_image("pnm_integer_overflow");
   expect_error([&] { image_file_channels(pnm); }, {pnm, "PNM header number of at most 9 digits"});
+  // A 16-bit PNM converted to 3 channels: stb_image reads past its buffer.
+  const std::string pnm16 = as_image("pnm_16bit_channel_conversion");
+  expect_error([&] { decode_image_file(pnm16, 3); }, {pnm16, "8-bit PNM", "found 2555"});
+  // 2 x 288 888 pixels: within the file limit, but resampled to a shorter
+  // side of 16 it would hold 16 x 2 311 104.
+  const std::string wide = as_image("extreme_aspect_ratio_upscale");
+  ImageList one;
+  one.files = {wide};
+  one.names = {"wide"};
+  one.labels = {0};
+  one.class_names = {"c"};
+  DecodeOptions fit;
+  fit.fit = Fit::ShorterCrop;
+  fit.height = fit.width = 16;
+  fit.max_pixels = 1 << 20;
+  expect_error([&] { decode_image_list(one, fit); }, {wide, "shorter side resampled to 16", "extreme aspect ratio"});
   // A PNM of height 0: stb_image hands over an empty image.
   const std::string empty = as_image("zero_size_image");
   expect_error([&] { decode_image_file(empty, 3); }, {empty, "at least 1x1 pixels"});
