@@ -135,7 +135,7 @@ ImageSet load_stl10(const std::string& dir_in, Stl10Split split, int64_t limit) 
   std::ifstream f(xpath, std::ios::binary);
   BISSL_CHECK(f, xpath, ": cannot open for reading (", std::strerror(errno), ")");
   const int64_t chunk = 512;
-  std::vector<uint8_t> buf(static_cast<size_t>(chunk * kStlImage));
+  std::vector<uint8_t> buf(static_cast<size_t>(std::min(chunk, n) * kStlImage));
   for (int64_t i0 = 0; i0 < n; i0 += chunk) {
     const int64_t m = std::min(chunk, n - i0);
     f.read(reinterpret_cast<char*>(buf.data()), std::streamsize(m * kStlImage));

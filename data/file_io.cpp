@@ -43,16 +43,31 @@ int64_t file_size(const std::string& path) {
   return int64_t(s);
 }
 
+namespace {
+// The next read's size while growing `have` bytes towards `cap`: first
+// `first` (what the file's size says), then doubling, at most 4 MiB a step,
+// so that a file costs what it holds, not a fixed chunk, and one that holds
+// more than its size said (a gzip stream, a growing file) is still read to
+// its end.
+size_t next_read(size_t have, size_t first, int64_t cap) {
+  size_t want = have == 0 ? std::max<size_t>(first, size_t(1) << 12) : std::min<size_t>(have, size_t(1) << 22);
+  if (cap >= 0) want = std::min<size_t>(want, size_t(cap) - have);
+  return want;
+}
+}  // namespace
+
 std::vector<uint8_t> read_file_bytes(const std::string& path, int64_t limit) {
   FilePtr f = open_or_throw(path);
+  std::error_code ec;
+  const auto size = std::filesystem::file_size(path, ec);
+  // One byte more than the size on disk, so that the end is seen in one read.
+  const size_t first = ec ? size_t(1) << 16 : size_t(size) + 1;
   std::vector<uint8_t> out;
-  const size_t chunk = size_t(1) << 20;
   while (limit < 0 || int64_t(out.size()) < limit) {
-    size_t want = chunk;
-    if (limit >= 0) want = std::min(want, size_t(limit) - out.size());
-    size_t old = out.size();
+    const size_t want = next_read(out.size(), first, limit);
+    const size_t old = out.size();
     out.resize(old + want);
-    size_t got = std::fread(out.data() + old, 1, want, f.get());
+    const size_t got = std::fread(out.data() + old, 1, want, f.get());
     out.resize(old + got);
     if (got < want) {
       BISSL_CHECK(!std::ferror(f.get()), path, ": read error after ", out.size(), " bytes");
@@ -72,7 +87,9 @@ ByteReader::ByteReader(const std::string& path) : path_(path) {
   errno = 0;
   gzFile g = gzopen(path.c_str(), "rb");
   BISSL_CHECK(g, path, ": cannot open for reading (", errno ? std::strerror(errno) : "zlib: out of memory", ")");
-  gzbuffer(g, 1 << 18);
+  // zlib's buffers (input, and twice that for output) sized to the file: a
+  // small file need not cost three quarters of a megabyte.
+  gzbuffer(g, unsigned(std::clamp<int64_t>(file_bytes_, 1 << 13, 1 << 18)));
   g_ = g;
 }
 
@@ -101,10 +118,10 @@ size_t ByteReader::read(uint8_t* dst, size_t n) {
 }
 
 int64_t ByteReader::skip_rest(int64_t limit) {
-  std::vector<uint8_t> buf(size_t(1) << 16);
+  uint8_t buf[size_t(1) << 14];
   int64_t n = 0;
   while (n < limit) {
-    size_t got = read(buf.data(), size_t(std::min<int64_t>(int64_t(buf.size()), limit - n)));
+    size_t got = read(buf, size_t(std::min<int64_t>(int64_t(sizeof buf), limit - n)));
     n += int64_t(got);
     if (got == 0) break;
   }
@@ -118,10 +135,12 @@ std::vector<uint8_t> read_maybe_gzip(const std::string& path, bool* was_gzip, in
   if (was_gzip) *was_gzip = r.gzip();
   const int64_t cap = limit >= 0 ? limit : (r.gzip() ? max_gunzip_bytes(r.file_bytes()) : r.file_bytes());
   std::vector<uint8_t> out;
-  const size_t chunk = size_t(1) << 22;
+  // A raw file is read in one step; a gzip stream from its compressed size
+  // up, doubling, so that neither allocates what it does not hold.
+  const size_t first = size_t(r.file_bytes()) + 1;
   for (;;) {
     const size_t old = out.size();
-    const size_t want = size_t(std::min<int64_t>(int64_t(chunk), cap - int64_t(old) + 1));
+    const size_t want = next_read(old, first, cap + 1);
     out.resize(old + want);
     const size_t got = r.read(out.data() + old, want);
     out.resize(old + got);

@@ -73,6 +73,31 @@ using bissl::testing::expect_error;
 
 }  // namespace
 
+TEST_CASE("file reads: every size, with and without a limit, raw and gzip") {
+  // The readers size their buffers from the file (then doubling), not in
+  // fixed chunks: sizes either side of each step must all read whole.
+  TempDir t("file_reads");
+  for (size_t n : {size_t(0), size_t(1), size_t(4095), size_t(4096), size_t(4097), size_t(5) << 20,
+                   (size_t(9) << 20) + 7}) {
+    CAPTURE(n);
+    Bytes b(n);
+    for (size_t i = 0; i < n; ++i) b[i] = uint8_t(i * 131 + (i >> 9));
+    write_raw(t.file("raw"), b);
+    write_gz(t.file("raw.gz"), b);
+    CHECK(read_file_bytes(t.file("raw")) == b);
+    bool gz = true;
+    CHECK(read_maybe_gzip(t.file("raw"), &gz) == b);
+    CHECK_FALSE(gz);
+    CHECK(read_maybe_gzip(t.file("raw.gz"), &gz) == b);
+    CHECK(gz);
+    const int64_t lim = int64_t(n / 2);
+    CHECK(read_file_bytes(t.file("raw"), lim) == Bytes(b.begin(), b.begin() + lim));
+    CHECK(read_maybe_gzip(t.file("raw.gz"), nullptr, int64_t(n)) == b);
+    if (n > 0)
+      expect_error([&] { read_maybe_gzip(t.file("raw.gz"), nullptr, int64_t(n) - 1); }, {t.file("raw.gz"), "the limit"});
+  }
+}
+
 TEST_CASE("idx: raw and gzip files parse to the same images and labels") {
   TempDir t("idx");
   const Bytes im = idx_images(3, 4, 5);
