@@ -10,6 +10,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <random>
 #include <set>
 #include <map>
 #include <sys/resource.h>
@@ -194,6 +195,43 @@ TEST_SUITE("stages") {
     s.set("x.name=a");
     s.set("y.ids=1,-2");
     CHECK_THROWS_WITH_AS(s.validate(), doctest::Contains("config: y.ids must be >= 0, found -2"), Error);
+  }
+
+  TEST_CASE("edit distance: the banded search with a bound agrees with the whole table") {
+    using settings::edit_distance;
+    CHECK(edit_distance("", "") == 0);
+    CHECK(edit_distance("abc", "") == 3);
+    CHECK(edit_distance("", "abcd") == 4);
+    CHECK(edit_distance("kitten", "sitting") == 3);
+    CHECK(edit_distance("kitten", "sitting", 2) == 3);  // over the bound: bound + 1
+    CHECK(edit_distance("kitten", "sitting", 3) == 3);
+    CHECK(edit_distance("flaw", "lawn", 0) == 1);
+    // Every bound against the plain table on strings over a small alphabet
+    // (many near matches) of every length pair up to 9.
+    std::mt19937 g(7);
+    auto plain = [](const std::string& a, const std::string& b) {
+      std::vector<std::vector<size_t>> t(a.size() + 1, std::vector<size_t>(b.size() + 1));
+      for (size_t i = 0; i <= a.size(); ++i)
+        for (size_t j = 0; j <= b.size(); ++j)
+          t[i][j] = i == 0 ? j : j == 0 ? i
+                                        : std::min({t[i - 1][j] + 1, t[i][j - 1] + 1,
+                                                    t[i - 1][j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      return t[a.size()][b.size()];
+    };
+    int compared = 0;
+    for (int trial = 0; trial < 400; ++trial) {
+      std::string a(g() % 10, 'a'), b(g() % 10, 'a');
+      for (auto& c : a) c = char('a' + g() % 3);
+      for (auto& c : b) c = char('a' + g() % 3);
+      const size_t want = plain(a, b);
+      CHECK(edit_distance(a, b) == want);
+      for (size_t k = 0; k <= 10; ++k) {
+        CAPTURE(a); CAPTURE(b); CAPTURE(k);
+        CHECK(edit_distance(a, b, k) == std::min(want, k + 1));
+        ++compared;
+      }
+    }
+    CHECK(compared == 4400);
   }
 
   TEST_CASE("every numeric key of the pipeline config refuses a value outside its range, naming key and range") {

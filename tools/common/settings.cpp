@@ -126,7 +126,8 @@ void Settings::throw_choice(const std::string& what, const schema::Rule& r, cons
 }
 
 void Settings::add_field(Field f) {
-  BISSL_CHECK(!find(f.section, f.key), "settings: ", f.section, ".", f.key, " registered twice");
+  const bool fresh = index_.emplace(std::make_pair(f.section, f.key), fields_.size()).second;
+  BISSL_CHECK(fresh, "settings: ", f.section, ".", f.key, " registered twice");
   f.default_value = f.toml_value();
   fields_.push_back(std::move(f));
 }
@@ -250,9 +251,8 @@ void Settings::add(const std::string& s, const std::string& g, const std::string
 }
 
 const Settings::Field* Settings::find(const std::string& section, const std::string& key) const {
-  for (auto& f : fields_)
-    if (f.section == section && f.key == key) return &f;
-  return nullptr;
+  auto it = index_.find(std::make_pair(section, key));
+  return it == index_.end() ? nullptr : &fields_[it->second];
 }
 
 void Settings::take_defaults_from(const Settings& o) {
@@ -266,16 +266,29 @@ std::vector<std::string> Settings::keys() const {
   return r;
 }
 
-size_t edit_distance(const std::string& a, const std::string& b) {
-  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    cur[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j)
-      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
+size_t edit_distance(const std::string& a, const std::string& b, size_t at_most) {
+  const size_t n = a.size(), m = b.size();
+  const size_t k = std::min(at_most, std::max(n, m));  // the distance never exceeds the longer length
+  const size_t over = k + 1;                            // "more than at_most"
+  if ((n > m ? n - m : m - n) > k) return over;
+  // Only cells within k of the diagonal can hold k or less (Ukkonen's band);
+  // a row whose band is all over k ends the search.
+  std::vector<size_t> prev(m + 2, over), cur(m + 2, over);
+  for (size_t j = 0; j <= std::min(m, k); ++j) prev[j] = j;
+  for (size_t i = 1; i <= n; ++i) {
+    const size_t lo = i > k ? i - k : 1, hi = std::min(m, i + k);
+    cur[lo - 1] = lo == 1 && i <= k ? i : over;
+    size_t row_min = cur[lo - 1];
+    for (size_t j = lo; j <= hi; ++j) {
+      size_t d = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      cur[j] = std::min(d, over);
+      row_min = std::min(row_min, cur[j]);
+    }
+    cur[hi + 1] = over;  // the next row's band reaches one further
+    if (row_min > k) return over;
     std::swap(prev, cur);
   }
-  return prev[b.size()];
+  return prev[m];
 }
 
 std::string Settings::nearest(const std::string& key) const {
@@ -283,14 +296,27 @@ std::string Settings::nearest(const std::string& key) const {
   size_t best_d = SIZE_MAX;
   const auto dot = key.rfind('.');
   const std::string bare = dot == std::string::npos ? key : key.substr(dot + 1);
+  // Close enough to be a typo: at most a third of the key's letters, at least 2.
+  const size_t limit = std::max<size_t>(2, bare.size() / 3);
+  // Two strings' distance is at least the difference of their lengths: a
+  // name that cannot come within the limit (or beat the best so far) is not
+  // compared, so a long stray key costs no quadratic work per field.
+  auto far = [&](const std::string& a, const std::string& b) {
+    const size_t gap = a.size() > b.size() ? a.size() - b.size() : b.size() - a.size();
+    return gap > std::min(limit, best_d);
+  };
   for (auto& f : fields_) {
     std::string full = f.section + "." + f.key;
     // The whole name, or the key alone (a key put under the wrong section).
-    size_t d = std::min(edit_distance(key, full), edit_distance(bare, f.key) + (f.section == key.substr(0, dot) ? 0 : 1));
-    if (d < best_d) best_d = d, best = full;
+    if (!far(key, full)) {
+      size_t d = edit_distance(key, full, std::min(limit, best_d));
+      if (d < best_d) best_d = d, best = full;
+    }
+    if (!far(bare, f.key)) {
+      size_t d = edit_distance(bare, f.key, std::min(limit, best_d)) + (f.section == key.substr(0, dot) ? 0 : 1);
+      if (d < best_d) best_d = d, best = full;
+    }
   }
-  // Close enough to be a typo: at most a third of the key's letters, at least 2.
-  size_t limit = std::max<size_t>(2, bare.size() / 3);
   return best_d <= limit ? best : "";
 }
 

@@ -18,6 +18,7 @@
 // (default: the section) so that a stamp can take part of a section.
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <type_traits>
@@ -125,6 +126,7 @@ class Settings {
   [[noreturn]] void unknown_key(const std::string& full, const std::string& where) const;
   void add_field(Field f);
   std::vector<Field> fields_;
+  std::map<std::pair<std::string, std::string>, size_t> index_;  // (section, key) -> position in fields_
 };
 
 // Text to values (used by the binder; exposed for CLI flags): one-line
@@ -133,7 +135,8 @@ double parse_double(const std::string& what, const std::string& v);
 int64_t parse_int(const std::string& what, const std::string& v);
 bool parse_bool(const std::string& what, const std::string& v);
 
-// Levenshtein distance (the nearest-key suggestion).
-size_t edit_distance(const std::string& a, const std::string& b);
+// Levenshtein distance (the nearest-key suggestion); any answer over
+// `at_most` is given as at_most + 1, found without the whole table.
+size_t edit_distance(const std::string& a, const std::string& b, size_t at_most = SIZE_MAX);
 
 }  // namespace bissl::settings
