@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <mutex>
 #include <sstream>
 #include <sys/stat.h>
@@ -369,6 +370,49 @@ bool hidden(const fs::path& p) {
 
 std::string quote(const std::string& s) { return "'" + s + "'"; }
 
+// What a folder entry is, following symbolic links; a link that cannot be
+// followed because it loops is an error naming it (a dangling link is
+// simply not a file).
+fs::file_type entry_type(const fs::directory_entry& e) {
+  std::error_code ec;
+  const fs::file_status st = e.status(ec);
+  BISSL_CHECK(!ec || st.type() == fs::file_type::not_found, e.path().string(), ": cannot tell what it is (",
+              ec.message(), ")");
+  return st.type();
+}
+
+// The sorted entries of a folder (none hidden), as an error naming the folder
+// when it cannot be listed.
+std::vector<fs::directory_entry> list_dir(const fs::path& dir) {
+  std::vector<fs::directory_entry> r;
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
+    if (!hidden(it->path())) r.push_back(*it);
+  BISSL_CHECK(!ec, dir.string(), ": cannot list the folder (", ec.message(), ")");
+  std::sort(r.begin(), r.end(), [](const auto& a, const auto& b) { return a.path() < b.path(); });
+  return r;
+}
+
+// Every regular file below `dir`, through folders and symbolic links to
+// folders; a link back to a folder it is inside (a loop: the walk would
+// never end) is an error naming both.
+void walk_files(const fs::path& dir, std::vector<std::pair<fs::path, std::pair<dev_t, ino_t>>>& ancestors,
+                const std::function<void(const fs::path&)>& file) {
+  struct stat st {};
+  BISSL_CHECK(::stat(dir.c_str(), &st) == 0, dir.string(), ": cannot read the folder (", std::strerror(errno), ")");
+  const auto id = std::make_pair(st.st_dev, st.st_ino);
+  for (const auto& a : ancestors)
+    BISSL_CHECK(a.second != id, dir.string(), ": a symbolic link back to ", a.first.string(),
+                ", a folder it is inside: the images below would never end; remove the link");
+  ancestors.emplace_back(dir, id);
+  for (const fs::directory_entry& e : list_dir(dir)) {
+    const fs::file_type t = entry_type(e);
+    if (t == fs::file_type::directory) walk_files(e.path(), ancestors, file);
+    else if (t == fs::file_type::regular) file(e.path());
+  }
+  ancestors.pop_back();
+}
+
 }  // namespace
 
 ImageList list_image_folder(const std::string& root, const FolderListOptions& opts) {
@@ -377,8 +421,8 @@ ImageList list_image_folder(const std::string& root, const FolderListOptions& op
   std::error_code ec;
   BISSL_CHECK(fs::is_directory(root, ec), root, ": expected a directory with one sub-folder per class, found none");
   std::vector<std::string> found;
-  for (const auto& e : fs::directory_iterator(root))
-    if (e.is_directory() && !hidden(e.path())) found.push_back(e.path().filename().string());
+  for (const fs::directory_entry& e : list_dir(root))
+    if (entry_type(e) == fs::file_type::directory) found.push_back(e.path().filename().string());
   std::sort(found.begin(), found.end());
   BISSL_CHECK(!found.empty(), root, ": expected one sub-folder per class, found no sub-folders");
 
@@ -399,21 +443,16 @@ ImageList list_image_folder(const std::string& root, const FolderListOptions& op
     const int64_t label = int64_t(it - l.class_names.begin());
     const fs::path dir = fs::path(root) / cls;
     int64_t images = 0;
-    for (auto e = fs::recursive_directory_iterator(dir, fs::directory_options::follow_directory_symlink);
-         e != fs::recursive_directory_iterator(); ++e) {
-      if (hidden(e->path())) {
-        if (e->is_directory()) e.disable_recursion_pending();
-        continue;
-      }
-      if (!e->is_regular_file()) continue;
-      const std::string ext = lower(e->path().extension().string());
+    std::vector<std::pair<fs::path, std::pair<dev_t, ino_t>>> ancestors;
+    walk_files(dir, ancestors, [&](const fs::path& f) {
+      const std::string ext = lower(f.extension().string());
       if (std::find(opts.extensions.begin(), opts.extensions.end(), ext) == opts.extensions.end()) {
         ++l.skipped;
-        continue;
+        return;
       }
-      entries.push_back({fs::relative(e->path(), dir).generic_string(), label, e->path().string()});
+      entries.push_back({f.lexically_relative(dir).generic_string(), label, f.string()});
       ++images;
-    }
+    });
     BISSL_CHECK(images > 0 || opts.allow_empty_class, root, "/", cls,
                 ": expected at least one image in the class folder, found none");
   }

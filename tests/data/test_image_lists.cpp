@@ -86,6 +86,37 @@ TEST_CASE("image folder lists: classes sorted, nested folders, both orders, skip
   }
 }
 
+TEST_CASE("image folder lists: symbolic links to files and folders, dangling links, loops") {
+  // (fuzz_folder found the loop: std::filesystem threw past the one-line errors.)
+  TempDir t("lists_links");
+  png(t.dir / "a" / "1.png", 2, 2, 1, 1);
+  png(t.dir / "elsewhere" / "x" / "2.png", 2, 2, 1, 2);
+  fs::create_directories(t.dir / "root" / "b");
+  fs::create_symlink(t.dir / "a", t.dir / "root" / "a");                       // a class folder that is a link
+  fs::create_symlink(t.dir / "elsewhere" / "x", t.dir / "root" / "b" / "more");  // a linked sub-folder
+  fs::create_symlink(t.dir / "a" / "1.png", t.dir / "root" / "b" / "one.png");   // a linked file
+  fs::create_symlink(t.dir / "gone.png", t.dir / "root" / "b" / "gone.png");     // dangling: not a file
+  const std::string root = (t.dir / "root").string();
+  ImageList l = list_image_folder(root);
+  CHECK(l.class_names == std::vector<std::string>{"a", "b"});
+  // Names are below the class folder as written, not where the links lead.
+  CHECK(l.names == std::vector<std::string>{"a/1.png", "b/more/2.png", "b/one.png"});
+  CHECK(l.skipped == 0);
+
+  SUBCASE("a link that loops on itself") {
+    fs::create_symlink("self.png", t.dir / "root" / "b" / "self.png");
+    expect_error([&] { list_image_folder(root); }, {"self.png", "cannot tell what it is", "symbolic links"});
+  }
+  SUBCASE("a link back to a folder it is inside") {
+    fs::create_symlink("..", t.dir / "root" / "b" / "up");  // root/b/up -> root/b
+    expect_error([&] { list_image_folder(root); }, {"b/up", "a symbolic link back to", "root/b", "never end"});
+  }
+  SUBCASE("a class link that loops") {
+    fs::create_symlink("c", t.dir / "root" / "c");
+    expect_error([&] { list_image_folder(root); }, {"root/c", "cannot tell what it is"});
+  }
+}
+
 TEST_CASE("decoding a list: sizes, grey or RGB from the first image, bad images") {
   TempDir t("lists_decode");
   png(t.dir / "x" / "a.png", 8, 4, 1, 10);  // grey, 4 high, 8 wide
