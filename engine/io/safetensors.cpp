@@ -24,8 +24,11 @@ static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
               "safetensors I/O copies host bytes verbatim and needs a little-endian host");
 
 // ordered_json keeps the header in the order we write it, so a file lists
-// its tensors the way the caller gave them.
+// its tensors the way the caller gave them. A header is read into plain json
+// (a sorted map: ordered_json's inserts search linearly, which made a
+// 50 000-entry header cost seconds) and its key order recorded while parsing.
 using Json = nlohmann::ordered_json;
+using ReadJson = nlohmann::json;
 namespace fs = std::filesystem;
 
 constexpr const char* kSupported = "F32, F64, BF16, I64";
@@ -56,9 +59,9 @@ std::string quote(const std::string& s) {
   return Json(s).dump(-1, ' ', false, Json::error_handler_t::replace);
 }
 
-// A JSON value as it appeared, shortened for messages.
-std::string brief(const Json& j) {
-  std::string s = j.dump(-1, ' ', false, Json::error_handler_t::replace);
+// A JSON value, shortened for messages.
+std::string brief(const ReadJson& j) {
+  std::string s = j.dump(-1, ' ', false, ReadJson::error_handler_t::replace);
   if (s.size() > 60) s = s.substr(0, 57) + "...";
   return s;
 }
@@ -81,12 +84,12 @@ struct Entry {
 };
 
 // `where` prefixes every message: "load_safetensors('x'): tensor "w": ".
-Entry parse_entry(const std::string& where, const std::string& name, const Json& v,
+Entry parse_entry(const std::string& where, const std::string& name, const ReadJson& v,
                   uint64_t buffer_size) {
   const std::string at = str(where, "tensor ", quote(name), ": ");
   BISSL_CHECK(v.is_object(), at, "expected an object {dtype, shape, data_offsets}, found ",
               v.type_name(), " ", brief(v));
-  auto field = [&](const char* key) -> const Json& {
+  auto field = [&](const char* key) -> const ReadJson& {
     auto it = v.find(key);
     BISSL_CHECK(it != v.end(), at, "expected a \"", key, "\" field, found only ", brief(v));
     return *it;
@@ -94,20 +97,20 @@ Entry parse_entry(const std::string& where, const std::string& name, const Json&
   Entry e;
   e.name = name;
 
-  const Json& dt = field("dtype");
+  const ReadJson& dt = field("dtype");
   BISSL_CHECK(dt.is_string(), at, "expected \"dtype\" to be a string, found ", dt.type_name(), " ",
               brief(dt));
   BISSL_CHECK(st_dtype_from(dt.get_ref<const std::string&>(), &e.dtype), at,
               "expected a dtype among ", kSupported, ", found unsupported dtype ", brief(dt));
 
-  const Json& sh = field("shape");
+  const ReadJson& sh = field("shape");
   BISSL_CHECK(sh.is_array(), at, "expected \"shape\" to be an array of integers, found ", sh.type_name(),
               " ", brief(sh));
   // Bound the product of the non-zero dims too: the engine computes strides
   // and sizes in int64 in any order, so even a 0-element shape must not
   // hide an overflowing partial product.
   uint64_t bound = 1, n = 1;
-  for (const Json& d : sh) {
+  for (const ReadJson& d : sh) {
     BISSL_CHECK(d.is_number_integer(), at, "expected \"shape\" to hold integers, found ", brief(d),
                 " in ", brief(sh));
     BISSL_CHECK(d.is_number_unsigned(), at, "expected non-negative dims, found ", brief(d), " in shape ",
@@ -124,10 +127,10 @@ Entry parse_entry(const std::string& where, const std::string& name, const Json&
   BISSL_CHECK(!__builtin_mul_overflow(n, uint64_t(dtype_size(e.dtype)), &nbytes), at,
               "expected a byte size that fits in 64 bits, found shape ", brief(sh), " of ", brief(dt));
 
-  const Json& off = field("data_offsets");
+  const ReadJson& off = field("data_offsets");
   BISSL_CHECK(off.is_array() && off.size() == 2, at,
               "expected \"data_offsets\" to be [begin, end], found ", brief(off));
-  for (const Json& o : off)
+  for (const ReadJson& o : off)
     BISSL_CHECK(o.is_number_unsigned(), at,
                 "expected \"data_offsets\" to hold non-negative integers below 2^64, found ", brief(o),
                 " in ", brief(off));
@@ -143,7 +146,7 @@ Entry parse_entry(const std::string& where, const std::string& name, const Json&
   return e;
 }
 
-std::map<std::string, std::string> parse_metadata(const std::string& where, const Json& m) {
+std::map<std::string, std::string> parse_metadata(const std::string& where, const ReadJson& m) {
   std::map<std::string, std::string> out;
   if (m.is_null()) return out;  // what an Option<HashMap> writer may emit
   BISSL_CHECK(m.is_object(), where, "expected \"__metadata__\" to be an object of strings, found ",
@@ -157,56 +160,104 @@ std::map<std::string, std::string> parse_metadata(const std::string& where, cons
 }
 
 // Most entries (tensors + metadata) a header may hold: a ResNet-152 state
-// dict has ~1 000. The parsed header keeps the file's key order, whose
-// inserts cost linear time each, so the count bounds the parse time too
-// (seconds at the cap); entries past it are discarded while parsing, then
-// the file is refused.
+// dict has ~1 000. Entries past it are discarded while parsing, then the
+// file is refused.
 constexpr int64_t kMaxSafetensorsEntries = 50'000;
 // Most keys of one nested object: an entry has three, "__metadata__" a few.
 constexpr size_t kMaxSafetensorsNestedKeys = 1'000;
 // Deepest nesting a header has (object > entry > shape list); more is refused.
 constexpr int kMaxSafetensorsDepth = 4;
 
-// Parses the header, reporting any key repeated within one object: JSON
-// parsers silently keep one of the two, and which one differs between tools.
-Json parse_header(const std::string& where, const std::string& text) {
-  std::vector<std::set<std::string>> open;
-  std::string dup;
-  int64_t entries = 0;
-  bool too_deep = false, too_wide = false;
-  Json::parser_callback_t cb = [&](int depth, Json::parse_event_t ev, Json& parsed) {
-    if (depth >= kMaxSafetensorsDepth || too_deep) {
-      too_deep = true;
+// The header's shape, checked by a SAX pass before any DOM is built: depth,
+// entry count, keys per nested object, repeated keys (JSON parsers silently
+// keep one of two, and which one differs between tools), and the top-level
+// keys in the file's order. It stops at the first violation, so a hostile
+// header costs one linear scan. (nlohmann's callback parser cannot do this
+// cheaply: it rescans the parent object at every object's end, quadratic in
+// the number of entries.)
+class HeaderShape : public nlohmann::json_sax<ReadJson> {
+ public:
+  std::vector<std::string> order;
+  std::string dup, syntax;
+  bool too_deep = false, too_many = false, too_wide = false;
+
+  bool null() override { return value(); }
+  bool boolean(bool) override { return value(); }
+  bool number_integer(number_integer_t) override { return value(); }
+  bool number_unsigned(number_unsigned_t) override { return value(); }
+  bool number_float(number_float_t, const string_t&) override { return value(); }
+  bool string(string_t&) override { return value(); }
+  bool binary(binary_t&) override { return value(); }
+  bool start_object(std::size_t) override {
+    if (!value()) return false;
+    open_.push_back({true, {}});
+    return true;
+  }
+  bool end_object() override { return close(); }
+  bool start_array(std::size_t) override {
+    if (!value()) return false;
+    open_.push_back({false, {}});
+    return true;
+  }
+  bool end_array() override { return close(); }
+  bool key(string_t& k) override {
+    const size_t depth = open_.size();
+    if (depth >= size_t(kMaxSafetensorsDepth)) return !(too_deep = true);
+    std::set<std::string>& keys = open_.back().keys;
+    if (depth == 1 && keys.size() >= size_t(kMaxSafetensorsEntries)) return !(too_many = true);
+    if (depth > 1 && keys.size() >= kMaxSafetensorsNestedKeys) return !(too_wide = true);
+    if (!keys.insert(k).second) {
+      dup = k;
       return false;
     }
-    if (ev == Json::parse_event_t::object_start) {
-      open.emplace_back();
-    } else if (ev == Json::parse_event_t::object_end) {
-      if (!open.empty()) open.pop_back();
-    } else if (ev == Json::parse_event_t::key && !open.empty() && parsed.is_string()) {
-      if (depth == 1 && ++entries > kMaxSafetensorsEntries) return false;
-      if (depth > 1 && open.back().size() >= kMaxSafetensorsNestedKeys) {
-        too_wide = true;
-        return false;
-      }
-      if (!open.back().insert(parsed.get<std::string>()).second && dup.empty()) dup = parsed.get<std::string>();
-    }
+    if (depth == 1) order.push_back(k);
     return true;
+  }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& e) override {
+    syntax = e.what();
+    return false;
+  }
+
+ private:
+  struct Open {
+    bool object;
+    std::set<std::string> keys;
   };
-  Json j;
+  std::vector<Open> open_;
+  // A value (or a container's start) at the current depth.
+  bool value() {
+    if (open_.size() >= size_t(kMaxSafetensorsDepth)) return !(too_deep = true);
+    return true;
+  }
+  bool close() {
+    if (!open_.empty()) open_.pop_back();
+    return true;
+  }
+};
+
+// Parses the header after HeaderShape has passed it; `order` receives the
+// top-level keys in the file's order.
+ReadJson parse_header(const std::string& where, const std::string& text, std::vector<std::string>& order) {
+  HeaderShape shape;
+  const bool ok = ReadJson::sax_parse(text.begin(), text.end(), &shape, nlohmann::detail::input_format_t::json,
+                                      /*strict=*/true, /*ignore_comments=*/false);
+  BISSL_CHECK(shape.syntax.empty(), where, "expected the header to be valid JSON, found a syntax error: ", shape.syntax);
+  BISSL_CHECK(!shape.too_deep, where, "expected a header nested at most ", kMaxSafetensorsDepth,
+              " levels deep (object, entry, shape), found deeper nesting");
+  BISSL_CHECK(!shape.too_many, where, "expected at most ", kMaxSafetensorsEntries,
+              " entries in the header, found more (not a model, or hostile)");
+  BISSL_CHECK(!shape.too_wide, where, "expected at most ", kMaxSafetensorsNestedKeys,
+              " keys in an entry or in \"__metadata__\", found more (not a model, or hostile)");
+  BISSL_CHECK(shape.dup.empty(), where, "expected unique keys in the header, found ", quote(shape.dup), " twice");
+  BISSL_CHECK(ok, where, "expected the header to be valid JSON, found it could not be read");
+  ReadJson j;
   try {
-    j = Json::parse(text.begin(), text.end(), cb);
-  } catch (const Json::exception& e) {
+    j = ReadJson::parse(text.begin(), text.end());
+  } catch (const ReadJson::exception& e) {
     throw Error(str(where, "expected the header to be valid JSON, found a syntax error: ", e.what()));
   }
-  BISSL_CHECK(!too_deep, where, "expected a header nested at most ", kMaxSafetensorsDepth,
-              " levels deep (object, entry, shape), found deeper nesting");
-  BISSL_CHECK(entries <= kMaxSafetensorsEntries, where, "expected at most ", kMaxSafetensorsEntries,
-              " entries in the header, found ", entries, " (not a model, or hostile)");
-  BISSL_CHECK(!too_wide, where, "expected at most ", kMaxSafetensorsNestedKeys,
-              " keys in an entry or in \"__metadata__\", found more (not a model, or hostile)");
-  BISSL_CHECK(dup.empty(), where, "expected unique keys in the header, found ", quote(dup), " twice");
   BISSL_CHECK(j.is_object(), where, "expected the header to be a JSON object, found ", j.type_name());
+  order = std::move(shape.order);
   return j;
 }
 
@@ -245,17 +296,21 @@ SafetensorsFile load_safetensors(const std::string& path) {
   std::string text(size_t(header_len), '\0');
   BISSL_CHECK(std::fread(text.data(), 1, text.size(), f.get()) == text.size(), where, "expected ",
               header_len, " header bytes, found fewer (file changed while reading?)");
-  const Json header = parse_header(where, text);
+  std::vector<std::string> order;
+  const ReadJson header = parse_header(where, text, order);
   const uint64_t buffer_size = size - 8 - header_len;
 
   SafetensorsFile out;
   out.path = path;
   std::vector<Entry> entries;
-  for (auto it = header.begin(); it != header.end(); ++it) {
-    if (it.key() == kMetadataKey)
-      out.metadata = parse_metadata(where, it.value());
+  for (const std::string& key : order) {  // the file's order
+    auto found = header.find(key);
+    if (found == header.end()) continue;  // (discarded while parsing: refused above)
+    const ReadJson& value = *found;
+    if (key == kMetadataKey)
+      out.metadata = parse_metadata(where, value);
     else
-      entries.push_back(parse_entry(where, it.key(), it.value(), buffer_size));
+      entries.push_back(parse_entry(where, key, value, buffer_size));
   }
 
   // The format requires the buffer to be exactly tiled by the tensors: no

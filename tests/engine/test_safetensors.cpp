@@ -266,7 +266,7 @@ TEST_CASE("limits: entry count and nesting depth, refused while parsing") {
   std::string h = "{";
   for (int i = 0; i <= 50000; ++i) h += (i ? ",\"t" : "\"t") + std::to_string(i) + "\":" + entry("F32", "[0]", "[0,0]");
   h += "}";
-  check_load_fails(td, st_file(h, ""), "expected at most 50000 entries in the header, found 50001");
+  check_load_fails(td, st_file(h, ""), "expected at most 50000 entries in the header, found more");
   // 50 000 load.
   const size_t last = h.rfind(",\"t50000\"");
   REQUIRE(last != std::string::npos);
