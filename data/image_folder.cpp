@@ -1,6 +1,7 @@
 // Image folders: root/<class>/<image>, decoded by stb_image.
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -134,6 +135,32 @@ void check_pnm_header(const std::string& path, const uint8_t* p, size_t n) {
 void check_for_stb(const std::string& path, const uint8_t* p, size_t n) {
   check_jpeg_tables(path, p, n);
   check_pnm_header(path, p, n);
+}
+
+// stb_image 2.27 grows its buffer for a PNG's IDAT data to what each chunk
+// *declares* before reading it: a 99-byte file declaring a 2 GB chunk had
+// it allocate 2 GiB (found by fuzz_image). On a whole file, every chunk up
+// to IEND must fit in the bytes that follow its header. A file that ends
+// early is left to stb_image, which refuses it.
+void check_png_chunks(const std::string& path, const uint8_t* p, size_t n) {
+  static const uint8_t sig[8] = {0x89, 'P', 'N', 'G', 0x0D, 0x0A, 0x1A, 0x0A};
+  if (n < 8 || std::memcmp(p, sig, 8) != 0) return;
+  size_t pos = 8;
+  while (pos + 8 <= n) {
+    const uint64_t len = uint64_t(p[pos]) << 24 | uint64_t(p[pos + 1]) << 16 | uint64_t(p[pos + 2]) << 8 | p[pos + 3];
+    std::string type;
+    for (size_t k = 4; k < 8; ++k) {
+      const uint8_t ch = p[pos + k];
+      const char* hex = "0123456789abcdef";
+      type += std::isalpha(ch) ? std::string(1, char(ch)) : str("\\x", hex[ch >> 4], hex[ch & 15]);
+    }
+    const uint64_t left = n - pos - 8;  // the chunk's data and CRC must follow
+    BISSL_CHECK(len + 4 <= left, path, ": cannot decode the image: its PNG chunk '", type, "' at byte ", pos,
+                " declares ", len, " bytes, more than the file holds after it (", left >= 4 ? left - 4 : 0,
+                "): truncated or hostile");
+    if (type == "IEND") return;
+    pos += 12 + size_t(len);
+  }
 }
 
 // What an image file's header declares (stb_image's info), after
@@ -330,6 +357,7 @@ DecodedImage decode_image_file(const std::string& path, int64_t channels, int64_
   BISSL_CHECK(!bytes.empty(), path, ": expected an image, found an empty file");
   BISSL_CHECK(bytes.size() < size_t(1) << 31, path, ": expected an image below 2 GiB, found ", bytes.size(), " bytes");
   check_for_stb(path, bytes.data(), bytes.size());
+  check_png_chunks(path, bytes.data(), bytes.size());
   int w = 0, h = 0, file_c = 0;
   // The size its header declares, checked before stb_image allocates for it
   // (a 571 KB PNG may declare 14 000 x 14 000 pixels). A header stb_image

@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include <stb/stb_image_write.h>  // implemented in test_datasets.cpp
+#include <stb/stb_image_write.h>  // implemented in data/stb_write.cpp
 
 #include "data/datasets.h"
 #include "engine/error.h"
@@ -297,6 +297,11 @@ TEST_CASE("what fuzz_image found in stb_image 2.27: refused before stb_image rea
   fit.height = fit.width = 16;
   fit.max_pixels = 1 << 20;
   expect_error([&] { decode_image_list(one, fit); }, {wide, "shorter side resampled to 16", "extreme aspect ratio"});
+  // A 99-byte PNG whose IDAT chunk declares ~2 GB: stb_image would grow its
+  // buffer to 2 GiB before finding the data missing.
+  const std::string idat = as_image("png_idat_declares_2gb");
+  expect_error([&] { decode_image_file(idat, 3); }, {idat, "cannot decode", "PNG chunk 'IDAT' at byte", "more than the file holds",
+                                                     "truncated or hostile"});
   // A PNM of height 0: stb_image hands over an empty image.
   const std::string empty = as_image("zero_size_image");
   expect_error([&] { decode_image_file(empty, 3); }, {empty, "at least 1x1 pixels"});
