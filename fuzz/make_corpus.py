@@ -125,4 +125,13 @@ out("config", "sets", 'bissl.lambda=0.01\ntask.classes=[1, 3]\npipeline.arms=ft,
 out("split_file", "plain", "\x00a.png 0\nb.jpg 1\n# comment\n\ndir/c.png 2\n")
 out("split_file", "csv_names", '\x01path,label\n"dir/d e.png",cat\n"x,y.png",dog\na.png,12\n')
 out("split_file", "class_names", "\x02cat\ndog\n# x\n\nbird\n")
+# dataset folders: byte 0 picks the settings, then one entry per line
+# (p: a PNG, g: a file of bytes, d: a folder, l: a link; fuzz_folder.cpp)
+out("folder", "two_classes", "\x00ptrain/cat/a.png\nptrain/cat/b.png\nptrain/dog/c.png\nptrain/dog/d.png\n"
+    "ptest/cat/e.png\nptest/dog/f.png\n")
+out("folder", "val_nested_lazy", "\x29ptrain/a/x/1.png\nptrain/a/2.png\nptrain/b/3.png\nptrain/b/y/z/4.png\n"
+    "pval/a/5.png\npval/b/6.png\nptest/a/7.png\nptest/b/8.png\ngtrain/b/notes.txt|hello\n")
+out("folder", "bad_and_links", "\x10ptrain/a/1.png\ngtrain/a/2.png|\x89PNG junk\nptrain/b/3.png\n"
+    "ltrain/b/4.png|3.png\nltrain/c|b\nltest/a|../train/a\nltest/b/loop.png|loop.png\ndtest/empty\n"
+    "ptest/b/5.png\ngtrain/.hidden/6.png|x\n")
 print("corpus written under", os.path.join(HERE, "corpus"))

@@ -20,13 +20,7 @@
 #include <iostream>
 #include <thread>
 
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
-#pragma GCC diagnostic ignored "-Wunused-function"
-#pragma GCC diagnostic ignored "-Wsign-compare"
-#define STB_IMAGE_WRITE_IMPLEMENTATION
-#include <stb/stb_image_write.h>
-#pragma GCC diagnostic pop
+#include <stb/stb_image_write.h>  // implemented in data/stb_write.cpp
 
 #include "data/augment.h"
 #include "data/datasets.h"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The fuzz targets of fuzz/ (docs/security.md): built with clang, libFuzzer,
 # AddressSanitizer + UndefinedBehaviorSanitizer (+ LeakSanitizer) in
-# build-fuzz/, and run.
+# build-fuzz/ (the sanitizer build of tools/sanitize.sh), and run.
 #   tools/fuzz.sh build                 configure and build every target
 #   tools/fuzz.sh smoke [SECONDS]       each target SECONDS (default 10) from its seed corpus, and every
 #                                       saved regression input once: the check CI runs
@@ -12,17 +12,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-smoke}
-targets="safetensors checkpoint idx cifar_stl10 image voc split_file config"
+targets="safetensors checkpoint idx cifar_stl10 image voc split_file config folder"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:symbolize=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 
-build() {
-  mkdir -p build-fuzz
-  if ! { cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ \
-           -DBISSL_CUDA=OFF -DBISSL_TESTS=OFF -DBISSL_FUZZ=ON -DBISSL_SANITIZE=address,undefined &&
-         cmake --build build-fuzz -j"$(nproc)" --target fuzz_all; } > build-fuzz/build.log 2>&1; then
-    tail -n 30 build-fuzz/build.log; echo "tools/fuzz.sh: the fuzz build failed (build-fuzz/build.log)"; exit 1
+build() {  # the sanitizer build's configuration (tools/sanitize.sh), its fuzz targets
+  bash tools/sanitize.sh configure
+  if ! cmake --build build-fuzz -j"$(nproc)" --target fuzz_all > build-fuzz/build_fuzz.log 2>&1; then
+    tail -n 30 build-fuzz/build_fuzz.log; echo "tools/fuzz.sh: the fuzz build failed (build-fuzz/build_fuzz.log)"; exit 1
   fi
 }
 

@@ -14,6 +14,9 @@ cmake --build build -j"$jobs"
 ctest --test-dir build -LE slow --output-on-failure -j"$jobs"
 # Say plainly whether the GPU checks ran.
 ./build/tests/test_cuda | grep -E "SKIPPED|backend" || true
-# Hostile inputs: every fuzz target (ASan + UBSan + LSan, build-fuzz/) on its
-# saved regression inputs and 10 s from its seed corpus (docs/security.md).
-bash tools/fuzz.sh smoke 10
+# Hostile inputs (docs/security.md), in the sanitizer build (clang, ASan +
+# UBSan + LSan, build-fuzz/): the CPU tests not labelled nosan and the main
+# job's --quick pipeline; then every fuzz target on its saved regression
+# inputs and 5 s from its seed corpus.
+bash tools/sanitize.sh quick
+bash tools/fuzz.sh smoke 5

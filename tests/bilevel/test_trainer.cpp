@@ -456,7 +456,8 @@ TEST_SUITE("trainer") {
     }
     // (linearize, cg_updates_bn): fresh products; replays; replays that
     // repeat the BN updates (batch_norm_update_running on the device).
-    for (auto [linearize, updates_bn] : {std::pair{false, true}, std::pair{true, false}, std::pair{true, true}}) {
+    for (auto [lin, upd] : {std::pair{false, true}, std::pair{true, false}, std::pair{true, true}}) {
+      const bool linearize = lin, updates_bn = upd;  // (structured bindings cannot be captured before C++20: clang)
       CAPTURE(linearize);
       CAPTURE(updates_bn);
       BilevelOptions o = small_options();

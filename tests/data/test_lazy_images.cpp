@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include <stb/stb_image_write.h>  // implemented in test_datasets.cpp
+#include <stb/stb_image_write.h>  // implemented in data/stb_write.cpp
 
 #include "data/augment.h"
 #include "data/datasets.h"

@@ -10,7 +10,7 @@
 
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
-#include <stb/stb_image_write.h>  // implemented in test_datasets.cpp
+#include <stb/stb_image_write.h>  // implemented in data/stb_write.cpp
 #pragma GCC diagnostic pop
 
 #include "data/datasets.h"

@@ -320,7 +320,8 @@ TEST_SUITE("resnet") {
     Tensor loss = cross_entropy(m.forward(x), from_ints({0, 3, 9, 1}, {4}));
     backward(loss);
     for (auto& [k, p] : m.named_parameters()) {
-      INFO(k);
+      const std::string& name = k;  // (a structured binding cannot be captured before C++20: clang)
+      INFO(name);
       REQUIRE(p.grad().defined());
       CHECK(p.grad().shape() == p.shape());
     }

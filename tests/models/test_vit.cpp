@@ -225,7 +225,8 @@ TEST_SUITE("vit") {
     m.train();
     backward(sum(pow(m.forward_features(x, from_ints({3, 1}, {2, 1})), 2.0)));
     for (auto& [k, t] : m.named_parameters()) {
-      INFO(k);
+      const std::string& name = k;  // (a structured binding cannot be captured before C++20: clang)
+      INFO(name);
       CHECK(t.grad().defined());
     }
   }
@@ -267,7 +268,8 @@ TEST_SUITE("vit") {
     CHECK(stddev(m.blocks->at<Block>(1)->mlp->fc2->weight) == doctest::Approx(0.02).epsilon(0.02));
     CHECK(stddev(m.head->weight) == doctest::Approx(0.02).epsilon(0.1));
     for (auto& [k, t] : m.named_parameters()) {
-      INFO(k);
+      const std::string& name = k;  // (a structured binding cannot be captured before C++20: clang)
+      INFO(name);
       bool bias = k.size() > 5 && k.compare(k.size() - 5, 5, ".bias") == 0;
       if (bias) CHECK(t.to_vector() == std::vector<double>(size_t(t.numel()), 0.0));
       if (k.find("norm") != std::string::npos && !bias)

@@ -64,7 +64,8 @@ TEST_SUITE("model factory") {
     models::BackboneSpec all;
     all.fields(count_arch);
     CHECK(arch_choices == features.size());  // the test covers every choice
-    for (auto& [arch, fdim] : features) {
+    for (auto& [arch_name, fdim] : features) {
+      const std::string& arch = arch_name;  // (a structured binding cannot be captured before C++20: clang)
       CAPTURE(arch);
       Generator g(1);
       int64_t d = 0;

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# The sanitizer build: clang with AddressSanitizer + UndefinedBehaviorSanitizer
+# (+ LeakSanitizer) in build-fuzz/, one build directory for the fuzz targets
+# (tools/fuzz.sh), the CPU tests and the stage executables (docs/security.md).
+#   tools/sanitize.sh configure   configure build-fuzz/ (tools/fuzz.sh calls it)
+#   tools/sanitize.sh quick       build there what the CPU tests not labelled slow or
+#                                 nosan run, bissl-pipeline and the fuzz targets; run
+#                                 those tests and, beside them, the main job's --quick
+#                                 pipeline: what CI runs (~15 min on 2 cores)
+#   tools/sanitize.sh full        the same with the nosan tests too (the stage
+#                                 pipelines of test_stages: ~35 min on 2 cores)
+# Any sanitizer report fails the run (halt_on_error, abort_on_error).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode=${1:-quick}
+dir=build-fuzz
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:symbolize=1:check_initialization_order=1:strict_init_order=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+# Tests side by side on few cores: threads that spin while waiting starve each other.
+export OMP_WAIT_POLICY=PASSIVE
+
+configure() {
+  mkdir -p "$dir"
+  # -gline-tables-only: file and line in every report, at a fraction of -g's
+  # compile time. CUDA off: the sanitizers see the CPU side only.
+  if ! cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ \
+         -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 -gline-tables-only -DNDEBUG" \
+         -DBISSL_CUDA=OFF -DBISSL_TESTS=ON -DBISSL_FUZZ=ON -DBISSL_SANITIZE=address,undefined \
+         > "$dir/configure.log" 2>&1; then
+    tail -n 30 "$dir/configure.log"; echo "tools/sanitize.sh: configuring $dir failed ($dir/configure.log)"; exit 1
+  fi
+}
+
+build() {  # targets...
+  if ! cmake --build "$dir" -j"$(nproc)" --target "$@" > "$dir/build.log" 2>&1; then
+    grep -E "error|Error" "$dir/build.log" | head -n 30; echo "tools/sanitize.sh: the sanitizer build failed ($dir/build.log)"; exit 1
+  fi
+}
+
+# The build targets the selected tests run (their commands' executables in
+# $dir), from ctest's own listing.
+targets_of() {  # label regex to exclude
+  local all
+  all=$(cmake --build "$dir" --target help | sed -n 's/^\.\.\. \([A-Za-z0-9_-]*\).*/\1/p')
+  ctest --test-dir "$dir" -N -L cpu -LE "$1" --show-only=json-v1 | python3 -c '
+import json, os, sys
+dir, known = sys.argv[1], set(sys.argv[2].split())
+out = set()
+for t in json.load(sys.stdin)["tests"]:
+    for a in t.get("command", []):
+        b = os.path.basename(a)
+        if os.path.abspath(a).startswith(os.path.abspath(dir) + "/") and b in known:
+            out.add(b)
+print(" ".join(sorted(out)))' "$dir" "$all"
+}
+
+run() {  # label regex to exclude
+  configure
+  # What the chosen tests run, the main job's bissl-pipeline, the fuzz targets (tools/fuzz.sh smoke).
+  local start=$SECONDS
+  # shellcheck disable=SC2046
+  build bissl-pipeline fuzz_all $(targets_of "$1")
+  echo "== sanitizer build: $((SECONDS - start)) s"
+  start=$SECONDS
+  # The --quick main job beside the tests: it has long single-threaded
+  # stretches, the tests a long tail.
+  rm -rf "$dir/quick_run"
+  ./"$dir"/bissl-pipeline --config configs/pipeline_fashion_mnist.toml --quick --device cpu --out "$dir/quick_run" \
+    > "$dir/quick_run.log" 2>&1 &
+  local pipeline=$!
+  local tests_ok=0
+  # (--timeout: the full suite's stage pipelines under ASan outlast ctest's default 1 500 s.)
+  ctest --test-dir "$dir" -L cpu -LE "$1" --output-on-failure --timeout 3000 -j"$(nproc)" || tests_ok=$?
+  echo "== sanitizer tests: $((SECONDS - start)) s"
+  if ! wait "$pipeline"; then
+    tail -n 60 "$dir/quick_run.log"
+    echo "tools/sanitize.sh: the --quick pipeline failed under the sanitizers ($dir/quick_run.log)"; exit 1
+  fi
+  echo "== sanitizer --quick pipeline: clean ($dir/quick_run/); both done in $((SECONDS - start)) s"
+  [ "$tests_ok" = 0 ] || { echo "tools/sanitize.sh: tests failed under the sanitizers"; exit 1; }
+}
+
+case "$mode" in
+  configure) configure ;;
+  quick) run "slow|nosan" ;;
+  full) run "slow" ;;
+  *) echo "usage: tools/sanitize.sh configure | quick | full" >&2; exit 2 ;;
+esac
