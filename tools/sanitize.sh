@@ -37,20 +37,30 @@ build() {  # targets...
   fi
 }
 
-# The build targets the selected tests run (their commands' executables in
-# $dir), from ctest's own listing.
+# The build targets the selected tests run: names from ctest's listing (labels),
+# executables from the CTestTestfile.cmake scripts, which name them before they
+# are built (ctest's own JSON leaves out commands whose files do not exist yet).
+# Compared by file name against the build's targets, never by directory: cmake
+# records the logical path (through symlinks), python the physical one.
 targets_of() {  # label regex to exclude
   local all
   all=$(cmake --build "$dir" --target help | sed -n 's/^\.\.\. \([A-Za-z0-9_-]*\).*/\1/p')
   ctest --test-dir "$dir" -N -L cpu -LE "$1" --show-only=json-v1 | python3 -c '
-import json, os, sys
+import json, os, re, sys
 dir, known = sys.argv[1], set(sys.argv[2].split())
-out = set()
-for t in json.load(sys.stdin)["tests"]:
-    for a in t.get("command", []):
-        b = os.path.basename(a)
-        if os.path.abspath(a).startswith(os.path.abspath(dir) + "/") and b in known:
-            out.add(b)
+names = {t["name"] for t in json.load(sys.stdin)["tests"]}
+exe = {}
+for root, _, files in os.walk(dir):
+    if "CTestTestfile.cmake" in files:
+        text = open(os.path.join(root, "CTestTestfile.cmake")).read()
+        for name, cmd in re.findall(r"add_test\(\[=\[(.*?)\]=\]\s+\"([^\"]+)\"", text):
+            exe[name] = os.path.basename(cmd)
+missing = sorted(n for n in names if n not in exe)
+if missing:
+    sys.exit("tools/sanitize.sh: no command found for the tests " + " ".join(missing))
+out = {exe[n] for n in names if exe[n] in known}
+if not out:
+    sys.exit("tools/sanitize.sh: the selected tests name no target of " + dir)
 print(" ".join(sorted(out)))' "$dir" "$all"
 }
 
@@ -58,8 +68,10 @@ run() {  # label regex to exclude
   configure
   # What the chosen tests run, the main job's bissl-pipeline, the fuzz targets (tools/fuzz.sh smoke).
   local start=$SECONDS
-  # shellcheck disable=SC2046
-  build bissl-pipeline fuzz_all $(targets_of "$1")
+  local targets
+  targets=$(targets_of "$1")
+  # shellcheck disable=SC2086
+  build bissl-pipeline fuzz_all $targets
   echo "== sanitizer build: $((SECONDS - start)) s"
   start=$SECONDS
   # The --quick main job beside the tests: it has long single-threaded
