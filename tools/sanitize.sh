@@ -66,20 +66,25 @@ print(" ".join(sorted(out)))' "$dir" "$all"
 
 run() {  # label regex to exclude
   configure
-  # What the chosen tests run, the main job's bissl-pipeline, the fuzz targets (tools/fuzz.sh smoke).
-  local start=$SECONDS
+  local start=$SECONDS t0=$SECONDS
   local targets
   targets=$(targets_of "$1")
-  # shellcheck disable=SC2086
-  build bissl-pipeline fuzz_all $targets
-  echo "== sanitizer build: $((SECONDS - start)) s"
-  start=$SECONDS
-  # The --quick main job beside the tests: it has long single-threaded
-  # stretches, the tests a long tail.
+  # The main job's --quick pipeline is the longest run here: it starts as soon
+  # as bissl-pipeline is built, and the tests' executables and the fuzz
+  # targets (tools/fuzz.sh smoke) build beside it, then the tests run.
+  build bissl-pipeline
+  echo "== sanitizer build of bissl-pipeline: $((SECONDS - start)) s"
   rm -rf "$dir/quick_run"
   ./"$dir"/bissl-pipeline --config configs/pipeline_fashion_mnist.toml --quick --device cpu --out "$dir/quick_run" \
     > "$dir/quick_run.log" 2>&1 &
   local pipeline=$!
+  # shellcheck disable=SC2064
+  trap "kill $pipeline 2>/dev/null || true" EXIT  # a failed build or test run stops it too
+  start=$SECONDS
+  # shellcheck disable=SC2086
+  build fuzz_all $targets
+  echo "== sanitizer build of the tests and fuzz targets (beside the pipeline): $((SECONDS - start)) s"
+  start=$SECONDS
   local tests_ok=0
   # (--timeout: the full suite's stage pipelines under ASan outlast ctest's default 1 500 s.)
   ctest --test-dir "$dir" -L cpu -LE "$1" --output-on-failure --timeout 3000 -j"$(nproc)" || tests_ok=$?
@@ -88,7 +93,8 @@ run() {  # label regex to exclude
     tail -n 60 "$dir/quick_run.log"
     echo "tools/sanitize.sh: the --quick pipeline failed under the sanitizers ($dir/quick_run.log)"; exit 1
   fi
-  echo "== sanitizer --quick pipeline: clean ($dir/quick_run/); both done in $((SECONDS - start)) s"
+  trap - EXIT
+  echo "== sanitizer --quick pipeline: clean ($dir/quick_run/); all done $((SECONDS - t0)) s after configuring"
   [ "$tests_ok" = 0 ] || { echo "tools/sanitize.sh: tests failed under the sanitizers"; exit 1; }
 }
 

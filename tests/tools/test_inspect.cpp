@@ -253,7 +253,10 @@ void check_equal(const std::string& loss, const BilevelOptions& o) {
 
 }  // namespace
 
-TEST_SUITE("inspect upper") {
+// The longest comparisons, their own ctest entry (test_inspect_trainer):
+// beside the rest in the release run; left out of CI's sanitizer run (nosan),
+// whose --quick main job runs the trainer's code under ASan.
+TEST_SUITE("parallel: trainer") {
   TEST_CASE("equals the trainer's upper steps bit for bit: SimCLR, ghost BN, fresh H·v moving the BN buffers") {
     check_equal("ntxent", small_options());
   }
@@ -283,7 +286,9 @@ TEST_SUITE("inspect upper") {
     o.cg.layerwise = false;
     check_equal("byol", o);
   }
+}
 
+TEST_SUITE("inspect upper") {
   TEST_CASE("equals the trainer's upper steps bit for bit: ij_discarded") {
     BilevelOptions o = small_options();
     o.variant = Variant::IjDiscarded;
