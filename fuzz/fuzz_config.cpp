@@ -24,10 +24,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   int n = 0;
   for (std::string line; n < 16 && std::getline(lines, line); ++n)
     fuzz::refused_or_read([&] { c.set(line); });
+  // Most mutated inputs change nothing (a TOML syntax error, an unknown key):
+  // the defaults' own round trip is checked once, not per input.
+  static const std::string defaults = [] {
+    stages::Config e = fresh;
+    e.load_toml_string(fresh.to_toml(), "defaults");
+    if (e.to_toml() != fresh.to_toml()) std::abort();
+    return fresh.to_toml();
+  }();
+  const std::string resolved = c.to_toml();
+  if (resolved == defaults) return 0;
   fuzz::refused_or_read([&] {
     c.validate();
-    d.load_toml_string(c.to_toml(), "resolved");  // what --print-config writes loads back
-    if (d.to_toml() != c.to_toml()) std::abort();
+    d.load_toml_string(resolved, "resolved");  // what --print-config writes loads back
+    if (d.to_toml() != resolved) std::abort();
   });
   return 0;
 }

@@ -266,6 +266,12 @@ std::vector<std::string> Settings::keys() const {
   return r;
 }
 
+// Arithmetic on small numbers only: kept out of the fuzzers' coverage
+// feedback, whose comparison hooks cost more than the comparisons and whose
+// features here (distances reached) guide no search (docs/security.md).
+#if defined(__clang__)
+__attribute__((no_sanitize("coverage")))
+#endif
 size_t edit_distance(const std::string& a, const std::string& b, size_t at_most) {
   const size_t n = a.size(), m = b.size();
   const size_t k = std::min(at_most, std::max(n, m));  // the distance never exceeds the longer length
@@ -273,16 +279,30 @@ size_t edit_distance(const std::string& a, const std::string& b, size_t at_most)
   if ((n > m ? n - m : m - n) > k) return over;
   // Only cells within k of the diagonal can hold k or less (Ukkonen's band);
   // a row whose band is all over k ends the search.
-  std::vector<size_t> prev(m + 2, over), cur(m + 2, over);
+  // Two rows; on the stack for names of usual length ("did you mean" compares
+  // a stray key with every name, and an allocation each cost more than the rows).
+  constexpr size_t kStackRow = 96;
+  size_t stack_rows[2 * kStackRow];
+  std::vector<size_t> heap_rows;
+  size_t* prev = stack_rows;
+  if (m + 2 > kStackRow) {
+    heap_rows.resize(2 * (m + 2));
+    prev = heap_rows.data();
+  }
+  size_t* cur = prev + (m + 2);
+  std::fill(prev, prev + 2 * (m + 2), over);
   for (size_t j = 0; j <= std::min(m, k); ++j) prev[j] = j;
   for (size_t i = 1; i <= n; ++i) {
     const size_t lo = i > k ? i - k : 1, hi = std::min(m, i + k);
     cur[lo - 1] = lo == 1 && i <= k ? i : over;
     size_t row_min = cur[lo - 1];
     for (size_t j = lo; j <= hi; ++j) {
-      size_t d = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      cur[j] = std::min(d, over);
-      row_min = std::min(row_min, cur[j]);
+      // (Plain comparisons: std::min of a list is a call out of this function.)
+      const size_t del = prev[j] + 1, ins = cur[j - 1] + 1, sub = prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1);
+      size_t d = del < ins ? del : ins;
+      if (sub < d) d = sub;
+      cur[j] = d < over ? d : over;
+      if (cur[j] < row_min) row_min = cur[j];
     }
     cur[hi + 1] = over;  // the next row's band reaches one further
     if (row_min > k) return over;
@@ -301,20 +321,18 @@ std::string Settings::nearest(const std::string& key) const {
   // Two strings' distance is at least the difference of their lengths: a
   // name that cannot come within the limit (or beat the best so far) is not
   // compared, so a long stray key costs no quadratic work per field.
-  auto far = [&](const std::string& a, const std::string& b) {
-    const size_t gap = a.size() > b.size() ? a.size() - b.size() : b.size() - a.size();
-    return gap > std::min(limit, best_d);
-  };
+  auto far = [&](size_t a, size_t b) { return (a > b ? a - b : b - a) > std::min(limit, best_d); };
+  const std::string section = key.substr(0, dot);
   for (auto& f : fields_) {
-    std::string full = f.section + "." + f.key;
     // The whole name, or the key alone (a key put under the wrong section).
-    if (!far(key, full)) {
+    if (!far(key.size(), f.section.size() + 1 + f.key.size())) {
+      std::string full = f.section + "." + f.key;
       size_t d = edit_distance(key, full, std::min(limit, best_d));
-      if (d < best_d) best_d = d, best = full;
+      if (d < best_d) best_d = d, best = std::move(full);
     }
-    if (!far(bare, f.key)) {
-      size_t d = edit_distance(bare, f.key, std::min(limit, best_d)) + (f.section == key.substr(0, dot) ? 0 : 1);
-      if (d < best_d) best_d = d, best = full;
+    if (!far(bare.size(), f.key.size())) {
+      size_t d = edit_distance(bare, f.key, std::min(limit, best_d)) + (f.section == section ? 0 : 1);
+      if (d < best_d) best_d = d, best = f.section + "." + f.key;
     }
   }
   return best_d <= limit ? best : "";
