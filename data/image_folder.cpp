@@ -58,9 +58,14 @@ constexpr int64_t kHeaderBytes = 256 << 10;
 // stb_image 2.27 (Debian 12's) builds a JPEG Huffman table from a DHT
 // segment's 16 code counts without checking that they sum to at most 256:
 // a larger sum writes past the table (found by fuzz_image; upstream 2.28
-// checks it). Walks the markers as stb_image does and refuses such a table
-// before stb_image sees the file. Not a JPEG, or a structure stb_image will
-// refuse anyway: left to stb_image.
+// checks it). And a scan may name a Huffman table no DHT segment defined:
+// stb_image then decodes with a table it never initialised, reading symbols
+// at offsets taken from whatever memory it was given (found by fuzz_image:
+// an index of 1 062 281 548 into a 256-entry table). Walks the markers as
+// stb_image does and refuses both before stb_image sees the file: every
+// table a scan decodes with (baseline: DC and AC; progressive: DC in a first
+// DC scan, AC in an AC scan) must be defined before it. Not a JPEG, or a
+// structure stb_image will refuse anyway: left to stb_image.
 void check_jpeg_tables(const std::string& path, const uint8_t* p, size_t n) {
   // stb_image takes FF (FF...) D8 as the start: its marker reader skips fill bytes.
   if (n < 4 || p[0] != 0xFF) return;
@@ -69,6 +74,8 @@ void check_jpeg_tables(const std::string& path, const uint8_t* p, size_t n) {
   if (i >= n || p[i] != 0xD8) return;
   ++i;
   auto at = [&](size_t k) -> unsigned { return k < n ? p[k] : 0u; };  // stb_image reads 0 past the end
+  bool defined[2][4] = {};  // [DC, AC][table id]
+  bool progressive = false;
   while (i + 1 < n) {
     if (p[i] != 0xFF) {  // entropy-coded data between markers
       ++i;
@@ -93,21 +100,43 @@ void check_jpeg_tables(const std::string& path, const uint8_t* p, size_t n) {
         for (size_t k = 1; k <= 16; ++k) count += at(q + k);
         BISSL_CHECK(count <= 256, path, ": expected a JPEG Huffman table of at most 256 codes, found ", count,
                     " (corrupt or hostile)");
+        const unsigned table_class = at(q) >> 4, id = at(q) & 15;
+        if (table_class <= 1 && id <= 3) defined[table_class][id] = true;
         q += 17 + count;
         left -= 17 + int64_t(count);
+      }
+    }
+    if (m == 0xC0 || m == 0xC1 || m == 0xC2) progressive = m == 0xC2;  // the frame types stb_image reads
+    if (m == 0xDA) {  // SOS: components (id, DC table << 4 | AC table), then Ss, Se, Ah << 4 | Al
+      const unsigned components = at(i + 4), ss = at(i + 5 + 2 * components), ah = at(i + 7 + 2 * components) >> 4;
+      for (unsigned k = 0; k < components && k < 4; ++k) {
+        const unsigned dc = at(i + 6 + 2 * k) >> 4, ac = at(i + 6 + 2 * k) & 15;
+        if (dc > 3 || ac > 3) continue;  // stb_image refuses it
+        const bool uses_dc = !progressive || (ss == 0 && ah == 0), uses_ac = !progressive || ss > 0;
+        BISSL_CHECK(!uses_dc || defined[0][dc], path, ": expected the JPEG Huffman table DC ", dc,
+                    " to be defined before the scan that uses it, found none (corrupt or hostile)");
+        BISSL_CHECK(!uses_ac || defined[1][ac], path, ": expected the JPEG Huffman table AC ", ac,
+                    " to be defined before the scan that uses it, found none (corrupt or hostile)");
       }
     }
     i += 2 + len;
   }
 }
 
-// stb_image 2.27 reads a PNM header's width, height and maximum value into
-// an int, digit after digit, without an overflow check, and mishandles
-// 16-bit files (both found by fuzz_image). Reads the three numbers as it
-// does and refuses any of more than 9 digits (a real one is far smaller)
-// and a maximum value above 255.
-void check_pnm_header(const std::string& path, const uint8_t* p, size_t n) {
-  if (n < 2 || p[0] != 'P' || (p[1] != '5' && p[1] != '6')) return;
+// A binary PNM header (P5 grey, P6 RGB) read as stb_image 2.27 reads it:
+// three numbers (width, height, maximum value) after whitespace and #
+// comments, each ended by the character after its digits, which stb_image
+// consumes: the pixel data starts after it.
+struct PnmHeader {
+  int channels = 0;              // 0: not a binary PNM
+  int64_t value[3] = {0, 0, 0};  // the first 18 digits of each
+  size_t digits[3] = {0, 0, 0};
+  size_t data_start = 0;
+};
+PnmHeader read_pnm_header(const uint8_t* p, size_t n) {
+  PnmHeader r;
+  if (n < 2 || p[0] != 'P' || (p[1] != '5' && p[1] != '6')) return r;
+  r.channels = p[1] == '5' ? 1 : 3;
   size_t i = 2;
   auto space = [](uint8_t c) { return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r'; };
   for (int field = 0; field < 3; ++field) {
@@ -116,19 +145,29 @@ void check_pnm_header(const std::string& path, const uint8_t* p, size_t n) {
       if (i >= n || p[i] != '#') break;
       while (i < n && p[i] != '\n' && p[i] != '\r') ++i;
     }
-    size_t digits = 0;
-    int64_t value = 0;
     while (i < n && p[i] >= '0' && p[i] <= '9') {
-      if (digits < 18) value = value * 10 + (p[i] - '0');
-      ++i, ++digits;
+      if (r.digits[field] < 18) r.value[field] = r.value[field] * 10 + (p[i] - '0');
+      ++i, ++r.digits[field];
     }
+  }
+  r.data_start = i + 1;
+  return r;
+}
+
+// stb_image 2.27 reads a PNM header's width, height and maximum value into
+// an int, digit after digit, without an overflow check, and mishandles
+// 16-bit files (both found by fuzz_image). Refuses any number of more than
+// 9 digits (a real one is far smaller) and a maximum value above 255.
+void check_pnm_header(const std::string& path, const uint8_t* p, size_t n) {
+  const PnmHeader h = read_pnm_header(p, n);
+  if (!h.channels) return;
+  for (size_t digits : h.digits)
     BISSL_CHECK(digits <= 9, path, ": expected a PNM header number of at most 9 digits, found one of ", digits,
                 " (corrupt or hostile)");
-    // 16-bit PNM: stb_image 2.27 converts its channels with the 8-bit
-    // routine and then reads past the buffer (found by fuzz_image).
-    BISSL_CHECK(field < 2 || value <= 255, path, ": expected an 8-bit PNM (maximum value at most 255), found ",
-                value, " (16-bit PNM files are not read)");
-  }
+  // 16-bit PNM: stb_image 2.27 converts its channels with the 8-bit
+  // routine and then reads past the buffer (found by fuzz_image).
+  BISSL_CHECK(h.value[2] <= 255, path, ": expected an 8-bit PNM (maximum value at most 255), found ", h.value[2],
+              " (16-bit PNM files are not read)");
 }
 
 // Both checks above, on the bytes of an image file (or its first part).
@@ -160,6 +199,66 @@ void check_png_chunks(const std::string& path, const uint8_t* p, size_t n) {
                 "): truncated or hostile");
     if (type == "IEND") return;
     pos += 12 + size_t(len);
+  }
+}
+
+// stb_image 2.27 decodes an uncompressed image whose pixel data is cut
+// short without an error: a BMP's missing pixels and a 16-bit TGA's read as
+// zeros, while a PNM's and an 8- / 24- / 32-bit TGA's are left as the
+// allocator found them (whatever the heap held, in the image). On a whole
+// file, after check_for_stb: the pixel data its header declares must fit in
+// what follows the header (a lower bound: palettes and gaps not counted).
+// Compressed formats and structures stb_image refuses are left to it; their
+// memory is held by the pixel limit.
+void check_raw_pixels(const std::string& path, const uint8_t* p, size_t n) {
+  auto u16 = [&](size_t i) { return uint32_t(p[i]) | uint32_t(p[i + 1]) << 8; };
+  auto u32 = [&](size_t i) { return u16(i) | u16(i + 2) << 16; };
+  auto product = [](int64_t a, int64_t b) {  // saturating: a header may declare anything
+    int64_t r;
+    return __builtin_mul_overflow(a, b, &r) ? INT64_MAX : r;
+  };
+  auto need = [&](const char* format, int64_t w, int64_t h, int64_t bytes, uint64_t start) {
+    const uint64_t have = n > start ? n - start : 0;
+    BISSL_CHECK(uint64_t(bytes) <= have, path, ": cannot decode the image: its ", format, " header declares ", w,
+                "x", h, " pixels, ", with_commas(bytes), " bytes of pixel data, more than the file holds after its ",
+                "header (", with_commas(int64_t(have)), "): truncated or hostile");
+  };
+  if (n >= 26 && p[0] == 'B' && p[1] == 'M') {
+    // BMP: a 14-byte file header, an info header of one of the sizes
+    // stb_image reads, rows padded to 4 bytes; compression 0 (none) or 3
+    // (bit fields) only.
+    const uint32_t hsz = u32(14);
+    int64_t w = 0, h = 0, bits = 0;
+    if (hsz == 12) {
+      w = u16(18), h = u16(20), bits = u16(24);
+    } else if ((hsz == 40 || hsz == 56 || hsz == 108 || hsz == 124) && n >= 34) {
+      if (u32(30) != 0 && u32(30) != 3) return;
+      w = int32_t(u32(18)), h = int32_t(u32(22)), bits = u16(28);
+    } else {
+      return;
+    }
+    if (w <= 0 || h == 0 || bits == 0) return;
+    const int64_t rows = h < 0 ? -h : h;  // negative: top-down rows
+    need("BMP", w, rows, product((w * bits + 31) / 32 * 4, rows), 14 + uint64_t(hsz));
+    return;
+  }
+  const PnmHeader pnm = read_pnm_header(p, n);
+  if (pnm.channels) {
+    const int64_t w = pnm.value[0], h = pnm.value[1];  // at most 9 digits each (check_pnm_header)
+    if (w > 0 && h > 0) need("PNM", w, h, product(w * h, pnm.channels), pnm.data_start);
+    return;
+  }
+  // TGA, as stbi__tga_test recognises it (its second byte, 0 or 1, is no
+  // other format's signature): uncompressed types 1 (palette), 2 (colour), 3
+  // (grey) after the 18-byte header and the image ID.
+  if (n >= 18 && p[1] <= 1 && p[2] >= 1 && p[2] <= 3) {
+    const int type = p[2], bits = p[16];
+    const int64_t w = u16(12), h = u16(14);
+    auto one_of = [](int v, std::initializer_list<int> set) { return std::find(set.begin(), set.end(), v) != set.end(); };
+    const bool palette = p[1] == 1;
+    if (palette ? type != 1 || !one_of(p[7], {8, 15, 16, 24, 32}) || !one_of(bits, {8, 16}) : type == 1) return;
+    if (!one_of(bits, {8, 15, 16, 24, 32}) || w < 1 || h < 1) return;
+    need("TGA", w, h, w * h * ((bits + 7) / 8), 18 + uint64_t(p[0]));
   }
 }
 
@@ -358,6 +457,7 @@ DecodedImage decode_image_file(const std::string& path, int64_t channels, int64_
   BISSL_CHECK(bytes.size() < size_t(1) << 31, path, ": expected an image below 2 GiB, found ", bytes.size(), " bytes");
   check_for_stb(path, bytes.data(), bytes.size());
   check_png_chunks(path, bytes.data(), bytes.size());
+  check_raw_pixels(path, bytes.data(), bytes.size());
   int w = 0, h = 0, file_c = 0;
   // The size its header declares, checked before stb_image allocates for it
   // (a 571 KB PNG may declare 14 000 x 14 000 pixels). A header stb_image

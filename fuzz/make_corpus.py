@@ -105,6 +105,12 @@ try:  # a JPEG and a GIF when Pillow is at hand (measuring venvs have it); optio
         buf = io.BytesIO()
         im.save(buf, fmt)
         out("image", name, mode + buf.getvalue())
+    # Progressive JPEGs (DC and AC scans, refinements: the Huffman tables a
+    # scan uses differ from baseline's), colour and grey.
+    for img, mode, name in ((im, b"\x04", "jpeg_progressive"), (im.convert("L"), b"\x05", "jpeg_progressive_grey")):
+        buf = io.BytesIO()
+        img.save(buf, "JPEG", progressive=True)
+        out("image", name, mode + buf.getvalue())
 except ImportError:
     pass
 # VOC annotations

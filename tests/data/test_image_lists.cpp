@@ -258,6 +258,66 @@ TEST_CASE("a decompression bomb: a tiny PNG declaring 14 000 x 14 000 pixels is 
   CHECK(decode_image_list(list_image_folder(t.dir.string()), d).n == 1);
 }
 
+TEST_CASE("uncompressed images cut short are refused, not decoded from zeros or stale heap bytes") {
+  // stb_image 2.27 decodes them without an error: a PNM's and a TGA's missing
+  // rows are left as the allocator found them, a BMP's read as zeros.
+  TempDir t("raw_pixels");
+  auto write = [&](const std::string& name, const std::string& bytes) {
+    const std::string path = t.file(name);
+    std::ofstream(path, std::ios::binary) << bytes;
+    return path;
+  };
+  auto le = [](uint32_t v, int bytes) {
+    std::string r;
+    for (int i = 0; i < bytes; ++i) r += char((v >> (8 * i)) & 255);
+    return r;
+  };
+  // 5 x 3 pixels of each format, whole and one byte short.
+  const std::string pgm = "P5\n# a comment\n5 3\n255\n" + std::string(15, '\x80');
+  const std::string ppm = "P6 5 3 255 " + std::string(45, '\x80');
+  // BMP, 24 bits: rows of 15 bytes padded to 16; a 40-byte info header.
+  const std::string bmp_head = "BM" + le(54 + 48, 4) + le(0, 4) + le(54, 4) + le(40, 4) + le(5, 4) + le(3, 4) +
+                               le(1, 2) + le(24, 2) + le(0, 4) + le(48, 4) + std::string(16, '\0');
+  const std::string bmp = bmp_head + std::string(48, '\x80');
+  // The same rows top-down (a negative height).
+  std::string bmp_down = bmp;
+  bmp_down.replace(22, 4, le(uint32_t(-3), 4));
+  // TGA, type 2 (colour), 24 bits, an image ID of 2 bytes.
+  const std::string tga = std::string("\x02\x00\x02", 3) + std::string(9, '\0') + le(5, 2) + le(3, 2) +
+                          std::string("\x18\x00", 2) + "id" + std::string(45, '\x80');
+  // TGA, type 3 (grey), 8 bits.
+  const std::string tga_grey = std::string("\x00\x00\x03", 3) + std::string(9, '\0') + le(5, 2) + le(3, 2) +
+                               std::string("\x08\x00", 2) + std::string(15, '\x80');
+  const std::vector<std::pair<std::string, std::string>> files = {
+      {"PNM", pgm}, {"PNM", ppm}, {"BMP", bmp}, {"BMP", bmp_down}, {"TGA", tga}, {"TGA", tga_grey}};
+  for (size_t i = 0; i < files.size(); ++i) {
+    CAPTURE(i);
+    const auto& [format, bytes] = files[i];
+    const std::string whole = write(str("whole", i), bytes);
+    const DecodedImage d = decode_image_file(whole, 3);
+    CHECK(d.h == 3);
+    CHECK(d.w == 5);
+    CHECK(d.px[0] == 0x80);
+    CHECK(d.px.back() == 0x80);
+    const std::string cut = write(str("cut", i), bytes.substr(0, bytes.size() - 1));
+    expect_error([&] { decode_image_file(cut, 3); },
+                 {cut, "cannot decode the image: its " + format + " header declares 5x3 pixels",
+                  "more than the file holds after its header (", "truncated or hostile"});
+  }
+  // A header declaring far more than any file: the product saturates.
+  const std::string huge = write("huge.bmp", "BM" + le(0, 4) + le(0, 4) + le(54, 4) + le(40, 4) + le(0x7fffffff, 4) +
+                                                 le(0x7fffffff, 4) + le(1, 2) + le(32, 2) + le(0, 4) + le(0, 4) +
+                                                 std::string(16, '\0'));
+  expect_error([&] { decode_image_file(huge, 3, /*max_pixels=*/0); }, {huge, "BMP header declares", "truncated or hostile"});
+  // The fuzzer's: a 40 x 40 PGM of 4 bytes (stale heap bytes as pixels before).
+  const std::string dir = std::string(BISSL_SOURCE_DIR) + "/fuzz/regressions/image/";
+  std::ifstream in(dir + "pnm_truncated_pixels", std::ios::binary);
+  REQUIRE(in.good());
+  const std::string saved((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string pnm = write("fuzz.pgm", saved.substr(1));  // a mode byte for the harness, then the image
+  expect_error([&] { decode_image_file(pnm, 1); }, {pnm, "PNM header declares 40x40 pixels, 1,600 bytes", "(4)"});
+}
+
 TEST_CASE("what fuzz_image found in stb_image 2.27: refused before stb_image reads it, one line each") {
   // The inputs in fuzz/regressions/image/, each a file as the fuzzer saved
   // it: a mode byte for the harness, then the image.
@@ -278,6 +338,24 @@ TEST_CASE("what fuzz_image found in stb_image 2.27: refused before stb_image rea
   // The same after a fill byte before the start marker (stb_image skips fill bytes).
   const std::string fill = as_image("jpeg_dht_after_fill_byte");
   expect_error([&] { decode_image_file(fill, 3); }, {fill, "Huffman table of at most 256 codes"});
+  // A scan decoding with a Huffman table (AC 0) that no DHT segment defined:
+  // stb_image read symbols from a table it never initialised.
+  const std::string undefined = as_image("jpeg_scan_undefined_huffman_table");
+  expect_error([&] { decode_image_file(undefined, 3); },
+               {undefined, "JPEG Huffman table AC 0 to be defined before the scan that uses it", "corrupt or hostile"});
+  // The check passes real JPEGs: baseline, and progressive (whose DC scans
+  // name AC tables they do not use, and whose DC refinements use none).
+  for (const char* name : {"jpeg", "jpeg_progressive", "jpeg_progressive_grey"}) {
+    CAPTURE(name);
+    std::ifstream in(std::string(BISSL_SOURCE_DIR) + "/fuzz/corpus/image/" + name, std::ios::binary);
+    if (!in.good()) continue;  // written only where Pillow was at hand (fuzz/make_corpus.py)
+    std::string b((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const std::string path = t.file(std::string(name) + ".jpg");
+    std::ofstream(path, std::ios::binary) << b.substr(1);
+    const DecodedImage d = decode_image_file(path, 3);
+    CHECK(d.h == 7);
+    CHECK(d.w == 9);
+  }
   // A PNM header number past int: stb_image's parser overflows.
   const std::string pnm = as_image("pnm_integer_overflow");
   expect_error([&] { image_file_channels(pnm); }, {pnm, "PNM header number of at most 9 digits"});
@@ -285,8 +363,12 @@ TEST_CASE("what fuzz_image found in stb_image 2.27: refused before stb_image rea
   const std::string pnm16 = as_image("pnm_16bit_channel_conversion");
   expect_error([&] { decode_image_file(pnm16, 3); }, {pnm16, "8-bit PNM", "found 2555"});
   // 2 x 288 888 pixels: within the file limit, but resampled to a shorter
-  // side of 16 it would hold 16 x 2 311 104.
-  const std::string wide = as_image("extreme_aspect_ratio_upscale");
+  // side of 16 it would hold 16 x 2 311 104. (The fuzzer's file holds 13
+  // bytes of its pixels, refused as truncated now: the test writes them all.)
+  const std::string cut = as_image("extreme_aspect_ratio_upscale");
+  expect_error([&] { decode_image_file(cut, 3); }, {cut, "PNM header declares 2x288888 pixels", "truncated or hostile"});
+  const std::string wide = t.file("wide.ppm");
+  std::ofstream(wide, std::ios::binary) << "P6\n2 288888\n255\n" << std::string(2 * 288888 * 3, '\x40');
   ImageList one;
   one.files = {wide};
   one.names = {"wide"};
