@@ -51,6 +51,10 @@ std::string with_commas(int64_t v) {
   return r;
 }
 
+// Without a class-names file a split file's labels are class indices and
+// the classes 0..the largest: the largest allowed (ImageNet-21k has 21 841).
+constexpr int64_t kMaxClassIndex = 1 << 20;
+
 // Bytes of an image file read for its header (size, channels): enough for
 // any real header, EXIF thumbnails and ICC profiles included.
 constexpr int64_t kHeaderBytes = 256 << 10;
@@ -718,6 +722,11 @@ ImageList read_split_file(const std::string& path, const std::string& image_root
     } else {
       BISSL_CHECK(parse_index(lab, label) && label >= 0, path, ":", no,
                   ": expected a class index >= 0 (no class-names file), found ", quote(lab));
+      // The classes are then 0..the largest index: one line must not make
+      // millions of them (fuzz_split_file: "a.png 063095123" took 1.4 GB).
+      BISSL_CHECK(label < kMaxClassIndex, path, ":", no, ": expected a class index below ",
+                  with_commas(kMaxClassIndex), " without a class-names file (the classes are 0 to the largest index), ",
+                  "found ", label, "; list the classes in a file (task.class_names_file) for more");
     }
     const fs::path full = fs::path(image_root) / rel;
     std::error_code ec;

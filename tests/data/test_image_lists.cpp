@@ -213,6 +213,22 @@ TEST_CASE("split files: 'path label' lines, CSV with a header, class names, and 
   fails("img/a.png 3\n", {"bad.txt:1", "label 3 is outside the 3 classes"}, names);
   fails("img/a.png zebra\n", {"bad.txt:1", "'zebra' is neither a class index nor one of the 3 class names"}, names);
   fails("img/a.png -1\n", {"bad.txt:1", "expected a class index >= 0"});
+  // Without class names the classes are 0..the largest index: an index past
+  // 2^20 would make millions of them (found by fuzz_split_file). The largest
+  // allowed passes; with a class-names file the names bound the classes.
+  fails("img/a.png 1048576\n", {"bad.txt:1", "class index below 1,048,576 without a class-names file", "found 1048576",
+                                 "task.class_names_file"});
+  fails("img/a.png 063095123\n", {"bad.txt:1", "found 63095123"});
+  text(t.dir / "many.txt", "img/a.png 1048575\n");
+  CHECK(read_split_file(t.file("many.txt"), t.dir.string()).class_names.size() == 1048576);
+  {  // the fuzzer's input: a mode byte for the harness, then the split file
+    std::ifstream in(std::string(BISSL_SOURCE_DIR) + "/fuzz/regressions/split_file/class_index_63_million",
+                     std::ios::binary);
+    REQUIRE(in.good());
+    const std::string saved((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    png(t.dir / "a.png", 4, 4, 3, 1);
+    fails(saved.substr(1), {"bad.txt:1", "found 63095123"});
+  }
   fails("img/a.png\n", {"bad.txt:1", "expected 'relative/path label'"});
   fails("img/a.png 0 extra\n", {"bad.txt:1", "expected 'relative/path label'"});
   fails("name,kind\na,b\n", {"bad.txt:1", "header naming the columns path and label"});
