@@ -54,6 +54,16 @@ Loader::Loader(std::shared_ptr<const ImageSet> data, LoaderOptions opts) : data_
     batches_per_epoch_ = kept / b + (tail >= opts_.min_last ? 1 : 0);
     served_ = tail >= opts_.min_last ? kept : kept - tail;
   }
+  BISSL_CHECK(opts_.world >= 1 && opts_.rank >= 0 && opts_.rank < opts_.world,
+              "loader: expected 0 <= rank < world, found rank ", opts_.rank, " of ", opts_.world);
+  if (opts_.world > 1) {
+    BISSL_CHECK(b % opts_.world == 0, "loader: a batch of ", b, " does not split over ", opts_.world,
+                " ranks; choose a batch size divisible by the number of ranks");
+    const int64_t last = served_ - (batches_per_epoch_ - 1) * b;
+    BISSL_CHECK(batches_per_epoch_ == 0 || last % opts_.world == 0, "loader: the epoch's last batch of ", last,
+                " samples does not split over ", opts_.world, " ranks; drop it (drop_last) or cut the epoch to a multiple ",
+                "of the ranks (epoch_multiple)");
+  }
   BISSL_CHECK(!opts_.cycle || batches_per_epoch_ > 0, "loader: cycling needs at least one batch per epoch, found ", n,
               " samples for batches of ", b, opts_.drop_last ? " with drop_last" : "");
   if (opts_.prefetch == 0) opts_.prefetch = std::max(2, 2 * opts_.workers);
@@ -95,11 +105,14 @@ Batch Loader::make_batch(int64_t epoch, int64_t step, uint64_t draw) const {
               " batches per epoch");
   auto order = order_for(epoch);
   const ImageSet& d = *data_;
-  const int64_t b0 = step * opts_.batch_size;
-  const int64_t bn = std::min(opts_.batch_size, served_ - b0);
+  // This rank's block of the whole job's batch.
+  const int64_t g0 = step * opts_.batch_size, gn = std::min(opts_.batch_size, served_ - g0);
+  const int64_t bn = gn / opts_.world, b0 = g0 + opts_.rank * bn;
   Batch out;
   out.epoch = epoch;
   out.step = step;
+  out.row_offset = opts_.rank * bn;
+  out.global_rows = gn;
   out.indices.assign(order->begin() + b0, order->begin() + b0 + bn);
   // Staging for the device copy when the batches go to a GPU.
   const bool pin = opts_.device != Device::CPU && opts_.pin_memory;

@@ -40,11 +40,21 @@ struct Batch {
   Tensor targets;
   std::vector<int64_t> indices;  // dataset index of each row
   int64_t epoch = 0, step = 0;   // step = batch number within the epoch
+  // On several ranks (LoaderOptions::world): where these rows sit in the
+  // whole job's batch, and its size (what objectives drawing per-row
+  // randomness for the global batch slice by). One rank: 0 and size().
+  int64_t row_offset = 0, global_rows = 0;
   int64_t size() const { return int64_t(indices.size()); }
 };
 
 struct LoaderOptions {
-  int64_t batch_size = 256;
+  int64_t batch_size = 256;  // the whole job's batch, over every rank
+  // Rank `rank` of `world` builds a fixed block of every batch: rows
+  // [rank·b, (rank+1)·b) with b = batch / world, so the ranks' blocks in rank
+  // order are bitwise the one-rank batch (the same images, the same
+  // augmentation draws) for any world that divides every batch. Epochs and
+  // steps are the whole job's.
+  int rank = 0, world = 1;
   bool shuffle = true;
   bool drop_last = false;
   // Without drop_last, what a short last batch is: the epoch's samples are

@@ -145,4 +145,19 @@ Tensor drop_path(const Tensor& x, double p, Generator& g, bool training = true);
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal = false,
                                     double scale = 0.0);
 
+// ---- collectives across ranks (engine/dist/comm.h) ----
+// Differentiable: each rank's copy of an output is its own variable, so a
+// VJP sums over ranks (the transposes: all_gather <-> reduce_scatter_sum,
+// all_reduce_sum <-> itself, broadcast <-> a sum onto the root) and a JVP
+// moves tangents as the forward moves values; forward-over-reverse issues
+// the tangent collectives by itself. group -1: dist::current_group(), taken
+// when the op is called. Every rank must call them in the same order.
+Tensor all_reduce_sum(const Tensor& x, int group = -1);
+// [n, ...] on every rank -> [size·n, ...], the ranks' blocks in rank order.
+Tensor all_gather(const Tensor& x, int group = -1);
+// [size·n, ...] -> [n, ...]: rank r gets the sum over ranks of block r.
+Tensor reduce_scatter_sum(const Tensor& x, int group = -1);
+// The root's x on every rank (same shape and dtype on all).
+Tensor broadcast(const Tensor& x, int root = 0, int group = -1);
+
 }  // namespace bissl

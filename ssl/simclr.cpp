@@ -4,6 +4,7 @@
 #include <mutex>
 #include <tuple>
 
+#include "engine/dist/comm.h"
 #include "engine/ops.h"
 
 namespace bissl::ssl {
@@ -54,6 +55,49 @@ Tensor nt_xent(const Tensor& z1, const Tensor& z2, double temperature) {
   // 0·∞ = NaN. The reference code uses −1e9 too.
   sim = masked_fill(sim, eye, kMaskedLogit);
   return cross_entropy(sim, target);
+}
+
+namespace {
+// Rank r's constants over the global 2B columns: its 2n anchors' own columns
+// (masked) and positives. Column of local row i: view 1 rows i < n are global
+// r·n + i, view 2 rows B + r·n + (i − n).
+NtXentConstants gathered_constants(int64_t n, int64_t ranks, int64_t r, DType dt, Device dev) {
+  static std::mutex mu;
+  static std::map<std::tuple<int64_t, int64_t, int64_t, int, int>, NtXentConstants> cache;
+  std::lock_guard<std::mutex> lock(mu);
+  auto key = std::make_tuple(n, ranks, r, int(dt), int(dev));
+  auto it = cache.find(key);
+  if (it != cache.end()) return it->second;
+  const int64_t B = n * ranks, cols = 2 * B;
+  Tensor own = zeros({2 * n, cols}, dt);
+  std::vector<int64_t> positive(size_t(2 * n), 0);
+  for (int64_t i = 0; i < 2 * n; ++i) {
+    const int64_t col = i < n ? r * n + i : B + r * n + (i - n);
+    own.set_flat(i * cols + col, 1.0);
+    positive[size_t(i)] = (col + B) % cols;
+  }
+  if (cache.size() >= 16) cache.clear();
+  return cache[key] = {to_device_staged(own, dev), to_device_staged(from_ints(positive, {2 * n}), dev)};
+}
+}  // namespace
+
+Tensor nt_xent_gathered(const Tensor& z1, const Tensor& z2, double temperature, int group) {
+  const int gid = group < 0 ? dist::current_group() : group;
+  dist::Comm& c = dist::group(gid);
+  if (c.size() == 1) return nt_xent(z1, z2, temperature);
+  BISSL_CHECK(temperature > 0, "nt_xent: expected a temperature > 0, found ", temperature);
+  BISSL_CHECK(z1.dim() == 2 && z1.shape() == z2.shape() && z1.shape()[0] > 0,
+              "nt_xent: expected two projections [n, d] of equal shape with n > 0, found ", shape_str(z1.shape()),
+              " and ", shape_str(z2.shape()));
+  const int64_t n = z1.shape()[0], ranks = c.size();
+  Tensor a1 = l2_normalize(z1, 1), a2 = l2_normalize(z2, 1);
+  Tensor anchors = concat({a1, a2}, 0);                                    // [2n, d]
+  Tensor Z = concat({all_gather(a1, gid), all_gather(a2, gid)}, 0);       // [2B, d]
+  Tensor sim = mul(matmul(anchors, Z, false, true), 1.0 / temperature);  // [2n, 2B]
+  const NtXentConstants k = gathered_constants(n, ranks, c.rank(), sim.dtype(), sim.device());
+  sim = masked_fill(sim, k.eye, kMaskedLogit);
+  // cross_entropy averages over the 2n anchors; the share divides by 2B.
+  return mul(cross_entropy(sim, k.target), 1.0 / double(ranks));
 }
 
 SimCLR::SimCLR(int64_t feature_dim, Generator& g, const SimclrOptions& opts) : options(opts) {

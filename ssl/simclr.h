@@ -21,6 +21,17 @@ namespace bissl::ssl {
 // its positive column (i + N) mod 2N. N = 1 gives 0 (no negatives).
 Tensor nt_xent(const Tensor& z1, const Tensor& z2, double temperature);
 
+// The same loss over the whole job's batch when each of the group's ranks
+// holds a contiguous block of it (rank r: images [r·n, (r+1)·n) of the
+// global B = ranks·n): the projections are gathered (all_gather: every
+// anchor's negatives come from every rank), rank r's anchors are its own 2n
+// rows, and it returns its share, its anchors' cross-entropies summed over
+// 2B: the shares add up to nt_xent of the global batch, and gradients and
+// H·v summed over the ranks are those of that loss (the gather's VJP sums
+// the cotangents over ranks; its JVP gathers the tangents). One rank (or
+// group -1 naming a one-rank group): exactly nt_xent.
+Tensor nt_xent_gathered(const Tensor& z1, const Tensor& z2, double temperature, int group = -1);
+
 struct SimclrOptions {
   int64_t hidden_dim = 256;  // projector hidden width
   int64_t out_dim = 256;     // projection size

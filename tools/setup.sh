@@ -3,7 +3,7 @@
 # Safe to run repeatedly; uses sudo when not root.
 set -euo pipefail
 pkgs=(cmake g++ doctest-dev libstb-dev libopenblas-dev libopenblas-openmp-dev zlib1g-dev libcli11-dev
-      nlohmann-json3-dev libtomlplusplus-dev libopenmpi-dev dataset-fashion-mnist
+      nlohmann-json3-dev libtomlplusplus-dev libopenmpi-dev openmpi-bin dataset-fashion-mnist
       clang libclang-rt-14-dev libomp-14-dev)  # clang: the fuzz targets (tools/fuzz.sh)
 missing=()
 for p in "${pkgs[@]}"; do

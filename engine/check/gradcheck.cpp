@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "engine/autograd.h"
+#include "engine/dist/comm.h"
 
 namespace bissl::check {
 
@@ -22,6 +23,18 @@ namespace {
 
 constexpr double kEps = 1e-6;  // central-difference step
 
+// On several ranks (the current group), every rank holds its own values of
+// the inputs and outputs: inner products, norms and the objective are sums
+// over the ranks (one rank: the local values).
+double over_ranks(double v) { return dist::all_reduce_sum(v); }
+double rel_error_ranks(const std::vector<double>& a, const std::vector<double>& b) {
+  BISSL_CHECK(a.size() == b.size(), "rel_error: sizes ", a.size(), " and ", b.size(), " differ");
+  double na = 0, nb = 0, nd = 0;
+  for (size_t i = 0; i < a.size(); ++i) na += a[i] * a[i], nb += b[i] * b[i], nd += (a[i] - b[i]) * (a[i] - b[i]);
+  na = over_ranks(na), nb = over_ranks(nb), nd = over_ranks(nd);
+  return std::sqrt(nd) / std::max({std::sqrt(na), std::sqrt(nb), kRelFloor});
+}
+
 double dot(const std::vector<Tensor>& a, const std::vector<Tensor>& b) {
   double s = 0;
   for (size_t i = 0; i < a.size(); ++i) {
@@ -29,7 +42,7 @@ double dot(const std::vector<Tensor>& a, const std::vector<Tensor>& b) {
     auto x = a[i].to_vector(), y = b[i].to_vector();
     for (size_t j = 0; j < x.size(); ++j) s += x[j] * y[j];
   }
-  return s;
+  return over_ranks(s);
 }
 
 std::vector<double> flat(const std::vector<Tensor>& ts) {
@@ -63,7 +76,7 @@ struct Harness {
   }
   double objective_value(const std::vector<Tensor>& in) const {
     NoGradGuard ng;
-    return objective(in).item();
+    return over_ranks(objective(in).item());
   }
 
   // inputs with x_i + s·d_i on the differentiated ones.
@@ -179,7 +192,8 @@ std::vector<CheckResult> check_case(const OpCase& c, uint64_t seed, double tol) 
   size_t n_diff = 0;
   for (size_t i = 0; i < c.inputs.size(); ++i)
     if (c.diff[i]) n_diff += size_t(c.inputs[i].numel());
-  if (n_diff <= 256) {
+  // Per element on one rank; along u (every rank's part at once) on several.
+  if (n_diff <= 256 && dist::group(dist::current_group()).size() == 1) {
     std::vector<double> fd, an;
     for (size_t i = 0; i < c.inputs.size(); ++i) {
       if (!c.diff[i]) continue;
@@ -192,7 +206,7 @@ std::vector<CheckResult> check_case(const OpCase& c, uint64_t seed, double tol) 
         an.push_back(gv[size_t(j)]);
       }
     }
-    out.push_back({"vjp_fd", rel_error(fd, an), tol});
+    out.push_back({"vjp_fd", rel_error_ranks(fd, an), tol});
   } else {
     double fd = (h.objective_value(h.shifted(u, kEps)) - h.objective_value(h.shifted(u, -kEps))) / (2 * kEps);
     out.push_back({"vjp_fd", rel_error(fd, vjp_u), tol});
@@ -208,7 +222,7 @@ std::vector<CheckResult> check_case(const OpCase& c, uint64_t seed, double tol) 
       auto a = yp[k].to_vector(), b = ym[k].to_vector(), t = tan[k].to_vector();
       for (size_t j = 0; j < a.size(); ++j) fd.push_back((a[j] - b[j]) / (2 * kEps)), an.push_back(t[j]);
     }
-    out.push_back({"jvp_fd", rel_error(fd, an), tol});
+    out.push_back({"jvp_fd", rel_error_ranks(fd, an), tol});
   }
 
   // Second order.
@@ -217,15 +231,15 @@ std::vector<CheckResult> check_case(const OpCase& c, uint64_t seed, double tol) 
     auto uf = flat(u), vf = flat(v);
     double uhv = 0, vhu = 0;
     for (size_t j = 0; j < uf.size(); ++j) uhv += uf[j] * hv[j], vhu += vf[j] * hu[j];
-    out.push_back({"hvp_symmetry", rel_error(uhv, vhu), tol});
+    out.push_back({"hvp_symmetry", rel_error(over_ranks(uhv), over_ranks(vhu)), tol});
   }
   {
     auto gp = flat(h.gradient(h.shifted(v, kEps))), gm = flat(h.gradient(h.shifted(v, -kEps)));
     std::vector<double> fd(gp.size());
     for (size_t j = 0; j < gp.size(); ++j) fd[j] = (gp[j] - gm[j]) / (2 * kEps);
-    out.push_back({"hvp_fd", rel_error(fd, hv), tol});
+    out.push_back({"hvp_fd", rel_error_ranks(fd, hv), tol});
   }
-  out.push_back({"hvp_rev", rel_error(h.hvp_rev(v), hv), tol});
+  out.push_back({"hvp_rev", rel_error_ranks(h.hvp_rev(v), hv), tol});
   return out;
 }
 

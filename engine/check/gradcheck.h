@@ -7,6 +7,11 @@
 //   hvp_fd         H v vs (∇L(x+εv) − ∇L(x−εv)) / 2ε
 //   hvp_rev        forward-over-reverse H v = reverse-over-reverse H v
 // The objective is L(x) = Σ_k ⟨w_k, y_k(x)⟩ with fixed random w_k.
+// On several ranks (dist::current_group() larger than one), each rank holds
+// its own inputs, directions and weights (seed them by rank), and every inner
+// product, norm and objective value is summed over the ranks: the checks are
+// then those of the whole job's function (tests/dist/). Every rank must call
+// check_case with the same case shapes, in the same order.
 #include <string>
 #include <vector>
 

@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "engine/dist/comm.h"
 #include "engine/op_registry.h"
 
 namespace bissl::check {
@@ -440,6 +441,53 @@ std::vector<OpEntry> build() {
                  return Cases{one("full", {G.rn({2, L, d}), G.rn({2, L, d}), G.rn({2, L, 2})}, {true, true, true}, sdpa(false)),
                               one("causal", {G.rn({1, 2, L, d}), G.rn({1, 2, L, d}), G.rn({1, 2, L, d})}, {true, true, true},
                                   sdpa(true))};
+               }});
+
+  // ---- collectives (the current group: one rank here; tests/dist/ runs
+  // these rows on 1-4 ranks with inner products summed over the ranks) ----
+  auto coll = [](Tensor (*f)(const Tensor&, int)) {
+    return [f](const std::vector<Tensor>& in) { return std::vector<Tensor>{f(in[0], -1)}; };
+  };
+  t.push_back({"all_reduce_sum", false, [coll](Generator& g, DType dt, int s) {
+                 Gen G{g, dt, s};
+                 return Cases{one("[3,4]", {G.rn({3, G.n(4)})}, {true}, coll(all_reduce_sum))};
+               }});
+  t.push_back({"all_gather", false, [coll](Generator& g, DType dt, int s) {
+                 Gen G{g, dt, s};
+                 return Cases{one("[2,3]", {G.rn({2, G.n(3)})}, {true}, coll(all_gather))};
+               }});
+  t.push_back({"reduce_scatter_sum", false, [coll](Generator& g, DType dt, int s) {
+                 Gen G{g, dt, s};
+                 const int64_t ranks = dist::group(dist::current_group()).size();
+                 return Cases{one("[2*ranks,3]", {G.rn({2 * ranks, G.n(3)})}, {true}, coll(reduce_scatter_sum))};
+               }});
+  t.push_back({"broadcast", false, [](Generator& g, DType dt, int s) {
+                 Gen G{g, dt, s};
+                 const int last = dist::group(dist::current_group()).size() - 1;
+                 return Cases{one("root0", {G.rn({3, G.n(2)})}, {true},
+                                  [](const std::vector<Tensor>& in) { return std::vector<Tensor>{broadcast(in[0], 0)}; }),
+                              one("root_last", {G.rn({2, G.n(2)})}, {true}, [last](const std::vector<Tensor>& in) {
+                                return std::vector<Tensor>{broadcast(in[0], last)};
+                              })};
+               }});
+  // Curvature through the collectives: second-order terms couple the ranks'
+  // values, so H·v needs the collectives of tangents and of cotangents'
+  // tangents (a gathered-negatives loss in miniature).
+  t.push_back({"collectives_nonlinear", true, [](Generator& g, DType dt, int s) {
+                 Gen G{g, dt, s};
+                 const int64_t ranks = dist::group(dist::current_group()).size();
+                 return Cases{
+                     one("gather_scatter", {G.rn({2, G.n(3)}), G.rn({2 * ranks, G.n(3)})}, {true, true},
+                         [](const std::vector<Tensor>& in) {
+                           Tensor Z = all_gather(tanh(in[0]));            // every rank's rows
+                           Tensor P = softmax(matmul(Z, Z, false, true), 1);  // couples them
+                           Tensor y = reduce_scatter_sum(mul(tanh(matmul(P, Z)), in[1]));
+                           return std::vector<Tensor>{y};
+                         }),
+                     one("reduce_broadcast", {G.rn({3, G.n(2)})}, {true}, [](const std::vector<Tensor>& in) {
+                       Tensor m = all_reduce_sum(mul(in[0], in[0]));
+                       return std::vector<Tensor>{mul(tanh(broadcast(in[0], 0)), m)};
+                     })};
                }});
   return t;
 }

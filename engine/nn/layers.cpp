@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "engine/autograd.h"
+#include "engine/dist/comm.h"
 #include "engine/nn/init.h"
 
 namespace bissl::nn {
@@ -119,10 +120,16 @@ void BatchNorm2d::check_input(const Tensor& x) const {
 Tensor BatchNorm::forward_impl(const Tensor& x) {
   check_input(x);
   check_last_axis(x, num_features, type_name().c_str(), "channels");
+  BISSL_CHECK(!(sync && ghost_batch > 0), type_name(), ": synchronised statistics (sync) and ghost batches of ",
+              ghost_batch, " exclude each other; set one of them");
   if (!is_training() && track_running_stats) return batch_norm_eval(x, weight, bias, running_mean, running_var, eps);
-  if (!is_training() || !track_running_stats)
+  const bool synced = sync && dist::group(dist::current_group()).size() > 1;
+  if (!is_training() || !track_running_stats) {
+    if (synced && is_training()) return sync_forward(x, 0.0);
     return batch_norm_train(x, weight, bias, Tensor(), Tensor(), 0.0, eps).y;
+  }
   double factor = count_batch();
+  if (synced) return sync_forward(x, factor);
   if (ghost_batch > 0 && x.shape()[0] > ghost_batch) return ghost_forward(x, factor);
   record_running_update(x);
   return batch_norm_train(x, weight, bias, running_mean, running_var, factor, eps).y;
@@ -166,6 +173,41 @@ Tensor BatchNorm::ghost_forward(const Tensor& x, double factor) {
                         .y);
   }
   return concat(parts, 0);
+}
+
+Tensor BatchNorm::sync_forward(const Tensor& x, double factor) {
+  const int gid = dist::current_group();
+  const int64_t c = num_features;
+  Tensor rows = reshape(x, {-1, c});
+  // The whole job's row count (local batches may differ), then two passes
+  // over it: the mean, then the centred squares (no cancellation).
+  const double m = dist::all_reduce_sum(double(rows.shape()[0]), gid);
+  BISSL_CHECK(m > 1, type_name(), ": expected more than one row over all ranks for batch statistics, found ", m);
+  Tensor mean = mul(all_reduce_sum(sum(rows, {0}), gid), 1.0 / m);
+  Tensor d = sub(rows, mean);
+  Tensor var = mul(all_reduce_sum(sum(mul(d, d), {0}), gid), 1.0 / m);
+  Tensor y = mul(d, rsqrt(add(var, eps)));
+  if (affine) y = add(mul(y, weight), bias);
+  if (factor > 0) {
+    // The same global statistics on every rank; a replayed H·v repeats the
+    // update with these values (no collective in a replay's effects).
+    Tensor gm = mean.detach().clone(), gv = mul(var.detach(), m / (m - 1)).clone();
+    auto update = [this, gm, gv](double f) {
+      NoGradGuard ng;
+      running_mean.copy_(add(mul(running_mean, 1.0 - f), mul(gm.to(running_mean.dtype()), f)));
+      running_var.copy_(add(mul(running_var, 1.0 - f), mul(gv.to(running_var.dtype()), f)));
+    };
+    update(factor);
+    if (forward_effects_recording()) record_forward_effect([this, update] { update(count_batch()); });
+  }
+  return reshape(y, x.shape());
+}
+
+int set_sync_batch_norm(Module& m, bool sync) {
+  int count = 0;
+  for (auto& [name, mod] : m.named_modules())
+    if (auto* bn = dynamic_cast<BatchNorm*>(mod)) bn->sync = sync, ++count;
+  return count;
 }
 
 int set_ghost_batch(Module& m, int64_t ghost_batch) {

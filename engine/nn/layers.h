@@ -74,9 +74,20 @@ class BatchNorm : public Layer {
   // without synchronised BN does per device (BISSL_SPEC.md, "BN during
   // BiSSL"). The running statistics follow the first ghost batch. 0 = off.
   int64_t ghost_batch = 0;
+  // Synchronised batch norm: in training, the statistics are those of every
+  // rank's rows of the current group (dist::current_group()): the whole
+  // job's batch, as one process with all of it would compute them (local
+  // batches may differ in size). A composite of engine ops and collectives,
+  // so its gradient, H·v and Linearization replays include the other ranks'
+  // rows (the tangents of the statistics are summed over ranks too). The
+  // running statistics move with the global mean and unbiased variance, the
+  // same on every rank. On one rank: the plain path, bit for bit. Excludes
+  // ghost_batch.
+  bool sync = false;
 
  protected:
   Tensor ghost_forward(const Tensor& x, double factor);
+  Tensor sync_forward(const Tensor& x, double factor);
   // One more batch counted (num_batches_tracked); the running statistics'
   // update factor that goes with it.
   double count_batch();
@@ -91,6 +102,8 @@ class BatchNorm : public Layer {
 
 // Sets ghost_batch on every BatchNorm in `m` (0 = off); returns how many.
 int set_ghost_batch(Module& m, int64_t ghost_batch);
+// Sets sync on every BatchNorm in `m`; returns how many.
+int set_sync_batch_norm(Module& m, bool sync);
 
 // [N, C] or [N, L, C].
 class BatchNorm1d : public BatchNorm {

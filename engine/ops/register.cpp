@@ -12,6 +12,7 @@ void register_conv_pool(OpRegistry&);
 void register_norm(OpRegistry&);
 void register_softmax_loss(OpRegistry&);
 void register_random(OpRegistry&);
+void register_collective(OpRegistry&);
 }  // namespace ops
 
 void register_all_ops(OpRegistry& r) {
@@ -23,6 +24,7 @@ void register_all_ops(OpRegistry& r) {
   ops::register_norm(r);
   ops::register_softmax_loss(r);
   ops::register_random(r);
+  ops::register_collective(r);
 }
 
 }  // namespace bissl

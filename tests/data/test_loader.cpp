@@ -13,6 +13,7 @@
 #include "data/loader.h"
 #include "engine/backend.h"
 #include "engine/error.h"
+#include "engine/ops.h"
 
 using namespace bissl;
 using namespace bissl::data;
@@ -323,4 +324,50 @@ TEST_CASE("loader: unlabelled images keep kNoLabel") {
   Batch b;
   REQUIRE(l.next(b));
   for (int64_t k = 0; k < b.size(); ++k) CHECK(b.labels.data<int64_t>()[k] == kNoLabel);
+}
+
+TEST_CASE("loader: on W ranks each builds its block; the blocks in rank order are the one-rank batch") {
+  auto set = make_set(48);
+  LoaderOptions one = ssl_options(0);
+  one.batch_size = 12;  // 4 batches per epoch; divisible by 1, 2, 3, 4 ranks
+  auto ref = run_epochs(set, one, 2);
+  REQUIRE(ref.size() == 8);
+  for (int world : {1, 2, 3, 4}) {
+    CAPTURE(world);
+    std::vector<std::vector<Batch>> ranks;
+    for (int r = 0; r < world; ++r) {
+      LoaderOptions o = one;
+      o.rank = r, o.world = world, o.workers = r % 2 + 1;  // the worker count changes nothing
+      ranks.push_back(run_epochs(set, o, 2));
+    }
+    for (size_t i = 0; i < ref.size(); ++i) {
+      Batch joined;
+      joined.epoch = ref[i].epoch, joined.step = ref[i].step;
+      std::vector<Tensor> labels, v0, v1;
+      for (int r = 0; r < world; ++r) {
+        const Batch& b = ranks[size_t(r)][i];
+        CHECK(b.size() == 12 / world);
+        CHECK(b.row_offset == r * (12 / world));
+        CHECK(b.global_rows == 12);
+        joined.indices.insert(joined.indices.end(), b.indices.begin(), b.indices.end());
+        labels.push_back(b.labels), v0.push_back(b.views[0]), v1.push_back(b.views[1]);
+      }
+      joined.labels = concat(labels, 0);
+      joined.views = {concat(v0, 0), concat(v1, 0)};
+      CHECK_MESSAGE(same_batch(joined, ref[i]), "batch " << i << " differs from the one-rank batch");
+    }
+  }
+}
+
+TEST_CASE("loader: batches that do not split over the ranks are errors naming the numbers") {
+  auto set = make_set(50);
+  LoaderOptions o = ssl_options(0);
+  o.batch_size = 12, o.world = 5;
+  CHECK_THROWS_WITH_AS(Loader(set, o), doctest::Contains("a batch of 12 does not split over 5 ranks"), Error);
+  o.world = 4;  // 50 = 4·12 + 2: a last batch of 2
+  CHECK_THROWS_WITH_AS(Loader(set, o), doctest::Contains("last batch of 2 samples does not split over 4 ranks"), Error);
+  o.drop_last = true;
+  CHECK_NOTHROW(Loader(set, o));
+  o.rank = 4;
+  CHECK_THROWS_WITH_AS(Loader(set, o), doctest::Contains("found rank 4 of 4"), Error);
 }

@@ -14,10 +14,12 @@
 
 #include <cstdio>
 #include <functional>
+#include <memory>
 #include <string>
 #include <type_traits>
 #include <vector>
 
+#include "engine/dist/comm.h"
 #include "engine/numerics.h"
 
 namespace bissl {
@@ -57,6 +59,7 @@ int tool_main(int argc, char** argv, const std::string& name, const std::string&
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
+  std::unique_ptr<dist::Session> session;  // ends MPI on return, after any error is printed
   try {
     Config cfg = load(f.config_path, f.sets, f.quick);
     if (f.adjust) {
@@ -67,10 +70,14 @@ int tool_main(int argc, char** argv, const std::string& name, const std::string&
       std::printf("%s", cfg.to_toml(/*docs=*/true).c_str());
       return 0;
     }
-    if constexpr (HasNumerics<Config>::value) enter_numerics(parse_numerics(cfg.numerics), argv);
+    if constexpr (HasNumerics<Config>::value) enter_numerics(parse_numerics(cfg.numerics), argv);  // may re-execute
+    session = std::make_unique<dist::Session>(argc, argv);  // joins the job when mpirun started us
+    BISSL_CHECK(dist::size() == 1, "started as ", dist::size(), " ranks, but the executables run on one rank for ",
+                "now (issue 15: docs/distributed.md says what runs on several); start it without mpirun or with -np 1");
     run(cfg);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "%s: %s\n", name.c_str(), e.what());
+    std::fprintf(stderr, "%s%s: %s\n", dist::rank_prefix().c_str(), name.c_str(), e.what());
+    if (dist::size() > 1) dist::abort_job(1);  // the other ranks may be waiting in a collective
     return 1;
   }
   return 0;

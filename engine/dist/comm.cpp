@@ -1,0 +1,248 @@
+#include "engine/dist/comm.h"
+
+#include <climits>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <memory>
+
+#include "engine/error.h"
+#include "engine/tensor.h"
+
+#ifdef BISSL_WITH_MPI
+#include <mpi.h>
+#endif
+
+namespace bissl::dist {
+
+namespace {
+
+// One rank: every collective is the identity (or a copy).
+class SelfComm final : public Comm {
+ public:
+  int rank() const override { return 0; }
+  int size() const override { return 1; }
+  const char* kind() const override { return "self"; }
+  void all_reduce_sum(void*, int64_t, DType) override {}
+  void all_reduce_max(void*, int64_t, DType) override {}
+  void all_gather(const void* in, void* out, int64_t bytes) override {
+    if (in != out && bytes > 0) std::memmove(out, in, size_t(bytes));
+  }
+  void reduce_scatter_sum(const void* in, void* out, int64_t n, DType t) override {
+    if (in != out && n > 0) std::memmove(out, in, size_t(n) * dtype_size(t));
+  }
+  void broadcast(void*, int64_t, int root) override {
+    BISSL_CHECK(root == 0, "broadcast: expected a root rank in [0, 1), found ", root);
+  }
+  void barrier() override {}
+};
+
+#ifdef BISSL_WITH_MPI
+bool g_mpi_started = false;
+
+MPI_Datatype mpi_type(DType t, const char* what) {
+  switch (t) {
+    case DType::F32: return MPI_FLOAT;
+    case DType::F64: return MPI_DOUBLE;
+    case DType::I64: return MPI_INT64_T;
+    default: break;
+  }
+  throw Error(str(what, ": expected an f32, f64 or i64 buffer, found ", dtype_name(t)));
+}
+
+int count_of(int64_t n, const char* what) {
+  BISSL_CHECK(n >= 0 && n <= INT_MAX, what, ": expected at most ", INT_MAX, " elements per call, found ", n);
+  return int(n);
+}
+
+class MpiComm final : public Comm {
+ public:
+  explicit MpiComm(MPI_Comm c) : c_(c) {
+    MPI_Comm_rank(c_, &rank_);
+    MPI_Comm_size(c_, &size_);
+  }
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  const char* kind() const override { return "mpi"; }
+  void all_reduce_sum(void* buf, int64_t n, DType t) override { reduce(buf, n, t, MPI_SUM, "all_reduce_sum"); }
+  void all_reduce_max(void* buf, int64_t n, DType t) override { reduce(buf, n, t, MPI_MAX, "all_reduce_max"); }
+  void all_gather(const void* in, void* out, int64_t bytes) override {
+    const int c = count_of(bytes, "all_gather");
+    // In place when `in` is this rank's block of `out`.
+    const void* src = in == static_cast<char*>(out) + int64_t(rank_) * bytes ? MPI_IN_PLACE : in;
+    check(MPI_Allgather(src, c, MPI_BYTE, out, c, MPI_BYTE, c_), "MPI_Allgather");
+  }
+  void reduce_scatter_sum(const void* in, void* out, int64_t n, DType t) override {
+    check(MPI_Reduce_scatter_block(in, out, count_of(n, "reduce_scatter_sum"), mpi_type(t, "reduce_scatter_sum"),
+                                   MPI_SUM, c_),
+          "MPI_Reduce_scatter_block");
+  }
+  void broadcast(void* buf, int64_t bytes, int root) override {
+    BISSL_CHECK(root >= 0 && root < size_, "broadcast: expected a root rank in [0, ", size_, "), found ", root);
+    // In pieces: MPI counts are ints.
+    for (int64_t off = 0; off < bytes; off += INT_MAX) {
+      const int c = int(std::min<int64_t>(INT_MAX, bytes - off));
+      check(MPI_Bcast(static_cast<char*>(buf) + off, c, MPI_BYTE, root, c_), "MPI_Bcast");
+    }
+  }
+  void barrier() override { check(MPI_Barrier(c_), "MPI_Barrier"); }
+
+ private:
+  void reduce(void* buf, int64_t n, DType t, MPI_Op op, const char* what) {
+    const MPI_Datatype dt = mpi_type(t, what);
+    const int64_t step = INT_MAX;
+    for (int64_t off = 0; off < n; off += step) {  // in pieces: MPI counts are ints
+      const int c = int(std::min<int64_t>(step, n - off));
+      check(MPI_Allreduce(MPI_IN_PLACE, static_cast<char*>(buf) + off * int64_t(dtype_size(t)), c, dt, op, c_),
+            "MPI_Allreduce");
+    }
+  }
+  void check(int rc, const char* call) const {
+    if (rc == MPI_SUCCESS) return;
+    char msg[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    MPI_Error_string(rc, msg, &len);
+    throw Error(str("[rank ", rank_, "] ", call, " failed: ", std::string(msg, size_t(len))));
+  }
+  MPI_Comm c_;
+  int rank_ = 0, size_ = 1;
+};
+#endif
+
+std::unique_ptr<Comm>& world_slot() {
+  static std::unique_ptr<Comm> w = std::make_unique<SelfComm>();
+  return w;
+}
+thread_local int t_current = kWorld;
+
+}  // namespace
+
+Comm& group(int id) {
+  static SelfComm self;
+  if (id == kSelf) return self;
+  BISSL_CHECK(id == kWorld, "dist: expected group ", kWorld, " (world) or ", kSelf, " (self), found ", id);
+  return *world_slot();
+}
+int rank() { return world().rank(); }
+int size() { return world().size(); }
+bool built_with_mpi() {
+#ifdef BISSL_WITH_MPI
+  return true;
+#else
+  return false;
+#endif
+}
+
+int current_group() { return t_current; }
+CommScope::CommScope(int id) : prev_(t_current) {
+  (void)group(id);  // checks the id
+  t_current = id;
+}
+CommScope::~CommScope() { t_current = prev_; }
+
+bool launched_by_mpi() {
+  for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS"})
+    if (std::getenv(v)) return true;
+  return false;
+}
+
+Session::Session(int& argc, char**& argv) {
+  if (!launched_by_mpi()) return;
+#ifdef BISSL_WITH_MPI
+  int provided = 0;
+  if (MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
+    std::fprintf(stderr, "error: MPI_Init_thread failed (launched by mpirun, which this build needs to join)\n");
+    std::exit(1);
+  }
+  g_mpi_started = true;
+  MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);  // errors become bissl::Error
+  world_slot() = std::make_unique<MpiComm>(MPI_COMM_WORLD);
+#else
+  (void)argc, (void)argv;
+  std::fprintf(stderr, "error: launched by mpirun, but this build has no MPI (configure with -DBISSL_MPI=ON and "
+                       "libopenmpi-dev installed)\n");
+  std::exit(1);
+#endif
+}
+
+Session::~Session() {
+#ifdef BISSL_WITH_MPI
+  // Unwinding from an error with other ranks alive: MPI_Finalize would wait
+  // for them, and they may wait for this rank.
+  if (g_mpi_started && std::uncaught_exceptions() > 0 && size() > 1) abort_job(1);
+  if (g_mpi_started) {
+    world_slot() = std::make_unique<SelfComm>();
+    MPI_Finalize();
+    g_mpi_started = false;
+  }
+#endif
+}
+
+std::string rank_prefix() { return size() > 1 ? str("[rank ", rank(), "] ") : std::string(); }
+
+void abort_job(int code) {
+  std::fflush(stdout);
+  std::fflush(stderr);
+#ifdef BISSL_WITH_MPI
+  if (g_mpi_started && size() > 1) MPI_Abort(MPI_COMM_WORLD, code);
+#endif
+  std::exit(code);
+}
+
+int Session::run(const std::function<int()>& body) {
+  try {
+    const int rc = body();
+    if (rc != 0 && size() > 1) {
+      std::fprintf(stderr, "%sexited with code %d; ending the job\n", rank_prefix().c_str(), rc);
+      abort_job(rc);
+    }
+    return rc;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%serror: %s\n", rank_prefix().c_str(), e.what());
+    abort_job(1);
+  }
+}
+
+// ---- tensors ----
+
+namespace {
+// f(host buffer of t's values) on a CPU copy where needed, the result written back.
+template <class F>
+void on_host(Tensor& t, DType wire, F&& f) {
+  const bool direct = t.device() == Device::CPU && t.dtype() == wire;
+  Tensor h = direct ? t : t.detach().to(Device::CPU).to(wire);
+  f(h);
+  if (!direct) t.copy_(h.to(t.dtype()).to(t.device()));
+}
+DType wire_of(DType t) { return t == DType::BF16 ? DType::F32 : t; }
+}  // namespace
+
+void all_reduce_sum_(Tensor& t, int g) {
+  Comm& c = group(g < 0 ? current_group() : g);
+  if (c.size() == 1) return;
+  on_host(t, wire_of(t.dtype()), [&](Tensor& h) { c.all_reduce_sum(h.raw(), h.numel(), h.dtype()); });
+}
+void all_reduce_max_(Tensor& t, int g) {
+  Comm& c = group(g < 0 ? current_group() : g);
+  if (c.size() == 1) return;
+  on_host(t, wire_of(t.dtype()), [&](Tensor& h) { c.all_reduce_max(h.raw(), h.numel(), h.dtype()); });
+}
+void broadcast_(Tensor& t, int root, int g) {
+  Comm& c = group(g < 0 ? current_group() : g);
+  if (c.size() == 1) {
+    c.broadcast(nullptr, 0, root);  // checks the root
+    return;
+  }
+  on_host(t, t.dtype(), [&](Tensor& h) { c.broadcast(h.raw(), int64_t(h.nbytes()), root); });
+}
+double all_reduce_sum(double v, int g) {
+  group(g < 0 ? current_group() : g).all_reduce_sum(&v, 1, DType::F64);
+  return v;
+}
+double all_reduce_max(double v, int g) {
+  group(g < 0 ? current_group() : g).all_reduce_max(&v, 1, DType::F64);
+  return v;
+}
+
+}  // namespace bissl::dist

@@ -1,0 +1,101 @@
+#pragma once
+// Processes working as one job (docs/distributed.md): ranks, communicators,
+// and the job's start and end.
+//
+// A job launched by `mpirun -np N` has N ranks; anything else is one rank.
+// Communicators are numbered groups: 0 = the world (every rank), 1 = this
+// rank alone ("self": what a single-process reference computes under, see
+// CommScope). The collectives here move host buffers and are not recorded
+// on the tape; engine/ops.h has the differentiable ones (all_reduce_sum,
+// all_gather, reduce_scatter_sum, broadcast), which call these.
+//
+// Rules every caller keeps (else ranks wait for each other forever):
+// whether a rank calls a collective depends only on facts every rank shares
+// (program structure, global shapes, replicated values), never on its local
+// data; and every rank calls the same collectives in the same order.
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "engine/dtype.h"
+
+namespace bissl {
+class Tensor;
+}
+
+namespace bissl::dist {
+
+class Comm {
+ public:
+  virtual ~Comm() = default;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  virtual const char* kind() const = 0;  // "self" | "mpi"
+  // Host buffers; n counts elements of dtype t (F32, F64 or I64).
+  virtual void all_reduce_sum(void* buf, int64_t n, DType t) = 0;
+  virtual void all_reduce_max(void* buf, int64_t n, DType t) = 0;
+  // out holds size() blocks of `bytes` each, in rank order.
+  virtual void all_gather(const void* in, void* out, int64_t bytes) = 0;
+  // in holds size() blocks of n elements; out gets the sum of every rank's
+  // block number rank().
+  virtual void reduce_scatter_sum(const void* in, void* out, int64_t n, DType t) = 0;
+  virtual void broadcast(void* buf, int64_t bytes, int root) = 0;
+  virtual void barrier() = 0;
+};
+
+// The groups: 0 = world, 1 = self.
+constexpr int kWorld = 0, kSelf = 1;
+Comm& group(int id);
+inline Comm& world() { return group(kWorld); }
+int rank();  // in the world
+int size();
+inline bool is_root() { return rank() == 0; }
+// Whether this build can run several ranks (MPI compiled in).
+bool built_with_mpi();
+
+// The group the differentiable collectives use when no group is named (the
+// world unless a CommScope says otherwise): a single-process reference
+// computed on every rank runs under CommScope(kSelf).
+int current_group();
+class CommScope {
+ public:
+  explicit CommScope(int id);
+  ~CommScope();
+  CommScope(const CommScope&) = delete;
+  CommScope& operator=(const CommScope&) = delete;
+
+ private:
+  int prev_;
+};
+
+// The job, for main(): starts MPI when mpirun launched this process (its
+// environment says so; a plain start is one rank and never touches MPI) and
+// ends it. run() calls the body; an exception on any rank prints
+// "[rank r] error: …" (the rank only when there are several) and ends the
+// whole job with exit code 1 at once (MPI_Abort), rather than leaving the
+// other ranks waiting in a collective.
+class Session {
+ public:
+  Session(int& argc, char**& argv);
+  ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+  int run(const std::function<int()>& body);
+};
+// True when the environment says mpirun (or another PMI launcher) started us.
+bool launched_by_mpi();
+// Ends every rank of the job with this exit code (std::exit with one rank).
+[[noreturn]] void abort_job(int code);
+// "[rank r] " with several ranks, "" with one: the prefix of messages.
+std::string rank_prefix();
+
+// In-place, untracked collectives on tensors of any device (CUDA tensors
+// pass through host memory), for values every rank needs: losses to check,
+// metrics, replicated statistics. BF16 is summed in F32.
+void all_reduce_sum_(Tensor& t, int group = -1);
+void all_reduce_max_(Tensor& t, int group = -1);
+void broadcast_(Tensor& t, int root = 0, int group = -1);
+double all_reduce_sum(double v, int group = -1);
+double all_reduce_max(double v, int group = -1);
+
+}  // namespace bissl::dist
