@@ -27,6 +27,7 @@
 #include "data/loader.h"
 #include "engine/autograd.h"
 #include "engine/backend.h"
+#include "engine/dist/comm.h"
 #include "engine/optim/optimizer.h"
 #include "engine/profile.h"
 #include "models/factory.h"
@@ -332,6 +333,8 @@ void folder_bench(nlohmann::json& res, const Opts& o, std::string folder, int64_
 }  // namespace
 
 int main(int argc, char** argv) {
+  bissl::dist::Session session(argc, argv);  // one rank only (docs/distributed.md)
+  bissl::dist::require_one_rank("bissl-bench");
   CLI::App app{"bissl-bench: torch_anchor.py's shapes in bissl, as JSON"};
   Opts o;
   std::string device = "cuda", out, only = "r50,r18,hvp,loader";

@@ -22,6 +22,7 @@
 
 #include "engine/autograd.h"
 #include "engine/backend.h"
+#include "engine/dist/comm.h"
 #include "engine/io/safetensors.h"
 #include "engine/ops.h"
 #include "models/heads.h"
@@ -464,6 +465,8 @@ int cmd_make_example(Cli& c) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  bissl::dist::Session session(argc, argv);  // one rank only (docs/distributed.md)
+  bissl::dist::require_one_rank("bissl-inspect");
   CLI::App app{
       "bissl-inspect: the tape, gradients and Hessian-vector products of a model's loss, for teaching and for "
       "comparing bissl with another framework number by number. Files are safetensors in PyTorch's layout: images "

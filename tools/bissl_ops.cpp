@@ -16,6 +16,7 @@
 #include "engine/backend.h"
 #include "engine/check/gradcheck.h"
 #include "engine/check/op_table.h"
+#include "engine/dist/comm.h"
 #include "engine/op_registry.h"
 
 using namespace bissl;
@@ -160,6 +161,8 @@ int cmd_perf(const std::string& only, int reps, int scale, Device dev, bool tf32
 }  // namespace
 
 int main(int argc, char** argv) {
+  bissl::dist::Session session(argc, argv);  // one rank only (docs/distributed.md)
+  bissl::dist::require_one_rank("bissl-ops");
   CLI::App app{"bissl-ops: inspect, check and time the engine's ops"};
   app.require_subcommand(1);
   auto* list = app.add_subcommand("list", "every registered op with its attributes");

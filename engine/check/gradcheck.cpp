@@ -231,7 +231,8 @@ std::vector<CheckResult> check_case(const OpCase& c, uint64_t seed, double tol) 
     auto uf = flat(u), vf = flat(v);
     double uhv = 0, vhu = 0;
     for (size_t j = 0; j < uf.size(); ++j) uhv += uf[j] * hv[j], vhu += vf[j] * hu[j];
-    out.push_back({"hvp_symmetry", rel_error(over_ranks(uhv), over_ranks(vhu)), tol});
+    const double uhv_all = over_ranks(uhv), vhu_all = over_ranks(vhu);  // in this order on every rank
+    out.push_back({"hvp_symmetry", rel_error(uhv_all, vhu_all), tol});
   }
   {
     auto gp = flat(h.gradient(h.shifted(v, kEps))), gm = flat(h.gradient(h.shifted(v, -kEps)));

@@ -1,11 +1,13 @@
 #include "engine/dist/comm.h"
 
+#include <algorithm>
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <memory>
+#include <string>
 
 #include "engine/error.h"
 #include "engine/tensor.h"
@@ -52,7 +54,7 @@ MPI_Datatype mpi_type(DType t, const char* what) {
 }
 
 int count_of(int64_t n, const char* what) {
-  BISSL_CHECK(n >= 0 && n <= INT_MAX, what, ": expected at most ", INT_MAX, " elements per call, found ", n);
+  BISSL_CHECK(n >= 0 && n <= INT_MAX, what, ": expected at most ", INT_MAX, " items per call, found ", n);
   return int(n);
 }
 
@@ -181,6 +183,13 @@ Session::~Session() {
 
 std::string rank_prefix() { return size() > 1 ? str("[rank ", rank(), "] ") : std::string(); }
 
+void require_one_rank(const char* name) {
+  if (size() == 1) return;
+  std::fprintf(stderr, "%s%s: runs on one rank, started as %d; start it without mpirun or with -np 1\n",
+               rank_prefix().c_str(), name, size());
+  abort_job(1);
+}
+
 void abort_job(int code) {
   std::fflush(stdout);
   std::fflush(stderr);
@@ -193,13 +202,14 @@ void abort_job(int code) {
 int Session::run(const std::function<int()>& body) {
   try {
     const int rc = body();
-    if (rc != 0 && size() > 1) {
+    if (rc != 0 && size() > 1) {  // the other ranks may be waiting in a collective
       std::fprintf(stderr, "%sexited with code %d; ending the job\n", rank_prefix().c_str(), rc);
       abort_job(rc);
     }
     return rc;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "%serror: %s\n", rank_prefix().c_str(), e.what());
+    if (size() == 1) return 1;  // nobody waits: MPI ends normally with the Session
     abort_job(1);
   }
 }

@@ -88,6 +88,9 @@ bool launched_by_mpi();
 [[noreturn]] void abort_job(int code);
 // "[rank r] " with several ranks, "" with one: the prefix of messages.
 std::string rank_prefix();
+// For an executable that runs on one rank only: with several, every rank
+// says so and the job ends with exit code 1.
+void require_one_rank(const char* name);
 
 // In-place, untracked collectives on tensors of any device (CUDA tensors
 // pass through host memory), for values every rank needs: losses to check,

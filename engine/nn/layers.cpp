@@ -125,7 +125,7 @@ Tensor BatchNorm::forward_impl(const Tensor& x) {
   if (!is_training() && track_running_stats) return batch_norm_eval(x, weight, bias, running_mean, running_var, eps);
   const bool synced = sync && dist::group(dist::current_group()).size() > 1;
   if (!is_training() || !track_running_stats) {
-    if (synced && is_training()) return sync_forward(x, 0.0);
+    if (synced && is_training()) return sync_forward(x, -1.0);  // no running statistics
     return batch_norm_train(x, weight, bias, Tensor(), Tensor(), 0.0, eps).y;
   }
   double factor = count_batch();
@@ -188,7 +188,7 @@ Tensor BatchNorm::sync_forward(const Tensor& x, double factor) {
   Tensor var = mul(all_reduce_sum(sum(mul(d, d), {0}), gid), 1.0 / m);
   Tensor y = mul(d, rsqrt(add(var, eps)));
   if (affine) y = add(mul(y, weight), bias);
-  if (factor > 0) {
+  if (factor >= 0) {  // running statistics tracked (factor < 0: not)
     // The same global statistics on every rank; a replayed H·v repeats the
     // update with these values (no collective in a replay's effects).
     Tensor gm = mean.detach().clone(), gv = mul(var.detach(), m / (m - 1)).clone();

@@ -11,6 +11,7 @@
 // rank only: a missing tangent is a zero that still takes part.
 #include <cstdlib>
 #include <functional>
+#include <string>
 
 #include "engine/dist/comm.h"
 #include "engine/ops/common.h"
@@ -25,7 +26,10 @@ int group_of(const Attrs& a) { return int(a.i("group")); }
 // call the same op on the same shape and dtype: a mismatch is an error on
 // every rank that names both calls, where it would otherwise hang or mix data.
 void debug_check(const char* op, const Tensor& x, dist::Comm& c) {
-  static const bool on = std::getenv("BISSL_DIST_DEBUG") != nullptr;
+  static const bool on = [] {
+    const char* v = std::getenv("BISSL_DIST_DEBUG");
+    return v && *v && std::string(v) != "0";
+  }();
   if (!on || c.size() == 1) return;
   constexpr int kSlots = 8;
   int64_t mine[kSlots] = {int64_t(std::hash<std::string>{}(op)), int64_t(x.dtype()), x.dim()};

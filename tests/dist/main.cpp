@@ -25,6 +25,10 @@ int main(int argc, char** argv) {
     }
     doctest::Context ctx(argc, argv);
     if (bissl::dist::rank() > 0) ctx.setOption("minimal", true);
+    // doctest catches an exception in a test case and goes on to the next,
+    // where this rank would wait in collectives the others have passed: with
+    // several ranks the first failure ends this rank's run, and so the job.
+    if (bissl::dist::size() > 1) ctx.setOption("abort-after", 1);
     return ctx.run();
   });
 }
