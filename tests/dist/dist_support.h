@@ -1,7 +1,7 @@
 #pragma once
-// What the multi-rank tests share: this rank and the world's size, flat
-// values, relative errors, bitwise agreement across ranks, and the
-// evaluation of a loss share (loss, gradient, H·v fresh and replayed, each
+// What the multi-rank tests share: this rank and the world's size,
+// relative errors, bitwise agreement across ranks, and the evaluation of a
+// loss share (loss, gradient, H·v fresh and replayed, each
 // summed over the ranks).
 #include <algorithm>
 #include <cmath>
@@ -12,20 +12,15 @@
 #include "engine/autograd.h"
 #include "engine/dist/comm.h"
 #include "engine/ops.h"
+#include "tests/support.h"
 
 namespace bissl::dist_test {
 
 inline int R() { return dist::rank(); }
 inline int N() { return dist::size(); }
 
-inline std::vector<double> flat(const std::vector<Tensor>& ts) {
-  std::vector<double> r;
-  for (auto& t : ts) {
-    auto v = t.to_vector();
-    r.insert(r.end(), v.begin(), v.end());
-  }
-  return r;
-}
+using testing::flat;  // tests/support.h
+
 inline double rel(const std::vector<double>& a, const std::vector<double>& b) {
   double nd = 0, na = 0, nb = 0;
   for (size_t i = 0; i < a.size(); ++i) nd += (a[i] - b[i]) * (a[i] - b[i]), na += a[i] * a[i], nb += b[i] * b[i];
