@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "engine/autograd.h"
+#include "engine/dist/comm.h"
 #include "engine/nn/layers.h"
 #include "engine/ops.h"
 #include "engine/profile.h"
@@ -115,8 +116,8 @@ double BilevelTrainer::distance() const {
 }
 
 Tensor BilevelTrainer::lower_objective(const ssl::SslBatch& b, double& lp, double& reg) {
-  Tensor loss = m_.pretext->loss(*m_.backbone_p, b);
-  lp = loss.item();
+  Tensor loss = m_.pretext->loss(*m_.backbone_p, b);  // this rank's share on several ranks
+  lp = dist::all_reduce_sum(loss.item());
   if (o_.variant == Variant::PretextOnly || o_.variant == Variant::WeightedSum || o_.lambda == 0 || theta_d_.empty()) {
     reg = 0;
     return loss;
@@ -129,7 +130,9 @@ Tensor BilevelTrainer::lower_objective(const ssl::SslBatch& b, double& lp, doubl
   }
   Tensor rt = mul(r, 0.5 * o_.lambda);
   reg = rt.item();
-  return add(loss, rt);
+  // Every rank holds the same θD and θP: the term enters the sum over ranks
+  // once, through the group's rank 0.
+  return dist::is_group_root() ? add(loss, rt) : loss;
 }
 
 void BilevelTrainer::lower_phase(AlternationStats& s) {
@@ -151,14 +154,15 @@ void BilevelTrainer::lower_phase(AlternationStats& s) {
     if (joint) {
       DownstreamBatch db = upper_.next();
       set_ghost(m_, db.ghost > 0 ? db.ghost : o_.ghost_upper);
-      Tensor ld = loss_(*m_.backbone_p, *m_.head_d, db);
-      const double ldv = ld.item();
+      Tensor ld = downstream_share(loss_, *m_.backbone_p, *m_.head_d, db);
+      const double ldv = dist::all_reduce_sum(ld.item());
       check_finite(ldv, "the downstream loss", done_ + 1, k + 1);
       loss = add(mul(loss, 1.0 - o_.weight), mul(ld, o_.weight));
       s.upper_loss_d += ldv / double(n);
     }
     lower_opt_->zero_grad();
     backward(loss);
+    optim::all_reduce_grads(params);
     double gn = clip_level(params, o_.clip, "lower", done_ + 1, k + 1);
     lower_opt_->lr = lower_sched_.lr_at(lower_opt_->steps());
     lower_opt_->step();
@@ -224,6 +228,7 @@ AlternationStats BilevelTrainer::alternation() {
   lower_phase(s);
   upper_phase(s);
   set_ghost(m_, 0);
+  share_buffers(m_);
   ++done_;
   s.alternation = done_;
   s.distance = distance();

@@ -229,6 +229,23 @@ struct AlternationStats {
   }
 };
 
+// On several ranks (dist::current_group() of size > 1; docs/distributed.md):
+// each rank holds a block of every batch of both streams, its losses are
+// its shares of the whole batch's (ssl/objective.h; downstream_share), and
+// every gradient, right-hand side and H·v is summed over the ranks before
+// use, so clipping, CG, the optimisers and the statistics are replicated:
+// the same numbers on every rank, those of one process up to summation
+// order. The proximal term enters once (rank 0's lower loss). Batch norm
+// normalises each rank's rows (ghost BN of the local size), or all rows
+// with BatchNorm::sync; after each alternation every rank takes rank 0's
+// BN buffers (DDP's broadcast_buffers), which are those of one process.
+
+// The downstream loss (a mean over b's rows) weighed into this rank's
+// share of the whole batch's mean (dist::row_share); one rank: the loss.
+Tensor downstream_share(const DownstreamLoss& loss, nn::Layer& backbone, nn::Layer& head, const DownstreamBatch& b);
+// Every rank takes rank 0's buffers (BN statistics) of the models present.
+void share_buffers(const BilevelModels& m);
+
 // The tensors of a, then those of b.
 std::vector<Tensor> join(const std::vector<Tensor>& a, const std::vector<Tensor>& b);
 // The models present (θD and φD are absent in some variants).

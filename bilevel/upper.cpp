@@ -5,6 +5,7 @@
 
 #include "bilevel/trainer.h"
 #include "engine/autograd.h"
+#include "engine/dist/comm.h"
 #include "engine/nn/layers.h"
 #include "engine/ops.h"
 #include "engine/profile.h"
@@ -28,6 +29,20 @@ std::vector<Tensor> clones(const std::vector<Tensor>& xs) {
 }
 
 }  // namespace
+
+Tensor downstream_share(const DownstreamLoss& loss, nn::Layer& backbone, nn::Layer& head, const DownstreamBatch& b) {
+  Tensor l = loss(backbone, head, b);
+  const double share = dist::row_share(b.x.shape()[0]);
+  return share == 1.0 ? l : mul(l, share);
+}
+
+void share_buffers(const BilevelModels& m) {
+  if (dist::group(dist::current_group()).size() == 1) return;
+  std::vector<Tensor> bufs;
+  for (nn::Module* mod : present_modules(m))
+    for (auto& [name, t] : mod->named_buffers()) bufs.push_back(t);
+  dist::broadcast_(bufs, 0);
+}
 
 std::vector<nn::Module*> present_modules(const BilevelModels& m) {
   std::vector<nn::Module*> r;
@@ -87,6 +102,8 @@ std::vector<std::pair<Tensor, Tensor>> UpperPhase::snapshot_buffers() const {
 std::vector<Tensor> UpperPhase::hvp_of(const std::vector<Tensor>& v, UpperStepResult* trace_to) {
   auto lower_loss = [&] { return m_.pretext->loss(*m_.backbone_p, fixed_); };
   std::vector<Tensor> hv;
+  // Each rank's product is that of its share of the loss: their sum is H·v
+  // of the whole batch, the same on every rank (and so CG's iterates).
   if (!o_.cg_linearize) {
     hv = hvp(lower_loss, theta_p_, v).hv;
   } else if (!lin_) {
@@ -97,6 +114,7 @@ std::vector<Tensor> UpperPhase::hvp_of(const std::vector<Tensor>& v, UpperStepRe
   } else {
     hv = lin_->hvp(v);
   }
+  dist::all_reduce_sum_(hv);
   if (o_.reference_devices > 1) {
     // The Gauss–Newton part from a fresh pass that leaves the buffers as
     // they were: the reference's product moves them once.
@@ -104,6 +122,7 @@ std::vector<Tensor> UpperPhase::hvp_of(const std::vector<Tensor>& v, UpperStepRe
     std::vector<Tensor> gn =
         gauss_newton_product([&] { return m_.pretext->split(*m_.backbone_p, fixed_); }, theta_p_, v);
     for (auto& [live, copy] : saved) live.copy_(copy);
+    dist::all_reduce_sum_(gn);
     hv = reference_multi_device_hv(std::move(hv), gn, o_.reference_devices);
   }
   if (on_hvp) on_hvp(v, hv);
@@ -124,10 +143,11 @@ UpperStepResult UpperPhase::step(const DownstreamBatch& db, int64_t k) {
   bool inf_in_u = false;  // cg_nan_to_num replaced ±inf in this step's u
   if (implicit) {
     set_ghost(m_, ghost_d);
-    Tensor lp = loss_(*m_.backbone_p, *m_.head_d, db);
-    r.loss_p = lp.item();
+    Tensor lp = downstream_share(loss_, *m_.backbone_p, *m_.head_d, db);
+    r.loss_p = dist::all_reduce_sum(lp.item());
     check_finite(r.loss_p, "the downstream loss of θP", alternation_, k);
     std::vector<Tensor> g1 = grad({lp}, join(theta_p_, phi_d_));
+    dist::all_reduce_sum_(g1);
     r.rhs.assign(g1.begin(), g1.begin() + long(P));
     r.head_p.assign(g1.begin() + long(P), g1.end());
 
@@ -143,11 +163,12 @@ UpperStepResult UpperPhase::step(const DownstreamBatch& db, int64_t k) {
     inf_in_u = r.cg.inf_replaced > 0;
   }
   set_ghost(m_, ghost_d);
-  Tensor ld = loss_(*m_.backbone_d, *m_.head_d, db);
-  r.loss_d = ld.item();
+  Tensor ld = downstream_share(loss_, *m_.backbone_d, *m_.head_d, db);
+  r.loss_d = dist::all_reduce_sum(ld.item());
   check_finite(r.loss_d, "the downstream loss of θD", alternation_, k);
   std::vector<Tensor> upper_params = join(theta_d_, phi_d_);
   std::vector<Tensor> g2 = grad({ld}, upper_params);
+  dist::all_reduce_sum_(g2);
   {
     NoGradGuard ng;
     for (size_t i = 0; i < P; ++i) theta_d_[i].set_grad(implicit ? add(r.cg.u[i], g2[i]) : g2[i]);

@@ -137,7 +137,9 @@ Tensor l2_normalize(const Tensor& x, int64_t axis = -1, double eps = 1e-12);
 // Bernoulli(keep = 1-p) mask scaled by 1/(1-p), from the generator.
 Tensor dropout_mask(const Shape& s, double p, Generator& g, DType t = DType::F32, Device d = Device::CPU);
 Tensor dropout(const Tensor& x, double p, Generator& g, bool training = true);
-// Drops whole samples (dim 0) with probability p (stochastic depth).
+// Drops whole samples (dim 0) with probability p (stochastic depth). On
+// several ranks (the current group) each rank takes its rows of the whole
+// job's draw (dist::row_window), so the draw does not depend on N.
 Tensor drop_path(const Tensor& x, double p, Generator& g, bool training = true);
 
 // ---- attention ----

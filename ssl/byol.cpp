@@ -1,6 +1,7 @@
 #include "ssl/byol.h"
 
 #include "engine/autograd.h"
+#include "engine/dist/comm.h"
 #include "engine/ops.h"
 
 namespace bissl::ssl {
@@ -140,8 +141,12 @@ SplitLoss BYOL::split(nn::Layer& backbone, const SslBatch& batch) {
   Tensor t1 = target_forward(batch.view1);
   Tensor t2 = target_forward(batch.view2);
   const int64_t n = p1.shape()[0];
-  return {concat({p1, p2}, 0),
-          [n, t1, t2](const Tensor& z) { return byol_loss(slice(z, 0, 0, n), slice(z, 0, n, 2 * n), t1, t2); }};
+  // On several ranks this rank's share of the whole batch's mean (one rank: the mean itself).
+  const double share = dist::row_share(n);
+  return {concat({p1, p2}, 0), [n, t1, t2, share](const Tensor& z) {
+            Tensor l = byol_loss(slice(z, 0, 0, n), slice(z, 0, n, 2 * n), t1, t2);
+            return share == 1.0 ? l : mul(l, share);
+          }};
 }
 
 std::string BYOL::extra_repr() const { return str("ema_decay=", options.ema_decay); }

@@ -5,6 +5,7 @@
 #include <numeric>
 
 #include "engine/autograd.h"
+#include "engine/dist/comm.h"
 #include "engine/nn/init.h"
 #include "engine/ops.h"
 
@@ -189,13 +190,20 @@ MaeOut mae_loss(models::ViT& encoder, MaeDecoder& decoder, const Tensor& images,
   check_encoder_matches(ec, decoder.encoder_config());
   BISSL_CHECK(images.dim() == 4, "mae_loss: expected NHWC images, found shape ", shape_str(images.shape()));
   int64_t n = images.shape()[0], l = ec.num_patches();
+  // On several ranks: this rank's rows of the whole job's batch.
+  const dist::RowWindow w = dist::row_window(n);
   MaeMasking mk;
   if (mask.defined()) {
     BISSL_CHECK(mask.dim() == 2 && mask.shape()[0] == n && mask.shape()[1] == l, "mae_loss: expected a mask [", n,
                 ", ", l, "], found shape ", shape_str(mask.shape()));
     mk = mae_masking_from_mask(mask);
-  } else {
+  } else if (w.total == n) {
     mk = mae_random_masking(n, l, decoder.config().mask_ratio, g, images.dtype());
+  } else {
+    // The whole batch's draw, this rank's rows of it: the masks do not depend on N.
+    MaeMasking all = mae_random_masking(w.total, l, decoder.config().mask_ratio, g, images.dtype());
+    auto rows = [&](const Tensor& t) { return slice(t, 0, w.offset, w.offset + n).clone(); };
+    mk = {rows(all.ids_shuffle), rows(all.ids_restore), rows(all.ids_keep), rows(all.mask), all.num_visible};
   }
   BISSL_CHECK(mk.num_visible < l, "mae_loss: the mask hides no patch, so there is nothing to reconstruct");
   Device dev = images.device();
@@ -206,7 +214,9 @@ MaeOut mae_loss(models::ViT& encoder, MaeDecoder& decoder, const Tensor& images,
   Tensor pred = decoder.forward(latent, restore);
   Tensor target = mae_target(images, ec.patch_size, decoder.config().norm_pix_loss, decoder.config().norm_pix_eps);
   Tensor per_patch = mean(pow(sub(pred, target), 2.0), {-1});  // [N, L]
-  double masked = double(n * (l - mk.num_visible));
+  // The whole batch's masked patches (every row hides l − K of them): on
+  // several ranks this rank's share of the whole batch's loss.
+  double masked = double(w.total * (l - mk.num_visible));
   Tensor loss = mul(sum(mul(per_patch, m)), 1.0 / masked);
   return {loss, pred, m, restore};
 }

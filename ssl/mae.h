@@ -117,6 +117,11 @@ struct MaeOut {
 // One MAE step's loss. `mask` (undefined: a random one from g with the
 // decoder's mask_ratio) fixes which patches are hidden, e.g. to replay a
 // batch exactly; g is then not used. images: NHWC, the encoder's size.
+// On several ranks (the current group, consecutive blocks of the job's
+// batch in rank order) the random mask is this rank's rows of the whole
+// batch's draw and the loss is this rank's share (the masked patches'
+// errors over all ranks' masked patches); a given mask must hide the same
+// number of patches per row on every rank.
 MaeOut mae_loss(models::ViT& encoder, MaeDecoder& decoder, const Tensor& images, const Tensor& mask, Generator& g);
 
 // MAE as an Objective: the decoder is its head; the mask of a step comes

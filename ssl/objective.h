@@ -58,6 +58,11 @@ class Objective : public nn::Module {
   // differentiated through them, and updates its running statistics, the
   // only side effect. Everything else the objective owns (BYOL's target
   // network, parameters and buffers) is left bit-identical.
+  // On several ranks (dist::current_group() of size > 1, each rank holding
+  // a block of the job's batch) it returns this rank's share: the shares add
+  // up to the loss of the whole batch, so gradients and H·v summed over the
+  // ranks are the whole batch's (SimCLR gathers negatives from every rank,
+  // BYOL weighs its mean by dist::row_share). One rank: the loss itself.
   virtual Tensor loss(nn::Layer& backbone, const SslBatch& batch) = 0;
   // The same loss split at its gathered tensor (see SplitLoss); objectives
   // without one (MAE) say so.

@@ -119,7 +119,10 @@ SplitLoss SimCLR::split(nn::Layer& backbone, const SslBatch& batch) {
   Tensor z2 = head_->forward(backbone.forward(batch.view2));
   const int64_t n = z1.shape()[0];
   const double tau = options.temperature;
-  return {concat({z1, z2}, 0), [n, tau](const Tensor& z) { return nt_xent(slice(z, 0, 0, n), slice(z, 0, n, 2 * n), tau); }};
+  // On several ranks (the current group) negatives come from every rank and
+  // the loss is this rank's share; one rank: exactly nt_xent.
+  return {concat({z1, z2}, 0),
+          [n, tau](const Tensor& z) { return nt_xent_gathered(slice(z, 0, 0, n), slice(z, 0, n, 2 * n), tau); }};
 }
 
 std::string SimCLR::extra_repr() const { return str("temperature=", options.temperature); }

@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
         app.add_option("--stop-after", stop_after, "stop after this many steps of this run (tests resume)");
         app.add_flag("--deterministic", deterministic,
                      "on CUDA: bit-reproducible steps (cuDNN's deterministic algorithms, no timed convolution choice)");
+        f.several_ranks = true;  // data parallel (docs/distributed.md)
         f.adjust = [&](Config& cfg) {
           if (!out.empty()) cfg.out = out;
           if (steps > 0) cfg.steps = steps;
@@ -33,7 +34,8 @@ int main(int argc, char** argv) {
       [&](Config& cfg) {
         if (deterministic) bissl::cuda_set_deterministic(true);
         auto s = bissl::pretrain::run(cfg, resume, stop_after);
-        std::printf("done: %lld steps, final loss %.4f, %.1f images/s, %.1f s\n", (long long)s.steps, s.final_loss,
+        if (bissl::dist::is_root())
+          std::printf("done: %lld steps, final loss %.4f, %.1f images/s, %.1f s\n", (long long)s.steps, s.final_loss,
                     s.images_per_s, s.seconds);
       });
 }

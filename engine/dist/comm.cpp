@@ -216,27 +216,77 @@ int Session::run(const std::function<int()>& body) {
 
 // ---- tensors ----
 
+DType wire_dtype(DType t) { return t == DType::BF16 ? DType::F32 : t; }
+
+Tensor to_wire(const Tensor& x, DType wire) {
+  Tensor h = x.device() == Device::CPU ? x.detach() : x.detach().to(Device::CPU);
+  return h.dtype() == wire ? h : h.to(wire);
+}
+
+Tensor from_wire(const Tensor& h, DType t, Device d) {
+  Tensor y = h.dtype() == t ? h : h.to(t);
+  return d == Device::CPU ? y : y.to(d);
+}
+
 namespace {
 // f(host buffer of t's values) on a CPU copy where needed, the result written back.
 template <class F>
 void on_host(Tensor& t, DType wire, F&& f) {
-  const bool direct = t.device() == Device::CPU && t.dtype() == wire;
-  Tensor h = direct ? t : t.detach().to(Device::CPU).to(wire);
+  Tensor h = to_wire(t, wire);
+  const bool direct = h.raw() == t.raw();
   f(h);
-  if (!direct) t.copy_(h.to(t.dtype()).to(t.device()));
+  if (!direct) t.copy_(from_wire(h, t.dtype(), t.device()));
 }
-DType wire_of(DType t) { return t == DType::BF16 ? DType::F32 : t; }
+
+// The defined tensors of ts grouped by wire dtype (first appearance first),
+// packed into one host buffer per dtype; f(buffer, count, dtype) runs on
+// each and the results are written back.
+template <class F>
+void fused(const std::vector<Tensor>& ts, F&& f) {
+  std::vector<DType> wires;
+  for (const Tensor& t : ts)
+    if (t.defined() && std::find(wires.begin(), wires.end(), wire_dtype(t.dtype())) == wires.end())
+      wires.push_back(wire_dtype(t.dtype()));
+  for (DType w : wires) {
+    int64_t n = 0;
+    for (const Tensor& t : ts)
+      if (t.defined() && wire_dtype(t.dtype()) == w) n += t.numel();
+    Tensor buf = empty({n}, w);
+    char* at = static_cast<char*>(buf.raw());
+    const size_t es = dtype_size(w);
+    for (const Tensor& t : ts) {
+      if (!t.defined() || wire_dtype(t.dtype()) != w) continue;
+      Tensor h = to_wire(t, w);
+      std::memcpy(at, h.raw(), size_t(t.numel()) * es);
+      at += size_t(t.numel()) * es;
+    }
+    f(buf.raw(), n, w);
+    at = static_cast<char*>(buf.raw());
+    for (const Tensor& t : ts) {
+      if (!t.defined() || wire_dtype(t.dtype()) != w) continue;
+      const size_t bytes = size_t(t.numel()) * es;
+      if (t.device() == Device::CPU && t.dtype() == w) {
+        std::memcpy(t.raw(), at, bytes);
+      } else {
+        Tensor h = empty(t.shape(), w);
+        std::memcpy(h.raw(), at, bytes);
+        Tensor(t).copy_(from_wire(h, t.dtype(), t.device()));
+      }
+      at += bytes;
+    }
+  }
+}
 }  // namespace
 
 void all_reduce_sum_(Tensor& t, int g) {
   Comm& c = group(g < 0 ? current_group() : g);
   if (c.size() == 1) return;
-  on_host(t, wire_of(t.dtype()), [&](Tensor& h) { c.all_reduce_sum(h.raw(), h.numel(), h.dtype()); });
+  on_host(t, wire_dtype(t.dtype()), [&](Tensor& h) { c.all_reduce_sum(h.raw(), h.numel(), h.dtype()); });
 }
 void all_reduce_max_(Tensor& t, int g) {
   Comm& c = group(g < 0 ? current_group() : g);
   if (c.size() == 1) return;
-  on_host(t, wire_of(t.dtype()), [&](Tensor& h) { c.all_reduce_max(h.raw(), h.numel(), h.dtype()); });
+  on_host(t, wire_dtype(t.dtype()), [&](Tensor& h) { c.all_reduce_max(h.raw(), h.numel(), h.dtype()); });
 }
 void broadcast_(Tensor& t, int root, int g) {
   Comm& c = group(g < 0 ? current_group() : g);
@@ -246,6 +296,41 @@ void broadcast_(Tensor& t, int root, int g) {
   }
   on_host(t, t.dtype(), [&](Tensor& h) { c.broadcast(h.raw(), int64_t(h.nbytes()), root); });
 }
+void all_reduce_sum_(const std::vector<Tensor>& ts, int g) {
+  Comm& c = group(g < 0 ? current_group() : g);
+  if (c.size() == 1) return;
+  fused(ts, [&](void* buf, int64_t n, DType w) { c.all_reduce_sum(buf, n, w); });
+}
+void broadcast_(const std::vector<Tensor>& ts, int root, int g) {
+  Comm& c = group(g < 0 ? current_group() : g);
+  if (c.size() == 1) {
+    c.broadcast(nullptr, 0, root);  // checks the root
+    return;
+  }
+  // Broadcast moves bytes: each dtype as it is (wire_dtype only groups them).
+  fused(ts, [&](void* buf, int64_t n, DType w) { c.broadcast(buf, n * int64_t(dtype_size(w)), root); });
+}
+double row_share(int64_t local_rows, int g) {
+  Comm& c = group(g < 0 ? current_group() : g);
+  if (c.size() == 1) return 1.0;
+  double all = double(local_rows);
+  c.all_reduce_sum(&all, 1, DType::F64);
+  BISSL_CHECK(all > 0, "row_share: the ranks hold no rows at all");
+  return double(local_rows) / all;
+}
+RowWindow row_window(int64_t local_rows, int g) {
+  Comm& c = group(g < 0 ? current_group() : g);
+  if (c.size() == 1) return {0, local_rows};
+  std::vector<int64_t> rows(size_t(c.size()));
+  c.all_gather(&local_rows, rows.data(), int64_t(sizeof local_rows));
+  RowWindow w;
+  for (int r = 0; r < c.size(); ++r) {
+    if (r < c.rank()) w.offset += rows[size_t(r)];
+    w.total += rows[size_t(r)];
+  }
+  return w;
+}
+bool is_group_root(int g) { return group(g < 0 ? current_group() : g).rank() == 0; }
 double all_reduce_sum(double v, int g) {
   group(g < 0 ? current_group() : g).all_reduce_sum(&v, 1, DType::F64);
   return v;

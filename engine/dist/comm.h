@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "engine/dtype.h"
 
@@ -100,5 +101,37 @@ void all_reduce_max_(Tensor& t, int group = -1);
 void broadcast_(Tensor& t, int root = 0, int group = -1);
 double all_reduce_sum(double v, int group = -1);
 double all_reduce_max(double v, int group = -1);
+
+// The same on a list, fused: one host buffer and one collective per wire
+// dtype, in list order (gradients, BN buffers). Undefined tensors are
+// skipped; every rank must pass the same shapes, dtypes and gaps.
+void all_reduce_sum_(const std::vector<Tensor>& ts, int group = -1);
+void broadcast_(const std::vector<Tensor>& ts, int root = 0, int group = -1);
+
+// local_rows over the rows of every rank of the group: the factor that turns
+// a mean over this rank's rows into its share of the mean over the group's
+// batch (the shares add up to the whole batch's mean). Exactly 1 on one
+// rank; with several, one scalar collective (local batches may differ).
+double row_share(int64_t local_rows, int group = -1);
+// Where this rank's rows sit in the group's batch when the ranks hold
+// consecutive blocks in rank order (the loader's layout): random draws made
+// per row (MAE's masks, drop path) are drawn for `total` rows on every rank
+// and sliced at [offset, offset + local_rows), so N ranks draw exactly what
+// one process draws. One rank: {0, local_rows}, no collective.
+struct RowWindow {
+  int64_t offset = 0, total = 0;
+};
+RowWindow row_window(int64_t local_rows, int group = -1);
+// Whether this rank is rank 0 of the group: where replicated terms (the
+// proximal λ·½‖θD − θP‖², counted once in a sum over ranks) and files go.
+bool is_group_root(int group = -1);
+
+// Host staging of the collectives (here and in engine/ops/collective.cpp):
+// what travels is F32, F64 or I64; BF16 travels as F32.
+DType wire_dtype(DType t);
+// x's values in host memory as `wire` (x itself when it already is that).
+Tensor to_wire(const Tensor& x, DType wire);
+// h converted back to dtype t on device d (h itself when it already is).
+Tensor from_wire(const Tensor& h, DType t, Device d);
 
 }  // namespace bissl::dist

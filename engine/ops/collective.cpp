@@ -43,16 +43,6 @@ void debug_check(const char* op, const Tensor& x, dist::Comm& c) {
                   " called another collective or shape at this point (BISSL_DIST_DEBUG)");
 }
 
-// x's values in host memory (a copy only when x is elsewhere or converted).
-Tensor host_of(const Tensor& x, DType wire) {
-  Tensor h = x.device() == Device::CPU ? x.detach() : x.detach().to(Device::CPU);
-  return h.dtype() == wire ? h : h.to(wire);
-}
-Tensor back_to(const Tensor& h, DType t, Device d) {
-  Tensor y = h.dtype() == t ? h : h.to(t);
-  return d == Device::CPU ? y : y.to(d);
-}
-DType wire_of(DType t) { return t == DType::BF16 ? DType::F32 : t; }
 Device dev() { return kern::current(); }
 
 OpDef collective_op(const std::string& name, const std::string& doc, std::vector<std::string> attrs, ForwardFn fwd,
@@ -94,10 +84,10 @@ void register_collective(OpRegistry& r) {
         if (c.size() == 1) return std::vector<Tensor>{x.clone()};
         Shape s = x.shape();
         s[0] *= c.size();
-        Tensor h = host_of(x, x.dtype());
+        Tensor h = dist::to_wire(x, x.dtype());
         Tensor out = empty(s, x.dtype(), Device::CPU);
         c.all_gather(h.raw(), out.raw(), int64_t(h.nbytes()));
-        return std::vector<Tensor>{back_to(out, x.dtype(), dev())};
+        return std::vector<Tensor>{dist::from_wire(out, x.dtype(), dev())};
       },
       [](const Tensor& g, const OpCtx& c) { return reduce_scatter_sum(g, group_of(c.attrs)); },
       [](const Tensor& t, const OpCtx& c) { return all_gather(t, group_of(c.attrs)); }));
@@ -113,11 +103,11 @@ void register_collective(OpRegistry& r) {
         if (c.size() == 1) return std::vector<Tensor>{x.clone()};
         Shape s = x.shape();
         s[0] /= c.size();
-        const DType wire = wire_of(x.dtype());
-        Tensor h = host_of(x, wire);
+        const DType wire = dist::wire_dtype(x.dtype());
+        Tensor h = dist::to_wire(x, wire);
         Tensor out = empty(s, wire, Device::CPU);
         c.reduce_scatter_sum(h.raw(), out.raw(), out.numel(), wire);
-        return std::vector<Tensor>{back_to(out, x.dtype(), dev())};
+        return std::vector<Tensor>{dist::from_wire(out, x.dtype(), dev())};
       },
       [](const Tensor& g, const OpCtx& c) { return all_gather(g, group_of(c.attrs)); },
       [](const Tensor& t, const OpCtx& c) { return reduce_scatter_sum(t, group_of(c.attrs)); }));

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 
+#include "engine/dist/comm.h"
 #include "engine/ops/common.h"
 
 namespace bissl {
@@ -42,7 +43,13 @@ Tensor drop_path(const Tensor& x, double p, Generator& g, bool training) {
   if (!training || p == 0.0) return x;
   Shape s(size_t(x.dim()), 1);
   s[0] = x.shape()[0];
-  return mul(x, dropout_mask(s, p, g, x.dtype(), x.device()));
+  // On several ranks: the draw of the whole job's rows, this rank's slice
+  // (the one-process draw, whatever the number of ranks).
+  const dist::RowWindow w = dist::row_window(s[0]);
+  if (w.total == s[0]) return mul(x, dropout_mask(s, p, g, x.dtype(), x.device()));
+  const int64_t n = s[0];
+  s[0] = w.total;
+  return mul(x, slice(dropout_mask(s, p, g, x.dtype(), x.device()), 0, w.offset, w.offset + n));
 }
 
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal, double scale) {

@@ -33,6 +33,9 @@ struct ToolFlags {
   // Flag overrides of config keys (--out, --device), applied after loading,
   // before --print-config and the run.
   std::function<void(Config&)> adjust;
+  // The tool runs on several ranks (mpirun -np N, docs/distributed.md);
+  // else a job of more than one rank is refused.
+  bool several_ranks = false;
 };
 
 // A config with a `numerics` key ("default" | "portable") sets the process's
@@ -72,8 +75,9 @@ int tool_main(int argc, char** argv, const std::string& name, const std::string&
     }
     if constexpr (HasNumerics<Config>::value) enter_numerics(parse_numerics(cfg.numerics), argv);  // may re-execute
     session = std::make_unique<dist::Session>(argc, argv);  // joins the job when mpirun started us
-    BISSL_CHECK(dist::size() == 1, "started as ", dist::size(), " ranks, but the executables run on one rank for ",
-                "now (issue 15: docs/distributed.md says what runs on several); start it without mpirun or with -np 1");
+    BISSL_CHECK(f.several_ranks || dist::size() == 1, "started as ", dist::size(), " ranks, but ", name,
+                " runs on one rank for now (docs/distributed.md says what runs on several); start it without mpirun "
+                "or with -np 1");
     run(cfg);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "%s%s: %s\n", dist::rank_prefix().c_str(), name.c_str(), e.what());

@@ -53,6 +53,9 @@ void Config::bind(settings::Settings& s, const std::string& p) {
     v("numerics", numerics, Rule(schema::one_of({"default", "portable"})).unstamped(),
       "CPU numerics: default, or portable (the same bits on any x86-64 CPU with AVX2 and at any thread count; "
       "engine/numerics.h); inside the pipeline, pipeline.numerics");
+    v("sync_batch_norm", sync_batch_norm, Rule(schema::any()).stamped_if_changed(),
+      "on several ranks (mpirun): batch norm over the whole job's batch, as one process computes it (SyncBN, the "
+      "spec); false: over each rank's rows (ghost BN of batch_size / ranks); one rank: no effect");
   });
   s.section(p + "output", [this](auto& v) {
     v("dir", out, Rule(schema::any()).unstamped(), "output folder");

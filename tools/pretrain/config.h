@@ -41,6 +41,7 @@ struct Config {
   uint64_t seed = 0;
   std::string device = "auto";            // cpu | cuda | auto
   std::string numerics = "default";       // default | portable (engine/numerics.h)
+  bool sync_batch_norm = true;            // several ranks: BN statistics over the whole job's batch (the spec)
   // Not a setting: the normalisation the views use, resolved at run time
   // (pretrain::normalization_for; empty = data::default_mean / default_std).
   std::vector<float> norm_mean, norm_std;

@@ -14,6 +14,8 @@
 #include "data/loader.h"
 #include "engine/autograd.h"
 #include "engine/backend.h"
+#include "engine/dist/comm.h"
+#include "engine/nn/layers.h"
 #include "engine/numerics.h"
 #include "engine/io/safetensors.h"
 #include "engine/nn/state_io.h"
@@ -43,6 +45,7 @@ struct Parts {
   std::shared_ptr<nn::Layer> backbone;
   std::shared_ptr<ssl::Objective> objective;
   std::unique_ptr<optim::Optimizer> opt;
+  std::vector<Tensor> params;  // the optimiser's: the backbone's, then the heads'
   Device dev = Device::CPU;
 };
 
@@ -58,6 +61,7 @@ Parts build(const Config& c) {
   p.objective->to(p.dev);
   std::vector<Tensor> params = p.backbone->parameters();
   for (auto& t : p.objective->head_parameters()) params.push_back(t);
+  p.params = params;
   if (c.optimizer == "lars") p.opt = std::make_unique<optim::LARS>(params, c.lr, c.momentum, c.weight_decay, c.trust);
   else if (c.optimizer == "adamw") p.opt = std::make_unique<optim::AdamW>(params, c.lr, 0.9, 0.95, 1e-8, c.weight_decay);
   else p.opt = std::make_unique<optim::SGD>(params, c.lr, c.momentum, c.weight_decay);
@@ -121,10 +125,21 @@ Summary run(Config cfg, const std::string& resume_from, int64_t stop_after) {
            meta_int(ckpt, "batch_in_epoch", resume_from)};
   }
   cfg.validate();
-  fs::create_directories(cfg.out);
-  files::write_text_atomic(cfg.out + "/config.toml", cfg.to_toml(/*docs=*/true));
-  std::fprintf(stderr, "bissl-pretrain: resolved config\n%s", cfg.to_toml().c_str());
-  std::fprintf(stderr, "backend: %s\n", backend_summary().c_str());
+  // Several ranks (mpirun, docs/distributed.md): every rank holds a block of
+  // each batch and the same replicated model; rank 0 alone writes and prints.
+  const bool root = dist::is_root();
+  const int ranks = dist::size();
+  BISSL_CHECK(cfg.batch_size % ranks == 0, "pretrain: train.batch_size ", cfg.batch_size, " does not split over ",
+              ranks, " ranks; use a multiple of ", ranks);
+  if (root) {
+    fs::create_directories(cfg.out);
+    files::write_text_atomic(cfg.out + "/config.toml", cfg.to_toml(/*docs=*/true));
+    std::fprintf(stderr, "bissl-pretrain: resolved config\n%s", cfg.to_toml().c_str());
+    std::fprintf(stderr, "backend: %s\n", backend_summary().c_str());
+    if (ranks > 1)
+      std::fprintf(stderr, "ranks: %d, %lld images each per step, batch norm %s\n", ranks,
+                   (long long)(cfg.batch_size / ranks), cfg.sync_batch_norm ? "over the whole batch (sync)" : "per rank");
+  }
 
   Parts p = build(cfg);
   // The views' normalisation (data.normalize): stored with the run, in its
@@ -138,18 +153,22 @@ Summary run(Config cfg, const std::string& resume_from, int64_t stop_after) {
     nlohmann::json j{{"normalize", cfg.normalize}, {"mean", used.mean}, {"std", used.std}};
     if (cfg.normalize == "pretext")
       j["images"] = data::evenly_spaced(p.train->n, cfg.stats_images).size();
-    files::write_text_atomic(cfg.out + "/normalization.json", j.dump(2) + "\n");
-    std::fprintf(stderr, "normalisation (%s): %s\n", cfg.normalize.c_str(),
-                 describe_normalization(n, p.train->c).c_str());
+    if (root) {
+      files::write_text_atomic(cfg.out + "/normalization.json", j.dump(2) + "\n");
+      std::fprintf(stderr, "normalisation (%s): %s\n", cfg.normalize.c_str(),
+                   describe_normalization(n, p.train->c).c_str());
+    }
   }
   if (!resume_from.empty()) {
     p.backbone->load_state_dict(nn::with_prefix(ckpt, "backbone."));
     p.objective->load_state_dict(nn::with_prefix(ckpt, "objective."));
     p.opt->load_state_dict(nn::with_prefix(ckpt, "optim."));
-    std::fprintf(stderr, "resumed from %s at step %lld\n", resume_from.c_str(), (long long)pos.step);
+    if (root) std::fprintf(stderr, "resumed from %s at step %lld\n", resume_from.c_str(), (long long)pos.step);
   }
   p.backbone->train();
   p.objective->train();
+  nn::set_sync_batch_norm(*p.backbone, cfg.sync_batch_norm);
+  nn::set_sync_batch_norm(*p.objective, cfg.sync_batch_norm);
 
   data::LoaderOptions lo;
   lo.batch_size = cfg.batch_size;
@@ -160,6 +179,7 @@ Summary run(Config cfg, const std::string& resume_from, int64_t stop_after) {
   lo.cycle = true;
   lo.device = p.dev;
   lo.views = pretext_views(cfg, p.train->c);
+  lo.rank = dist::rank(), lo.world = ranks;  // batch_size stays the whole job's
   data::Loader loader(p.train, lo);
   BISSL_CHECK(loader.batches_per_epoch() > 0, "pretrain: ", p.train->n, " images make no batch of ", cfg.batch_size);
   int64_t total = cfg.steps > 0 ? cfg.steps : cfg.epochs * loader.batches_per_epoch();
@@ -173,18 +193,19 @@ Summary run(Config cfg, const std::string& resume_from, int64_t stop_after) {
 
   // A resumed run keeps the lines up to its checkpoint (a killed run may have
   // logged steps after it, which are about to be redone).
-  if (!resume_from.empty() && fs::exists(cfg.out + "/metrics.jsonl")) {
+  if (root && !resume_from.empty() && fs::exists(cfg.out + "/metrics.jsonl")) {
     std::string keep;
     for (auto& row : files::read_jsonl(cfg.out + "/metrics.jsonl"))
       if (row.value("step", int64_t(0)) <= pos.step) keep += row.dump() + "\n";
     files::write_text_atomic(cfg.out + "/metrics.jsonl", keep);
   }
-  std::ofstream metrics(cfg.out + "/metrics.jsonl", resume_from.empty() ? std::ios::trunc : std::ios::app);
+  std::ofstream metrics;
+  if (root) metrics.open(cfg.out + "/metrics.jsonl", resume_from.empty() ? std::ios::trunc : std::ios::app);
   auto t0 = std::chrono::steady_clock::now();
   auto last = t0;
   int64_t last_step = pos.step, done_here = 0;
   double loss_v = 0, rate = 0;
-  bool tty = isatty(2);
+  bool tty = root && isatty(2);
   const std::string ckpt_path = cfg.out + "/checkpoint.safetensors";
 
   while (pos.step < total && (stop_after <= 0 || done_here < stop_after)) {
@@ -195,16 +216,17 @@ Summary run(Config cfg, const std::string& resume_from, int64_t stop_after) {
     if (b.views.size() > 1) sb.view2 = b.views[1];
     sb.seed = cfg.seed * 1000003ull + uint64_t(pos.step);
     p.objective->before_train_step(*p.backbone);
-    Tensor loss = p.objective->loss(*p.backbone, sb);
-    loss_v = loss.item();
+    Tensor loss = p.objective->loss(*p.backbone, sb);  // this rank's share on several ranks
+    loss_v = dist::all_reduce_sum(loss.item());
     if (!std::isfinite(loss_v)) {
       std::string where = cfg.out + "/checkpoint_nonfinite.safetensors";
-      save_checkpoint(where, cfg, p, pos);
+      if (root) save_checkpoint(where, cfg, p, pos);
       throw Error(str("pretrain: the loss is ", loss_v, " at step ", pos.step, " (epoch ", b.epoch, ", batch ", b.step,
                       "); the state before this step is saved to ", where));
     }
     p.opt->zero_grad();
     backward(loss);
+    optim::all_reduce_grads(p.params);  // the whole batch's gradient on every rank
     p.opt->lr = sched.lr_at(pos.step);
     p.opt->step();
     ++pos.step, ++done_here;
@@ -212,7 +234,7 @@ Summary run(Config cfg, const std::string& resume_from, int64_t stop_after) {
     pos.batch_in_epoch = b.step + 1;
     if (pos.batch_in_epoch == loader.batches_per_epoch()) ++pos.epoch, pos.batch_in_epoch = 0;
 
-    bool log_now = pos.step % std::max<int64_t>(cfg.log_every, 1) == 0 || pos.step == total;
+    bool log_now = root && (pos.step % std::max<int64_t>(cfg.log_every, 1) == 0 || pos.step == total);
     if (log_now) {
       auto now = std::chrono::steady_clock::now();
       double dt = std::chrono::duration<double>(now - last).count();
@@ -231,15 +253,17 @@ Summary run(Config cfg, const std::string& resume_from, int64_t stop_after) {
                    tty ? "\r" : "", (long long)pos.step, (long long)total, 100.0 * double(pos.step) / double(total),
                    (long long)b.epoch, loss_v, p.opt->lr, rate, eta(eta_s).c_str(), tty ? "   " : "\n");
     }
-    if (cfg.checkpoint_every > 0 && pos.step % cfg.checkpoint_every == 0) save_checkpoint(ckpt_path, cfg, p, pos);
+    if (root && cfg.checkpoint_every > 0 && pos.step % cfg.checkpoint_every == 0)
+      save_checkpoint(ckpt_path, cfg, p, pos);
   }
   if (tty) std::fprintf(stderr, "\n");
-  save_checkpoint(ckpt_path, cfg, p, pos);
+  if (root) save_checkpoint(ckpt_path, cfg, p, pos);
   Summary s;
   s.steps = pos.step;
   s.final_loss = loss_v;
   s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   s.images_per_s = double(done_here * cfg.batch_size) / std::max(s.seconds, 1e-9);
+  if (!root) return s;
   if (pos.step >= total) save_weights(cfg, p, cfg.out);
   files::write_json_atomic(cfg.out + "/summary.json", nlohmann::json{{"steps", s.steps},
                                                                    {"final_loss", s.final_loss},
