@@ -114,7 +114,12 @@ std::vector<Tensor> UpperPhase::hvp_of(const std::vector<Tensor>& v, UpperStepRe
   } else {
     hv = lin_->hvp(v);
   }
-  dist::all_reduce_sum_(hv);
+  if (dist::group(dist::current_group()).size() > 1) {
+    // In place on copies: a product may share storage with its direction
+    // (a Linearization whose tangent key is the parameter's), CG's own d.
+    for (Tensor& t : hv) t = t.clone();
+    dist::all_reduce_sum_(hv);
+  }
   if (o_.reference_devices > 1) {
     // The Gauss–Newton part from a fresh pass that leaves the buffers as
     // they were: the reference's product moves them once.

@@ -307,7 +307,7 @@ void broadcast_(const std::vector<Tensor>& ts, int root, int g) {
     c.broadcast(nullptr, 0, root);  // checks the root
     return;
   }
-  // Broadcast moves bytes: each dtype as it is (wire_dtype only groups them).
+  // Broadcast moves bytes; BF16 travels as F32 like the sums (exactly).
   fused(ts, [&](void* buf, int64_t n, DType w) { c.broadcast(buf, n * int64_t(dtype_size(w)), root); });
 }
 double row_share(int64_t local_rows, int g) {

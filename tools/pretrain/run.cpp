@@ -221,6 +221,9 @@ Summary run(Config cfg, const std::string& resume_from, int64_t stop_after) {
     if (!std::isfinite(loss_v)) {
       std::string where = cfg.out + "/checkpoint_nonfinite.safetensors";
       if (root) save_checkpoint(where, cfg, p, pos);
+      // Every rank sees the same sum: the others wait for the save before
+      // the error ends the job (an abort would cut rank 0's write short).
+      if (ranks > 1) dist::world().barrier();
       throw Error(str("pretrain: the loss is ", loss_v, " at step ", pos.step, " (epoch ", b.epoch, ", batch ", b.step,
                       "); the state before this step is saved to ", where));
     }
