@@ -235,5 +235,6 @@ int main(int argc, char** argv) {
         std::string md = markdown(results, cfg);
         stages::write_text_atomic(out + "/cg_study.md", md);
         std::printf("%s\nbissl-cg-study: %s/cg_study.md, cg_study.json\n", md.c_str(), out.c_str());
-      });
+      },
+      /*several_ranks=*/false);  // one rank: its Lanczos and CG products are not reduced
 }

@@ -6,6 +6,7 @@ stamps, the timings/report/config text, and the metadata of checkpoints
 
   python3 tools/compare_runs.py runs/a runs/b
   python3 tools/compare_runs.py --rtol 1e-4 runs/a runs/b
+  python3 tools/compare_runs.py --rtol 1e-4 runs/a/x.safetensors runs/b/x.safetensors
 
 Without --rtol results must be equal bit for bit. With it (runs that differ
 only in summation order, e.g. one process against mpirun -np 2) the
@@ -15,7 +16,8 @@ the largest deviation is printed.
 """
 import json, math, os, struct, sys
 
-TIMING = {"seconds", "made_at", "code", "backend", "elapsed_s", "data_wait_s", "images_per_s", "signature"}
+TIMING = {"seconds", "made_at", "code", "backend", "elapsed_s", "data_wait_s", "images_per_s", "signature",
+          "ranks", "communication_seconds"}
 SKIP_FILES = {"timings.json", "report.md", "config.toml", "stamp.json", "stamp.partial.json"}
 
 
@@ -106,6 +108,12 @@ def same(a, b):
 
 
 def main(a, b):
+    if os.path.isfile(a) and os.path.isfile(b):  # two files
+        ok = same(a, b)
+        print(("same: " if ok else "differs: ") + a)
+        if RTOL is not None:
+            print(f"largest relative deviation: {WORST[0]:.3g}")
+        return 0 if ok else 1
     bad = 0
     files = lambda r: {os.path.relpath(os.path.join(d, f), r) for d, _, fs in os.walk(r) for f in fs}
     fa, fb = files(a), files(b)

@@ -1,6 +1,11 @@
 #include "engine/dist/comm.h"
 
+#include <fcntl.h>
+#include <omp.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <chrono>
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
@@ -40,8 +45,16 @@ class SelfComm final : public Comm {
   void barrier() override {}
 };
 
+double g_comm_seconds = 0;  // wall time inside MPI calls (communication_seconds)
+
 #ifdef BISSL_WITH_MPI
 bool g_mpi_started = false;
+
+// Times one MPI call into g_comm_seconds.
+struct CommTimer {
+  std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
+  ~CommTimer() { g_comm_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); }
+};
 
 MPI_Datatype mpi_type(DType t, const char* what) {
   switch (t) {
@@ -73,9 +86,11 @@ class MpiComm final : public Comm {
     const int c = count_of(bytes, "all_gather");
     // In place when `in` is this rank's block of `out`.
     const void* src = in == static_cast<char*>(out) + int64_t(rank_) * bytes ? MPI_IN_PLACE : in;
+    CommTimer timer;
     check(MPI_Allgather(src, c, MPI_BYTE, out, c, MPI_BYTE, c_), "MPI_Allgather");
   }
   void reduce_scatter_sum(const void* in, void* out, int64_t n, DType t) override {
+    CommTimer timer;
     check(MPI_Reduce_scatter_block(in, out, count_of(n, "reduce_scatter_sum"), mpi_type(t, "reduce_scatter_sum"),
                                    MPI_SUM, c_),
           "MPI_Reduce_scatter_block");
@@ -83,17 +98,22 @@ class MpiComm final : public Comm {
   void broadcast(void* buf, int64_t bytes, int root) override {
     BISSL_CHECK(root >= 0 && root < size_, "broadcast: expected a root rank in [0, ", size_, "), found ", root);
     // In pieces: MPI counts are ints.
+    CommTimer timer;
     for (int64_t off = 0; off < bytes; off += INT_MAX) {
       const int c = int(std::min<int64_t>(INT_MAX, bytes - off));
       check(MPI_Bcast(static_cast<char*>(buf) + off, c, MPI_BYTE, root, c_), "MPI_Bcast");
     }
   }
-  void barrier() override { check(MPI_Barrier(c_), "MPI_Barrier"); }
+  void barrier() override {
+    CommTimer timer;
+    check(MPI_Barrier(c_), "MPI_Barrier");
+  }
 
  private:
   void reduce(void* buf, int64_t n, DType t, MPI_Op op, const char* what) {
     const MPI_Datatype dt = mpi_type(t, what);
     const int64_t step = INT_MAX;
+    CommTimer timer;
     for (int64_t off = 0; off < n; off += step) {  // in pieces: MPI counts are ints
       const int c = int(std::min<int64_t>(step, n - off));
       check(MPI_Allreduce(MPI_IN_PLACE, static_cast<char*>(buf) + off * int64_t(dtype_size(t)), c, dt, op, c_),
@@ -127,6 +147,7 @@ Comm& group(int id) {
   return *world_slot();
 }
 int rank() { return world().rank(); }
+double communication_seconds() { return g_comm_seconds; }
 int size() { return world().size(); }
 bool built_with_mpi() {
 #ifdef BISSL_WITH_MPI
@@ -160,6 +181,22 @@ Session::Session(int& argc, char**& argv) {
   g_mpi_started = true;
   MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);  // errors become bissl::Error
   world_slot() = std::make_unique<MpiComm>(MPI_COMM_WORLD);
+  // Threads per rank: OMP_NUM_THREADS when set; else this machine's cores
+  // shared by its ranks, the same count on every rank (the fewest), so
+  // replicated computations sum in the same chunks everywhere.
+  const char* env = std::getenv("OMP_NUM_THREADS");
+  if (size() > 1 && !(env && *env)) {
+    MPI_Comm local;
+    int here = 1;
+    if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &local) == MPI_SUCCESS) {
+      MPI_Comm_size(local, &here);
+      MPI_Comm_free(&local);
+    }
+    const int cores = std::max(1, omp_get_num_procs());
+    double threads = -double(std::max(1, cores / std::max(here, 1)));
+    world().all_reduce_max(&threads, 1, DType::F64);  // max of −t: the fewest
+    omp_set_num_threads(int(-threads));
+  }
 #else
   (void)argc, (void)argv;
   std::fprintf(stderr, "error: launched by mpirun, but this build has no MPI (configure with -DBISSL_MPI=ON and "
@@ -190,6 +227,55 @@ void require_one_rank(const char* name) {
   abort_job(1);
 }
 
+namespace {
+int g_stderr_fd = 2;  // where print_error writes (a copy of stderr once quiet)
+}
+
+static thread_local bool t_on_root = false;  // inside on_root's fn on rank 0
+
+void on_root(const std::function<void()>& fn) {
+  if (size() == 1 || t_on_root) return fn();
+  if (is_root()) {
+    t_on_root = true;
+    struct Reset {
+      ~Reset() { t_on_root = false; }
+    } reset;
+    fn();
+  }
+  world().barrier();
+}
+
+void broadcast_string(std::string& s) {
+  if (size() == 1) return;
+  int64_t n = int64_t(s.size());
+  world().broadcast(&n, int64_t(sizeof n), 0);
+  s.resize(size_t(n));
+  if (n > 0) world().broadcast(s.data(), n, 0);
+}
+
+void quiet_other_ranks() {
+  if (size() == 1 || is_root() || g_stderr_fd != 2) return;
+  std::fflush(stdout);
+  std::fflush(stderr);
+  g_stderr_fd = ::dup(2);
+  const int null = ::open("/dev/null", O_WRONLY);
+  if (g_stderr_fd < 0 || null < 0) return;  // stays loud rather than failing
+  ::dup2(null, 1);
+  ::dup2(null, 2);
+  ::close(null);
+}
+
+void print_error(const std::string& line) {
+  const std::string s = rank_prefix() + line + "\n";
+  std::fflush(stderr);
+  size_t done = 0;
+  while (done < s.size()) {
+    const ssize_t n = ::write(g_stderr_fd, s.data() + done, s.size() - done);
+    if (n <= 0) break;
+    done += size_t(n);
+  }
+}
+
 void abort_job(int code) {
   std::fflush(stdout);
   std::fflush(stderr);
@@ -203,12 +289,12 @@ int Session::run(const std::function<int()>& body) {
   try {
     const int rc = body();
     if (rc != 0 && size() > 1) {  // the other ranks may be waiting in a collective
-      std::fprintf(stderr, "%sexited with code %d; ending the job\n", rank_prefix().c_str(), rc);
+      print_error(str("exited with code ", rc, "; ending the job"));
       abort_job(rc);
     }
     return rc;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "%serror: %s\n", rank_prefix().c_str(), e.what());
+    print_error(str("error: ", e.what()));
     if (size() == 1) return 1;  // nobody waits: MPI ends normally with the Session
     abort_job(1);
   }

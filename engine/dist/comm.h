@@ -51,6 +51,9 @@ inline Comm& world() { return group(kWorld); }
 int rank();  // in the world
 int size();
 inline bool is_root() { return rank() == 0; }
+// Wall time this rank has spent inside MPI calls (waiting for the others
+// included): the communication share of a run.
+double communication_seconds();
 // Whether this build can run several ranks (MPI compiled in).
 bool built_with_mpi();
 
@@ -71,7 +74,9 @@ class CommScope {
 
 // The job, for main(): starts MPI when mpirun launched this process (its
 // environment says so; a plain start is one rank and never touches MPI) and
-// ends it. run() calls the body; an exception on any rank prints
+// ends it. On several ranks without OMP_NUM_THREADS each rank takes its
+// share of the machine's cores (cores / ranks on the machine, the same on
+// every rank). run() calls the body; an exception on any rank prints
 // "[rank r] error: …" (the rank only when there are several) and ends the
 // whole job with exit code 1 at once (MPI_Abort), rather than leaving the
 // other ranks waiting in a collective.
@@ -92,6 +97,22 @@ std::string rank_prefix();
 // For an executable that runs on one rank only: with several, every rank
 // says so and the job ends with exit code 1.
 void require_one_rank(const char* name);
+// Files and output on several ranks (docs/distributed.md): every rank runs
+// the same program on the same files, and rank 0 alone writes.
+//  - on_root(fn): a file write (or another effect on shared state) that
+//    every rank reaches at the same point: rank 0 runs fn, then every rank
+//    waits for it (a world barrier), so the file is complete before any
+//    rank reads it. One rank: fn(). An exception on rank 0 ends the job
+//    (Session / tool_main), not a hang. The project's writers call it
+//    (files::write_text_atomic, io::save_safetensors, the SVG writer).
+//  - quiet_other_ranks(): on ranks > 0 of a job of several, stdout and
+//    stderr go to /dev/null (progress is rank 0's); print_error still
+//    reaches the terminal, with the rank prefix.
+void on_root(const std::function<void()>& fn);  // nested calls in fn: fn's own, no barrier
+// s as rank 0 holds it, on every rank of the world.
+void broadcast_string(std::string& s);
+void quiet_other_ranks();
+void print_error(const std::string& line);  // "<rank prefix><line>\n" on the real stderr
 
 // In-place, untracked collectives on tensors of any device (CUDA tensors
 // pass through host memory), for values every rank needs: losses to check,

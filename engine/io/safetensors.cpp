@@ -1,5 +1,7 @@
 #include "engine/io/safetensors.h"
 
+#include "engine/dist/comm.h"
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -378,7 +380,7 @@ bool SafetensorsFile::has(const std::string& name) const {
 
 // ---------------------------------------------------------------- save ----
 
-void save_safetensors(const std::string& path, const NamedTensors& tensors,
+static void save_here(const std::string& path, const NamedTensors& tensors,
                       const std::map<std::string, std::string>& metadata) {
   const std::string where = str("save_safetensors('", path, "'): ");
   BISSL_CHECK(!path.empty(), where, "expected a file path, found an empty string");
@@ -465,6 +467,12 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors,
     ::fsync(dfd);
     ::close(dfd);
   }
+}
+
+// On several ranks rank 0 writes and the others wait (dist::on_root).
+void save_safetensors(const std::string& path, const NamedTensors& tensors,
+                      const std::map<std::string, std::string>& metadata) {
+  dist::on_root([&] { save_here(path, tensors, metadata); });
 }
 
 }  // namespace bissl::io

@@ -33,6 +33,8 @@ struct SafetensorsFile {
 // `path`, so a reader (or a killed run) sees the old file or the new one,
 // never half of one. The parent directory must exist. Tensors must be
 // defined, on the CPU and uniquely named; data is written in the given order.
+// On several ranks rank 0 writes and every rank waits (dist::on_root): every
+// rank calls it at the same point.
 void save_safetensors(const std::string& path, const NamedTensors& tensors,
                       const std::map<std::string, std::string>& metadata = {});
 

@@ -123,7 +123,7 @@ Tensor BatchNorm::forward_impl(const Tensor& x) {
   BISSL_CHECK(!(sync && ghost_batch > 0), type_name(), ": synchronised statistics (sync) and ghost batches of ",
               ghost_batch, " exclude each other; set one of them");
   if (!is_training() && track_running_stats) return batch_norm_eval(x, weight, bias, running_mean, running_var, eps);
-  const bool synced = sync && dist::group(dist::current_group()).size() > 1;
+  const bool synced = is_training() && statistics_span_ranks(x);
   if (!is_training() || !track_running_stats) {
     if (synced && is_training()) return sync_forward(x, -1.0);  // no running statistics
     return batch_norm_train(x, weight, bias, Tensor(), Tensor(), 0.0, eps).y;
@@ -133,6 +133,21 @@ Tensor BatchNorm::forward_impl(const Tensor& x) {
   if (ghost_batch > 0 && x.shape()[0] > ghost_batch) return ghost_forward(x, factor);
   record_running_update(x);
   return batch_norm_train(x, weight, bias, running_mean, running_var, factor, eps).y;
+}
+
+bool BatchNorm::statistics_span_ranks(const Tensor& x) const {
+  dist::Comm& c = dist::group(dist::current_group());
+  if (c.size() == 1) return false;
+  if (sync) return true;
+  // Ghost sizes count rows of the whole job's batch, whatever the ranks:
+  // 0 (the whole batch) and sizes beyond this rank's rows take every rank's
+  // rows; sizes within them stay on the rank.
+  const int64_t n = x.shape()[0], total = dist::row_window(n).total;  // every rank asks
+  if (ghost_batch > 0 && ghost_batch <= n) return false;
+  if (ghost_batch == 0 || ghost_batch >= total) return true;
+  throw Error(str(type_name(), ": ghost batches of ", ghost_batch, " rows span some of the ", c.size(),
+                  " ranks (", n, " rows each, ", total, " in all); use a ghost size of at most ", n,
+                  " rows or of the whole batch (0)"));
 }
 
 double BatchNorm::count_batch() {

@@ -73,6 +73,11 @@ class BatchNorm : public Layer {
   // a training batch with their own statistics, as data-parallel training
   // without synchronised BN does per device (BISSL_SPEC.md, "BN during
   // BiSSL"). The running statistics follow the first ghost batch. 0 = off.
+  // On several ranks (the current group) sizes count rows of the whole
+  // job's batch, so N never changes the statistics: a ghost batch within a
+  // rank's rows stays on that rank; 0 (the whole batch) or a size of at
+  // least the whole batch synchronises as `sync` does; a size in between
+  // is an error (groups of ranks are not built).
   int64_t ghost_batch = 0;
   // Synchronised batch norm: in training, the statistics are those of every
   // rank's rows of the current group (dist::current_group()): the whole
@@ -88,6 +93,9 @@ class BatchNorm : public Layer {
  protected:
   Tensor ghost_forward(const Tensor& x, double factor);
   Tensor sync_forward(const Tensor& x, double factor);
+  // Training on several ranks: whether the statistics take other ranks'
+  // rows (sync, or a ghost size beyond this rank's rows; see ghost_batch).
+  bool statistics_span_ranks(const Tensor& x) const;
   // One more batch counted (num_batches_tracked); the running statistics'
   // update factor that goes with it.
   double count_batch();

@@ -81,7 +81,9 @@ TEST_CASE("batch norm: per-rank statistics on N ranks equal one process's ghost 
     dist::CommScope self(dist::kSelf);
     ref = run(s, 0, kB, [&](nn::BatchNorm& bn) { bn.ghost_batch = b; });
   }
-  const Run got = run(s, R() * b, b, [](nn::BatchNorm&) {});
+  // Ghost sizes count rows of the whole batch: b rows per ghost batch on
+  // every rank are the rank's own rows.
+  const Run got = run(s, R() * b, b, [&](nn::BatchNorm& bn) { bn.ghost_batch = b; });
   compare(got, ref, 1e-12);
   // Rank 0's running statistics are the first ghost batch's: the ones saved.
   if (R() == 0) {
@@ -116,6 +118,22 @@ TEST_CASE("batch norm: synchronised statistics on N ranks equal one process's wh
       MESSAGE("np " << N() << std::string(uneven ? " uneven" : "") << ": SyncBN vs whole-batch BN: gradient "
                     << rel(got.r.grad, ref.r.grad) << ", H·v " << rel(got.r.hv, ref.r.hv) << ", replayed "
                     << rel(got.r.replayed, ref.r.hv2) << ", running " << rel(got.running, ref.running));
+  }
+  // Ghost sizes count rows of the whole batch: the default 0 (the whole
+  // batch) synchronises without the flag; a size spanning some ranks is an
+  // error on every rank.
+  {
+    const Run got = run(s, R() * (kB / N()), kB / N(), [](nn::BatchNorm&) {});
+    compare(got, ref, 1e-12);
+    if (N() > 1) {
+      bool spans = false;
+      try {
+        run(s, R() * (kB / N()), kB / N(), [](nn::BatchNorm& bn) { bn.ghost_batch = kB / N() + 1; });
+      } catch (const Error& e) {
+        spans = std::string(e.what()).find("span some of the") != std::string::npos;
+      }
+      CHECK(spans);
+    }
   }
   // sync and ghost batches exclude each other.
   nn::BatchNorm1d bn(kK);

@@ -10,11 +10,13 @@
 #include <limits>
 #include <sstream>
 
+#include "engine/dist/comm.h"
 #include "engine/error.h"
 
 namespace bissl::files {
 
-void write_text_atomic(const std::string& path, const std::string& text) {
+namespace {
+void write_text_here(const std::string& path, const std::string& text) {
   // Written to a temporary name, flushed to disk, then renamed over `path`:
   // a kill or a full disk at any moment leaves either the old file or the
   // new one, never a part of one. On failure the temporary is removed and
@@ -50,6 +52,13 @@ void write_text_atomic(const std::string& path, const std::string& text) {
     ::unlink(tmp.c_str());
     throw Error(str("cannot write '", path, "': renaming '", tmp, "' over it failed: ", std::strerror(e)));
   }
+}
+
+}  // namespace
+
+// On several ranks rank 0 writes and the others wait (dist::on_root).
+void write_text_atomic(const std::string& path, const std::string& text) {
+  dist::on_root([&] { write_text_here(path, text); });
 }
 
 void write_json_atomic(const std::string& path, const nlohmann::json& j) { write_text_atomic(path, j.dump(1) + "\n"); }

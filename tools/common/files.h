@@ -12,6 +12,8 @@ namespace bissl::files {
 // Writes `text` to a temporary file beside `path`, flushes it to disk and
 // renames it over `path`; errors (a full disk, an unwritable folder) name
 // the file and the reason and leave the previous version intact.
+// On several ranks rank 0 writes and every rank waits for it (dist::on_root):
+// every rank calls these at the same point.
 void write_text_atomic(const std::string& path, const std::string& text);
 void write_json_atomic(const std::string& path, const nlohmann::json& j);
 // The JSON document at `path`; a missing or malformed file is an Error naming it.

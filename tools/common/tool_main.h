@@ -78,9 +78,10 @@ int tool_main(int argc, char** argv, const std::string& name, const std::string&
     BISSL_CHECK(f.several_ranks || dist::size() == 1, "started as ", dist::size(), " ranks, but ", name,
                 " runs on one rank for now (docs/distributed.md says what runs on several); start it without mpirun "
                 "or with -np 1");
+    dist::quiet_other_ranks();  // progress and files are rank 0's; errors still print
     run(cfg);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "%s%s: %s\n", dist::rank_prefix().c_str(), name.c_str(), e.what());
+    dist::print_error(name + ": " + e.what());
     if (dist::size() > 1) dist::abort_job(1);  // the other ranks may be waiting in a collective
     return 1;
   }

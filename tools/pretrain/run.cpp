@@ -126,14 +126,15 @@ Summary run(Config cfg, const std::string& resume_from, int64_t stop_after) {
   }
   cfg.validate();
   // Several ranks (mpirun, docs/distributed.md): every rank holds a block of
-  // each batch and the same replicated model; rank 0 alone writes and prints.
+  // each batch and the same replicated model; rank 0 alone writes (the
+  // writers are collective: dist::on_root) and prints.
   const bool root = dist::is_root();
   const int ranks = dist::size();
   BISSL_CHECK(cfg.batch_size % ranks == 0, "pretrain: train.batch_size ", cfg.batch_size, " does not split over ",
               ranks, " ranks; use a multiple of ", ranks);
+  dist::on_root([&] { fs::create_directories(cfg.out); });
+  files::write_text_atomic(cfg.out + "/config.toml", cfg.to_toml(/*docs=*/true));
   if (root) {
-    fs::create_directories(cfg.out);
-    files::write_text_atomic(cfg.out + "/config.toml", cfg.to_toml(/*docs=*/true));
     std::fprintf(stderr, "bissl-pretrain: resolved config\n%s", cfg.to_toml().c_str());
     std::fprintf(stderr, "backend: %s\n", backend_summary().c_str());
     if (ranks > 1)
@@ -153,8 +154,8 @@ Summary run(Config cfg, const std::string& resume_from, int64_t stop_after) {
     nlohmann::json j{{"normalize", cfg.normalize}, {"mean", used.mean}, {"std", used.std}};
     if (cfg.normalize == "pretext")
       j["images"] = data::evenly_spaced(p.train->n, cfg.stats_images).size();
+    files::write_text_atomic(cfg.out + "/normalization.json", j.dump(2) + "\n");
     if (root) {
-      files::write_text_atomic(cfg.out + "/normalization.json", j.dump(2) + "\n");
       std::fprintf(stderr, "normalisation (%s): %s\n", cfg.normalize.c_str(),
                    describe_normalization(n, p.train->c).c_str());
     }
@@ -167,8 +168,12 @@ Summary run(Config cfg, const std::string& resume_from, int64_t stop_after) {
   }
   p.backbone->train();
   p.objective->train();
-  nn::set_sync_batch_norm(*p.backbone, cfg.sync_batch_norm);
-  nn::set_sync_batch_norm(*p.objective, cfg.sync_batch_norm);
+  // Ghost sizes count rows of the whole batch (engine/nn/layers.h): 0, the
+  // default, is the whole batch, synchronised over the ranks; false keeps
+  // each rank's rows.
+  const int64_t ghost = cfg.sync_batch_norm ? 0 : cfg.batch_size / ranks;
+  nn::set_ghost_batch(*p.backbone, ghost);
+  nn::set_ghost_batch(*p.objective, ghost);
 
   data::LoaderOptions lo;
   lo.batch_size = cfg.batch_size;
@@ -193,7 +198,7 @@ Summary run(Config cfg, const std::string& resume_from, int64_t stop_after) {
 
   // A resumed run keeps the lines up to its checkpoint (a killed run may have
   // logged steps after it, which are about to be redone).
-  if (root && !resume_from.empty() && fs::exists(cfg.out + "/metrics.jsonl")) {
+  if (!resume_from.empty() && fs::exists(cfg.out + "/metrics.jsonl")) {
     std::string keep;
     for (auto& row : files::read_jsonl(cfg.out + "/metrics.jsonl"))
       if (row.value("step", int64_t(0)) <= pos.step) keep += row.dump() + "\n";
@@ -220,10 +225,9 @@ Summary run(Config cfg, const std::string& resume_from, int64_t stop_after) {
     loss_v = dist::all_reduce_sum(loss.item());
     if (!std::isfinite(loss_v)) {
       std::string where = cfg.out + "/checkpoint_nonfinite.safetensors";
-      if (root) save_checkpoint(where, cfg, p, pos);
-      // Every rank sees the same sum: the others wait for the save before
-      // the error ends the job (an abort would cut rank 0's write short).
-      if (ranks > 1) dist::world().barrier();
+      // Every rank sees the same sum and calls the (collective) save, so
+      // no rank's error ends the job before rank 0 has written.
+      save_checkpoint(where, cfg, p, pos);
       throw Error(str("pretrain: the loss is ", loss_v, " at step ", pos.step, " (epoch ", b.epoch, ", batch ", b.step,
                       "); the state before this step is saved to ", where));
     }
@@ -256,22 +260,22 @@ Summary run(Config cfg, const std::string& resume_from, int64_t stop_after) {
                    tty ? "\r" : "", (long long)pos.step, (long long)total, 100.0 * double(pos.step) / double(total),
                    (long long)b.epoch, loss_v, p.opt->lr, rate, eta(eta_s).c_str(), tty ? "   " : "\n");
     }
-    if (root && cfg.checkpoint_every > 0 && pos.step % cfg.checkpoint_every == 0)
-      save_checkpoint(ckpt_path, cfg, p, pos);
+    if (cfg.checkpoint_every > 0 && pos.step % cfg.checkpoint_every == 0) save_checkpoint(ckpt_path, cfg, p, pos);
   }
   if (tty) std::fprintf(stderr, "\n");
-  if (root) save_checkpoint(ckpt_path, cfg, p, pos);
+  save_checkpoint(ckpt_path, cfg, p, pos);
   Summary s;
   s.steps = pos.step;
   s.final_loss = loss_v;
   s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   s.images_per_s = double(done_here * cfg.batch_size) / std::max(s.seconds, 1e-9);
-  if (!root) return s;
   if (pos.step >= total) save_weights(cfg, p, cfg.out);
   files::write_json_atomic(cfg.out + "/summary.json", nlohmann::json{{"steps", s.steps},
                                                                    {"final_loss", s.final_loss},
                                                                    {"images_per_s", s.images_per_s},
                                                                    {"seconds", s.seconds},
+                                                                   {"ranks", ranks},
+                                                                   {"communication_seconds", dist::communication_seconds()},
                                                                    {"backend", backend_summary()},
                                                                    {"finished", pos.step >= total}});
   return s;

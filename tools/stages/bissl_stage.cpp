@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "engine/backend.h"
+#include "engine/dist/comm.h"
 #include "engine/io/safetensors.h"
 #include "engine/nn/state_io.h"
 #include "models/factory.h"
@@ -68,6 +69,7 @@ BisslStageResult run_bissl(const Config& cfg_in, const Task& task, const BisslIn
                            const std::string& variant_name_in, bool mix, bool resume, int64_t stop_after,
                            uint64_t stage_seed) {
   auto t0 = std::chrono::steady_clock::now();
+  const double comm0 = dist::communication_seconds();
   Config cfg = with_normalization(with_variant(cfg_in, variant_name_in), in.backbone, task.train->c);
   const auto& bc = cfg.bissl;
   const std::string variant = bilevel::variant_name(bc.variant);
@@ -162,8 +164,8 @@ BisslStageResult run_bissl(const Config& cfg_in, const Task& task, const BisslIn
     for (auto& row : read_jsonl(dir + "/metrics.jsonl"))
       if (row.value("alternation", int64_t(0)) <= trainer.alternations_done()) keep += row.dump() + "\n";
     write_text_atomic(dir + "/metrics.jsonl", keep);
-    metrics.open(dir + "/metrics.jsonl", std::ios::app);
-  } else {
+    if (dist::is_root()) metrics.open(dir + "/metrics.jsonl", std::ios::app);
+  } else if (dist::is_root()) {
     metrics.open(dir + "/metrics.jsonl", std::ios::trunc);
   }
 
@@ -195,6 +197,9 @@ BisslStageResult run_bissl(const Config& cfg_in, const Task& task, const BisslIn
     } catch (const Error& e) {
       // The state at the failure, for diagnosis (mid-alternation: resume from checkpoint.safetensors).
       std::string where = dir + "/checkpoint_failed.safetensors", saved;
+      // On several ranks the error may be this rank's alone, and a save is
+      // collective (the others may wait elsewhere): the job ends unsaved.
+      if (dist::size() > 1) throw Error(str(e.what(), "; on several ranks the failing state is not saved"));
       try {
         save_ckpt(where);
         saved = "; the state at the failure is saved to " + where + " (for diagnosis; resume uses checkpoint.safetensors)";
@@ -226,9 +231,11 @@ BisslStageResult run_bissl(const Config& cfg_in, const Task& task, const BisslIn
       extra += str(" | val(θP) ", fmt(100 * vp, 3), "%");
     }
     if (two_backbones) extra += str(" | ‖θD−θP‖ ", fmt(s.distance, 3));
-    metrics << j.dump() << "\n";
-    metrics.flush();
-    BISSL_CHECK(metrics, "bissl: writing ", dir, "/metrics.jsonl failed (disk full?)");
+    if (dist::is_root()) {  // rank 0's file
+      metrics << j.dump() << "\n";
+      metrics.flush();
+      BISSL_CHECK(metrics, "bissl: writing ", dir, "/metrics.jsonl failed (disk full?)");
+    }
     res.stats.push_back(s);
     progress.update(trainer.alternations_done(), extra);
     if (bc.checkpoint_every > 0 && trainer.alternations_done() % bc.checkpoint_every == 0) save_ckpt(ckpt);
@@ -249,6 +256,9 @@ BisslStageResult run_bissl(const Config& cfg_in, const Task& task, const BisslIn
                                                             {"upper_lr", o.upper_lr},
                                                             {"upper_wd", o.upper_wd},
                                                             {"seconds", res.seconds},
+                                                            {"ranks", dist::size()},
+                                                            {"communication_seconds",
+                                                             dist::communication_seconds() - comm0},
                                                             {"backend", backend_summary()}});
   }
   return res;

@@ -6,6 +6,7 @@
 #include "data/loader.h"
 #include "engine/autograd.h"
 #include "engine/backend.h"
+#include "engine/dist/comm.h"
 #include "engine/nn/layers.h"
 #include "engine/nn/state_io.h"
 #include "engine/ops.h"
@@ -80,6 +81,13 @@ int topk_k(int64_t num_classes) { return num_classes > 5 ? 5 : 2; }
 
 const char* metric_key(bool multi_label) { return multi_label ? "map" : "top1"; }
 const char* metric_label(bool multi_label) { return multi_label ? "mAP" : "top-1"; }
+
+Tensor rank_share(const Tensor& mean_loss, int64_t rows, double& whole) {
+  const double share = dist::row_share(rows);
+  Tensor l = share == 1.0 ? mean_loss : mul(mean_loss, share);
+  whole = dist::all_reduce_sum(l.item());
+  return l;
+}
 
 Tensor downstream_loss(const Tensor& logits, const data::Batch& b) {
   return b.targets.defined() ? cross_entropy_soft(logits, b.targets) : cross_entropy(logits, b.labels);

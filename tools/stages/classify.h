@@ -62,6 +62,12 @@ Accuracy evaluate(nn::Layer& backbone, nn::Layer& head, const data::ImageSet& se
 // against the multi-hot targets of a multi-label set (BISSL_SPEC.md: VOC07
 // uses cross-entropy with multi-hot soft labels).
 Tensor downstream_loss(const Tensor& logits, const data::Batch& b);
+// Data parallel (docs/distributed.md): a mean over this rank's `rows`
+// weighed into its share of the whole batch's mean (dist::row_share), and
+// in `whole` that mean, summed over the ranks. One rank: the loss itself.
+// Gradients of the shares summed over the ranks (optim::all_reduce_grads)
+// are the whole batch's.
+Tensor rank_share(const Tensor& mean_loss, int64_t rows, double& whole);
 
 // Backbone outputs [N, D] (f32, CPU) of `set` (rows `indices`, all when
 // empty), eval mode and view.

@@ -11,6 +11,7 @@
 #include "data/augment.h"
 #include "data/loader.h"
 #include "engine/autograd.h"
+#include "engine/dist/comm.h"
 #include "engine/io/safetensors.h"
 #include "engine/nn/state_io.h"
 #include "engine/ops.h"
@@ -170,8 +171,8 @@ FinetuneRun finetune_once(const Config& cfg_in, const Task& task, const Finetune
         NoGradGuard ng;
         feats = backbone->forward(b.views[0]);
       }
-      Tensor loss = downstream_loss(head->forward(feats), b);
-      double lv = loss.item();
+      double lv = 0;
+      Tensor loss = rank_share(downstream_loss(head->forward(feats), b), b.size(), lv);
       if (!std::isfinite(lv)) {
         std::string where = str(spec.arm, ": the fine-tuning loss is ", lv, " at epoch ", e + 1, ", batch ", nb + 1,
                                 " (lr ", lr, ", weight decay ", wd, ", seed ", seed, ")");
@@ -183,6 +184,7 @@ FinetuneRun finetune_once(const Config& cfg_in, const Task& task, const Finetune
       }
       opt.zero_grad();
       backward(loss);
+      optim::all_reduce_grads(params);
       opt.lr = sched.lr_at(opt.steps());
       opt.step();
       loss_sum += lv;

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/backend.h"
+#include "engine/dist/comm.h"
 #include "engine/numerics.h"
 #include "tools/pretrain/build.h"
 #include "tools/pretrain/run.h"
@@ -131,7 +132,7 @@ std::string run_pipeline(const Config& cfg_in) {
   Task task = load_task(cfg.task);
   rep.task = &task;
   fs::create_directories(out + "/task");
-  save_task_splits(task, cfg.task, out + "/task");
+  dist::on_root([&] { save_task_splits(task, cfg.task, out + "/task"); });  // rank 0 writes them
   std::fprintf(stderr, "task: %s\n", task.describe().c_str());
 
   // The pretraining images' content digest, for the stamps of the units that

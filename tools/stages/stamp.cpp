@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "engine/backend.h"
+#include "engine/dist/comm.h"
 #include "engine/digest.h"
 #include "engine/error.h"
 #include "tools/common/version.h"
@@ -131,7 +132,8 @@ bool only_stamp_leftovers(const std::string& dir) {
 
 bool read_stamp(const std::string& dir, Stamp& out) { return read_stamp_file(dir + kDone, out); }
 
-UnitStart begin_unit(const std::string& dir, const Stamp& now, bool no_recompute) {
+namespace {
+UnitStart begin_here(const std::string& dir, const Stamp& now, bool no_recompute) {
   UnitStart r;
   std::error_code ec;
   fs::remove_all(dir + ".stale", ec);  // a recompute killed between rename and delete
@@ -161,13 +163,38 @@ UnitStart begin_unit(const std::string& dir, const Stamp& now, bool no_recompute
   r.state = UnitState::Fresh;
   return r;
 }
+}  // namespace
+
+UnitStart begin_unit(const std::string& dir, const Stamp& now, bool no_recompute) {
+  if (dist::size() == 1) return begin_here(dir, now, no_recompute);
+  // Several ranks: rank 0 decides and acts (it may move old outputs aside),
+  // every rank learns the decision.
+  UnitStart r;
+  std::string packed;
+  dist::on_root([&] {
+    r = begin_here(dir, now, no_recompute);
+    nlohmann::json j{{"state", int(r.state)}, {"changed", r.changed}};
+    if (r.state != UnitState::Fresh) j["made"] = r.made.to_json();
+    packed = j.dump();
+  });
+  dist::broadcast_string(packed);
+  if (!dist::is_root()) {
+    const nlohmann::json j = nlohmann::json::parse(packed);
+    r.state = UnitState(j.at("state").get<int>());
+    r.changed = j.at("changed").get<std::string>();
+    if (j.contains("made")) r.made = Stamp::from_json(j.at("made"));
+  }
+  return r;
+}
 
 void finish_unit(const std::string& dir, Stamp now) {
   now.made_at = now_text();
   now.code = code_version();
   write_json_atomic(dir + kDone, now.to_json());
-  std::error_code ec;
-  fs::remove(dir + kPartial, ec);
+  dist::on_root([&] {
+    std::error_code ec;
+    fs::remove(dir + kPartial, ec);
+  });
 }
 
 }  // namespace bissl::stages

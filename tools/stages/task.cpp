@@ -9,6 +9,7 @@
 #include "data/augment.h"
 #include "data/datasets.h"
 #include "data/splits.h"
+#include "engine/dist/comm.h"
 #include "tools/pretrain/build.h"
 #include "tools/stages/progress.h"
 
@@ -361,6 +362,9 @@ data::LoaderOptions train_loader_options(int64_t batch, uint64_t seed, int worke
   lo.workers = workers;
   lo.cycle = true;
   lo.device = dev;
+  // Several ranks: each builds its block of every batch (batch stays the
+  // whole job's); the trainers reduce the gradients of the ranks' shares.
+  lo.rank = dist::rank(), lo.world = dist::size();
   return lo;
 }
 
@@ -399,7 +403,7 @@ ssl::SslBatch LoaderPretextStream::from(const data::Batch& b, uint64_t draw) con
   if (b.views.size() > 1) s.view2 = b.views[1];
   s.seed = seed_ * 1000003ull + uint64_t(b.epoch) * 100003ull + uint64_t(b.step);  // MAE's masks
   if (draw > 0) s.seed += draw * 0x9E3779B97F4A7C15ull;  // a fresh draw masks anew too
-  s.ghost = ghost_of(b.size());
+  s.ghost = ghost_of(b.global_rows);
   return s;
 }
 
@@ -424,7 +428,7 @@ LoaderDownstreamStream::LoaderDownstreamStream(std::shared_ptr<const data::Image
 
 bilevel::DownstreamBatch LoaderDownstreamStream::next_in_epoch() {
   data::Batch b = next_batch();
-  return {b.views[0], b.targets.defined() ? b.targets : b.labels, ghost_of(b.size())};
+  return {b.views[0], b.targets.defined() ? b.targets : b.labels, ghost_of(b.global_rows)};
 }
 
 }  // namespace bissl::stages

@@ -50,6 +50,7 @@ data::ViewConfig downstream_train_view(const TaskConfig& t, int64_t channels);
 data::ViewConfig downstream_eval_view(const TaskConfig& t, int64_t channels);
 
 // Loader options shared by the stages: shuffled cycling batches on `dev`.
+// On several ranks each rank builds its block of every batch (rank, world).
 data::LoaderOptions train_loader_options(int64_t batch, uint64_t seed, int workers, Device dev);
 
 // bilevel::BatchStream over a data::Loader (cycling, prefetching across
@@ -81,6 +82,7 @@ class LoaderStream : public bilevel::BatchStream<B> {
   }
   // The ghost BN size of a batch of n images: 0 (the trainer's) for a full
   // one, n / devices for a short last batch kept over `devices` (> 1).
+  // n: the batch's rows over every rank (data::Batch::global_rows).
   int64_t ghost_of(int64_t n) const {
     return devices_ > 1 && n < loader_.options().batch_size ? n / devices_ : 0;
   }

@@ -9,6 +9,7 @@
 
 #include "data/augment.h"
 #include "engine/autograd.h"
+#include "engine/dist/comm.h"
 #include "engine/io/safetensors.h"
 #include "engine/nn/state_io.h"
 #include "engine/ops.h"
@@ -47,7 +48,8 @@ WarmupResult run_warmup(const Config& cfg_in, const Task& task, const std::strin
   WarmupResult r;
   r.multi_label = task.multi_label;
   const std::string key = str("val_", metric_key(task.multi_label));
-  std::ofstream metrics(dir + "/metrics.jsonl");
+  std::ofstream metrics;  // rank 0's
+  if (dist::is_root()) metrics.open(dir + "/metrics.jsonl");
   Progress progress("warm-up", w.epochs, "epoch");
   for (int64_t e = 0; e < w.epochs; ++e) {
     loader.start_epoch(e);
@@ -62,12 +64,13 @@ WarmupResult run_warmup(const Config& cfg_in, const Task& task, const std::strin
         NoGradGuard ng;
         f = backbone->forward(b.views[0]);
       }
-      Tensor loss = downstream_loss(head->forward(f), b);
-      double lv = loss.item();
+      double lv = 0;
+      Tensor loss = rank_share(downstream_loss(head->forward(f), b), b.size(), lv);
       BISSL_CHECK(std::isfinite(lv), "warm-up: the loss is ", lv, " at epoch ", e + 1, ", batch ", nb + 1,
                   " (lr ", w.lr, "); nothing was saved");
       opt.zero_grad();
       backward(loss);
+      optim::all_reduce_grads(head->parameters());
       opt.step();
       sum += lv, ++nb;
     }
@@ -76,9 +79,11 @@ WarmupResult run_warmup(const Config& cfg_in, const Task& task, const std::strin
                         cfg.task.ignore_difficult)
                    .score();
     r.val_score.push_back(v);
-    metrics << nlohmann::json{{"epoch", e + 1}, {"train_loss", r.train_loss.back()}, {key, v}}.dump() << "\n";
-    metrics.flush();
-    BISSL_CHECK(metrics, "warmup: writing ", dir, "/metrics.jsonl failed (disk full?)");
+    if (dist::is_root()) {
+      metrics << nlohmann::json{{"epoch", e + 1}, {"train_loss", r.train_loss.back()}, {key, v}}.dump() << "\n";
+      metrics.flush();
+      BISSL_CHECK(metrics, "warmup: writing ", dir, "/metrics.jsonl failed (disk full?)");
+    }
     progress.update(e + 1, str("loss ", fmt(r.train_loss.back(), 4), " | val ", metric_label(task.multi_label), " ",
                                fmt(100 * v, 3), "%"));
   }

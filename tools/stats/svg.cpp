@@ -7,6 +7,7 @@
 #include <limits>
 #include <sstream>
 
+#include "engine/dist/comm.h"
 #include "engine/error.h"
 
 namespace bissl::evalstats {
@@ -37,7 +38,7 @@ std::string num(double v) {
   return buf;
 }
 
-void write_atomic(const std::string& path, const std::string& text) {
+void write_here(const std::string& path, const std::string& text) {
   const std::string tmp = path + ".tmp";
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
@@ -53,6 +54,11 @@ void write_atomic(const std::string& path, const std::string& text) {
     std::remove(tmp.c_str());
     throw Error(str("svg: cannot write ", path, " (rename from ", tmp, " failed)"));
   }
+}
+
+// On several ranks rank 0 writes and the others wait (dist::on_root).
+void write_atomic(const std::string& path, const std::string& text) {
+  dist::on_root([&] { write_here(path, text); });
 }
 
 struct Range {
