@@ -234,23 +234,25 @@ int g_stderr_fd = 2;  // where print_error writes (a copy of stderr once quiet)
 static thread_local bool t_on_root = false;  // inside on_root's fn on rank 0
 
 void on_root(const std::function<void()>& fn) {
-  if (size() == 1 || t_on_root) return fn();
-  if (is_root()) {
+  Comm& c = group(current_group());
+  if (c.size() == 1 || t_on_root) return fn();
+  if (c.rank() == 0) {
     t_on_root = true;
     struct Reset {
       ~Reset() { t_on_root = false; }
     } reset;
     fn();
   }
-  world().barrier();
+  c.barrier();
 }
 
-void broadcast_string(std::string& s) {
-  if (size() == 1) return;
+void broadcast_string(std::string& s, int root) {
+  Comm& c = group(current_group());
+  if (c.size() == 1) return;
   int64_t n = int64_t(s.size());
-  world().broadcast(&n, int64_t(sizeof n), 0);
+  c.broadcast(&n, int64_t(sizeof n), root);
   s.resize(size_t(n));
-  if (n > 0) world().broadcast(s.data(), n, 0);
+  if (n > 0) c.broadcast(s.data(), n, root);
 }
 
 void quiet_other_ranks() {

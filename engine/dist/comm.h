@@ -108,9 +108,11 @@ void require_one_rank(const char* name);
 //  - quiet_other_ranks(): on ranks > 0 of a job of several, stdout and
 //    stderr go to /dev/null (progress is rank 0's); print_error still
 //    reaches the terminal, with the rank prefix.
+// (Both act on the current group: under CommScope(kSelf) a rank writes its
+// own files, as when ranks run separate one-process jobs side by side.)
 void on_root(const std::function<void()>& fn);  // nested calls in fn: fn's own, no barrier
-// s as rank 0 holds it, on every rank of the world.
-void broadcast_string(std::string& s);
+// s as rank `root` of the current group holds it, on every rank of it.
+void broadcast_string(std::string& s, int root = 0);
 void quiet_other_ranks();
 void print_error(const std::string& line);  // "<rank prefix><line>\n" on the real stderr
 

@@ -12,7 +12,9 @@
 #      moves them as much as np 2 does (docs/distributed.md), so they are
 #      not compared;
 #   4. the same files exist in both runs;
-#   5. rerunning np 2 reuses every stage, and so does np 1 on np 2's folder.
+#   5. rerunning np 2 reuses every stage, and so does np 1 on np 2's folder;
+#   6. finetune.parallel = seeds on np 2: the search trials and the FT arm's
+#      seeds run side by side, each as one process: bit for bit np 1's.
 # usage: pipeline_ranks.sh MPIEXEC BISSL_PIPELINE SOURCE_DIR WORK_DIR
 set -euo pipefail
 mpiexec=$1 exe=$2 src=$3 work=$4
@@ -35,4 +37,10 @@ cp "$work/np2/report.md" "$work/report_before.md"
 if grep -q "recomputing" "$work/np2_again.log" "$work/np1_on_np2.log"; then
   echo "pipeline_ranks: a rerun recomputed a stage"; exit 1
 fi
+# Side by side: trials and seeds each on one rank, the same bits as np 1.
+"$mpiexec" -np 2 --oversubscribe "$exe" --quick --set "pipeline.pretrained=$work/np1/pretrain" \
+  --set finetune.parallel=seeds --out "$work/np2_seeds" > "$work/np2_seeds.log" 2>&1 ||
+  { tail -20 "$work/np2_seeds.log"; echo "pipeline_ranks: np 2 with finetune.parallel = seeds failed"; exit 1; }
+compare "$work/np1/finetune/search" "$work/np2_seeds/finetune/search"
+compare "$work/np1/finetune/ft" "$work/np2_seeds/finetune/ft"
 echo "pipeline_ranks: passed"

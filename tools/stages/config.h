@@ -208,11 +208,16 @@ struct SearchConfig {
 struct FinetuneConfig : FinetuneOptimizer, FinetuneRecipe, SearchConfig {
   int64_t seeds = 10;
   double noisytune = 0.15;
+  std::string parallel = "data";
 
   template <class V>
   void protocol_fields(V& v) {
     v("seeds", seeds, schema::ge(1), "fine-tuning runs per arm at the chosen values (the spec: 10)");
     v("noisytune", noisytune, schema::ge(0), "λ of the noisytune arm");
+    v("parallel", parallel, Rule(schema::one_of({"data", "seeds"})).unstamped(),
+      "on several ranks (mpirun): data = every search trial and seed data parallel over all ranks; seeds = trials and "
+      "seeds side by side, each on one rank as one process computes it (the same bits as one process), results "
+      "gathered; one rank: no effect");
   }
 };
 

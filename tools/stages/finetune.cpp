@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <limits>
 
 #include "bilevel/trainer.h"
@@ -246,6 +247,34 @@ void write_hyper(const std::string& path, const Hyper& h) {
                                          {"source", h.source}});
 }
 
+namespace {
+
+// finetune.parallel = "seeds" on several ranks: job(i) for i in [0, n), job
+// i on rank i mod N alone, computed as one process computes it
+// (CommScope(kSelf): its loaders, BN, reductions and files are that rank's
+// own), N jobs at a time; every job's result text ends on every rank.
+std::vector<std::string> side_by_side(int64_t n, const std::function<std::string(int64_t)>& job) {
+  const int ranks = dist::size(), me = dist::rank();
+  std::vector<std::string> out(static_cast<size_t>(n));
+  for (int64_t start = 0; start < n; start += ranks) {
+    std::string mine;
+    if (start + me < n) {
+      dist::CommScope self(dist::kSelf);
+      mine = job(start + me);
+    }
+    for (int r = 0; r < ranks && start + r < n; ++r) {
+      std::string s = r == me ? mine : std::string();
+      dist::broadcast_string(s, r);
+      out[size_t(start + r)] = std::move(s);
+    }
+  }
+  return out;
+}
+
+bool side_by_side_mode(const Config& cfg) { return cfg.finetune.parallel == "seeds" && dist::size() > 1; }
+
+}  // namespace
+
 Hyper random_search(const Config& cfg, const Task& task, const FinetuneSpec& spec, const std::string& dir) {
   const auto& fc = cfg.finetune;
   Hyper best;
@@ -263,7 +292,42 @@ Hyper random_search(const Config& cfg, const Task& task, const FinetuneSpec& spe
   Generator g(cfg.seed * 1315423911ull + 99);
   int64_t epochs = fc.search_epochs > 0 ? fc.search_epochs : fc.epochs;
   best.val_score = -1;
-  for (int64_t t = 0; t < fc.search_trials; ++t) {
+  if (side_by_side_mode(cfg)) {
+    // The draws first, then which trials an interrupted search already ran
+    // (up to the first that differs), then the rest side by side on the
+    // ranks; search.jsonl is written once, at the end.
+    std::vector<double> lrs, wds;
+    std::vector<bool> reuse;
+    bool stale = false;
+    for (int64_t t = 0; t < fc.search_trials; ++t) {
+      lrs.push_back(std::exp(std::log(fc.lr_min) + g.uniform() * (std::log(fc.lr_max) - std::log(fc.lr_min))));
+      wds.push_back(std::exp(std::log(fc.wd_min) + g.uniform() * (std::log(fc.wd_max) - std::log(fc.wd_min))));
+      const nlohmann::json* prev = size_t(t) < done.size() ? &done[size_t(t)] : nullptr;
+      stale = stale || !(prev && prev->value("trial", int64_t(-1)) == t && json_number(*prev, "lr") == lrs.back() &&
+                         json_number(*prev, "weight_decay") == wds.back() &&
+                         prev->value("epochs", int64_t(0)) == epochs && multi_label_of(*prev) == task.multi_label);
+      reuse.push_back(!stale);
+    }
+    const std::vector<std::string> runs = side_by_side(fc.search_trials, [&](int64_t t) {
+      if (reuse[size_t(t)]) return done[size_t(t)].dump();
+      FinetuneRun r = finetune_once(cfg, task, spec, lrs[size_t(t)], wds[size_t(t)], uint64_t(1000 + t), epochs, false,
+                                    "", true,
+                                    str(spec.arm, " search ", t + 1, "/", fc.search_trials, " (lr ",
+                                        fmt(lrs[size_t(t)], 3), ", wd ", fmt(wds[size_t(t)], 3), ")"));
+      nlohmann::json j = to_json(r);
+      j["trial"] = t;
+      return j.dump();
+    });
+    for (int64_t t = 0; t < fc.search_trials; ++t) {
+      const nlohmann::json j = nlohmann::json::parse(runs[size_t(t)]);
+      const FinetuneRun r = run_from_json(j);
+      kept += j.dump() + "\n";
+      if (!r.diverged && r.best_val > best.val_score)
+        best.lr = lrs[size_t(t)], best.weight_decay = wds[size_t(t)], best.val_score = r.best_val;
+    }
+    write_text_atomic(dir + "/search.jsonl", kept);
+  }
+  for (int64_t t = 0; t < fc.search_trials && !side_by_side_mode(cfg); ++t) {
     // log-uniform draws: exp(U(log lo, log hi))
     double lr = std::exp(std::log(fc.lr_min) + g.uniform() * (std::log(fc.lr_max) - std::log(fc.lr_min)));
     double wd = std::exp(std::log(fc.wd_min) + g.uniform() * (std::log(fc.wd_max) - std::log(fc.wd_min)));
@@ -409,7 +473,27 @@ ArmResult finetune_arm(const Config& cfg, const Task& task, const FinetuneSpec& 
     }
   }
   write_hyper(dir + "/hyper.json", a.hyper);
-  for (int64_t i = 0; i < cfg.finetune.seeds; ++i) {
+  if (side_by_side_mode(cfg)) {
+    // Seed i on rank i mod N as one process (its unit, stamp and files that
+    // rank's own); the results gathered in seed order.
+    const std::vector<std::string> runs = side_by_side(cfg.finetune.seeds, [&](int64_t i) {
+      const uint64_t k = first_seed + uint64_t(i);
+      const std::string sd = str(dir, "/seed", k);
+      const Stamp st = seed_stamp(cfg, task, spec, a.hyper, k);
+      UnitStart u = begin_unit(sd, st, cfg.no_recompute);
+      note(u);
+      if (u.state == UnitState::Reused) return read_json(sd + "/result.json").dump();
+      FinetuneRun r = finetune_once(cfg, task, spec, a.hyper.lr, a.hyper.weight_decay, k, cfg.finetune.epochs, true,
+                                    sd, false, str(spec.arm, " seed ", k, " (rank ", dist::rank(), ")"));
+      write_json_atomic(sd + "/result.json", to_json(r));
+      finish_unit(sd, st);
+      return to_json(r).dump();
+    });
+    for (const std::string& s : runs) a.runs.push_back(run_from_json(nlohmann::json::parse(s)));
+    // Every rank must agree on the arm's state (the pipeline writes by it).
+    all_reused = dist::all_reduce_max(all_reused ? 0.0 : 1.0) == 0.0;
+  }
+  for (int64_t i = 0; i < cfg.finetune.seeds && !side_by_side_mode(cfg); ++i) {
     const uint64_t k = first_seed + uint64_t(i);
     std::string sd = str(dir, "/seed", k);
     const Stamp st = seed_stamp(cfg, task, spec, a.hyper, k);

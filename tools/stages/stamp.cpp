@@ -166,7 +166,8 @@ UnitStart begin_here(const std::string& dir, const Stamp& now, bool no_recompute
 }  // namespace
 
 UnitStart begin_unit(const std::string& dir, const Stamp& now, bool no_recompute) {
-  if (dist::size() == 1) return begin_here(dir, now, no_recompute);
+  dist::Comm& c = dist::group(dist::current_group());
+  if (c.size() == 1) return begin_here(dir, now, no_recompute);
   // Several ranks: rank 0 decides and acts (it may move old outputs aside),
   // every rank learns the decision.
   UnitStart r;
@@ -178,7 +179,7 @@ UnitStart begin_unit(const std::string& dir, const Stamp& now, bool no_recompute
     packed = j.dump();
   });
   dist::broadcast_string(packed);
-  if (!dist::is_root()) {
+  if (c.rank() != 0) {
     const nlohmann::json j = nlohmann::json::parse(packed);
     r.state = UnitState(j.at("state").get<int>());
     r.changed = j.at("changed").get<std::string>();

@@ -364,7 +364,8 @@ data::LoaderOptions train_loader_options(int64_t batch, uint64_t seed, int worke
   lo.device = dev;
   // Several ranks: each builds its block of every batch (batch stays the
   // whole job's); the trainers reduce the gradients of the ranks' shares.
-  lo.rank = dist::rank(), lo.world = dist::size();
+  const dist::Comm& c = dist::group(dist::current_group());
+  lo.rank = c.rank(), lo.world = c.size();
   return lo;
 }
 
