@@ -216,8 +216,8 @@ struct FinetuneConfig : FinetuneOptimizer, FinetuneRecipe, SearchConfig {
     v("noisytune", noisytune, schema::ge(0), "λ of the noisytune arm");
     v("parallel", parallel, Rule(schema::one_of({"data", "seeds"})).unstamped(),
       "on several ranks (mpirun): data = every search trial and seed data parallel over all ranks; seeds = trials and "
-      "seeds side by side, each on one rank as one process computes it (the same bits as one process), results "
-      "gathered; one rank: no effect");
+      "seeds side by side, each on one rank as one process computes it (the same bits as one process with the "
+      "same thread count, or in portable numerics), results gathered; one rank: no effect");
   }
 };
 

@@ -288,6 +288,9 @@ Hyper random_search(const Config& cfg, const Task& task, const FinetuneSpec& spe
   // they are the same draws; the rest run.
   std::vector<nlohmann::json> done = fs::exists(dir + "/search.jsonl") ? read_jsonl(dir + "/search.jsonl")
                                                                        : std::vector<nlohmann::json>{};
+  // Several ranks: every rank has read the file before rank 0 rewrites it
+  // (a rank reading a shorter file would train a trial the others reuse).
+  dist::group(dist::current_group()).barrier();
   std::string kept;
   Generator g(cfg.seed * 1315423911ull + 99);
   int64_t epochs = fc.search_epochs > 0 ? fc.search_epochs : fc.epochs;
