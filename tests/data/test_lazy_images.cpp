@@ -235,6 +235,18 @@ TEST_CASE("lazy sets: headers checked at load, a bad image named at read, skips 
   expect_error([&] { lazy.read(2, buf.data()); }, {"2.png"});
 }
 
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kAsan = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr bool kAsan = true;
+#else
+constexpr bool kAsan = false;
+#endif
+#else
+constexpr bool kAsan = false;
+#endif
+
 TEST_CASE("lazy sets: 100 000 images in bounded memory, an epoch through the loader") {
   // 100 distinct 48 x 48 RGB files hard-linked 1000 times each: 100 000
   // directory entries, the disk space of 100 images. In memory at 48 x 48
@@ -272,5 +284,8 @@ TEST_CASE("lazy sets: 100 000 images in bounded memory, an epoch through the loa
   // The list (two paths per image) and the cache: about 20 MB; the loader's
   // prefetch window: 4 batches of 500 x 32 x 32 x 3 floats = 24 MB.
   CHECK(set->resident_bytes() < (8 << 20) + (20 << 20));
-  CHECK(grown < (100 << 20));  // against 691 MB of decoded images
+  // Against 691 MB of decoded images. Under AddressSanitizer freed memory
+  // waits in its quarantine: one sanitizer CI run read 114 MiB here (the
+  // run before passed under 100), so the bound doubles there.
+  CHECK(grown < (kAsan ? 200 << 20 : 100 << 20));
 }
