@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "engine/error.h"
+#include "kernels/cpu/conv_onednn.h"
 #ifdef BISSL_WITH_CUDA
 #include "kernels/cuda/device.h"
 #include "kernels/cuda/kernels.h"
@@ -44,7 +45,8 @@ int cuda_device_count() {
 }
 
 std::string backend_summary() {
-  std::string s = str("cpu (", omp_get_max_threads(), " threads)");
+  std::string s = str("cpu (", omp_get_max_threads(), " threads; f32 convolutions: ", cpu_conv_path(),
+                      cpu::onednn_available() ? "" : ", oneDNN not in this build", ")");
 #ifdef BISSL_WITH_CUDA
   s += str("; cuda runtime ", cuda::runtime_version(), ": ", cuda::device_summary(0));
 #else
@@ -216,6 +218,15 @@ void cuda_set_conv_autotune(bool on) {
 #endif
   (void)on;
 }
+void cpu_set_conv_path(const std::string& path) {
+  if (path == "auto") return cpu::set_conv_path(cpu::ConvPath::Auto);
+  if (path == "onednn") return cpu::set_conv_path(cpu::ConvPath::OneDNN);
+  if (path == "im2col") return cpu::set_conv_path(cpu::ConvPath::Im2col);
+  throw Error(str("CPU convolutions: expected auto, onednn or im2col, found '", path, "'"));
+}
+std::string cpu_conv_path() { return cpu::conv_path_name(cpu::conv_path()); }
+std::string cpu_conv_choices() { return cpu::onednn_conv_choices(); }
+
 std::string cuda_conv_choices() {
 #ifdef BISSL_WITH_CUDA
   return cuda::conv_choices();

@@ -61,4 +61,13 @@ void cuda_set_conv_autotune(bool on);
 // What the autotuning chose so far, e.g. "forward: 40 cuDNN, 13 GEMM; ...".
 std::string cuda_conv_choices();
 
+// f32 convolutions on the CPU: "auto" (oneDNN where it has a primitive for
+// the shape, under default numerics), "onednn" (the same, named), or
+// "im2col" (im2col + GEMM always); the default comes from BISSL_CPU_CONV, else
+// auto (kernels/cpu/conv_onednn.h). An Error naming the value otherwise.
+void cpu_set_conv_path(const std::string& path);
+std::string cpu_conv_path();
+// oneDNN's implementation per shape seen so far, one line each.
+std::string cpu_conv_choices();
+
 }  // namespace bissl

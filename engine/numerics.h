@@ -6,11 +6,14 @@
 //           each product itself (results depend on the thread count), and
 //           OpenBLAS's kernels as it picks them for the CPU (results depend
 //           on the CPU model: SkylakeX, Zen, Sandybridge ... kernels block
-//           and round differently).
+//           and round differently); f32 convolutions through oneDNN, whose
+//           kernels are picked by the CPU's ISA (AVX-512, AVX2 ...) and split
+//           by the thread count (kernels/cpu/conv_onednn.h).
 // portable  our sums cut into chunks fixed by the problem size alone, added
 //           in order; every GEMM cut into tiles fixed by its shape, each a
 //           single-threaded OpenBLAS call (OpenBLAS's own threads split a
-//           product by their number, and its edge kernels round otherwise);
+//           product by their number, and its edge kernels round otherwise),
+//           convolutions as im2col + those GEMMs (never oneDNN);
 //           and OpenBLAS running its Haswell kernels on any CPU
 //           (OPENBLAS_CORETYPE=Haswell; the CPU needs AVX2 and FMA): the same
 //           bits on any x86-64 machine with AVX2 for the same binary and

@@ -193,6 +193,72 @@ void hvp_bench(nlohmann::json& res, const Opts& o) {
       res["ntxent_r50_hvp_linearized_bn_ms"].get<double>() / res["ntxent_r50_grad_ms"].get<double>();
 }
 
+// The main job's shapes, as ../shared/bench/torch_cpu_anchor.py times them
+// (the CPU anchor): ResNet-18 at width 0.25 with the ImageNet stem on grey
+// 28×28 images, SimCLR's projector 128-128-64, τ 0.5. A training step on 256
+// pairs (SGD with momentum, backbone and projector), then the NT-Xent
+// gradient and H·v w.r.t. the backbone on 64 pairs: forward-over-reverse and
+// replayed (Linearization, as BiSSL's CG runs it with cg_linearize).
+void mainjob_bench(nlohmann::json& res, const Opts& o) {
+  Generator g(3);
+  models::BackboneSpec spec = resnet("resnet18", "imagenet");
+  spec.width = 0.25;
+  ssl::ObjectiveSpec method;
+  method.temperature = 0.5, method.proj_hidden = 128, method.proj_out = 64;
+  const int64_t px = 28, step_batch = o.small ? 8 : 256, hvp_batch = o.small ? 4 : 64;
+  int64_t fdim = 0;
+  auto bb = models::make_backbone(spec, 1, px, g, fdim);
+  auto obj = ssl::make_objective(method, spec, *bb, 1, px, fdim, g, /*target_seed=*/0);
+  move_to(*bb, o.dev);
+  move_to(*obj, o.dev);
+  auto views = [&](int64_t n) {
+    ssl::SslBatch b;
+    b.view1 = randn({n, px, px, 1}, g).to(o.dev);
+    b.view2 = randn({n, px, px, 1}, g).to(o.dev);
+    return b;
+  };
+  const ssl::SslBatch big = views(step_batch), small = views(hvp_batch);
+  auto bb_params = bb->parameters();
+  auto all = bb_params;
+  for (auto& p : obj->parameters()) all.push_back(p);
+  {
+    optim::SGD opt(all, 0.1, 0.9);
+    auto step = [&] {
+      ScopedRange r("mainjob simclr step");
+      opt.zero_grad();
+      backward(obj->loss(*bb, big));
+      opt.step();
+    };
+    const double ms = median_ms(step, o, o.iters);
+    res["mainjob_simclr_step_ms"] = ms;
+    res["mainjob_simclr_step_pairs"] = step_batch;
+    std::fprintf(stderr, "[ok] main job: SimCLR step on %lld pairs: %.1f ms\n", (long long)step_batch, ms);
+  }
+  auto loss = [&] { return obj->loss(*bb, small); };
+  auto grad_only = [&] {
+    ScopedRange r("mainjob ntxent grad");
+    return grad({loss()}, bb_params);
+  };
+  res["mainjob_ntxent_grad_ms"] = median_ms(grad_only, o, o.iters);
+  std::vector<Tensor> v;
+  for (auto& p : bb_params) v.push_back(randn(p.shape(), g).to(o.dev));
+  auto hvp_for = [&] {
+    ScopedRange r("mainjob ntxent hvp");
+    return hvp(loss, bb_params, v);
+  };
+  res["mainjob_ntxent_hvp_ms"] = median_ms(hvp_for, o, o.iters);
+  Linearization lin(loss, bb_params, v, /*replay_forward_effects=*/true);
+  auto lin_for = [&] {
+    ScopedRange r("mainjob ntxent hvp replayed");
+    return lin.hvp(v);
+  };
+  res["mainjob_ntxent_hvp_replayed_ms"] = median_ms(lin_for, o, o.iters);
+  res["mainjob_ntxent_pairs"] = hvp_batch;
+  std::fprintf(stderr, "[ok] main job: NT-Xent on %lld pairs: gradient %.1f ms, H·v %.1f ms, replayed %.1f ms\n",
+               (long long)hvp_batch, res["mainjob_ntxent_grad_ms"].get<double>(),
+               res["mainjob_ntxent_hvp_ms"].get<double>(), res["mainjob_ntxent_hvp_replayed_ms"].get<double>());
+}
+
 // The loader's hand-over (next() with the batch already built by the
 // workers): host time of next(), the wall time per batch including the
 // copies (a synchronize after the last), and host waits per batch, with
@@ -341,7 +407,9 @@ int main(int argc, char** argv) {
   app.add_option("--device", device, "cuda or cpu")->check(CLI::IsMember({"cpu", "cuda"}));
   app.add_option("--iters", o.iters, "timed iterations (median reported)");
   app.add_option("--warm", o.warm, "untimed warm-up iterations");
-  app.add_option("--only", only, "comma list of r50, r18, hvp, loader, folder");
+  app.add_option("--only", only,
+                 "comma list of r50, r18, hvp, loader, folder; mainjob (the CPU anchor's shapes), r50b32 (ResNet-50, "
+                 "96 px, batch 32: the CPU's natural-image row)");
   std::string folder;
   int64_t folder_images = 2560;
   app.add_option("--folder", folder,
@@ -366,7 +434,7 @@ int main(int argc, char** argv) {
     res["small"] = o.small;
     res["cudnn"] = !no_cudnn;
     res["conv_autotune"] = !no_autotune;
-    auto want = [&](const char* k) { return only.find(k) != std::string::npos; };
+    auto want = [&](const std::string& k) { return ("," + only + ",").find("," + k + ",") != std::string::npos; };
     Generator g(0);
     int64_t b50 = o.small ? 2 : 256, px50 = o.small ? 32 : 96, b18 = o.small ? 2 : 512;
     const models::BackboneSpec r50 = resnet("resnet50", "imagenet");
@@ -379,12 +447,18 @@ int main(int argc, char** argv) {
         cuda_set_tf32(false);
       }
     }
+    if (want("r50b32")) {
+      cuda_set_tf32(false);
+      train_step(res, "r50_96px_b32_fp32", classifier(r50, px50, 100, g), o.small ? 2 : 32, px50, 100, o);
+    }
+    if (want("mainjob")) mainjob_bench(res, o);
     if (want("r18"))
       train_step(res, "r18cifar_32px_b512_fp32", classifier(resnet("resnet18", "cifar"), 32, 10, g), b18, 32, 10, o);
     if (want("hvp")) hvp_bench(res, o);
     if (want("loader")) loader_bench(res, o);
     if (want("folder")) folder_bench(res, o, folder, folder_images);
-    res["conv_choices"] = cuda_conv_choices();
+    if (o.dev == Device::CUDA) res["conv_choices"] = cuda_conv_choices();
+    else res["cpu_conv_choices"] = cpu_conv_choices();
     std::cout << res.dump(1) << std::endl;
     if (!out.empty()) std::ofstream(out) << res.dump(1) << "\n";
   } catch (const std::exception& e) {

@@ -2,7 +2,7 @@
 # Installs the Debian packages the build needs, only those that are missing.
 # Safe to run repeatedly; uses sudo when not root.
 set -euo pipefail
-pkgs=(cmake g++ doctest-dev libstb-dev libopenblas-dev libopenblas-openmp-dev zlib1g-dev libcli11-dev
+pkgs=(cmake g++ doctest-dev libstb-dev libopenblas-dev libopenblas-openmp-dev libdnnl-dev zlib1g-dev libcli11-dev
       nlohmann-json3-dev libtomlplusplus-dev libopenmpi-dev openmpi-bin dataset-fashion-mnist
       clang libclang-rt-14-dev libomp-14-dev)  # clang: the fuzz targets (tools/fuzz.sh)
 missing=()

@@ -1,8 +1,10 @@
 #include <algorithm>
 #include <cstring>
 #include <memory>
+#include <type_traits>
 #include <vector>
 
+#include "kernels/cpu/conv_onednn.h"
 #include "kernels/cpu/kernels.h"
 
 namespace bissl::cpu {
@@ -99,6 +101,23 @@ bool pointwise(const ConvShape& s) {
 }
 }  // namespace
 
+// f32 goes to oneDNN where conv_onednn.h says so; false: im2col runs.
+template <class T>
+bool onednn_forward(const ConvShape& s, const T* x, const T* w, T* y) {
+  if constexpr (std::is_same_v<T, float>) return onednn_conv2d_forward(s, x, w, y);
+  return false;
+}
+template <class T>
+bool onednn_input_grad(const ConvShape& s, const T* gy, const T* w, T* gx) {
+  if constexpr (std::is_same_v<T, float>) return onednn_conv2d_input_grad(s, gy, w, gx);
+  return false;
+}
+template <class T>
+bool onednn_weight_grad(const ConvShape& s, const T* x, const T* gy, T* gw) {
+  if constexpr (std::is_same_v<T, float>) return onednn_conv2d_weight_grad(s, x, gy, gw);
+  return false;
+}
+
 // Images are processed in chunks: im2col of a whole chunk (threads over
 // images), then one GEMM per group with M = images × output pixels, so small
 // convolutions still make large GEMMs.
@@ -111,6 +130,7 @@ int64_t chunk_images(const ConvShape& s) {
 
 template <class T>
 void conv2d_forward(const ConvShape& s, const T* x, const T* w, T* y) {
+  if (onednn_forward(s, x, w, y)) return;
   int64_t cg = s.c / s.groups, og = s.o / s.groups, kk = s.kh * s.kw * cg, p = s.ho * s.wo;
   if (pointwise(s)) {  // a 1x1 conv is one GEMM over all pixels
     gemm<T>(false, true, s.n * p, s.o, s.c, T(1), x, s.c, w, s.c, T(0), y, s.o);
@@ -131,6 +151,7 @@ void conv2d_forward(const ConvShape& s, const T* x, const T* w, T* y) {
 
 template <class T>
 void conv2d_input_grad(const ConvShape& s, const T* gy, const T* w, T* gx) {
+  if (onednn_input_grad(s, gy, w, gx)) return;
   int64_t cg = s.c / s.groups, og = s.o / s.groups, kk = s.kh * s.kw * cg, p = s.ho * s.wo;
   if (pointwise(s)) {
     gemm<T>(false, false, s.n * p, s.c, s.o, T(1), gy, s.o, w, s.c, T(0), gx, s.c);
@@ -152,6 +173,7 @@ void conv2d_input_grad(const ConvShape& s, const T* gy, const T* w, T* gx) {
 
 template <class T>
 void conv2d_weight_grad(const ConvShape& s, const T* x, const T* gy, T* gw) {
+  if (onednn_weight_grad(s, x, gy, gw)) return;
   int64_t cg = s.c / s.groups, og = s.o / s.groups, kk = s.kh * s.kw * cg, p = s.ho * s.wo;
   if (pointwise(s)) {
     gemm<T>(true, false, s.o, s.c, s.n * p, T(1), gy, s.o, x, s.c, T(0), gw, s.c);

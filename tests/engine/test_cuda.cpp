@@ -20,9 +20,14 @@
 #include "engine/nn/layers.h"
 #include "engine/op_registry.h"
 #include "engine/optim/optimizer.h"
+#include "tests/engine/op_runs.h"
 #include "tests/engine/small_nets.h"
 
 using namespace bissl;
+using bissl::testops::max_rel;
+using bissl::testops::Run;
+using bissl::testops::run_case;
+using bissl::testops::to_dev;
 
 namespace {
 
@@ -36,49 +41,6 @@ bool have_gpu() {
   return once;
 }
 
-std::vector<Tensor> to_dev(const std::vector<Tensor>& xs, Device d) {
-  std::vector<Tensor> r;
-  for (auto& x : xs) r.push_back(x.defined() ? x.to(d) : Tensor());
-  return r;
-}
-
-struct Run {
-  std::vector<Tensor> outs, grads, tangents, hv;
-};
-
-// Forward, VJP of Σ⟨w_k, y_k⟩, JVP along u, and forward-over-reverse H·v on one device.
-Run run_case(const check::OpCase& c, Device d, const std::vector<Tensor>& w, const std::vector<Tensor>& u,
-             const std::vector<Tensor>& v) {
-  Run r;
-  auto in = to_dev(c.inputs, d);
-  std::vector<Tensor> leaves, xs;
-  for (size_t i = 0; i < in.size(); ++i) {
-    Tensor x = in[i].defined() ? in[i].detach() : Tensor();
-    if (c.diff[i]) x.requires_grad_(true), leaves.push_back(x);
-    xs.push_back(x);
-  }
-  auto objective = [&](const std::vector<Tensor>& ys) {
-    Tensor L;
-    for (size_t k = 0; k < ys.size(); ++k) {
-      if (!ys[k].defined() || !is_floating(ys[k].dtype())) continue;
-      Tensor t = sum(mul(ys[k], w[k].to(d)));
-      L = L.defined() ? add(L, t) : t;
-    }
-    return L;
-  };
-  auto ys = c.fn(xs);
-  for (auto& y : ys) r.outs.push_back(y.defined() ? y.detach() : Tensor());
-  r.grads = grad({objective(ys)}, leaves);
-  std::vector<Tensor> tans;
-  for (size_t i = 0; i < in.size(); ++i) tans.push_back(c.diff[i] ? u[i].to(d) : Tensor());
-  r.tangents = jvp(c.fn, in, tans).second;
-  std::vector<Tensor> vs;
-  for (size_t i = 0; i < in.size(); ++i)
-    if (c.diff[i]) vs.push_back(v[i].to(d));
-  r.hv = hvp([&] { return objective(c.fn(xs)); }, leaves, vs).hv;
-  return r;
-}
-
 // Restores the backend's global switches when a test case ends, however
 // it ends (a failed REQUIRE or an exception must not leave poison, cuDNN off
 // or deterministic mode on for the cases after it).
@@ -90,15 +52,6 @@ struct BackendDefaults {
     cuda_set_conv_autotune(true);
   }
 };
-
-double max_rel(const std::vector<Tensor>& a, const std::vector<Tensor>& b) {
-  double worst = 0;
-  for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
-    if (!a[i].defined() || !b[i].defined()) continue;
-    worst = std::max(worst, check::rel_error(a[i].to_vector(), b[i].to_vector()));
-  }
-  return worst;
-}
 
 }  // namespace
 
