@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "engine/error.h"
+#include "engine/threads.h"
 #include "kernels/cpu/conv_onednn.h"
 #ifdef BISSL_WITH_CUDA
 #include "kernels/cuda/device.h"
@@ -45,7 +46,9 @@ int cuda_device_count() {
 }
 
 std::string backend_summary() {
-  std::string s = str("cpu (", omp_get_max_threads(), " threads; f32 convolutions: ", cpu_conv_path(),
+  const std::string why = thread_budget_summary();
+  std::string s = str("cpu (", omp_get_max_threads(), " threads", why.empty() ? "" : ", from " + why,
+                      "; f32 convolutions: ", cpu_conv_path(),
                       cpu::onednn_available() ? "" : ", oneDNN not in this build", ")");
 #ifdef BISSL_WITH_CUDA
   s += str("; cuda runtime ", cuda::runtime_version(), ": ", cuda::device_summary(0));

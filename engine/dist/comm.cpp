@@ -1,4 +1,5 @@
 #include "engine/dist/comm.h"
+#include "engine/threads.h"
 
 #include <fcntl.h>
 #include <omp.h>
@@ -171,6 +172,7 @@ bool launched_by_mpi() {
 }
 
 Session::Session(int& argc, char**& argv) {
+  apply_thread_budget();  // OMP_NUM_THREADS, else the CPUs this process may use (engine/threads.h)
   if (!launched_by_mpi()) return;
 #ifdef BISSL_WITH_MPI
   int provided = 0;
@@ -181,8 +183,9 @@ Session::Session(int& argc, char**& argv) {
   g_mpi_started = true;
   MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);  // errors become bissl::Error
   world_slot() = std::make_unique<MpiComm>(MPI_COMM_WORLD);
-  // Threads per rank: OMP_NUM_THREADS when set; else this machine's cores
-  // shared by its ranks, the same count on every rank (the fewest), so
+  // Threads per rank: OMP_NUM_THREADS when set; else the CPUs this process
+  // may use (affinity, cgroup quota: engine/threads.h) shared by the ranks
+  // on its machine, the same count on every rank (the fewest), so
   // replicated computations sum in the same chunks everywhere.
   const char* env = std::getenv("OMP_NUM_THREADS");
   if (size() > 1 && !(env && *env)) {
@@ -192,7 +195,7 @@ Session::Session(int& argc, char**& argv) {
       MPI_Comm_size(local, &here);
       MPI_Comm_free(&local);
     }
-    const int cores = std::max(1, omp_get_num_procs());
+    const int cores = std::max(1, cpu_budget().threads);
     double threads = -double(std::max(1, cores / std::max(here, 1)));
     world().all_reduce_max(&threads, 1, DType::F64);  // max of −t: the fewest
     omp_set_num_threads(int(-threads));
