@@ -47,7 +47,8 @@ int cuda_device_count() {
 
 std::string backend_summary() {
   const std::string why = thread_budget_summary();
-  std::string s = str("cpu (", omp_get_max_threads(), " threads", why.empty() ? "" : ", from " + why,
+  std::string s = str("cpu (", omp_get_max_threads(), " threads", why.empty() ? "" : ", from " + why, ", ",
+                      wait_policy_summary(),
                       "; f32 convolutions: ", cpu_conv_path(),
                       cpu::onednn_available() ? "" : ", oneDNN not in this build", ")");
 #ifdef BISSL_WITH_CUDA

@@ -2,13 +2,17 @@
 
 #include <omp.h>
 #include <sched.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <cstdlib>
 #include <fstream>
 #include <mutex>
 #include <sstream>
+#include <cstdio>
 
 #include "engine/error.h"
 
@@ -144,6 +148,28 @@ std::string apply_thread_budget() {
   std::lock_guard<std::mutex> lock(g_mu);
   g_summary = why;
   return str(omp_get_max_threads(), " threads, from ", why);
+}
+
+void enter_wait_policy(char** argv) {
+  const char* policy = std::getenv("OMP_WAIT_POLICY");
+  const char* spin = std::getenv("GOMP_SPINCOUNT");
+  if ((policy && *policy) || (spin && *spin) || std::getenv("BISSL_WAIT_POLICY_REEXEC") || !argv) return;
+  setenv("GOMP_SPINCOUNT", kGompSpinCount, 1);
+  setenv("BISSL_WAIT_POLICY_REEXEC", "1", 1);  // ours, not the user's: wait_policy_summary says so
+  execv("/proc/self/exe", argv);
+  // Not fatal: the process runs on with libgomp's default.
+  std::fprintf(stderr, "bissl: re-executing with GOMP_SPINCOUNT=%s failed (%s); OpenMP threads spin as libgomp "
+               "defaults\n", kGompSpinCount, std::strerror(errno));
+  unsetenv("GOMP_SPINCOUNT");
+}
+
+std::string wait_policy_summary() {
+  const char* policy = std::getenv("OMP_WAIT_POLICY");
+  const char* spin = std::getenv("GOMP_SPINCOUNT");
+  if (policy && *policy) return str("OMP_WAIT_POLICY=", policy);
+  if (spin && *spin)
+    return str("GOMP_SPINCOUNT=", spin, std::getenv("BISSL_WAIT_POLICY_REEXEC") ? " (bissl's default)" : "");
+  return "libgomp's default spin";
 }
 
 std::string thread_budget_summary() {

@@ -29,6 +29,22 @@ std::string apply_thread_budget();
 // Where the last apply_thread_budget() took the count from ("" before it).
 std::string thread_budget_summary();
 
+// How long an idle OpenMP thread spins before it sleeps. libgomp's default
+// (300 000 spins, milliseconds) holds a CPU that a descheduled partner
+// thread needs: with two busy processes on this 2-CPU machine a training
+// step took 10-24x its quiet time. A thread that sleeps at once
+// (OMP_WAIT_POLICY=passive) costs 30 % when the machine is quiet.
+// kGompSpinCount is in between: quiet steps as fast as the default, 3.4-4.8x
+// under two busy neighbours (docs/performance.md). libgomp reads the setting
+// only when it loads, so with neither OMP_WAIT_POLICY nor GOMP_SPINCOUNT in
+// the environment this re-executes the process (argv, /proc/self/exe) with
+// GOMP_SPINCOUNT=kGompSpinCount; either variable set is the user's choice.
+// Called by dist::Session, so by every executable.
+inline constexpr const char* kGompSpinCount = "3000";
+void enter_wait_policy(char** argv);
+// "GOMP_SPINCOUNT=3000 (bissl's default)" or the user's setting, for logs.
+std::string wait_policy_summary();
+
 namespace threads_detail {  // parsers, for the tests
 // cgroup v2 cpu.max ("max 100000", "150000 100000"): CPUs, 0 = no quota.
 double parse_cpu_max(const std::string& text);
