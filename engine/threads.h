@@ -24,22 +24,30 @@ CpuBudget cpu_budget();
 
 // OMP_NUM_THREADS unset: OpenMP runs cpu_budget().threads threads. Returns
 // a line for logs: "2 threads, from 2 CPUs in the affinity mask". Called by
-// dist::Session, so by every executable.
+// dist::Session, so by every bissl-* executable (not the doctest and fuzz
+// executables, which start no Session).
 std::string apply_thread_budget();
-// Where the last apply_thread_budget() took the count from ("" before it).
+// Where the last apply_thread_budget() took the count from ("" before it);
+// dist::Session replaces it when ranks on one machine share the budget.
 std::string thread_budget_summary();
+void set_thread_budget_summary(const std::string& why);
 
 // How long an idle OpenMP thread spins before it sleeps. libgomp's default
 // (300 000 spins, milliseconds) holds a CPU that a descheduled partner
 // thread needs: with two busy processes on this 2-CPU machine a training
 // step took 10-24x its quiet time. A thread that sleeps at once
 // (OMP_WAIT_POLICY=passive) costs 30 % when the machine is quiet.
-// kGompSpinCount is in between: quiet steps as fast as the default, 3.4-4.8x
-// under two busy neighbours (docs/performance.md). libgomp reads the setting
-// only when it loads, so with neither OMP_WAIT_POLICY nor GOMP_SPINCOUNT in
-// the environment this re-executes the process (argv, /proc/self/exe) with
-// GOMP_SPINCOUNT=kGompSpinCount; either variable set is the user's choice.
-// Called by dist::Session, so by every executable.
+// kGompSpinCount is in between: in three alternating runs each, quiet steps
+// of 62-91 ms against the default's 62-78, and 213-297 ms under two busy
+// neighbours against the default's 605-1490 (docs/performance.md). libgomp
+// reads the setting only when it loads, so with neither OMP_WAIT_POLICY nor
+// GOMP_SPINCOUNT in the environment this re-executes the process (argv,
+// /proc/self/exe) with GOMP_SPINCOUNT=kGompSpinCount; either variable set is
+// the user's choice (and the way to avoid the re-execution). Not re-executed
+// where /proc/self/exe is not the program itself (a dynamic loader run by
+// hand, valgrind, qemu-user). Called by dist::Session, so by every bissl-*
+// executable. Only libgomp reads GOMP_SPINCOUNT: in a clang build (libomp)
+// it reaches OpenBLAS's and oneDNN's threads, not bissl's own.
 inline constexpr const char* kGompSpinCount = "3000";
 void enter_wait_policy(char** argv);
 // "GOMP_SPINCOUNT=3000 (bissl's default)" or the user's setting, for logs.

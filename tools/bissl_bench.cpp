@@ -434,6 +434,7 @@ int main(int argc, char** argv) {
     res["small"] = o.small;
     res["cudnn"] = !no_cudnn;
     res["conv_autotune"] = !no_autotune;
+    only.erase(std::remove(only.begin(), only.end(), ' '), only.end());  // "r50, r18" as "r50,r18"
     auto want = [&](const std::string& k) { return ("," + only + ",").find("," + k + ",") != std::string::npos; };
     Generator g(0);
     int64_t b50 = o.small ? 2 : 256, px50 = o.small ? 32 : 96, b18 = o.small ? 2 : 512;

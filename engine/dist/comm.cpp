@@ -200,6 +200,8 @@ Session::Session(int& argc, char**& argv) {
     double threads = -double(std::max(1, cores / std::max(here, 1)));
     world().all_reduce_max(&threads, 1, DType::F64);  // max of −t: the fewest
     omp_set_num_threads(int(-threads));
+    set_thread_budget_summary(str(thread_budget_summary(), " shared by ", here, " ranks on this machine, the fewest "
+                                  "over all ranks"));
   }
 #else
   (void)argc, (void)argv;

@@ -1,13 +1,15 @@
 // f32 convolutions through oneDNN (Debian's libdnnl-dev), NHWC activations
-// and OHWI weights as they are: the CPU's counterpart of cuDNN
-// (conv_onednn.h says when it is taken).
+// as they are: the CPU's counterpart of cuDNN (conv_onednn.h says when it is
+// taken).
 //
 // Each direction of each shape gets one primitive, made on first use and
-// kept (a map keyed by the shape; oneDNN's own cache would also hold it, but
-// the descriptor alone costs tens of µs at these small shapes). Weights stay
-// in our OHWI layout ("ohwi", "gohwi"): no reorder per call, and the filter
-// gradient is written straight into the caller's buffer. The primitives run
-// on the calling thread's OpenMP team, so the thread count is ours.
+// kept (a map keyed by the shape, the thread count and the calling thread:
+// oneDNN built without DNNL_ENABLE_CONCURRENT_EXEC wants a primitive run on
+// the thread that made it; the map starts over past 1024 entries). Weights
+// are asked for in whatever layout the fastest kernel wants ("any"): our
+// OHWI weights are reordered into it per call, and the filter gradient back
+// from it into the caller's buffer; they are small next to the activations.
+// The primitives run on the calling thread's OpenMP team.
 #include "kernels/cpu/conv_onednn.h"
 
 #include <atomic>
@@ -18,6 +20,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <tuple>
 
 #include "kernels/cpu/parallel.h"
@@ -74,6 +77,7 @@ bool onednn_conv2d_forward(const ConvShape&, const float*, const float*, float*)
 bool onednn_conv2d_input_grad(const ConvShape&, const float*, const float*, float*) { return false; }
 bool onednn_conv2d_weight_grad(const ConvShape&, const float*, const float*, float*) { return false; }
 std::string onednn_conv_choices() { return "oneDNN: not in this build"; }
+void onednn_conv_forget() {}
 
 #else
 
@@ -93,9 +97,10 @@ dnnl::engine& eng() {
 // The shape as a map key (ho, wo follow from the rest), with the thread
 // count: oneDNN fixes a kernel's split over threads when it makes it.
 using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
-                       int64_t, int64_t, int64_t, int64_t, int>;
+                       int64_t, int64_t, int64_t, int64_t, int, std::thread::id>;
 Key key_of(const ConvShape& s) {
-  return Key{s.n, s.h, s.w, s.c, s.o, s.kh, s.kw, s.sh, s.sw, s.ph, s.pw, s.dh, s.dw, s.groups, omp_get_max_threads()};
+  return Key{s.n,  s.h,  s.w,  s.c,  s.o,      s.kh, s.kw, s.sh, s.sw, s.ph, s.pw, s.dh, s.dw, s.groups,
+             omp_get_max_threads(), std::this_thread::get_id()};
 }
 
 struct Prims {
@@ -177,13 +182,15 @@ bool wanted() {
   return !portable_numerics.load(std::memory_order_relaxed);
 }
 
-// Per-thread scratch for weights in a kernel's layout (grown, kept).
+// Per-thread scratch for weights in a kernel's layout (grown, kept; 64-byte aligned).
 float* weight_scratch(size_t bytes) {
-  thread_local std::unique_ptr<float[]> buf;
+  thread_local std::unique_ptr<float, void (*)(void*)> buf(nullptr, std::free);
   thread_local size_t cap = 0;
   if (bytes > cap) {
-    buf.reset(new float[(bytes + sizeof(float) - 1) / sizeof(float)]);
-    cap = bytes;
+    const size_t n = (bytes + 63) / 64 * 64;
+    buf.reset(static_cast<float*>(std::aligned_alloc(64, n)));
+    if (!buf) throw std::bad_alloc();
+    cap = n;
   }
   return buf.get();
 }
@@ -243,15 +250,24 @@ bool onednn_conv2d_weight_grad(const ConvShape& s, const float* x, const float* 
   return true;
 }
 
+void onednn_conv_forget() {
+  std::lock_guard<std::mutex> lock(g_mu);
+  g_prims.clear();
+}
+
 std::string onednn_conv_choices() {
   std::lock_guard<std::mutex> lock(g_mu);
   std::string out;
   for (const auto& [k, p] : g_prims) {
-    const auto& [n, h, w, c, o, kh, kw, sh, sw, ph, pw, dh, dw, g, threads] = k;
-    char head[200];
-    std::snprintf(head, sizeof head, "n%lld %lldx%lldx%lld -> %lld, %lldx%lld/%lld pad %lld%s%s, %d threads: ",
+    const auto& [n, h, w, c, o, kh, kw, sh, sw, ph, pw, dh, dw, g, threads, tid] = k;
+    (void)tid;
+    char head[240];
+    std::snprintf(head, sizeof head,
+                  "n%lld %lldx%lldx%lld -> %lld, %lldx%lld stride %lldx%lld pad %lldx%lld dilation %lldx%lld groups "
+                  "%lld, %d threads: ",
                   (long long)n, (long long)h, (long long)w, (long long)c, (long long)o, (long long)kh, (long long)kw,
-                  (long long)sh, (long long)ph, dh > 1 ? " dilated" : "", g > 1 ? " grouped" : "", threads);
+                  (long long)sh, (long long)sw, (long long)ph, (long long)pw, (long long)dh, (long long)dw,
+                  (long long)g, threads);
     out += head;
     if (p->ok)
       out += p->impl[0] + " | " + p->impl[1] + " | " + p->impl[2];

@@ -37,5 +37,7 @@ bool onednn_conv2d_weight_grad(const ConvShape& s, const float* x, const float* 
 // One line per shape seen: oneDNN's implementation for forward | data
 // gradient | filter gradient, or im2col.
 std::string onednn_conv_choices();
+// Drops every kept primitive (tests: the choices of one case's shapes only).
+void onednn_conv_forget();
 
 }  // namespace bissl::cpu
