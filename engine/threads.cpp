@@ -2,14 +2,9 @@
 
 #include <omp.h>
 #include <sched.h>
-#include <sys/auxv.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cmath>
-#include <cstring>
 #include <cstdlib>
 #include <fstream>
 #include <mutex>
@@ -152,49 +147,11 @@ std::string apply_thread_budget() {
   return str(omp_get_max_threads(), " threads, from ", why);
 }
 
-namespace {
-// Whether re-executing /proc/self/exe with argv starts this program again:
-// not when the image is a dynamic loader run by hand (ld.so ./bissl-x) or a
-// tool that runs the program inside itself (valgrind, qemu-user), where
-// /proc/self/exe is that tool.
-bool reexec_is_safe(char** argv) {
-  const char* preload = std::getenv("LD_PRELOAD");
-  if (preload && std::strstr(preload, "vgpreload")) return false;  // valgrind
-  struct stat self {};
-  if (stat("/proc/self/exe", &self) != 0) return false;
-  auto same = [&](const char* path) {
-    struct stat st {};
-    return path && stat(path, &st) == 0 && st.st_dev == self.st_dev && st.st_ino == self.st_ino;
-  };
-  if (!same(reinterpret_cast<const char*>(getauxval(AT_EXECFN)))) return false;  // what execve was given
-  return !argv[0] || !std::strchr(argv[0], '/') || same(argv[0]);                  // and what argv names
-}
-}  // namespace
-
-void enter_wait_policy(char** argv) {
-  const char* policy = std::getenv("OMP_WAIT_POLICY");
-  const char* spin = std::getenv("GOMP_SPINCOUNT");
-  if ((policy && *policy) || (spin && *spin) || std::getenv("BISSL_WAIT_POLICY_REEXEC") || !argv) return;
-  if (!reexec_is_safe(argv)) return;  // runs on with libgomp's default; wait_policy_summary says so
-  setenv("GOMP_SPINCOUNT", kGompSpinCount, 1);
-  setenv("BISSL_WAIT_POLICY_REEXEC", "1", 1);  // ours, not the user's: wait_policy_summary says so
-  execv("/proc/self/exe", argv);
-  // Not fatal: the process runs on with libgomp's default.
-  const int err = errno;
-  unsetenv("GOMP_SPINCOUNT");
-  unsetenv("BISSL_WAIT_POLICY_REEXEC");
-  std::fprintf(stderr, "bissl: re-executing with GOMP_SPINCOUNT=%s failed (%s); OpenMP threads spin as libgomp "
-               "defaults\n", kGompSpinCount, std::strerror(err));
-}
-
 std::string wait_policy_summary() {
   const char* policy = std::getenv("OMP_WAIT_POLICY");
   const char* spin = std::getenv("GOMP_SPINCOUNT");
   if (policy && *policy) return str("OMP_WAIT_POLICY=", policy);
-  if (spin && *spin) {
-    const bool ours = std::getenv("BISSL_WAIT_POLICY_REEXEC") && std::strcmp(spin, kGompSpinCount) == 0;
-    return str("GOMP_SPINCOUNT=", spin, ours ? " (bissl's default)" : "");
-  }
+  if (spin && *spin) return str("GOMP_SPINCOUNT=", spin);
   return "libgomp's default spin";
 }
 

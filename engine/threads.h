@@ -32,25 +32,16 @@ std::string apply_thread_budget();
 std::string thread_budget_summary();
 void set_thread_budget_summary(const std::string& why);
 
-// How long an idle OpenMP thread spins before it sleeps. libgomp's default
-// (300 000 spins, milliseconds) holds a CPU that a descheduled partner
-// thread needs: with two busy processes on this 2-CPU machine a training
-// step took 10-24x its quiet time. A thread that sleeps at once
-// (OMP_WAIT_POLICY=passive) costs 30 % when the machine is quiet.
-// kGompSpinCount is in between: in three alternating runs each, quiet steps
-// of 62-91 ms against the default's 62-78, and 213-297 ms under two busy
-// neighbours against the default's 605-1490 (docs/performance.md). libgomp
-// reads the setting only when it loads, so with neither OMP_WAIT_POLICY nor
-// GOMP_SPINCOUNT in the environment this re-executes the process (argv,
-// /proc/self/exe) with GOMP_SPINCOUNT=kGompSpinCount; either variable set is
-// the user's choice (and the way to avoid the re-execution). Not re-executed
-// where /proc/self/exe is not the program itself (a dynamic loader run by
-// hand, valgrind, qemu-user). Called by dist::Session, so by every bissl-*
-// executable. Only libgomp reads GOMP_SPINCOUNT: in a clang build (libomp)
-// it reaches OpenBLAS's and oneDNN's threads, not bissl's own.
-inline constexpr const char* kGompSpinCount = "3000";
-void enter_wait_policy(char** argv);
-// "GOMP_SPINCOUNT=3000 (bissl's default)" or the user's setting, for logs.
+// How long an idle OpenMP thread spins before it sleeps is libgomp's
+// setting, read only when it loads: OMP_WAIT_POLICY / GOMP_SPINCOUNT in the
+// environment. No value is best everywhere (docs/performance.md, "CPU
+// beside PyTorch"; the main job's SimCLR step on a 2-CPU machine, 62 ms
+// quiet). With two busy processes of equal priority: libgomp's default
+// (300 000 spins) 605-1490 ms, GOMP_SPINCOUNT=3000 213-297 ms, passive
+// 176-268 ms (but 80 ms quiet). Beside one busy process at the lowest
+// priority (a nice-19 background job): the default 67-75 ms, 3000 spins
+// 181-220 ms. So bissl leaves the choice to the user and reports it.
+// "OMP_WAIT_POLICY=passive", "GOMP_SPINCOUNT=3000" or "libgomp's default spin", for logs.
 std::string wait_policy_summary();
 
 namespace threads_detail {  // parsers, for the tests

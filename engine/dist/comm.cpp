@@ -172,7 +172,6 @@ bool launched_by_mpi() {
 }
 
 Session::Session(int& argc, char**& argv) {
-  enter_wait_policy(argv);  // may re-execute this process (engine/threads.h)
   apply_thread_budget();  // OMP_NUM_THREADS, else the CPUs this process may use (engine/threads.h)
   if (!launched_by_mpi()) return;
 #ifdef BISSL_WITH_MPI
