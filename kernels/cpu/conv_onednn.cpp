@@ -202,10 +202,16 @@ std::shared_ptr<Prims> usable(const ConvShape& s) {
 }
 
 // The weights as direction k's kernel wants them: ours, or reordered into scratch.
+// A oneDNN view of one of our buffers (oneDNN takes inputs as non-const).
+memory view(const memory::desc& md, const float* data) { return memory(md, eng(), const_cast<float*>(data)); }
+// Memory of layout md in this thread's weight scratch.
+memory scratch(const memory::desc& md) { return memory(md, eng(), weight_scratch(md.get_size())); }
+
+// The weights as direction k's kernel wants them: ours, or reordered into scratch.
 memory weights_for(const Prims& p, int k, const float* w, dnnl::stream& st) {
-  memory user(p.w_user, eng(), const_cast<float*>(w));
+  memory user = view(p.w_user, w);
   if (!p.to_prim[k]) return user;
-  memory m(p.w_prim[k], eng(), weight_scratch(p.w_prim[k].get_size()));
+  memory m = scratch(p.w_prim[k]);
   p.to_prim[k]->execute(st, user, m);
   return m;
 }
@@ -216,10 +222,9 @@ bool onednn_conv2d_forward(const ConvShape& s, const float* x, const float* w, f
   auto p = usable(s);
   if (!p) return false;
   dnnl::stream st(eng());
-  memory mw = weights_for(*p, 0, w, st);
-  p->fwd->execute(st, {{DNNL_ARG_SRC, memory(p->x_md, eng(), const_cast<float*>(x))},
-                       {DNNL_ARG_WEIGHTS, mw},
-                       {DNNL_ARG_DST, memory(p->y_md, eng(), y)}});
+  p->fwd->execute(st, {{DNNL_ARG_SRC, view(p->x_md, x)},
+                       {DNNL_ARG_WEIGHTS, weights_for(*p, 0, w, st)},
+                       {DNNL_ARG_DST, view(p->y_md, y)}});
   st.wait();
   return true;
 }
@@ -228,10 +233,9 @@ bool onednn_conv2d_input_grad(const ConvShape& s, const float* gy, const float* 
   auto p = usable(s);
   if (!p) return false;
   dnnl::stream st(eng());
-  memory mw = weights_for(*p, 1, w, st);
-  p->bwd_data->execute(st, {{DNNL_ARG_DIFF_DST, memory(p->y_md, eng(), const_cast<float*>(gy))},
-                            {DNNL_ARG_WEIGHTS, mw},
-                            {DNNL_ARG_DIFF_SRC, memory(p->x_md, eng(), gx)}});
+  p->bwd_data->execute(st, {{DNNL_ARG_DIFF_DST, view(p->y_md, gy)},
+                            {DNNL_ARG_WEIGHTS, weights_for(*p, 1, w, st)},
+                            {DNNL_ARG_DIFF_SRC, view(p->x_md, gx)}});
   st.wait();
   return true;
 }
@@ -240,10 +244,10 @@ bool onednn_conv2d_weight_grad(const ConvShape& s, const float* x, const float* 
   auto p = usable(s);
   if (!p) return false;
   dnnl::stream st(eng());
-  memory user(p->w_user, eng(), gw);
-  memory mw = p->from_prim ? memory(p->w_prim[2], eng(), weight_scratch(p->w_prim[2].get_size())) : user;
-  p->bwd_weights->execute(st, {{DNNL_ARG_SRC, memory(p->x_md, eng(), const_cast<float*>(x))},
-                               {DNNL_ARG_DIFF_DST, memory(p->y_md, eng(), const_cast<float*>(gy))},
+  memory user = view(p->w_user, gw);
+  memory mw = p->from_prim ? scratch(p->w_prim[2]) : user;
+  p->bwd_weights->execute(st, {{DNNL_ARG_SRC, view(p->x_md, x)},
+                               {DNNL_ARG_DIFF_DST, view(p->y_md, gy)},
                                {DNNL_ARG_DIFF_WEIGHTS, mw}});
   if (p->from_prim) p->from_prim->execute(st, mw, user);
   st.wait();
