@@ -5,6 +5,7 @@
 
 #include "engine/autograd.h"
 #include "engine/dist/comm.h"
+#include "engine/dist/reducer.h"
 #include "engine/nn/layers.h"
 #include "engine/ops.h"
 #include "engine/profile.h"
@@ -144,6 +145,7 @@ void BilevelTrainer::lower_phase(AlternationStats& s) {
   std::vector<Tensor> params = join(theta_p_, phi_p_);
   if (joint) params = join(params, phi_d_);
   double sum_lp = 0, sum_reg = 0, sum_gn = 0;
+  dist::GradReducer reducer(params);  // sums started while the backward runs
   for (int64_t k = 0; k < n; ++k) {
     ssl::SslBatch b = lower_.next();
     set_ghost(m_, b.ghost > 0 ? b.ghost : o_.ghost_lower);
@@ -161,8 +163,7 @@ void BilevelTrainer::lower_phase(AlternationStats& s) {
       s.upper_loss_d += ldv / double(n);
     }
     lower_opt_->zero_grad();
-    backward(loss);
-    optim::all_reduce_grads(params);
+    reducer.backward(loss);
     double gn = clip_level(params, o_.clip, "lower", done_ + 1, k + 1);
     lower_opt_->lr = lower_sched_.lr_at(lower_opt_->steps());
     lower_opt_->step();

@@ -15,7 +15,11 @@ namespace {
 thread_local bool t_grad_enabled = true;
 thread_local bool t_forward_ad_enabled = true;
 thread_local std::vector<std::function<void()>>* t_effects = nullptr;
+thread_local BackwardObserver* t_observer = nullptr;
 }  // namespace
+
+BackwardObserverScope::BackwardObserverScope(BackwardObserver* o) : prev_(t_observer) { t_observer = o; }
+BackwardObserverScope::~BackwardObserverScope() { t_observer = prev_; }
 
 bool forward_effects_recording() { return t_effects != nullptr; }
 void record_forward_effect(std::function<void()> effect) {
@@ -88,7 +92,7 @@ void run_backward(const std::vector<Tensor>& outputs, const std::vector<Tensor>&
                   bool all_leaves, const std::unordered_set<TensorImpl*>& leaf_targets,
                   const std::unordered_set<Node*>& node_targets,
                   const std::function<void(const std::shared_ptr<TensorImpl>&, const Tensor&)>& on_leaf,
-                  std::unordered_map<Node*, std::vector<Tensor>>* captured) {
+                  std::unordered_map<Node*, std::vector<Tensor>>* captured, BackwardObserver* observer = nullptr) {
   Run run;
   auto cmp = [](Node* a, Node* b) { return a->seq < b->seq; };
   std::priority_queue<Node*, std::vector<Node*>, decltype(cmp)> queue(cmp);
@@ -108,6 +112,20 @@ void run_backward(const std::vector<Tensor>& outputs, const std::vector<Tensor>&
     slot.resize(n->out_shapes.size());
     slot[size_t(out.impl().output_nr)] = accumulate(slot[size_t(out.impl().output_nr)], seed);
     if (!queued.count(n)) queue.push(n), queued.insert(n);
+  }
+
+  // The observer's count: gradients each leaf still gets from nodes that run.
+  std::unordered_map<const TensorImpl*, int64_t> pending_leaf;
+  if (observer) {
+    for (const auto& [n, needed] : run.needed) {
+      if (!needed) continue;
+      for (const auto& e : n->next)
+        if (e.leaf && (all_leaves || leaf_targets.count(e.leaf.get()))) ++pending_leaf[e.leaf.get()];
+    }
+    observer->started([&](const TensorImpl* leaf) {
+      auto it = pending_leaf.find(leaf);
+      return it == pending_leaf.end() ? int64_t(0) : it->second;
+    });
   }
 
   EnableGradGuard gg(create_graph);
@@ -166,6 +184,13 @@ void run_backward(const std::vector<Tensor>& outputs, const std::vector<Tensor>&
         if (!queued.count(m)) queue.push(m), queued.insert(m);
       }
     }
+    if (observer) {
+      for (size_t i = 0; i < n->next.size(); ++i) {
+        const auto& e = n->next[i];
+        if (e.leaf && needs[i] && --pending_leaf[e.leaf.get()] == 0) observer->leaf_ready(e.leaf.get());
+      }
+      observer->progress();
+    }
   }
 }
 
@@ -195,6 +220,8 @@ void backward(const Tensor& output, const Tensor& seed, bool create_graph) {
 
 void backward(const std::vector<Tensor>& outputs, const std::vector<Tensor>& seeds, bool create_graph) {
   auto s = default_seeds(outputs, seeds);
+  BackwardObserver* observer = t_observer;
+  BackwardObserverScope none(nullptr);  // a backward inside a VJP is not the one observed
   run_backward(
       outputs, s, create_graph, true, {}, {},
       [&](const std::shared_ptr<TensorImpl>& leaf, const Tensor& g) {
@@ -213,7 +240,7 @@ void backward(const std::vector<Tensor>& outputs, const std::vector<Tensor>& see
         }
         leaf->grad = ng.impl_ptr();
       },
-      nullptr);
+      nullptr, observer);
 }
 
 std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<Tensor>& inputs,

@@ -60,6 +60,36 @@ class NoForwardADGuard {
 void backward(const Tensor& output, const Tensor& seed = Tensor(), bool create_graph = false);
 void backward(const std::vector<Tensor>& outputs, const std::vector<Tensor>& seeds, bool create_graph = false);
 
+// Watches backward() (not grad()) leaf by leaf: what lets a data-parallel
+// job start summing gradients over the ranks while the backward still runs
+// (engine/dist/reducer.h). Installed for a scope on this thread.
+//  - started(pending): once per backward(), after the graph is marked and
+//    before any VJP runs; pending(leaf) is how many gradients the sweep
+//    will still deliver to that leaf (0: none, its .grad is final now).
+//  - leaf_ready(leaf): the leaf's last gradient of this sweep has been
+//    added to its .grad, which is now final. A leaf whose producers turn
+//    out to pass it no gradient (a VJP returning none) is announced all the
+//    same; one whose producers never run at all (no gradient reaches them)
+//    is not: the observer settles those after the sweep.
+//  - progress(): after each node's VJP, a point to advance other work.
+class BackwardObserver {
+ public:
+  virtual ~BackwardObserver() = default;
+  virtual void started(const std::function<int64_t(const TensorImpl*)>& pending) = 0;
+  virtual void leaf_ready(const TensorImpl* leaf) = 0;
+  virtual void progress() {}
+};
+class BackwardObserverScope {
+ public:
+  explicit BackwardObserverScope(BackwardObserver* o);
+  ~BackwardObserverScope();
+  BackwardObserverScope(const BackwardObserverScope&) = delete;
+  BackwardObserverScope& operator=(const BackwardObserverScope&) = delete;
+
+ private:
+  BackwardObserver* prev_;
+};
+
 // Gradients of outputs w.r.t. inputs (leaves or intermediates), returned
 // rather than accumulated. An input that does not influence the outputs gets
 // zeros (allow_unused) or raises. With create_graph the result is on the tape.

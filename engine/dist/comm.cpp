@@ -14,6 +14,7 @@
 #include <exception>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "engine/error.h"
 #include "engine/tensor.h"
@@ -25,6 +26,12 @@
 namespace bissl::dist {
 
 namespace {
+
+class DoneRequest final : public Request {
+ public:
+  bool done() override { return true; }
+  void wait() override {}
+};
 
 // One rank: every collective is the identity (or a copy).
 class SelfComm final : public Comm {
@@ -44,6 +51,9 @@ class SelfComm final : public Comm {
     BISSL_CHECK(root == 0, "broadcast: expected a root rank in [0, 1), found ", root);
   }
   void barrier() override {}
+  std::unique_ptr<Request> all_reduce_sum_async(void*, int64_t, DType) override {
+    return std::make_unique<DoneRequest>();
+  }
 };
 
 double g_comm_seconds = 0;  // wall time inside MPI calls (communication_seconds)
@@ -109,8 +119,50 @@ class MpiComm final : public Comm {
     CommTimer timer;
     check(MPI_Barrier(c_), "MPI_Barrier");
   }
+  std::unique_ptr<Request> all_reduce_sum_async(void* buf, int64_t n, DType t) override {
+    const MPI_Datatype dt = mpi_type(t, "all_reduce_sum_async");
+    auto r = std::make_unique<MpiRequest>(rank_);
+    CommTimer timer;
+    for (int64_t off = 0; off < n; off += INT_MAX) {  // in pieces: MPI counts are ints
+      const int c = int(std::min<int64_t>(INT_MAX, n - off));
+      r->reqs.push_back(MPI_REQUEST_NULL);
+      check(MPI_Iallreduce(MPI_IN_PLACE, static_cast<char*>(buf) + off * int64_t(dtype_size(t)), c, dt, MPI_SUM, c_,
+                           &r->reqs.back()),
+            "MPI_Iallreduce");
+    }
+    return r;
+  }
 
  private:
+  struct MpiRequest final : Request {
+    explicit MpiRequest(int rank) : rank(rank) {}
+    ~MpiRequest() override {
+      // Still running: an exception is unwinding towards MPI_Abort. Freeing
+      // a running collective's request is erroneous in MPI, and the buffer
+      // may still be written: both stay until the job ends.
+      if (!finished) static_cast<void>(new std::vector<MPI_Request>(std::move(reqs)));
+    }
+    bool done() override {
+      if (finished) return true;
+      CommTimer timer;
+      int flag = 0;
+      // MPI_REQUEST_NULL entries (finished pieces) count as complete.
+      if (MPI_Testall(int(reqs.size()), reqs.data(), &flag, MPI_STATUSES_IGNORE) != MPI_SUCCESS)
+        throw Error(str("[rank ", rank, "] MPI_Testall failed on a started all_reduce_sum"));
+      return finished = flag != 0;
+    }
+    void wait() override {
+      if (finished) return;
+      CommTimer timer;
+      if (MPI_Waitall(int(reqs.size()), reqs.data(), MPI_STATUSES_IGNORE) != MPI_SUCCESS)
+        throw Error(str("[rank ", rank, "] MPI_Waitall failed on a started all_reduce_sum"));
+      finished = true;
+    }
+    int rank;
+    std::vector<MPI_Request> reqs;
+    bool finished = false;
+  };
+
   void reduce(void* buf, int64_t n, DType t, MPI_Op op, const char* what) {
     const MPI_Datatype dt = mpi_type(t, what);
     const int64_t step = INT_MAX;
@@ -357,19 +409,23 @@ void fused(const std::vector<Tensor>& ts, F&& f) {
     at = static_cast<char*>(buf.raw());
     for (const Tensor& t : ts) {
       if (!t.defined() || wire_dtype(t.dtype()) != w) continue;
-      const size_t bytes = size_t(t.numel()) * es;
-      if (t.device() == Device::CPU && t.dtype() == w) {
-        std::memcpy(t.raw(), at, bytes);
-      } else {
-        Tensor h = empty(t.shape(), w);
-        std::memcpy(h.raw(), at, bytes);
-        Tensor(t).copy_(from_wire(h, t.dtype(), t.device()));
-      }
-      at += bytes;
+      copy_from_wire(t, at, w);
+      at += size_t(t.numel()) * es;
     }
   }
 }
 }  // namespace
+
+void copy_from_wire(const Tensor& t, const void* src, DType wire) {
+  const size_t bytes = size_t(t.numel()) * dtype_size(wire);
+  if (t.device() == Device::CPU && t.dtype() == wire) {
+    std::memcpy(t.raw(), src, bytes);
+  } else {
+    Tensor h = empty(t.shape(), wire);
+    std::memcpy(h.raw(), src, bytes);
+    Tensor(t).copy_(from_wire(h, t.dtype(), t.device()));
+  }
+}
 
 void all_reduce_sum_(Tensor& t, int g) {
   Comm& c = group(g < 0 ? current_group() : g);

@@ -15,6 +15,7 @@
 // data; and every rank calls the same collectives in the same order.
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,21 @@ class Tensor;
 }
 
 namespace bissl::dist {
+
+// A collective started without waiting for it (all_reduce_sum_async): the
+// buffer must stay untouched and alive until done() says true or wait()
+// returns. MPI without an asynchronous progress thread (Debian's OpenMPI)
+// moves the data only inside MPI calls: done() is such a call, so callers
+// ask it now and then while they compute (GradReducer does, once per node
+// of the backward). Destroying a request that is still running leaves its
+// buffer to the job's end (an error on its way to ending the job: MPI has
+// no safe way to cancel a collective).
+class Request {
+ public:
+  virtual ~Request() = default;
+  virtual bool done() = 0;
+  virtual void wait() = 0;
+};
 
 class Comm {
  public:
@@ -42,6 +58,11 @@ class Comm {
   virtual void reduce_scatter_sum(const void* in, void* out, int64_t n, DType t) = 0;
   virtual void broadcast(void* buf, int64_t bytes, int root) = 0;
   virtual void barrier() = 0;
+  // all_reduce_sum, started: every rank must start the same ones in the same
+  // order (like any collective); the sums may differ from all_reduce_sum's
+  // in the last bits with 3 ranks or more (MPI may pick another summation
+  // order), and are the same on every rank.
+  virtual std::unique_ptr<Request> all_reduce_sum_async(void* buf, int64_t n, DType t) = 0;
 };
 
 // The groups: 0 = world, 1 = self.
@@ -156,5 +177,8 @@ DType wire_dtype(DType t);
 Tensor to_wire(const Tensor& x, DType wire);
 // h converted back to dtype t on device d (h itself when it already is).
 Tensor from_wire(const Tensor& h, DType t, Device d);
+// t's values replaced by t.numel() values of dtype `wire` at host address
+// src (t contiguous, any device and float dtype).
+void copy_from_wire(const Tensor& t, const void* src, DType wire);
 
 }  // namespace bissl::dist

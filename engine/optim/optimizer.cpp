@@ -5,7 +5,6 @@
 #include <set>
 
 #include "engine/autograd.h"
-#include "engine/dist/comm.h"
 #include "engine/kern.h"
 #include "engine/ops.h"
 
@@ -304,14 +303,6 @@ double clip_grad_norm(const std::vector<Tensor>& params, double max_norm, bool a
     }
   }
   return norm;
-}
-
-void all_reduce_grads(const std::vector<Tensor>& params) {
-  if (dist::group(dist::current_group()).size() == 1) return;
-  std::vector<Tensor> grads;
-  grads.reserve(params.size());
-  for (const Tensor& p : params) grads.push_back(p.grad());
-  dist::all_reduce_sum_(grads);
 }
 
 }  // namespace bissl::optim

@@ -135,10 +135,5 @@ double clip_grad_norm(const std::vector<Tensor>& params, double max_norm, bool a
 
 // The global L2 norm alone (no clipping, no finiteness check).
 double grad_norm(const std::vector<Tensor>& params);
-// Data parallel (docs/distributed.md): sums the parameters' .grad over the
-// ranks of the current group in place, one fused collective; with one rank
-// nothing. Losses being the ranks' shares, the sum is the whole batch's
-// gradient, the same on every rank.
-void all_reduce_grads(const std::vector<Tensor>& params);
 
 }  // namespace bissl::optim

@@ -15,6 +15,7 @@
 #include "engine/autograd.h"
 #include "engine/backend.h"
 #include "engine/dist/comm.h"
+#include "engine/dist/reducer.h"
 #include "engine/nn/layers.h"
 #include "engine/numerics.h"
 #include "engine/io/safetensors.h"
@@ -213,6 +214,7 @@ Summary run(Config cfg, const std::string& resume_from, int64_t stop_after) {
   bool tty = root && isatty(2);
   const std::string ckpt_path = cfg.out + "/checkpoint.safetensors";
 
+  dist::GradReducer reducer(p.params);  // sums started while the backward runs
   while (pos.step < total && (stop_after <= 0 || done_here < stop_after)) {
     ScopedRange range("pretrain step");
     loader.next(b);
@@ -232,8 +234,7 @@ Summary run(Config cfg, const std::string& resume_from, int64_t stop_after) {
                       "); the state before this step is saved to ", where));
     }
     p.opt->zero_grad();
-    backward(loss);
-    optim::all_reduce_grads(p.params);  // the whole batch's gradient on every rank
+    reducer.backward(loss);  // the whole batch's gradient on every rank
     p.opt->lr = sched.lr_at(pos.step);
     p.opt->step();
     ++pos.step, ++done_here;

@@ -65,7 +65,7 @@ Tensor downstream_loss(const Tensor& logits, const data::Batch& b);
 // Data parallel (docs/distributed.md): a mean over this rank's `rows`
 // weighed into its share of the whole batch's mean (dist::row_share), and
 // in `whole` that mean, summed over the ranks. One rank: the loss itself.
-// Gradients of the shares summed over the ranks (optim::all_reduce_grads)
+// Gradients of the shares summed over the ranks (dist::GradReducer)
 // are the whole batch's.
 Tensor rank_share(const Tensor& mean_loss, int64_t rows, double& whole);
 

@@ -13,6 +13,7 @@
 #include "data/loader.h"
 #include "engine/autograd.h"
 #include "engine/dist/comm.h"
+#include "engine/dist/reducer.h"
 #include "engine/io/safetensors.h"
 #include "engine/nn/state_io.h"
 #include "engine/ops.h"
@@ -152,6 +153,7 @@ FinetuneRun finetune_once(const Config& cfg_in, const Task& task, const Finetune
   if (fc.optimizer == "adamw") opt_ptr = std::make_unique<optim::AdamW>(groups, lr, 0.9, 0.999, 1e-8, wd);
   else opt_ptr = std::make_unique<optim::SGD>(groups, lr, fc.momentum, wd);
   optim::Optimizer& opt = *opt_ptr;
+  dist::GradReducer reducer(params);
   optim::WarmupCosine sched{lr, 0, total, 0.0};
 
   nn::StateDict best_bb, best_head;
@@ -184,8 +186,7 @@ FinetuneRun finetune_once(const Config& cfg_in, const Task& task, const Finetune
         break;
       }
       opt.zero_grad();
-      backward(loss);
-      optim::all_reduce_grads(params);
+      reducer.backward(loss);
       opt.lr = sched.lr_at(opt.steps());
       opt.step();
       loss_sum += lv;

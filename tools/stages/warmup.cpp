@@ -10,6 +10,7 @@
 #include "data/augment.h"
 #include "engine/autograd.h"
 #include "engine/dist/comm.h"
+#include "engine/dist/reducer.h"
 #include "engine/io/safetensors.h"
 #include "engine/nn/state_io.h"
 #include "engine/ops.h"
@@ -44,6 +45,7 @@ WarmupResult run_warmup(const Config& cfg_in, const Task& task, const std::strin
   lo.views = {downstream_train_view(cfg.task, task.train->c)};
   data::Loader loader(task.train, lo);
   optim::SGD opt(head->parameters(), w.lr, w.momentum, w.weight_decay);
+  dist::GradReducer reducer(head->parameters());
 
   WarmupResult r;
   r.multi_label = task.multi_label;
@@ -69,8 +71,7 @@ WarmupResult run_warmup(const Config& cfg_in, const Task& task, const std::strin
       BISSL_CHECK(std::isfinite(lv), "warm-up: the loss is ", lv, " at epoch ", e + 1, ", batch ", nb + 1,
                   " (lr ", w.lr, "); nothing was saved");
       opt.zero_grad();
-      backward(loss);
-      optim::all_reduce_grads(head->parameters());
+      reducer.backward(loss);
       opt.step();
       sum += lv, ++nb;
     }
