@@ -10,18 +10,28 @@ namespace bissl::cpu {
 using kern_math::pool_window;
 using kern_math::PoolWindow;
 
-// Max pooling and its gathered VJP, one pixel's channels at a time (the
-// shared formulas in pool_math.h; CUDA runs them one channel per thread, with
-// the same taps and windows in the same order: the same values and indices).
-template <class T>
-void max_pool2d(const PoolShape& s, const T* x, T* y, int64_t* idx) {
+// Max pooling: the shared formula (pool_math.h) over blocks of a pixel's
+// channels (CUDA runs it one channel per thread, with the same taps in the
+// same order: the same values and indices).
+template <class Off, class T>
+void max_pool2d_blocks(const PoolShape& s, const T* x, T* y, int64_t* idx) {
+  constexpr int64_t kBlock = 32;
 #pragma omp parallel for collapse(2) if (s.n * s.ho * s.wo * s.c > 32768)
   for (int64_t n = 0; n < s.n; ++n)
     for (int64_t oh = 0; oh < s.ho; ++oh)
       for (int64_t ow = 0; ow < s.wo; ++ow) {
         const int64_t o = ((n * s.ho + oh) * s.wo + ow) * s.c;
-        kern_math::max_pool_cells(s, x, n, oh, ow, 0, s.c, -std::numeric_limits<T>::infinity(), y + o, idx + o);
+        for (int64_t c0 = 0; c0 < s.c; c0 += kBlock)
+          kern_math::max_pool_cells<kBlock, Off>(s, x, n, oh, ow, c0, std::min(kBlock, s.c - c0),
+                                                 -std::numeric_limits<T>::infinity(), y + o + c0, idx + o + c0);
       }
+}
+
+template <class T>
+void max_pool2d(const PoolShape& s, const T* x, T* y, int64_t* idx) {
+  // Offsets within a window: 32 bits unless k rows of the image do not fit.
+  if (s.k * s.w * s.c < (int64_t(1) << 31)) max_pool2d_blocks<int32_t>(s, x, y, idx);
+  else max_pool2d_blocks<int64_t>(s, x, y, idx);
 }
 
 template <class T>
@@ -61,13 +71,21 @@ void avg_pool2d_backward(const PoolShape& s, const T* gy, T* gx, bool cip) {
       }
 }
 
+// Max pooling's VJP as a scatter, one image per thread: each output adds its
+// gradient at its argmax, outputs in increasing order. An input element
+// therefore receives its windows' gradients in increasing window order,
+// starting from +0: the same additions in the same order as the gather form
+// the CUDA kernel runs (kern_math::max_pool_input_grads), bit for bit, at a
+// fraction of the reads (one per output instead of one per window and input).
 template <class T>
 void max_pool2d_backward(const PoolShape& s, const T* gy, const int64_t* idx, T* gx) {
-#pragma omp parallel for collapse(2) if (s.n * s.h * s.w * s.c > 32768)
-  for (int64_t n = 0; n < s.n; ++n)
-    for (int64_t ih = 0; ih < s.h; ++ih)
-      for (int64_t iw = 0; iw < s.w; ++iw)
-        kern_math::max_pool_input_grads(s, gy, idx, n, ih, iw, 0, s.c, gx + ((n * s.h + ih) * s.w + iw) * s.c);
+  const int64_t in_image = s.h * s.w * s.c, out_image = s.ho * s.wo * s.c;
+#pragma omp parallel for if (s.n * in_image > 32768)
+  for (int64_t n = 0; n < s.n; ++n) {
+    std::memset(gx + n * in_image, 0, size_t(in_image) * sizeof(T));
+    for (int64_t o = n * out_image; o < (n + 1) * out_image; ++o)
+      if (idx[o] >= 0) gx[idx[o]] += gy[o];
+  }
 }
 
 #define INST(T)                                                                   \

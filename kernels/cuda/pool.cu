@@ -16,7 +16,7 @@ __global__ void k_max_pool(PoolShape s, const T* x, T* y, int64_t* idx) {
     int64_t c = q % s.c, ow = (q / s.c) % s.wo, oh = (q / (s.c * s.wo)) % s.ho, n = q / (s.c * s.wo * s.ho);
     T best;  // in registers, stored once
     int64_t bi;
-    kern_math::max_pool_cells(s, x, n, oh, ow, c, 1, T(-INFINITY), &best, &bi);
+    kern_math::max_pool_cells<1, int64_t>(s, x, n, oh, ow, c, 1, T(-INFINITY), &best, &bi);
     y[q] = best;
     idx[q] = bi;
   }

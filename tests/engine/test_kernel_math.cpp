@@ -4,6 +4,8 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstring>
+#include <limits>
 #include <vector>
 
 #include <omp.h>
@@ -19,6 +21,7 @@
 #include "kernels/elementwise_math.h"
 #include "kernels/norm_math.h"
 #include "kernels/optim_math.h"
+#include "kernels/pool_math.h"
 
 using namespace bissl;
 using namespace bissl::kern_math;
@@ -166,6 +169,69 @@ TEST_SUITE("kernel_math") {
       MESSAGE("OpenBLAS core here: ", blas_core());
       CHECK_THROWS_WITH_AS(set_numerics(Numerics::Portable), doctest::Contains("OPENBLAS_CORETYPE=Haswell"), Error);
       CHECK(numerics() == Numerics::Default);
+    }
+  }
+
+  // Max pooling on the CPU (channel blocks of the shared formula, a scatter
+  // VJP) against the definition written out plainly: the first largest tap
+  // in row-major order (a NaN only as the first tap), and the gather form
+  // of the VJP that CUDA runs; values, indices and gradients bit for bit,
+  // on data full of ties (small integers, zeros of both signs), NaN and
+  // infinities, with windows hanging over the border and channel counts
+  // around the block of 32.
+  TEST_CASE_TEMPLATE("max pooling: CPU blocks and scatter VJP = the plain definition, bit for bit", T, float,
+                     double) {
+    Generator g(17);
+    struct Case {
+      int64_t n, h, w, c, k, stride, pad;
+    };
+    for (Case cs : {Case{2, 5, 5, 1, 2, 1, 0}, Case{3, 7, 6, 3, 3, 2, 1}, Case{2, 14, 14, 16, 3, 2, 1},
+                    Case{1, 9, 8, 33, 3, 1, 1}, Case{2, 6, 6, 70, 2, 2, 0}, Case{1, 5, 7, 5, 5, 1, 2},
+                    Case{1, 4, 4, 32, 3, 3, 1}}) {
+      CAPTURE(cs.c);
+      CAPTURE(cs.k);
+      kern::PoolShape s{cs.n, cs.h, cs.w, cs.c, (cs.h + 2 * cs.pad - cs.k) / cs.stride + 1,
+                        (cs.w + 2 * cs.pad - cs.k) / cs.stride + 1, cs.k, cs.stride, cs.pad};
+      const int64_t nx = s.n * s.h * s.w * s.c, ny = s.n * s.ho * s.wo * s.c;
+      std::vector<T> x(static_cast<size_t>(nx)), gy(static_cast<size_t>(ny));
+      std::vector<double> u = rand({nx + ny}, g, DType::F64).to_vector();
+      for (int64_t i = 0; i < nx; ++i) {
+        const double r = u[size_t(i)];
+        x[size_t(i)] = r < 0.02   ? std::numeric_limits<T>::quiet_NaN()
+                       : r < 0.04 ? -std::numeric_limits<T>::infinity()
+                       : r < 0.3  ? T(0) * T(r < 0.15 ? -1 : 1)
+                                  : T(std::floor(r * 6));  // ties everywhere
+      }
+      for (int64_t i = 0; i < ny; ++i) gy[size_t(i)] = T(u[size_t(nx + i)] < 0.1 ? -0.0 : u[size_t(nx + i)] - 0.5);
+      std::vector<T> y(static_cast<size_t>(ny)), want_y(static_cast<size_t>(ny));
+      std::vector<int64_t> idx(static_cast<size_t>(ny)), want_idx(static_cast<size_t>(ny));
+      cpu::max_pool2d(s, x.data(), y.data(), idx.data());
+      for (int64_t n = 0; n < s.n; ++n)
+        for (int64_t oh = 0; oh < s.ho; ++oh)
+          for (int64_t ow = 0; ow < s.wo; ++ow)
+            for (int64_t ch = 0; ch < s.c; ++ch) {
+              T best = -std::numeric_limits<T>::infinity();
+              int64_t at = -1;
+              for (int64_t ki = 0; ki < s.k; ++ki)
+                for (int64_t kj = 0; kj < s.k; ++kj) {
+                  const int64_t ih = oh * s.stride - s.pad + ki, iw = ow * s.stride - s.pad + kj;
+                  if (ih < 0 || ih >= s.h || iw < 0 || iw >= s.w) continue;
+                  const int64_t q = ((n * s.h + ih) * s.w + iw) * s.c + ch;
+                  if (at < 0 || x[size_t(q)] > best) best = x[size_t(q)], at = q;
+                }
+              const int64_t o = ((n * s.ho + oh) * s.wo + ow) * s.c + ch;
+              want_y[size_t(o)] = best, want_idx[size_t(o)] = at;
+            }
+      CHECK(std::memcmp(y.data(), want_y.data(), y.size() * sizeof(T)) == 0);
+      CHECK(idx == want_idx);
+      std::vector<T> gx(static_cast<size_t>(nx)), want_gx(static_cast<size_t>(nx));
+      cpu::max_pool2d_backward(s, gy.data(), idx.data(), gx.data());
+      for (int64_t n = 0; n < s.n; ++n)
+        for (int64_t ih = 0; ih < s.h; ++ih)
+          for (int64_t iw = 0; iw < s.w; ++iw)
+            max_pool_input_grads(s, gy.data(), idx.data(), n, ih, iw, 0, s.c,
+                                 want_gx.data() + ((n * s.h + ih) * s.w + iw) * s.c);
+      CHECK(std::memcmp(gx.data(), want_gx.data(), gx.size() * sizeof(T)) == 0);
     }
   }
 }
