@@ -66,13 +66,26 @@ BISSL_HD inline BnAffine<T> bn_affine(T mean, T invstd, const T* gamma, const T*
   return {scale, (beta ? beta[j] : T(0)) - mean * scale};
 }
 
-// ∂L/∂x of one element from the column sums sg = Σ gy and sgx = Σ gy·x̂.
+// ∂L/∂x of one element from the column sums sg = Σ gy and sgx = Σ gy·x̂:
+// k·(gy − sg/n − x̂·sgx/n) with k = γ·invstd. The per-channel part (k and
+// sg/n) apart, so that the CPU forms it once per channel, not per element.
+struct BnGradCoef {
+  double k, mean_g;  // γ·invstd, sg·(1/n)
+};
+template <class T>
+BISSL_HD inline BnGradCoef bn_input_grad_coef(T invstd, const T* gamma, int64_t j, double sg, double inv_rows) {
+  return {(gamma ? double(gamma[j]) : 1.0) * double(invstd), sg * inv_rows};
+}
+template <class T>
+BISSL_HD inline T bn_input_grad_at(T gy, T x, T mean, T invstd, double k, double mean_g, double sgx, double inv_rows) {
+  const double xhat = double(x - mean) * double(invstd);
+  return T(k * (double(gy) - mean_g - xhat * sgx * inv_rows));
+}
 template <class T>
 BISSL_HD inline T bn_input_grad(T gy, T x, T mean, T invstd, const T* gamma, int64_t j, double sg, double sgx,
                                 double inv_rows) {
-  const double xhat = double(x - mean) * double(invstd);
-  const double k = (gamma ? double(gamma[j]) : 1.0) * double(invstd);
-  return T(k * (double(gy) - sg * inv_rows - xhat * sgx * inv_rows));
+  const BnGradCoef q = bn_input_grad_coef(invstd, gamma, j, sg, inv_rows);
+  return bn_input_grad_at(gy, x, mean, invstd, q.k, q.mean_g, sgx, inv_rows);
 }
 
 // ---- batch norm tangents (forward mode; closed forms of the JVPs) ----

@@ -1,3 +1,4 @@
+#include <array>
 #include <cmath>
 #include <vector>
 
@@ -12,6 +13,12 @@ namespace {
 template <class T, class F>
 void column_sums(const T* x, int64_t rows, int64_t c, std::vector<double>& acc, F f) {
   det_column_sums(rows, c, acc, [&](int64_t r, int64_t j) { return f(x[r * c + j], j, r); });
+}
+// Several such sums in one pass (det_column_sums_fused: the same bits as
+// separate passes); f(row, column) returns every term.
+template <size_t K, class F>
+void column_sums(int64_t rows, int64_t c, const std::array<std::vector<double>*, K>& acc, F f) {
+  det_column_sums_fused<K>(rows, c, acc, f);
 }
 }  // namespace
 
@@ -54,21 +61,31 @@ template <class T>
 void batch_norm_backward(const T* gy, const T* x, const T* mean, const T* invstd, const T* gamma, T* gx, T* ggamma,
                          T* gbeta, int64_t rows, int64_t c) {
   std::vector<double> sg, sgx;
-  column_sums(gy, rows, c, sg, [](T v, int64_t, int64_t) { return double(v); });
-  column_sums(gy, rows, c, sgx, [&](T g, int64_t j, int64_t r) {
-    return double(g) * double(x[r * c + j] - mean[j]) * double(invstd[j]);
+  column_sums<2>(rows, c, {&sg, &sgx}, [&](int64_t r, int64_t j) {
+    const T g = gy[r * c + j];
+    return std::array<double, 2>{double(g), double(g) * double(x[r * c + j] - mean[j]) * double(invstd[j])};
   });
   for (int64_t j = 0; j < c; ++j) {
     if (gbeta) gbeta[j] = T(sg[size_t(j)]);
     if (ggamma) ggamma[j] = T(sgx[size_t(j)]);
   }
   if (!gx) return;
-  double inv_n = 1.0 / double(rows);
+  const double inv_n = 1.0 / double(rows);
+  // The channel's part of every element's gradient, once per channel; the
+  // row loop is then arithmetic on arrays, which the compiler vectorises.
+  std::vector<double> k(static_cast<size_t>(c)), mg(static_cast<size_t>(c));
+  for (int64_t j = 0; j < c; ++j) {
+    const kern_math::BnGradCoef q = kern_math::bn_input_grad_coef(invstd[j], gamma, j, sg[size_t(j)], inv_n);
+    k[size_t(j)] = q.k, mg[size_t(j)] = q.mean_g;
+  }
+  const double *kp = k.data(), *mp = mg.data(), *sp = sgx.data();
 #pragma omp parallel for if (rows * c > 32768)
-  for (int64_t r = 0; r < rows; ++r)
+  for (int64_t r = 0; r < rows; ++r) {
+    const T *g = gy + r * c, *xr = x + r * c;
+    T* out = gx + r * c;
     for (int64_t j = 0; j < c; ++j)
-      gx[r * c + j] = kern_math::bn_input_grad(gy[r * c + j], x[r * c + j], mean[j], invstd[j], gamma, j,
-                                               sg[size_t(j)], sgx[size_t(j)], inv_n);
+      out[j] = kern_math::bn_input_grad_at(g[j], xr[j], mean[j], invstd[j], kp[j], mp[j], sp[j], inv_n);
+  }
 }
 
 template <class T>
@@ -77,9 +94,9 @@ void batch_norm_jvp(const T* x, const T* mean, const T* invstd, const T* gamma, 
   const double inv_n = 1.0 / double(rows);
   std::vector<double> a(static_cast<size_t>(c), 0.0), b(static_cast<size_t>(c), 0.0);
   if (tx) {
-    column_sums(tx, rows, c, a, [](T v, int64_t, int64_t) { return double(v); });
-    column_sums(tx, rows, c, b, [&](T t, int64_t j, int64_t r) {
-      return double(t) * kern_math::bn_xhat(x[r * c + j], mean[j], invstd[j]);
+    column_sums<2>(rows, c, {&a, &b}, [&](int64_t r, int64_t j) {
+      const T t = tx[r * c + j];
+      return std::array<double, 2>{double(t), double(t) * kern_math::bn_xhat(x[r * c + j], mean[j], invstd[j])};
     });
     for (int64_t j = 0; j < c; ++j)
       kern_math::bn_stat_tangents(invstd[j], a[size_t(j)], b[size_t(j)], inv_n, tmean[j], tinvstd[j]);
@@ -103,12 +120,11 @@ void batch_norm_backward_jvp(const T* gy, const T* x, const T* mean, const T* in
   auto txhat = [&](int64_t r, int64_t j) {
     return kern_math::bn_xhat_tangent(x[r * c + j], mean[j], invstd[j], tx, tmean, tinvstd, r * c + j, j);
   };
-  std::vector<double> sg, sgx, p(static_cast<size_t>(c), 0.0), q;
-  column_sums(gy, rows, c, sg, [](T v, int64_t, int64_t) { return double(v); });
-  column_sums(gy, rows, c, sgx, [&](T g, int64_t j, int64_t r) { return double(g) * xhat(r, j); });
-  if (tgy) column_sums(tgy, rows, c, p, [](T v, int64_t, int64_t) { return double(v); });
-  column_sums(gy, rows, c, q, [&](T g, int64_t j, int64_t r) {
-    return kern_math::bn_backward_tangent_term(double(g), tgy ? double(tgy[r * c + j]) : 0.0, xhat(r, j), txhat(r, j));
+  // p = Σ tgy: a sum of zeros without tgy, which is the 0 it stood for.
+  std::vector<double> sg, sgx, p, q;
+  column_sums<4>(rows, c, {&sg, &sgx, &p, &q}, [&](int64_t r, int64_t j) {
+    const double g = double(gy[r * c + j]), tg = tgy ? double(tgy[r * c + j]) : 0.0, xh = xhat(r, j);
+    return std::array<double, 4>{g, g * xh, tg, kern_math::bn_backward_tangent_term(g, tg, xh, txhat(r, j))};
   });
   for (int64_t j = 0; j < c; ++j) {
     if (tdbeta) tdbeta[j] = T(p[size_t(j)]);
@@ -138,9 +154,9 @@ void layer_norm_backward(const T* gy, const T* x, const T* mean, const T* rstd, 
                          T* gbeta, int64_t rows, int64_t c) {
   if (ggamma || gbeta) {
     std::vector<double> sg, sgx;
-    column_sums(gy, rows, c, sg, [](T v, int64_t, int64_t) { return double(v); });
-    column_sums(gy, rows, c, sgx, [&](T g, int64_t j, int64_t r) {
-      return double(g) * double(x[r * c + j] - mean[r]) * double(rstd[r]);
+    column_sums<2>(rows, c, {&sg, &sgx}, [&](int64_t r, int64_t j) {
+      const T g = gy[r * c + j];
+      return std::array<double, 2>{double(g), double(g) * double(x[r * c + j] - mean[r]) * double(rstd[r])};
     });
     for (int64_t j = 0; j < c; ++j) {
       if (gbeta) gbeta[j] = T(sg[size_t(j)]);
@@ -167,14 +183,14 @@ void layer_norm_backward_jvp(const T* gy, const T* x, const T* mean, const T* rs
                              const T* tx, const T* tmean, const T* trstd, const T* tgamma, T* tdx, T* tdgamma,
                              T* tdbeta, int64_t rows, int64_t c) {
   if (tdgamma || tdbeta) {
-    std::vector<double> p(static_cast<size_t>(c), 0.0), q;
-    if (tgy) column_sums(tgy, rows, c, p, [](T v, int64_t, int64_t) { return double(v); });
-    column_sums(gy, rows, c, q, [&](T g, int64_t j, int64_t r) {
+    std::vector<double> p, q;  // p = Σ tgy (zeros without tgy)
+    column_sums<2>(rows, c, {&p, &q}, [&](int64_t r, int64_t j) {
       const int64_t k = r * c + j;
+      const double tg = tgy ? double(tgy[k]) : 0.0;
       const double xh = kern_math::bn_xhat(x[k], mean[r], rstd[r]);
       const double txh = kern_math::ln_xhat_tangent(x[k], mean[r], rstd[r], tx ? double(tx[k]) : 0.0,
                                                     tmean ? tmean + r : nullptr, trstd ? trstd + r : nullptr);
-      return kern_math::bn_backward_tangent_term(double(g), tgy ? double(tgy[k]) : 0.0, xh, txh);
+      return std::array<double, 2>{tg, kern_math::bn_backward_tangent_term(double(gy[k]), tg, xh, txh)};
     });
     for (int64_t j = 0; j < c; ++j) {
       if (tdbeta) tdbeta[j] = T(p[size_t(j)]);

@@ -8,6 +8,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <vector>
@@ -45,25 +46,42 @@ double det_sum(int64_t n, F f) {
   return s;
 }
 
-// acc[j] = Σ_{r<rows} f(r, j) for j < c, in double.
-template <class F>
-void det_column_sums(int64_t rows, int64_t c, std::vector<double>& acc, F f) {
+// K column sums in one pass over the rows: (*acc[k])[j] = Σ_{r<rows} f(r, j)[k],
+// in double, f returning std::array<double, K>. One fixed chunk of rows per
+// thread (or fixed by size: portable numerics), partials added in chunk
+// order. Sum k gets the same additions in the same order whatever K and
+// the other terms, so fusing sums changes no bit; it reads the rows once
+// and opens one parallel region for all K.
+template <size_t K, class F>
+void det_column_sums_fused(int64_t rows, int64_t c, const std::array<std::vector<double>*, K>& acc, F f) {
   const int nt = threads_for(rows * c);
   // Fixed chunks: at most 64 partial rows (and no more than rows), so the partials stay small.
   const int64_t nc = portable_numerics.load(std::memory_order_relaxed)
                          ? std::clamp<int64_t>(rows * c / 16384, 1, std::max<int64_t>(1, std::min<int64_t>(rows, 64)))
                          : nt;
-  std::vector<std::vector<double>> part(static_cast<size_t>(nc), std::vector<double>(static_cast<size_t>(c), 0.0));
+  const size_t kc = K * static_cast<size_t>(c);
+  std::vector<std::vector<double>> part(static_cast<size_t>(nc), std::vector<double>(kc, 0.0));
 #pragma omp parallel for num_threads(nt) schedule(static)
   for (int64_t t = 0; t < nc; ++t) {
     int64_t lo = rows * t / nc, hi = rows * (t + 1) / nc;
-    auto& local = part[size_t(t)];
+    double* local = part[size_t(t)].data();
     for (int64_t r = lo; r < hi; ++r)
-      for (int64_t j = 0; j < c; ++j) local[size_t(j)] += f(r, j);
+      for (int64_t j = 0; j < c; ++j) {
+        const std::array<double, K> v = f(r, j);
+        for (size_t k = 0; k < K; ++k) local[k * size_t(c) + size_t(j)] += v[k];
+      }
   }
-  acc.assign(static_cast<size_t>(c), 0.0);
-  for (auto& p : part)
-    for (int64_t j = 0; j < c; ++j) acc[size_t(j)] += p[size_t(j)];
+  for (size_t k = 0; k < K; ++k) {
+    acc[k]->assign(static_cast<size_t>(c), 0.0);
+    for (auto& p : part)
+      for (int64_t j = 0; j < c; ++j) (*acc[k])[size_t(j)] += p[k * size_t(c) + size_t(j)];
+  }
+}
+
+// acc[j] = Σ_{r<rows} f(r, j) for j < c, in double.
+template <class F>
+void det_column_sums(int64_t rows, int64_t c, std::vector<double>& acc, F f) {
+  det_column_sums_fused<1>(rows, c, {&acc}, [&](int64_t r, int64_t j) { return std::array<double, 1>{f(r, j)}; });
 }
 
 }  // namespace bissl::cpu
