@@ -54,6 +54,7 @@ class SelfComm final : public Comm {
   std::unique_ptr<Request> all_reduce_sum_async(void*, int64_t, DType) override {
     return std::make_unique<DoneRequest>();
   }
+  Comm& side() override { return *this; }
 };
 
 double g_comm_seconds = 0;  // wall time inside MPI calls (communication_seconds)
@@ -132,6 +133,18 @@ class MpiComm final : public Comm {
     }
     return r;
   }
+  Comm& side() override {
+    if (!side_) {
+      MPI_Comm d = MPI_COMM_NULL;
+      {
+        CommTimer timer;
+        check(MPI_Comm_dup(c_, &d), "MPI_Comm_dup");
+      }
+      MPI_Comm_set_errhandler(d, MPI_ERRORS_RETURN);
+      side_ = std::make_unique<MpiComm>(d);  // freed by MPI_Finalize
+    }
+    return *side_;
+  }
 
  private:
   struct MpiRequest final : Request {
@@ -182,6 +195,7 @@ class MpiComm final : public Comm {
   }
   MPI_Comm c_;
   int rank_ = 0, size_ = 1;
+  std::unique_ptr<MpiComm> side_;
 };
 #endif
 

@@ -32,9 +32,10 @@ namespace bissl::dist {
 // returns. MPI without an asynchronous progress thread (Debian's OpenMPI)
 // moves the data only inside MPI calls: done() is such a call, so callers
 // ask it now and then while they compute (GradReducer does, once per node
-// of the backward). Destroying a request that is still running leaves its
-// buffer to the job's end (an error on its way to ending the job: MPI has
-// no safe way to cancel a collective).
+// of the backward). A request that is destroyed while still running (an
+// error on its way to ending the job: MPI has no safe way to cancel a
+// collective) is left to the job's end; whoever owns the buffer must then
+// keep it alive too.
 class Request {
  public:
   virtual ~Request() = default;
@@ -63,6 +64,12 @@ class Comm {
   // in the last bits with 3 ranks or more (MPI may pick another summation
   // order), and are the same on every rank.
   virtual std::unique_ptr<Request> all_reduce_sum_async(void* buf, int64_t n, DType t) = 0;
+  // The same ranks on a communicator of their own, for collectives that
+  // run beside this one's (the gradient buckets' sums during a backward
+  // whose VJPs call collectives here): MPI orders collectives per
+  // communicator, so the two streams never have to meet in one order.
+  // Made on first use, which is a collective call on every rank.
+  virtual Comm& side() = 0;
 };
 
 // The groups: 0 = world, 1 = self.

@@ -28,10 +28,20 @@ GradReducer::GradReducer(const std::vector<Tensor>& params, double bucket_mb, in
                 p.defined() ? "a computed tensor" : "an undefined tensor", " at position ", i);
     if (index_.emplace(p.impl_ptr().get(), int64_t(params_.size())).second) params_.push_back(p);
   }
-  if (dist::group(group_).size() == 1) return;
+  Comm& c = dist::group(group_);
+  if (c.size() == 1) return;
   if (bucket_mb < 0) bucket_mb = default_bucket_mb();
-  fused_ = bucket_mb == 0;
+  // Rank 0's setting on every rank (environments may differ across hosts):
+  // the same buckets everywhere, or the ranks' collectives would not match.
+  c.broadcast(&bucket_mb, int64_t(sizeof bucket_mb), 0);
+  // CUDA gradients would each need a waiting copy to the host as the sweep
+  // announces them, which stalls the GPU's queue: they take one fused sum
+  // after the backward until the sums run on the device (NCCL).
+  bool host = true;
+  for (const Tensor& p : params_) host = host && p.device() == Device::CPU;
+  fused_ = bucket_mb == 0 || !host;
   if (fused_) return;
+  side_ = &c.side();  // the buckets' own communicator (Comm::side)
   const double cap = bucket_mb * 1048576.0, first_cap = std::min(cap, 1048576.0);
   bucket_of_.assign(params_.size(), -1);
   offset_of_.assign(params_.size(), 0);
@@ -58,8 +68,14 @@ GradReducer::GradReducer(const std::vector<Tensor>& params, double bucket_mb, in
 GradReducer::~GradReducer() {
   // A sum still running (an exception left the backward): MPI may still
   // write into its buffer, which therefore stays until the job's end.
-  for (Bucket& b : buckets_)
-    if (b.request && !b.request->done()) static_cast<void>(new Tensor(b.buffer));
+  for (Bucket& b : buckets_) {
+    bool finished = false;
+    try {
+      finished = !b.request || b.request->done();
+    } catch (...) {  // an MPI error: treat it as still running
+    }
+    if (!finished) static_cast<void>(new Tensor(b.buffer));
+  }
 }
 
 std::vector<std::vector<int64_t>> GradReducer::layout() const {
@@ -148,7 +164,7 @@ void GradReducer::ready(int64_t i) {
 void GradReducer::start_ready_buckets() {
   // Strictly in bucket order, so that every rank starts the same collectives
   // in the same order whatever order its gradients arrive in.
-  Comm& c = dist::group(group_);
+  Comm& c = *side_;
   while (next_start_ < int64_t(buckets_.size()) && buckets_[size_t(next_start_)].waiting == 0) {
     Bucket& b = buckets_[size_t(next_start_)];
     b.request = c.all_reduce_sum_async(b.buffer.raw(), b.numel, b.wire);

@@ -5,8 +5,12 @@
 // has delivered the last gradient of its parameters, while the sweep goes
 // on to the layers before them. Buckets follow the parameters in reverse
 // order (a backward reaches the last layers first), start strictly in
-// bucket order on every rank, and hold one wire dtype each (F32 or F64:
-// BF16 travels as F32, CUDA tensors through host memory).
+// bucket order on every rank, on the group's side communicator
+// (Comm::side: the backward's own collectives never have to interleave
+// with them in one order), and hold one wire dtype each (F32 or F64: BF16
+// travels as F32). CUDA parameters take one fused sum after the backward
+// instead (a copy to the host per announced gradient would stall the GPU's
+// queue) until the sums run on the device.
 //
 //   dist::GradReducer reducer(params);  // once: the buckets are kept
 //   ...
@@ -17,9 +21,11 @@
 // The sums are those of one fused all_reduce_sum_ of every .grad after a
 // plain backward (BISSL_BUCKET_MB=0 below): bit for bit on 2 ranks; with 3 or more, MPI may add a
 // bucket's ranks in another order than one fused call does (the last bits;
-// every rank still holds the same ones). A gradient the backward leaves
-// undefined stays undefined on every rank. One rank: a plain backward, no
-// buffer, no copy.
+// every rank still holds the same ones with this OpenMPI: tested, not an
+// MPI promise). A gradient the backward leaves undefined stays undefined
+// on every rank (its slot travels as zeros). One rank: a plain backward,
+// no buffer, no copy. The constructor is a collective call (it takes rank
+// 0's bucket size, and makes the side communicator on first use).
 #include <cstdint>
 #include <memory>
 #include <unordered_map>
@@ -34,7 +40,9 @@ namespace bissl::dist {
 // MiB per bucket: BISSL_BUCKET_MB in the environment (a number ≥ 0; 0 = one
 // fused all-reduce after the backward, the behaviour before buckets), else
 // 25 (PyTorch DDP's default); the first bucket is at most 1 MiB, so the
-// first sum starts early. Anything else in the variable is an error naming it.
+// first sum starts early (a parameter larger than the cap gets a bucket of
+// its own). Anything else in the variable is an error naming it. Rank 0's
+// value is the job's.
 double default_bucket_mb();
 
 class GradReducer final : private BackwardObserver {
@@ -77,6 +85,7 @@ class GradReducer final : private BackwardObserver {
 
   std::vector<Tensor> params_;
   int group_ = 0;
+  Comm* side_ = nullptr;  // group_'s side communicator: the buckets' sums
   bool fused_ = false;  // bucket_mb == 0
   std::vector<Bucket> buckets_;
   std::vector<int64_t> bucket_of_, offset_of_;  // per parameter

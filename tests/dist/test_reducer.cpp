@@ -110,6 +110,33 @@ TEST_CASE("gradient buckets: the sums of one fused all-reduce, the same bits on 
   }
 }
 
+TEST_CASE("gradient buckets: beside collectives that the backward itself calls") {
+  // all_gather's VJP is a reduce-scatter on the group's communicator, run
+  // mid-sweep while earlier buckets are running on their own (Comm::side).
+  Net net;
+  auto loss = [&] {
+    Tensor h = tanh(matmul(net.x, net.params[0]));
+    Tensor g = all_gather(mul(h, net.params[1]));  // rows of every rank
+    return add(net.loss(), sum(mul(g, g)));
+  };
+  net.zero_grad();
+  backward(loss());
+  std::vector<Tensor> want = net.grads();
+  dist::all_reduce_sum_(want);
+  for (double mb : {0.0, 1e-6, 25.0}) {
+    CAPTURE(mb);
+    dist::GradReducer r(net.params, mb);
+    net.zero_grad();
+    r.backward(loss());
+    for (int i = 0; i < 4; ++i) {
+      CAPTURE(i);
+      CHECK(same_bits_everywhere(net.params[size_t(i)].grad()));
+      const double e = rel(net.params[size_t(i)].grad().to_vector(), want[size_t(i)].to_vector());
+      CHECK(e <= (N() <= 2 ? 0.0 : 1e-15 * (i == 3 ? 1e8 : 1.0)));
+    }
+  }
+}
+
 TEST_CASE("gradient buckets: parameters backwards, one wire dtype each, split by size") {
   // Backwards: U (5 f64, 40 bytes), F (3 f32), W2 (24 f64, 192 bytes),
   // b1 (64 bytes), W1 (384 bytes). F's dtype closes U's bucket and opens
