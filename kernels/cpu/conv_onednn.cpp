@@ -12,6 +12,8 @@
 // The primitives run on the calling thread's OpenMP team.
 #include "kernels/cpu/conv_onednn.h"
 
+#include <omp.h>
+
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
@@ -207,12 +209,30 @@ memory view(const memory::desc& md, const float* data) { return memory(md, eng()
 // Memory of layout md in this thread's weight scratch.
 memory scratch(const memory::desc& md) { return memory(md, eng(), weight_scratch(md.get_size())); }
 
+// A weight reorder on this thread alone when the weights are small (up to
+// 4 MiB: every layer of the main job's model and most of ResNet-50's). A
+// reorder is a copy, so the threads change no bit; what they would cost is
+// one more parallel region per convolution call, each a point where one
+// descheduled thread holds up the other on a busy machine. oneDNN's OpenMP
+// runtime reads the thread count when a reorder runs.
+void reorder(const dnnl::reorder& r, dnnl::stream& st, memory& from, memory& to) {
+  if (from.get_desc().get_size() > (size_t(4) << 20)) return r.execute(st, from, to);
+  const int threads = omp_get_max_threads();
+  struct Restore {
+    int n;
+    ~Restore() { omp_set_num_threads(n); }
+  } restore{threads};
+  omp_set_num_threads(1);
+  r.execute(st, from, to);
+  st.wait();
+}
+
 // The weights as direction k's kernel wants them: ours, or reordered into scratch.
 memory weights_for(const Prims& p, int k, const float* w, dnnl::stream& st) {
   memory user = view(p.w_user, w);
   if (!p.to_prim[k]) return user;
   memory m = scratch(p.w_prim[k]);
-  p.to_prim[k]->execute(st, user, m);
+  reorder(*p.to_prim[k], st, user, m);
   return m;
 }
 
@@ -249,7 +269,10 @@ bool onednn_conv2d_weight_grad(const ConvShape& s, const float* x, const float* 
   p->bwd_weights->execute(st, {{DNNL_ARG_SRC, view(p->x_md, x)},
                                {DNNL_ARG_DIFF_DST, view(p->y_md, gy)},
                                {DNNL_ARG_DIFF_WEIGHTS, mw}});
-  if (p->from_prim) p->from_prim->execute(st, mw, user);
+  if (p->from_prim) {
+    st.wait();
+    reorder(*p->from_prim, st, mw, user);
+  }
   st.wait();
   return true;
 }
