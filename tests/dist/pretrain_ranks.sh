@@ -7,8 +7,8 @@
 #   2. negative control: per-rank BN (train.sync_batch_norm = false) on np 2
 #      differs from one process by far (measured 0.26);
 #   3. rank 0 alone writes: one metrics line per step;
-#   4. a checkpoint written on np 2 after one of two steps resumes on np 1
-#      and ends where the uninterrupted np 1 run ends (rtol 5e-3: two steps
+#   4. a checkpoint written on np 2 after one of two steps resumes on np 1,
+#      and on np 4, and ends where the uninterrupted np 1 run ends (rtol 5e-3: two steps
 #      of this tiny ResNet amplify roundings; one process in portable
 #      numerics measured 1.2e-3 from default numerics, the resume 4.9e-4;
 #      a wrong batch position moves it by far more).
@@ -43,4 +43,9 @@ run 2 resumed --steps 2 --stop-after 1
 "$exe" --resume "$work/resumed/checkpoint.safetensors" --out "$work/resumed" > "$work/resumed_np1.log" 2>&1 ||
   { cat "$work/resumed_np1.log"; exit 1; }
 compare 5e-3 two_np1 resumed
+# The same np 2 checkpoint resumed on 4 ranks.
+run 2 resumed4 --steps 2 --stop-after 1
+"$mpiexec" -np 4 --oversubscribe "$exe" --resume "$work/resumed4/checkpoint.safetensors" --out "$work/resumed4" \
+  > "$work/resumed_np4.log" 2>&1 || { cat "$work/resumed_np4.log"; exit 1; }
+compare 5e-3 two_np1 resumed4
 echo "pretrain_ranks: passed"
