@@ -6,6 +6,7 @@
 
 #include "kernels/cpu/conv_onednn.h"
 #include "kernels/cpu/kernels.h"
+#include "kernels/cpu/parallel.h"
 
 namespace bissl::cpu {
 
@@ -84,16 +85,10 @@ void col2im(const ConvShape& s, const T* col, int64_t g, T* gx) {
 // image needs more). A fresh std::vector per call
 // zero-filled it and, at this size, page-faulted it in from the OS every
 // time, only for im2col / the GEMM to overwrite it.
+struct ColTag {};
 template <class T>
 T* col_buffer(size_t elems) {
-  thread_local std::unique_ptr<T[]> buf;
-  thread_local size_t cap = 0;
-  if (elems > cap) {
-    buf.reset();  // release before allocating the larger one
-    buf.reset(new T[elems]);  // default-initialised: not zeroed
-    cap = elems;
-  }
-  return buf.get();
+  return thread_scratch<ColTag, T>(elems);
 }
 
 bool pointwise(const ConvShape& s) {

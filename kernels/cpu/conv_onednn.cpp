@@ -184,18 +184,9 @@ bool wanted() {
   return !portable_numerics.load(std::memory_order_relaxed);
 }
 
-// Per-thread scratch for weights in a kernel's layout (grown, kept; 64-byte aligned).
-float* weight_scratch(size_t bytes) {
-  thread_local std::unique_ptr<float, void (*)(void*)> buf(nullptr, std::free);
-  thread_local size_t cap = 0;
-  if (bytes > cap) {
-    const size_t n = (bytes + 63) / 64 * 64;
-    buf.reset(static_cast<float*>(std::aligned_alloc(64, n)));
-    if (!buf) throw std::bad_alloc();
-    cap = n;
-  }
-  return buf.get();
-}
+// Per-thread scratch for weights in a kernel's layout.
+struct WeightTag {};
+float* weight_scratch(size_t bytes) { return thread_scratch<WeightTag, float>((bytes + 3) / 4); }
 
 std::shared_ptr<Prims> usable(const ConvShape& s) {
   if (!wanted()) return nullptr;

@@ -11,6 +11,9 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <cstdlib>
+#include <memory>
+#include <new>
 #include <vector>
 
 namespace bissl::cpu {
@@ -26,6 +29,23 @@ inline int threads_for(int64_t work) { return work < 65536 ? 1 : omp_get_max_thr
 inline int64_t sum_chunks(int64_t work, int threads) {
   if (!portable_numerics.load(std::memory_order_relaxed)) return threads;
   return std::clamp<int64_t>(work / 16384, 1, 256);
+}
+
+// Scratch of at least `elems` T for this thread, 64-byte aligned, kept and
+// grown (the old one released first), not zeroed. Tag keeps the users
+// apart: each tag has its own buffer per thread.
+template <class Tag, class T>
+T* thread_scratch(size_t elems) {
+  thread_local std::unique_ptr<T, void (*)(void*)> buf(nullptr, std::free);
+  thread_local size_t cap = 0;
+  if (elems > cap) {
+    buf.reset();
+    const size_t bytes = (elems * sizeof(T) + 63) / 64 * 64;
+    buf.reset(static_cast<T*>(std::aligned_alloc(64, bytes)));
+    if (!buf) throw std::bad_alloc();
+    cap = elems;
+  }
+  return buf.get();
 }
 
 // Σ_{i<n} f(i) in double.
