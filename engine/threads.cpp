@@ -1,9 +1,17 @@
 #include "engine/threads.h"
 
 #include <omp.h>
+#include <pthread.h>
 #include <sched.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <thread>
+#include <vector>
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
@@ -147,7 +155,117 @@ std::string apply_thread_budget() {
   return str(omp_get_max_threads(), " threads, from ", why);
 }
 
+namespace {
+std::string g_wait;  // the policy chosen or found at start; "" before choose_wait_policy
+constexpr const char* kChosenVar = "BISSL_WAIT_CHOSEN";  // set for the re-started process only
+constexpr double kProbeMs = 40;
+}  // namespace
+
+double measure_cpu_share(int threads, double ms) {
+  threads = std::max(threads, 1);
+  using clock = std::chrono::steady_clock;
+  auto thread_cpu = [] {
+    timespec ts{};
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+  };
+  // The first quarter is a warm-up, not measured: a thread that wakes
+  // beside low-priority work waits for the scheduler to preempt it once,
+  // which says nothing about the share it gets afterwards.
+  const auto t0 = clock::now();
+  const auto from = t0 + std::chrono::microseconds(int64_t(ms * 250));
+  const auto to = t0 + std::chrono::microseconds(int64_t(ms * 1000));
+  // One thread per CPU when they are as many as the affinity mask's CPUs,
+  // so that each measures its own CPU (left to the scheduler, two new
+  // threads may start on one CPU and stay there past the probe); with
+  // fewer threads than CPUs (a quota), left to the scheduler as libgomp's are.
+  cpu_set_t mask;
+  CPU_ZERO(&mask);
+  std::vector<int> cpus;
+  if (sched_getaffinity(0, sizeof mask, &mask) == 0)
+    for (int c = 0; c < CPU_SETSIZE; ++c)
+      if (CPU_ISSET(c, &mask)) cpus.push_back(c);
+  const bool pin = int(cpus.size()) == threads;
+  std::vector<double> share(size_t(threads), 0.0);
+  std::vector<std::thread> pool;
+  pool.reserve(size_t(threads));
+  for (int t = 0; t < threads; ++t)
+    pool.emplace_back([&share, &thread_cpu, &cpus, pin, t, from, to] {
+      if (pin) {
+        cpu_set_t one;
+        CPU_ZERO(&one);
+        CPU_SET(cpus[size_t(t)], &one);
+        pthread_setaffinity_np(pthread_self(), sizeof one, &one);
+      }
+      volatile uint64_t spin = 0;
+      while (clock::now() < from) spin = spin + 1;
+      const auto w0 = clock::now();
+      const double c0 = thread_cpu();
+      while (clock::now() < to) spin = spin + 1;
+      const double c1 = thread_cpu();
+      const double wall = std::chrono::duration<double>(clock::now() - w0).count();
+      share[size_t(t)] = wall > 0 ? (c1 - c0) / wall : 1.0;
+    });
+  for (auto& th : pool) th.join();
+  return *std::min_element(share.begin(), share.end());
+}
+
+void choose_wait_policy(char** argv, bool under_mpi) {
+  std::lock_guard<std::mutex> lock(g_mu);
+  if (const char* chosen = std::getenv(kChosenVar)) {  // the re-started process
+    g_wait = str("OMP_WAIT_POLICY=passive (chosen at start: ", chosen, ")");
+    // libgomp has read it; processes this one starts decide for themselves.
+    unsetenv(kChosenVar);
+    unsetenv("OMP_WAIT_POLICY");
+    return;
+  }
+  const char* policy = std::getenv("OMP_WAIT_POLICY");
+  const char* spin = std::getenv("GOMP_SPINCOUNT");
+  if (policy && *policy) {
+    g_wait = str("OMP_WAIT_POLICY=", policy);
+    return;
+  }
+  if (spin && *spin) {
+    g_wait = str("GOMP_SPINCOUNT=", spin);
+    return;
+  }
+  const char* probe = std::getenv("BISSL_WAIT_PROBE");
+  if (probe && std::string(probe) == "0") {
+    g_wait = "libgomp's default spin (BISSL_WAIT_PROBE=0)";
+    return;
+  }
+  if (under_mpi) {
+    g_wait = "libgomp's default spin (not probed under mpirun)";
+    return;
+  }
+  const int threads = omp_get_max_threads();
+  if (threads < 2) {
+    g_wait = "libgomp's default spin (one thread)";
+    return;
+  }
+  const double share = measure_cpu_share(threads, kProbeMs);
+  const std::string what = str("the least of ", threads, " threads ran ", int(std::lround(share * 100)), " % of a ",
+                               int(kProbeMs), " ms probe");
+  if (!threads_detail::contended(share)) {
+    g_wait = str("libgomp's default spin (", what, ")");
+    return;
+  }
+  // libgomp reads its wait policy only when it loads: start again with it.
+  std::fflush(nullptr);
+  setenv("OMP_WAIT_POLICY", "passive", 1);
+  setenv(kChosenVar, what.c_str(), 1);
+  execv("/proc/self/exe", argv);
+  unsetenv("OMP_WAIT_POLICY");
+  unsetenv(kChosenVar);
+  g_wait = str("libgomp's default spin (", what, "; re-starting with OMP_WAIT_POLICY=passive failed: ",
+               std::strerror(errno), ")");
+}
+
 std::string wait_policy_summary() {
+  {
+    std::lock_guard<std::mutex> lock(g_mu);
+    if (!g_wait.empty()) return g_wait;
+  }
   const char* policy = std::getenv("OMP_WAIT_POLICY");
   const char* spin = std::getenv("GOMP_SPINCOUNT");
   if (policy && *policy) return str("OMP_WAIT_POLICY=", policy);

@@ -35,13 +35,35 @@ void set_thread_budget_summary(const std::string& why);
 // How long an idle OpenMP thread spins before it sleeps is libgomp's
 // setting, read only when it loads: OMP_WAIT_POLICY / GOMP_SPINCOUNT in the
 // environment. No value is best everywhere (docs/performance.md, "CPU
-// beside PyTorch"; the main job's SimCLR step on a 2-CPU machine, 62 ms
-// quiet). With two busy processes of equal priority: libgomp's default
-// (300 000 spins) 605-1490 ms, GOMP_SPINCOUNT=3000 213-297 ms, passive
-// 176-268 ms (but 80 ms quiet). Beside one busy process at the lowest
-// priority (a nice-19 background job): the default 67-75 ms, 3000 spins
-// 181-220 ms. So bissl leaves the choice to the user and reports it.
-// "OMP_WAIT_POLICY=passive", "GOMP_SPINCOUNT=3000" or "libgomp's default spin", for logs.
+// beside PyTorch"; the main job's SimCLR step on a 2-CPU machine):
+//  - quiet, or beside low-priority work (a nice-19 job): libgomp's default
+//    spin is fastest (62-78 ms); passive waits cost every region a wake-up
+//    (98-121 ms);
+//  - beside busy processes of equal priority: a spinning thread burns the
+//    time slice its partner needs, and each region waits for a descheduled
+//    thread. Two busy neighbours: the default 490-1490 ms, passive 160-268.
+// So choose_wait_policy() measures at start what share of its CPUs this
+// process gets, and re-starts itself with OMP_WAIT_POLICY=passive when
+// the share says they are contended. OMP_WAIT_POLICY or GOMP_SPINCOUNT in
+// the environment is the user's choice and is never overridden;
+// BISSL_WAIT_PROBE=0 turns the probe off.
+//
+// Called by dist::Session after apply_thread_budget(), so by every bissl-*
+// executable (not the doctest and fuzz executables). It decides once: load
+// that starts after the probe does not change the policy. Not probed with
+// one thread (nothing waits at a barrier) or under mpirun (the ranks
+// starting beside each other are each other's load); set the variable
+// there. Never throws: a failed re-start keeps libgomp's default.
+void choose_wait_policy(char** argv, bool under_mpi);
+// The least share of its CPU that any of `threads` spinning threads got
+// over the last three quarters of `ms` milliseconds: about 1 when the CPUs
+// are this process's (or shared with low-priority work only), 1/2 where a
+// busy process of equal priority shares a CPU. The threads are pinned one
+// per CPU when there are as many as the affinity mask has CPUs.
+double measure_cpu_share(int threads, double ms);
+// "OMP_WAIT_POLICY=passive (chosen at start: the least of 2 threads ran
+// 50 % of a 40 ms probe)", "GOMP_SPINCOUNT=3000", "libgomp's default spin
+// (the least of 2 threads ran 99 % of a 40 ms probe)" and so on, for logs.
 std::string wait_policy_summary();
 
 namespace threads_detail {  // parsers, for the tests
@@ -54,6 +76,9 @@ double parse_cfs(const std::string& quota, const std::string& period);
 std::string cgroup_path(const std::string& proc_self_cgroup, bool v2);
 // threads from the affinity count and the quota (0 = none).
 int threads_for(int affinity, double quota);
+// The probe's verdict: a share below this means contended CPUs.
+constexpr double kContendedShare = 0.8;
+inline bool contended(double share) { return share < kContendedShare; }
 }  // namespace threads_detail
 
 }  // namespace bissl

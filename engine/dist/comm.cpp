@@ -239,6 +239,9 @@ bool launched_by_mpi() {
 
 Session::Session(int& argc, char**& argv) {
   apply_thread_budget();  // OMP_NUM_THREADS, else the CPUs this process may use (engine/threads.h)
+  // Spin or sleep at barriers, from a probe of how much of those CPUs this
+  // process gets; may re-start the process (engine/threads.h).
+  choose_wait_policy(argv, launched_by_mpi());
   if (!launched_by_mpi()) return;
 #ifdef BISSL_WITH_MPI
   int provided = 0;

@@ -3,6 +3,10 @@
 #include <doctest/doctest.h>
 
 #include <omp.h>
+#include <sched.h>
+
+#include <atomic>
+#include <thread>
 
 #include "engine/backend.h"
 #include "engine/threads.h"
@@ -54,4 +58,38 @@ TEST_CASE("this machine's budget, and OMP_NUM_THREADS wins") {
   CHECK(line.find("threads, from ") != std::string::npos);
   CHECK(backend_summary().find(thread_budget_summary()) != std::string::npos);
   omp_set_num_threads(before);
+}
+
+TEST_CASE("the wait policy's verdict: contended below 0.8 of the CPUs") {
+  CHECK_FALSE(td::contended(1.0));
+  CHECK_FALSE(td::contended(0.85));  // quiet, with the odd interrupt
+  CHECK(td::contended(2.0 / 3));     // one busy neighbour on two CPUs
+  CHECK(td::contended(0.5));         // two
+}
+
+TEST_CASE("the probe: a share of the CPUs, and about half of one CPU shared with a spinning thread") {
+  const double share = measure_cpu_share(2, 20);
+  MESSAGE("this machine now: 2 threads ran ", share * 100, " % of a 20 ms probe");
+  CHECK(share > 0);
+  CHECK(share <= 1.1);
+  // One CPU for this thread, a spinner beside it (it inherits the mask),
+  // then a one-thread probe on the same CPU: it gets about half.
+  cpu_set_t before, one;
+  REQUIRE(sched_getaffinity(0, sizeof before, &before) == 0);
+  int cpu = 0;
+  while (!CPU_ISSET(cpu, &before)) ++cpu;
+  CPU_ZERO(&one);
+  CPU_SET(cpu, &one);
+  REQUIRE(sched_setaffinity(0, sizeof one, &one) == 0);
+  std::atomic<bool> stop{false};
+  std::thread spinner([&stop] {
+    while (!stop.load(std::memory_order_relaxed)) {
+    }
+  });
+  const double shared = measure_cpu_share(1, 200);
+  stop = true;
+  spinner.join();
+  REQUIRE(sched_setaffinity(0, sizeof before, &before) == 0);
+  MESSAGE("one CPU shared with a spinner: ", shared * 100, " %");
+  CHECK(td::contended(shared));
 }

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# wait_policy.sh BISSL_OPS: the wait policy chosen at start (engine/threads.h,
+# choose_wait_policy) as each executable's backend line reports it. Two
+# threads held to one CPU get about half of it each: the probe must call
+# that contended and re-start the process with OMP_WAIT_POLICY=passive,
+# which then runs to the end with its arguments intact; a policy in the
+# environment is never overridden; BISSL_WAIT_PROBE=0 and one thread skip
+# the probe.
+set -u
+ops=$1
+unset OMP_WAIT_POLICY GOMP_SPINCOUNT BISSL_WAIT_PROBE BISSL_WAIT_CHOSEN  # tools/test.sh sets a policy
+cpu=$(taskset -pc $$ | sed 's/.*: *//; s/[,-].*//')  # the first CPU of this shell's mask
+fail=0
+backend() {  # env assignments..., then the policy text expected
+  local want=${!#} out
+  out=$(env "${@:1:$#-1}" taskset -c "$cpu" "$ops" perf -o add --reps 1 --scale 1 2>&1)
+  local line
+  line=$(echo "$out" | grep '"backend"')
+  echo "${*:1:$#-1}: $line"
+  if [[ "$line" != *"$want"* ]]; then echo "FAIL: expected '$want'"; fail=1; fi
+  if ! echo "$out" | grep -q '"forward_ms"'; then echo "FAIL: no timings in the output:"; echo "$out" | tail -5; fail=1; fi
+}
+backend OMP_NUM_THREADS=2 "OMP_WAIT_POLICY=passive (chosen at start: the least of 2 threads ran"
+backend OMP_NUM_THREADS=2 OMP_WAIT_POLICY=active "OMP_WAIT_POLICY=active;"
+backend OMP_NUM_THREADS=2 GOMP_SPINCOUNT=3000 "GOMP_SPINCOUNT=3000;"
+backend OMP_NUM_THREADS=2 BISSL_WAIT_PROBE=0 "libgomp's default spin (BISSL_WAIT_PROBE=0)"
+backend OMP_NUM_THREADS=1 "libgomp's default spin (one thread)"
+[ $fail -eq 0 ] && echo "PASS"
+exit $fail
