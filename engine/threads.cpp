@@ -158,10 +158,11 @@ std::string apply_thread_budget() {
 namespace {
 std::string g_wait;  // the policy chosen or found at start; "" before choose_wait_policy
 constexpr const char* kChosenVar = "BISSL_WAIT_CHOSEN";  // set for the re-started process only
+constexpr const char* kThreadsVar = "BISSL_THREADS_CHOSEN";  // and its thread count under BISSL_THREADS=probe
 constexpr double kProbeMs = 40;
 }  // namespace
 
-double measure_cpu_share(int threads, double ms) {
+std::vector<double> measure_cpu_shares(int threads, double ms) {
   threads = std::max(threads, 1);
   using clock = std::chrono::steady_clock;
   auto thread_cpu = [] {
@@ -207,13 +208,23 @@ double measure_cpu_share(int threads, double ms) {
       share[size_t(t)] = wall > 0 ? (c1 - c0) / wall : 1.0;
     });
   for (auto& th : pool) th.join();
-  return *std::min_element(share.begin(), share.end());
+  return share;
+}
+
+double measure_cpu_share(int threads, double ms) {
+  const std::vector<double> s = measure_cpu_shares(threads, ms);
+  return *std::min_element(s.begin(), s.end());
 }
 
 void choose_wait_policy(char** argv, bool under_mpi) {
   std::lock_guard<std::mutex> lock(g_mu);
   if (const char* chosen = std::getenv(kChosenVar)) {  // the re-started process
     g_wait = str("OMP_WAIT_POLICY=passive (chosen at start: ", chosen, ")");
+    if (const char* n = std::getenv(kThreadsVar)) {  // BISSL_THREADS=probe's count
+      omp_set_num_threads(std::max(1, std::atoi(n)));
+      g_summary = str(g_summary, ", cut by BISSL_THREADS=probe");
+      unsetenv(kThreadsVar);
+    }
     // libgomp has read it; processes this one starts decide for themselves.
     unsetenv(kChosenVar);
     unsetenv("OMP_WAIT_POLICY");
@@ -243,20 +254,32 @@ void choose_wait_policy(char** argv, bool under_mpi) {
     g_wait = "libgomp's default spin (one thread)";
     return;
   }
-  const double share = measure_cpu_share(threads, kProbeMs);
+  const std::vector<double> shares = measure_cpu_shares(threads, kProbeMs);
+  const double share = *std::min_element(shares.begin(), shares.end());
   const std::string what = str("the least of ", threads, " threads ran ", int(std::lround(share * 100)), " % of a ",
                                int(kProbeMs), " ms probe");
   if (!threads_detail::contended(share)) {
     g_wait = str("libgomp's default spin (", what, ")");
     return;
   }
+  const char* want = std::getenv("BISSL_THREADS");
+  const bool cut = want && std::string(want) == "probe";
+  const int count = cut ? threads_detail::uncontended_count(shares) : threads;
+  if (count == 1) {  // one thread never waits at a barrier: no re-start needed
+    omp_set_num_threads(1);
+    g_summary = str(g_summary, ", cut by BISSL_THREADS=probe");
+    g_wait = str("libgomp's default spin (one thread; ", what, ")");
+    return;
+  }
   // libgomp reads its wait policy only when it loads: start again with it.
   std::fflush(nullptr);
   setenv("OMP_WAIT_POLICY", "passive", 1);
   setenv(kChosenVar, what.c_str(), 1);
+  if (count < threads) setenv(kThreadsVar, std::to_string(count).c_str(), 1);
   execv("/proc/self/exe", argv);
   unsetenv("OMP_WAIT_POLICY");
   unsetenv(kChosenVar);
+  unsetenv(kThreadsVar);
   g_wait = str("libgomp's default spin (", what, "; re-starting with OMP_WAIT_POLICY=passive failed: ",
                std::strerror(errno), ")");
 }

@@ -11,6 +11,7 @@
 // OpenBLAS's and oneDNN's, which run on OpenMP's threads) from it, unless
 // OMP_NUM_THREADS says otherwise: OMP_NUM_THREADS is the setting.
 #include <string>
+#include <vector>
 
 namespace bissl {
 
@@ -48,6 +49,14 @@ void set_thread_budget_summary(const std::string& why);
 // the environment is the user's choice and is never overridden;
 // BISSL_WAIT_PROBE=0 turns the probe off.
 //
+// BISSL_THREADS=probe (opt-in) also cuts the thread count, when the CPUs
+// are contended, to the probe's threads that got their CPU (at least 1):
+// beside one busy process on 2 CPUs the step then runs on one thread at
+// about its quiet one-thread time (84-87 ms against 156-163 ms with two
+// threads waiting passively). Not the default: in default numerics the
+// thread count changes a run's bits (docs/performance.md, "Portable
+// numerics"), so the results would depend on the load at start.
+//
 // Called by dist::Session after apply_thread_budget(), so by every bissl-*
 // executable (not the doctest and fuzz executables). It decides once: load
 // that starts after the probe does not change the policy. Not probed with
@@ -61,6 +70,8 @@ void choose_wait_policy(char** argv, bool under_mpi);
 // busy process of equal priority shares a CPU. The threads are pinned one
 // per CPU when there are as many as the affinity mask has CPUs.
 double measure_cpu_share(int threads, double ms);
+// Each thread's share (the probe's measurement; measure_cpu_share is the least).
+std::vector<double> measure_cpu_shares(int threads, double ms);
 // "OMP_WAIT_POLICY=passive (chosen at start: the least of 2 threads ran
 // 50 % of a 40 ms probe)", "GOMP_SPINCOUNT=3000", "libgomp's default spin
 // (the least of 2 threads ran 99 % of a 40 ms probe)" and so on, for logs.
@@ -79,6 +90,12 @@ int threads_for(int affinity, double quota);
 // The probe's verdict: a share below this means contended CPUs.
 constexpr double kContendedShare = 0.8;
 inline bool contended(double share) { return share < kContendedShare; }
+// BISSL_THREADS=probe's count: the threads that were not contended, at least 1.
+inline int uncontended_count(const std::vector<double>& shares) {
+  int n = 0;
+  for (double s : shares) n += contended(s) ? 0 : 1;
+  return n > 0 ? n : 1;
+}
 }  // namespace threads_detail
 
 }  // namespace bissl

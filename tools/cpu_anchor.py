@@ -9,6 +9,7 @@ spinning on the CPU for the whole measurement): each side's slowdown over its ow
 torch is for measuring only, never a build or CI dependency; without it the bissl side is still timed.
 
   python3 tools/cpu_anchor.py [--threads 2] [--runs 3] [--busy 0,1,2] [--torch-python PY] [--out DIR]
+                              [--alt-env BISSL_THREADS=probe]
 
 Writes cpu_anchor.json and cpu_anchor.md into --out (default build/cpu_anchor).
 """
@@ -80,12 +81,16 @@ class Busy:
 
 def measure(args, torch_py, busy):
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
-    bissl, torch = [], []
+    bissl, torch, alt = [], [], []
     with Busy(busy):
         for r in range(args.runs):
             t0 = time.time()
             bissl.append(run_json([args.bench, "--device", "cpu", "--only", args.only, "--iters", str(args.iters),
                                    "--warm", "2"], env))
+            if args.alt_env:  # the step again with extra settings (e.g. BISSL_THREADS=probe)
+                alt_env = dict(env, **dict(kv.split("=", 1) for kv in args.alt_env.split(",")))
+                alt.append(run_json([args.bench, "--device", "cpu", "--only", "mainjob", "--iters", str(args.iters),
+                                     "--warm", "2"], alt_env))
             if torch_py:
                 t = run_json([torch_py, ANCHOR, str(args.threads)], env)
                 if "r50b32" in args.only:
@@ -101,7 +106,10 @@ def measure(args, torch_py, busy):
     keys_t = {k for x in torch for k in x if k.endswith("_ms")}
     return {"bissl": {k: med(bissl, k) for k in sorted(keys_b)}, "torch": {k: med(torch, k) for k in sorted(keys_t)},
             "torch_version": torch[0].get("torch") if torch else None,
-            "cpu_conv_choices": bissl[0].get("cpu_conv_choices"), "backend": bissl[0].get("backend")}
+            "cpu_conv_choices": bissl[0].get("cpu_conv_choices"), "backend": bissl[0].get("backend"),
+            "backends": [x.get("backend") for x in bissl],
+            "alt": {k: med(alt, k) for k in sorted({k for x in alt for k in x if k.endswith("_ms")})},
+            "alt_backends": [x.get("backend") for x in alt]}
 
 
 def fmt(x, unit=" ms"):
@@ -116,6 +124,8 @@ def main():
     ap.add_argument("--busy", default="0,1,2", help="busy neighbours, comma list")
     ap.add_argument("--only", default="mainjob,r50b32", help="bissl-bench --only (busy rows: mainjob)")
     ap.add_argument("--bench", default=os.path.join(ROOT, "build", "bissl-bench"))
+    ap.add_argument("--alt-env", default="", help="KEY=VALUE[,...]: also time bissl's step with these settings, "
+                    "a column of the load table (e.g. BISSL_THREADS=probe)")
     ap.add_argument("--torch-python", default=None, help="a Python that imports torch (default ~/torch-venv)")
     ap.add_argument("--out", default=os.path.join(ROOT, "build", "cpu_anchor"))
     args = ap.parse_args()
@@ -155,17 +165,34 @@ def main():
                          f"gradient{' ✓' if rp / g <= 1.5 else ' ✗'} | ≤ 1.5× own gradient |")
     busy = [k for k in res["loads"] if k != "0"]
     if q and busy:
+        alt = args.alt_env and q.get("alt")
+        head = "| busy neighbours | bissl | PyTorch | bissl slowdown | PyTorch slowdown |"
+        if alt:
+            head += f" bissl, {args.alt_env} | its slowdown (over bissl's quiet default) |"
         lines += ["", "SimCLR step under load (busy processes spinning on the same CPUs); slowdown = time / quiet time:",
-                  "", "| busy neighbours | bissl | PyTorch | bissl slowdown | PyTorch slowdown |", "|---|---|---|---|---|"]
+                  "", head, "|" + "---|" * (head.count("|") - 1)]
         kb, kt = ROWS[0][1], ROWS[0][2]
         for k in ["0"] + busy:
             b, t = res["loads"][k]["bissl"].get(kb), res["loads"][k]["torch"].get(kt)
             sb = b / q["bissl"][kb] if b and q["bissl"].get(kb) else None
             st = t / q["torch"][kt] if t and q["torch"].get(kt) else None
             mark = "" if sb is None or st is None else (" ✓" if sb <= st else " ✗")
-            lines.append(f"| {k} | {fmt(b)} | {fmt(t)} | {fmt(sb, '×')}{mark} | {fmt(st, '×')} |")
+            row = f"| {k} | {fmt(b)} | {fmt(t)} | {fmt(sb, '×')}{mark} | {fmt(st, '×')} |"
+            if alt:
+                a = res["loads"][k]["alt"].get(kb)
+                sa = a / q["bissl"][kb] if a and q["bissl"].get(kb) else None
+                amark = "" if sa is None or st is None else (" ✓" if sa <= st else " ✗")
+                row += f" {fmt(a)} | {fmt(sa, '×')}{amark} |"
+            lines.append(row)
     if q and q.get("backend"):
         lines += ["", f"bissl backend: {q['backend']}"]
+    # The threads and wait policy each bissl run chose at start (engine/threads.h), per load.
+    for k in res["loads"]:
+        for key, label in (("backends", ""), ("alt_backends", f" ({args.alt_env})")):
+            seen = [b[b.index("(") + 1:b.index("; f32")] for b in res["loads"][k].get(key, [])
+                    if b and "(" in b and "; f32" in b]
+            if seen:
+                lines.append(f"- {k} busy{label}: " + "; ".join(seen))
     text = "\n".join(lines) + "\n"
     print(text)
     os.makedirs(args.out, exist_ok=True)

@@ -67,6 +67,13 @@ TEST_CASE("the wait policy's verdict: contended below 0.8 of the CPUs") {
   CHECK(td::contended(0.5));         // two
 }
 
+TEST_CASE("BISSL_THREADS=probe's count: the threads that got their CPU, at least one") {
+  CHECK(td::uncontended_count({1.0, 0.99}) == 2);
+  CHECK(td::uncontended_count({1.0, 0.5}) == 1);   // one busy neighbour on two CPUs
+  CHECK(td::uncontended_count({0.5, 0.45}) == 1);  // two: still one thread
+  CHECK(td::uncontended_count({0.9, 0.3, 0.95, 0.85}) == 3);
+}
+
 TEST_CASE("the probe: a share of the CPUs, and about half of one CPU shared with a spinning thread") {
   const double share = measure_cpu_share(2, 20);
   MESSAGE("this machine now: 2 threads ran ", share * 100, " % of a 20 ms probe");

@@ -8,7 +8,7 @@
 # the probe.
 set -u
 ops=$1
-unset OMP_WAIT_POLICY GOMP_SPINCOUNT BISSL_WAIT_PROBE BISSL_WAIT_CHOSEN  # tools/test.sh sets a policy
+unset OMP_WAIT_POLICY GOMP_SPINCOUNT BISSL_WAIT_PROBE BISSL_WAIT_CHOSEN BISSL_THREADS BISSL_THREADS_CHOSEN  # tools/test.sh sets a policy
 cpu=$(taskset -pc $$ | sed 's/.*: *//; s/[,-].*//')  # the first CPU of this shell's mask
 fail=0
 backend() {  # env assignments..., then the policy text expected
@@ -25,5 +25,7 @@ backend OMP_NUM_THREADS=2 OMP_WAIT_POLICY=active "OMP_WAIT_POLICY=active;"
 backend OMP_NUM_THREADS=2 GOMP_SPINCOUNT=3000 "GOMP_SPINCOUNT=3000;"
 backend OMP_NUM_THREADS=2 BISSL_WAIT_PROBE=0 "libgomp's default spin (BISSL_WAIT_PROBE=0)"
 backend OMP_NUM_THREADS=1 "libgomp's default spin (one thread)"
+# Opt-in: the count cut to the threads that got their CPU (here none: at least 1).
+backend OMP_NUM_THREADS=2 BISSL_THREADS=probe "cpu (1 threads, from OMP_NUM_THREADS=2, cut by BISSL_THREADS=probe, libgomp's default spin (one thread; the least of 2 threads ran"
 [ $fail -eq 0 ] && echo "PASS"
 exit $fail
