@@ -7,6 +7,7 @@
 #include "engine/error.h"
 #include "engine/threads.h"
 #include "kernels/cpu/conv_onednn.h"
+#include "kernels/cpu/norm_onednn.h"
 #ifdef BISSL_WITH_CUDA
 #include "kernels/cuda/device.h"
 #include "kernels/cuda/kernels.h"
@@ -49,7 +50,7 @@ std::string backend_summary() {
   const std::string why = thread_budget_summary();
   std::string s = str("cpu (", omp_get_max_threads(), " threads", why.empty() ? "" : ", from " + why, ", ",
                       wait_policy_summary(),
-                      "; f32 convolutions: ", cpu_conv_path(),
+                      "; f32 convolutions: ", cpu_conv_path(), ", f32 batch norm: ", cpu_bn_path(),
                       cpu::onednn_available() ? "" : ", oneDNN not in this build", ")");
 #ifdef BISSL_WITH_CUDA
   s += str("; cuda runtime ", cuda::runtime_version(), ": ", cuda::device_summary(0));
@@ -229,6 +230,7 @@ void cpu_set_conv_path(const std::string& path) {
   throw Error(str("CPU convolutions: expected auto, onednn or im2col, found '", path, "'"));
 }
 std::string cpu_conv_path() { return cpu::conv_path_name(cpu::conv_path()); }
+std::string cpu_bn_path() { return cpu::bn_path_name(cpu::bn_path()); }
 std::string cpu_conv_choices() { return cpu::onednn_conv_choices(); }
 
 std::string cuda_conv_choices() {

@@ -10,6 +10,7 @@
 
 #include "engine/ops/common.h"
 #include "engine/profile.h"
+#include "kernels/cpu/norm_onednn.h"
 
 namespace bissl {
 namespace ops {
@@ -172,6 +173,25 @@ void check_channel_param(const Tensor& p, int64_t c, const char* what, const cha
   BISSL_CHECK(p.shape() == Shape{c}, op, ": ", what, " has shape ", shape_str(p.shape()), ", expected [", c, "]");
 }
 
+// f32 on the CPU under default numerics: oneDNN's batch norm
+// (kernels/cpu/norm_onednn.h), x as n × spatial × c. False: ours runs.
+bool onednn_bn_forward(const Tensor& x, const Tensor& gamma, const Tensor& beta, double eps, Tensor& y, Tensor& m,
+                       Tensor& var) {
+  if (x.device() != Device::CPU || x.dtype() != DType::F32) return false;
+  const int64_t c = x.shape().back(), n = x.shape()[0], rows = x.numel() / c;
+  return cpu::onednn_batch_norm_forward(n, rows / n, c, x.data<float>(), gamma.defined() ? gamma.data<float>() : nullptr,
+                                        beta.defined() ? beta.data<float>() : nullptr, eps, y.data<float>(),
+                                        m.data<float>(), var.data<float>());
+}
+bool onednn_bn_backward(const Tensor& gy, const Tensor& x, const Tensor& m, const Tensor& inv, const Tensor& gamma,
+                        Tensor& gx, Tensor& gg, Tensor& gb) {
+  if (x.device() != Device::CPU || x.dtype() != DType::F32) return false;
+  const int64_t c = x.shape().back(), n = x.shape()[0], rows = x.numel() / c;
+  return cpu::onednn_batch_norm_backward(n, rows / n, c, gy.data<float>(), x.data<float>(), m.data<float>(),
+                                         inv.data<float>(), gamma.defined() ? gamma.data<float>() : nullptr,
+                                         gx.data<float>(), gg.data<float>(), gb.data<float>());
+}
+
 }  // namespace
 
 void register_norm(OpRegistry& r) {
@@ -196,14 +216,20 @@ void register_norm(OpRegistry& r) {
       Tensor y = out_empty(x.shape(), x.dtype()), m = out_empty({c}, x.dtype()), inv = out_empty({c}, x.dtype());
       Tensor var = out_empty({c}, x.dtype());
       bool running = rm.defined() && rv.defined();
+      // oneDNN forms y, mean and var at once; the inverse deviation and the
+      // running update are ours either way.
+      const bool onednn = onednn_bn_forward(x, gamma, beta, eps, y, m, var);
       BISSL_FLOAT_KERNEL(x.dtype(), "batch_norm_train", {
-        kern::batch_norm_stats<scalar_t>(x.data<scalar_t>(), rows, c, m.data<scalar_t>(), var.data<scalar_t>());
+        if (!onednn)
+          kern::batch_norm_stats<scalar_t>(x.data<scalar_t>(), rows, c, m.data<scalar_t>(), var.data<scalar_t>());
         kern::batch_norm_finish<scalar_t>(m.data<scalar_t>(), var.data<scalar_t>(), inv.data<scalar_t>(),
                                           running ? rm.data<scalar_t>() : nullptr,
                                           running ? rv.data<scalar_t>() : nullptr, c, eps, mom, rows);
-        kern::batch_norm_apply<scalar_t>(x.data<scalar_t>(), m.data<scalar_t>(), inv.data<scalar_t>(),
-                                         gamma.defined() ? gamma.data<scalar_t>() : nullptr,
-                                         beta.defined() ? beta.data<scalar_t>() : nullptr, y.data<scalar_t>(), rows, c);
+        if (!onednn)
+          kern::batch_norm_apply<scalar_t>(x.data<scalar_t>(), m.data<scalar_t>(), inv.data<scalar_t>(),
+                                           gamma.defined() ? gamma.data<scalar_t>() : nullptr,
+                                           beta.defined() ? beta.data<scalar_t>() : nullptr, y.data<scalar_t>(), rows,
+                                           c);
       });
       return std::vector<Tensor>{y, m, inv};
     };
@@ -236,6 +262,7 @@ void register_norm(OpRegistry& r) {
       BISSL_CHECK(gy.shape() == x.shape(), "batch_norm_backward: gradient shape ", shape_str(gy.shape()),
                   " differs from input ", shape_str(x.shape()));
       Tensor gx = out_empty(x.shape(), x.dtype()), gg = out_empty({c}, x.dtype()), gb = out_empty({c}, x.dtype());
+      if (onednn_bn_backward(gy, x, m, inv, gamma, gx, gg, gb)) return std::vector<Tensor>{gx, gg, gb};
       BISSL_FLOAT_KERNEL(x.dtype(), "batch_norm_backward",
                          kern::batch_norm_backward<scalar_t>(gy.data<scalar_t>(), x.data<scalar_t>(), m.data<scalar_t>(),
                                                             inv.data<scalar_t>(),
@@ -361,9 +388,13 @@ void batch_norm_update_running(const Tensor& x, const Tensor& running_mean, cons
   Tensor m = empty({c}, x.dtype(), x.device()), var = empty({c}, x.dtype(), x.device());
   Tensor inv = empty({c}, x.dtype(), x.device());
   // batch_norm_train's statistics and update kernels, without its apply:
-  // the running statistics come out the same bits.
+  // the running statistics come out the same bits. (oneDNN's statistics
+  // come with its output: that goes to a scratch tensor.)
+  Tensor y_scratch = x.device() == Device::CPU && x.dtype() == DType::F32 ? empty(x.shape(), x.dtype()) : Tensor();
+  const bool onednn = y_scratch.defined() && ops::onednn_bn_forward(x, Tensor(), Tensor(), eps, y_scratch, m, var);
   BISSL_FLOAT_KERNEL(x.dtype(), "batch_norm_update_running", {
-    kern::batch_norm_stats<scalar_t>(x.data<scalar_t>(), rows, c, m.data<scalar_t>(), var.data<scalar_t>());
+    if (!onednn)
+      kern::batch_norm_stats<scalar_t>(x.data<scalar_t>(), rows, c, m.data<scalar_t>(), var.data<scalar_t>());
     kern::batch_norm_finish<scalar_t>(m.data<scalar_t>(), var.data<scalar_t>(), inv.data<scalar_t>(),
                                       running_mean.data<scalar_t>(), running_var.data<scalar_t>(), c, eps, momentum,
                                       rows);

@@ -85,16 +85,19 @@ void onednn_conv_forget() {}
 
 bool onednn_available() { return true; }
 
+// The process's oneDNN CPU engine (batch norm's too: norm_onednn.cpp).
+dnnl::engine& onednn_engine() {
+  static dnnl::engine e(dnnl::engine::kind::cpu, 0);
+  return e;
+}
+
 namespace {
 
 using dnnl::memory;
 using tag = memory::format_tag;
 using dt = memory::data_type;
 
-dnnl::engine& eng() {
-  static dnnl::engine e(dnnl::engine::kind::cpu, 0);
-  return e;
-}
+dnnl::engine& eng() { return onednn_engine(); }
 
 // The shape as a map key (ho, wo follow from the rest), with the thread
 // count: oneDNN fixes a kernel's split over threads when it makes it.
