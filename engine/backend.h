@@ -67,7 +67,7 @@ std::string cuda_conv_choices();
 // auto (kernels/cpu/conv_onednn.h). An Error naming the value otherwise.
 void cpu_set_conv_path(const std::string& path);
 std::string cpu_conv_path();
-// BISSL_CPU_BN's path for f32 batch norm: "auto" (oneDNN) or "own" (kernels/cpu/norm_onednn.h).
+// BISSL_CPU_BN's path for f32 batch norm: "own" (default) or "onednn" (kernels/cpu/norm_onednn.h).
 std::string cpu_bn_path();
 // oneDNN's implementation per shape seen so far, one line each.
 std::string cpu_conv_choices();

@@ -176,6 +176,7 @@ std::vector<double> measure_cpu_shares(int threads, double ms) {
   const auto t0 = clock::now();
   const auto from = t0 + std::chrono::microseconds(int64_t(ms * 250));
   const auto to = t0 + std::chrono::microseconds(int64_t(ms * 1000));
+  const double window = std::chrono::duration<double>(to - from).count();
   // One thread per CPU when they are as many as the affinity mask's CPUs,
   // so that each measures its own CPU (left to the scheduler, two new
   // threads may start on one CPU and stay there past the probe); with
@@ -191,7 +192,7 @@ std::vector<double> measure_cpu_shares(int threads, double ms) {
   std::vector<std::thread> pool;
   pool.reserve(size_t(threads));
   for (int t = 0; t < threads; ++t)
-    pool.emplace_back([&share, &thread_cpu, &cpus, pin, t, from, to] {
+    pool.emplace_back([&share, &thread_cpu, &cpus, pin, t, from, to, window] {
       if (pin) {
         cpu_set_t one;
         CPU_ZERO(&one);
@@ -200,12 +201,12 @@ std::vector<double> measure_cpu_shares(int threads, double ms) {
       }
       volatile uint64_t spin = 0;
       while (clock::now() < from) spin = spin + 1;
-      const auto w0 = clock::now();
       const double c0 = thread_cpu();
       while (clock::now() < to) spin = spin + 1;
       const double c1 = thread_cpu();
-      const double wall = std::chrono::duration<double>(clock::now() - w0).count();
-      share[size_t(t)] = wall > 0 ? (c1 - c0) / wall : 1.0;
+      // Over the whole measured window: a thread that got its CPU only near
+      // the end (or after it) ran little of the window, which is the point.
+      share[size_t(t)] = std::min(1.0, (c1 - c0) / window);
     });
   for (auto& th : pool) th.join();
   return share;
@@ -218,6 +219,7 @@ double measure_cpu_share(int threads, double ms) {
 
 void choose_wait_policy(char** argv, bool under_mpi) {
   std::lock_guard<std::mutex> lock(g_mu);
+  if (!g_wait.empty()) return;  // decided already (tool_main, then dist::Session)
   if (const char* chosen = std::getenv(kChosenVar)) {  // the re-started process
     g_wait = str("OMP_WAIT_POLICY=passive (chosen at start: ", chosen, ")");
     if (const char* n = std::getenv(kThreadsVar)) {  // BISSL_THREADS=probe's count
@@ -254,9 +256,18 @@ void choose_wait_policy(char** argv, bool under_mpi) {
     g_wait = "libgomp's default spin (one thread)";
     return;
   }
-  const std::vector<double> shares = measure_cpu_shares(threads, kProbeMs);
+  // No more probe threads than CPUs: threads beyond them would measure our
+  // own oversubscription, not other processes' load.
+  const int probes = std::max(1, std::min(threads, cpu_budget().affinity));
+  std::vector<double> shares;
+  try {
+    shares = measure_cpu_shares(probes, kProbeMs);
+  } catch (const std::exception& e) {  // no thread to be had (a pids limit): keep the default
+    g_wait = str("libgomp's default spin (no probe: ", e.what(), ")");
+    return;
+  }
   const double share = *std::min_element(shares.begin(), shares.end());
-  const std::string what = str("the least of ", threads, " threads ran ", int(std::lround(share * 100)), " % of a ",
+  const std::string what = str("the least of ", probes, " threads ran ", int(std::lround(share * 100)), " % of a ",
                                int(kProbeMs), " ms probe");
   if (!threads_detail::contended(share)) {
     g_wait = str("libgomp's default spin (", what, ")");

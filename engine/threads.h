@@ -57,12 +57,19 @@ void set_thread_budget_summary(const std::string& why);
 // thread count changes a run's bits (docs/performance.md, "Portable
 // numerics"), so the results would depend on the load at start.
 //
-// Called by dist::Session after apply_thread_budget(), so by every bissl-*
-// executable (not the doctest and fuzz executables). It decides once: load
+// Called after apply_thread_budget() by tool_main (before it reads a config,
+// which a re-start would otherwise read twice) and by dist::Session, so by
+// every bissl-* executable and test_dist (not the other doctest executables
+// nor the fuzz targets); the first call decides, later ones return. Load
 // that starts after the probe does not change the policy. Not probed with
 // one thread (nothing waits at a barrier) or under mpirun (the ranks
 // starting beside each other are each other's load); set the variable
-// there. Never throws: a failed re-start keeps libgomp's default.
+// there. The probe runs no more threads than the affinity mask has CPUs.
+// Never throws: no thread for the probe, or a failed re-start, keeps
+// libgomp's default. (The re-started process unsets OMP_WAIT_POLICY once
+// libgomp has read it at load, so that processes it starts probe for
+// themselves; an OpenMP runtime that read it later, LLVM's libomp, would
+// miss it. The build links libgomp.)
 void choose_wait_policy(char** argv, bool under_mpi);
 // The least share of its CPU that any of `threads` spinning threads got
 // over the last three quarters of `ms` milliseconds: about 1 when the CPUs

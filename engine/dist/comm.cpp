@@ -238,9 +238,11 @@ bool launched_by_mpi() {
 }
 
 Session::Session(int& argc, char**& argv) {
-  apply_thread_budget();  // OMP_NUM_THREADS, else the CPUs this process may use (engine/threads.h)
-  // Spin or sleep at barriers, from a probe of how much of those CPUs this
-  // process gets; may re-start the process (engine/threads.h).
+  // OMP_NUM_THREADS, else the CPUs this process may use; then spin or sleep
+  // at barriers, from a probe of how much of those CPUs this process gets
+  // (may re-start the process). Once per process: tool_main does both
+  // before it reads a config (engine/threads.h).
+  if (thread_budget_summary().empty()) apply_thread_budget();
   choose_wait_policy(argv, launched_by_mpi());
   if (!launched_by_mpi()) return;
 #ifdef BISSL_WITH_MPI

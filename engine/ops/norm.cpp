@@ -173,11 +173,15 @@ void check_channel_param(const Tensor& p, int64_t c, const char* what, const cha
   BISSL_CHECK(p.shape() == Shape{c}, op, ": ", what, " has shape ", shape_str(p.shape()), ", expected [", c, "]");
 }
 
-// f32 on the CPU under default numerics: oneDNN's batch norm
-// (kernels/cpu/norm_onednn.h), x as n × spatial × c. False: ours runs.
+// f32 on the CPU with BISSL_CPU_BN=onednn under default numerics: oneDNN's
+// batch norm (kernels/cpu/norm_onednn.h), x as n × spatial × c. False: ours runs.
+bool onednn_bn_usable(const Tensor& x) {
+  return x.device() == Device::CPU && x.dtype() == DType::F32 && x.dim() >= 2 && x.numel() > 0 &&
+         cpu::onednn_batch_norm_wanted();
+}
 bool onednn_bn_forward(const Tensor& x, const Tensor& gamma, const Tensor& beta, double eps, Tensor& y, Tensor& m,
                        Tensor& var) {
-  if (x.device() != Device::CPU || x.dtype() != DType::F32) return false;
+  if (!onednn_bn_usable(x)) return false;
   const int64_t c = x.shape().back(), n = x.shape()[0], rows = x.numel() / c;
   return cpu::onednn_batch_norm_forward(n, rows / n, c, x.data<float>(), gamma.defined() ? gamma.data<float>() : nullptr,
                                         beta.defined() ? beta.data<float>() : nullptr, eps, y.data<float>(),
@@ -185,7 +189,7 @@ bool onednn_bn_forward(const Tensor& x, const Tensor& gamma, const Tensor& beta,
 }
 bool onednn_bn_backward(const Tensor& gy, const Tensor& x, const Tensor& m, const Tensor& inv, const Tensor& gamma,
                         Tensor& gx, Tensor& gg, Tensor& gb) {
-  if (x.device() != Device::CPU || x.dtype() != DType::F32) return false;
+  if (!onednn_bn_usable(x)) return false;
   const int64_t c = x.shape().back(), n = x.shape()[0], rows = x.numel() / c;
   return cpu::onednn_batch_norm_backward(n, rows / n, c, gy.data<float>(), x.data<float>(), m.data<float>(),
                                          inv.data<float>(), gamma.defined() ? gamma.data<float>() : nullptr,
@@ -216,8 +220,8 @@ void register_norm(OpRegistry& r) {
       Tensor y = out_empty(x.shape(), x.dtype()), m = out_empty({c}, x.dtype()), inv = out_empty({c}, x.dtype());
       Tensor var = out_empty({c}, x.dtype());
       bool running = rm.defined() && rv.defined();
-      // oneDNN forms y, mean and var at once; the inverse deviation and the
-      // running update are ours either way.
+      // With BISSL_CPU_BN=onednn, oneDNN forms y, mean and var at once; the
+      // inverse deviation and the running update are ours either way.
       const bool onednn = onednn_bn_forward(x, gamma, beta, eps, y, m, var);
       BISSL_FLOAT_KERNEL(x.dtype(), "batch_norm_train", {
         if (!onednn)
@@ -390,7 +394,7 @@ void batch_norm_update_running(const Tensor& x, const Tensor& running_mean, cons
   // batch_norm_train's statistics and update kernels, without its apply:
   // the running statistics come out the same bits. (oneDNN's statistics
   // come with its output: that goes to a scratch tensor.)
-  Tensor y_scratch = x.device() == Device::CPU && x.dtype() == DType::F32 ? empty(x.shape(), x.dtype()) : Tensor();
+  Tensor y_scratch = ops::onednn_bn_usable(x) ? empty(x.shape(), x.dtype()) : Tensor();
   const bool onednn = y_scratch.defined() && ops::onednn_bn_forward(x, Tensor(), Tensor(), eps, y_scratch, m, var);
   BISSL_FLOAT_KERNEL(x.dtype(), "batch_norm_update_running", {
     if (!onednn)

@@ -1,6 +1,7 @@
-// f32 batch norm through oneDNN (norm_onednn.h says when it is taken). One
-// primitive pair per shape, epsilon, thread count and calling thread, made
-// on first use and kept, as the convolutions' (conv_onednn.cpp).
+// f32 batch norm through oneDNN (norm_onednn.h says when it is taken: only
+// when asked for). One primitive per direction, shape, epsilon, thread
+// count and calling thread, made on first use and kept, as the
+// convolutions' (conv_onednn.cpp).
 //
 // The backward gets the forward's inverse deviation, not its variance: it
 // passes oneDNN var' = 1/invstd² with epsilon 0, so oneDNN's 1/sqrt(var')
@@ -31,16 +32,17 @@ namespace bissl::cpu {
 
 namespace {
 std::atomic<int> g_path{-1};  // BnPath, -1 until read from BISSL_CPU_BN
+std::atomic<int64_t> g_calls{0};
 
 BnPath path_from_env() {
   const char* e = std::getenv("BISSL_CPU_BN");
-  if (!e || !*e || std::strcmp(e, "auto") == 0) return BnPath::Auto;
-  if (std::strcmp(e, "own") == 0) return BnPath::Own;
+  if (!e || !*e || std::strcmp(e, "own") == 0) return BnPath::Own;
+  if (std::strcmp(e, "onednn") == 0) return BnPath::OneDNN;
   static std::once_flag said;
   std::call_once(said, [e] {
-    std::fprintf(stderr, "bissl: BISSL_CPU_BN: expected auto or own, found '%s'; using auto\n", e);
+    std::fprintf(stderr, "bissl: BISSL_CPU_BN: expected own or onednn, found '%s'; using own\n", e);
   });
-  return BnPath::Auto;
+  return BnPath::Own;
 }
 }  // namespace
 
@@ -55,10 +57,13 @@ BnPath bn_path() {
 
 void set_bn_path(BnPath p) { g_path.store(int(p), std::memory_order_relaxed); }
 
-const char* bn_path_name(BnPath p) { return p == BnPath::Own ? "own" : "auto"; }
+const char* bn_path_name(BnPath p) { return p == BnPath::OneDNN ? "onednn" : "own"; }
+
+int64_t onednn_batch_norm_calls() { return g_calls.load(); }
 
 #ifndef BISSL_WITH_ONEDNN
 
+bool onednn_batch_norm_wanted() { return false; }
 bool onednn_batch_norm_forward(int64_t, int64_t, int64_t, const float*, const float*, const float*, double, float*,
                                float*, float*) {
   return false;
@@ -120,7 +125,7 @@ std::shared_ptr<Prims> make(int64_t n, int64_t s, int64_t c, double eps, bool ba
 }
 
 std::shared_ptr<Prims> usable(int64_t n, int64_t s, int64_t c, double eps, bool backward) {
-  if (bn_path() == BnPath::Own || portable_numerics.load(std::memory_order_relaxed)) return nullptr;
+  if (!onednn_batch_norm_wanted() || n <= 0 || s <= 0 || c <= 0) return nullptr;
   std::lock_guard<std::mutex> lock(g_mu);
   if (g_prims.size() >= 1024) g_prims.clear();
   auto& slot = g_prims[Key{n, s, c, eps, backward, omp_get_max_threads(), std::this_thread::get_id()}];
@@ -149,6 +154,10 @@ const float* zeros(int64_t c) {
 
 }  // namespace
 
+bool onednn_batch_norm_wanted() {
+  return bn_path() == BnPath::OneDNN && !portable_numerics.load(std::memory_order_relaxed);
+}
+
 bool onednn_batch_norm_forward(int64_t n, int64_t spatial, int64_t c, const float* x, const float* gamma,
                                const float* beta, double eps, float* y, float* mean, float* var) {
   auto p = usable(n, spatial, c, eps, false);
@@ -161,6 +170,7 @@ bool onednn_batch_norm_forward(int64_t n, int64_t spatial, int64_t c, const floa
                        {DNNL_ARG_MEAN, view(p->c_md, mean)},
                        {DNNL_ARG_VARIANCE, view(p->c_md, var)}});
   st.wait();
+  g_calls.fetch_add(1);
   return true;
 }
 
@@ -182,6 +192,7 @@ bool onednn_batch_norm_backward(int64_t n, int64_t spatial, int64_t c, const flo
                        {DNNL_ARG_DIFF_SCALE, view(p->c_md, ggamma)},
                        {DNNL_ARG_DIFF_SHIFT, view(p->c_md, gbeta)}});
   st.wait();
+  g_calls.fetch_add(1);
   return true;
 }
 

@@ -3,26 +3,36 @@
 // (norm_onednn.cpp); our own kernels (norm.cpp) stay for f64, for portable
 // numerics, for the tangent rules (JVPs), and as the fallback.
 //
-// Which path batch norm takes (chosen without timing): BISSL_CPU_BN in the
-// environment, or set_bn_path.
-//   auto  (default) oneDNN for f32 under default numerics
-//   own   our kernels always (the arithmetic of earlier versions)
+// Which path batch norm takes: BISSL_CPU_BN in the environment, or
+// set_bn_path.
+//   own     (default) our kernels (norm.cpp): double sums in fixed chunks
+//   onednn  oneDNN for f32 under default numerics (f64 and portable
+//           numerics keep ours)
 // oneDNN's kernel (bnorm_jit:avx512_core here) is 1.5-3x faster than ours at
-// the main job's shapes (docs/performance.md, session 17). Its sums are f32
-// in its own order, split by thread; ours are double in fixed chunks. The
-// two agree within f32 rounding, not bit for bit.
+// the main job's shapes on a quiet machine, but it meets its threads at a
+// spinning barrier of its own inside each call: beside one busy process the
+// main job's SimCLR step took 270-390 ms with it against 168-172 ms with
+// ours (docs/performance.md, session 17). So it is not the default. Its sums
+// are f32 in its own order, split by thread; the two agree within f32
+// rounding, not bit for bit.
 #include <cstdint>
 
 namespace bissl::cpu {
 
-enum class BnPath { Auto = 0, Own = 1 };
+enum class BnPath { Own = 0, OneDNN = 1 };
 BnPath bn_path();
 void set_bn_path(BnPath p);
 const char* bn_path_name(BnPath p);
 
+// Whether a call below would try oneDNN (path onednn, default numerics,
+// oneDNN in the build); the caller can skip preparing for it otherwise.
+bool onednn_batch_norm_wanted();
+// Calls that oneDNN ran (tests: that the path is really taken).
+int64_t onednn_batch_norm_calls();
+
 // x is n × spatial × c (NHWC, or [n, c] with spatial 1). Each returns false
-// when the path is own, numerics are portable, the build has no oneDNN, or
-// oneDNN has no kernel of its own for the shape: the caller runs ours.
+// when oneDNN is not wanted (above) or has no kernel of its own for the
+// shape: the caller runs ours.
 //
 // Forward: y = (x − mean)·invstd·γ + β with the batch's mean and biased
 // variance, written to mean and var. gamma / beta may be null (1 and 0).

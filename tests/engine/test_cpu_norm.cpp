@@ -1,9 +1,9 @@
-// f32 batch norm through oneDNN (kernels/cpu/norm_onednn.h) against our own
-// kernels in f32 and against the f64 reference: outputs, VJPs, JVPs and
-// H·v of batch_norm_train and batch_norm_backward at the main job's shapes;
-// the running-statistics replay's bits; and the switches (BISSL_CPU_BN=own,
-// portable numerics) that keep our own arithmetic. Without oneDNN in the
-// build the oneDNN cases skip, loudly.
+// f32 batch norm through oneDNN (BISSL_CPU_BN=onednn, kernels/cpu/norm_onednn.h)
+// against our own kernels in f32 and against the f64 reference: outputs,
+// VJPs, JVPs and H·v of batch_norm_train and batch_norm_backward at the main
+// job's shapes, every call taken by oneDNN; the running-statistics replay's
+// bits; and what keeps our own arithmetic (the default, portable numerics).
+// Without oneDNN in the build the oneDNN cases skip, loudly.
 #include <doctest/doctest.h>
 
 #include <cstdio>
@@ -35,7 +35,7 @@ bool have_onednn() {
 
 struct PathGuard {
   ~PathGuard() {
-    cpu::set_bn_path(cpu::BnPath::Auto);
+    cpu::set_bn_path(cpu::BnPath::Own);
     cpu::portable_numerics.store(false);
   }
 };
@@ -109,9 +109,13 @@ TEST_SUITE("cpu norm") {
         c64.inputs = as(c32.inputs, DType::F64);
         Run ref = run_case(c64, Device::CPU, as(w32, DType::F64), as(u32, DType::F64), as(v32, DType::F64));
         cpu::set_bn_path(cpu::BnPath::Own);
+        const int64_t before = cpu::onednn_batch_norm_calls();
         Run own = run_case(c32, Device::CPU, w32, u32, v32);
-        cpu::set_bn_path(cpu::BnPath::Auto);
+        CHECK(cpu::onednn_batch_norm_calls() == before);
+        cpu::set_bn_path(cpu::BnPath::OneDNN);
         Run dn = run_case(c32, Device::CPU, w32, u32, v32);
+        cpu::set_bn_path(cpu::BnPath::Own);
+        CHECK(cpu::onednn_batch_norm_calls() > before);  // oneDNN took this shape
         auto err = [&](const Run& a) {
           return std::max({max_rel(a.outs, ref.outs), max_rel(a.grads, ref.grads), max_rel(a.tangents, ref.tangents),
                            max_rel(a.hv, ref.hv)});
@@ -128,9 +132,11 @@ TEST_SUITE("cpu norm") {
   TEST_CASE("oneDNN batch norm: the running update's replay gives the forward's bits; gamma does not move the stats") {
     if (!have_onednn()) return;
     PathGuard guard;
+    cpu::set_bn_path(cpu::BnPath::OneDNN);
     Generator g(32);
     NoGradGuard ng;
     for (const Shape& s : {Shape{8, 7, 7, 16}, Shape{32, 64}}) {
+      const int64_t before = cpu::onednn_batch_norm_calls();
       const int64_t c = s.back();
       Tensor x = randn(s, g, DType::F32, 0.3, 1.5), gamma = randn({c}, g), beta = randn({c}, g);
       Tensor rm1 = randn({c}, g), rv1 = add(mul(randn({c}, g), 0.1), 1.0);
@@ -142,10 +148,11 @@ TEST_SUITE("cpu norm") {
       auto plain = batch_norm_train(x, Tensor(), Tensor(), Tensor(), Tensor(), 0.1, 1e-5);
       CHECK(o.mean.to_vector() == plain.mean.to_vector());
       CHECK(o.invstd.to_vector() == plain.invstd.to_vector());
+      CHECK(cpu::onednn_batch_norm_calls() == before + 3);  // both forwards and the replay
     }
   }
 
-  TEST_CASE("BISSL_CPU_BN=own and portable numerics run our own kernels: their bits, not oneDNN's") {
+  TEST_CASE("our own kernels by default and in portable numerics: their bits, not oneDNN's") {
     PathGuard guard;
     Generator g(33);
     NoGradGuard ng;
@@ -157,16 +164,20 @@ TEST_SUITE("cpu norm") {
       return std::vector<std::vector<double>>{o.y.to_vector(), o.mean.to_vector(), o.invstd.to_vector(),
                                               b[0].to_vector(), b[1].to_vector(), b[2].to_vector()};
     };
-    cpu::set_bn_path(cpu::BnPath::Own);
+    CHECK(std::string(cpu::bn_path_name(cpu::bn_path())) == "own");  // the default (BISSL_CPU_BN unset)
+    CHECK(backend_summary().find("f32 batch norm: own") != std::string::npos);
+    const int64_t before = cpu::onednn_batch_norm_calls();
     const auto own = run();
-    cpu::set_bn_path(cpu::BnPath::Auto);
+    cpu::set_bn_path(cpu::BnPath::OneDNN);
     cpu::portable_numerics.store(true);
-    CHECK(run() == own);
+    CHECK(run() == own);  // portable numerics: ours even when oneDNN is asked for
+    CHECK(cpu::onednn_batch_norm_calls() == before);
     cpu::portable_numerics.store(false);
     const auto dn = run();
-    if (have_onednn()) CHECK(dn != own);  // oneDNN's sums: other bits (so the switches above are not no-ops)
-    CHECK(run() == dn);                   // and the same bits run after run
-    CHECK(std::string(cpu::bn_path_name(cpu::bn_path())) == "auto");
-    CHECK(backend_summary().find("f32 batch norm: auto") != std::string::npos);
+    if (have_onednn()) {
+      CHECK(dn != own);  // oneDNN's sums: other bits (so the cases above are not no-ops)
+      CHECK(cpu::onednn_batch_norm_calls() == before + 2);
+    }
+    CHECK(run() == dn);  // and the same bits run after run
   }
 }

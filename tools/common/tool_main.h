@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "engine/dist/comm.h"
+#include "engine/threads.h"
 #include "engine/numerics.h"
 
 namespace bissl {
@@ -64,6 +65,13 @@ int tool_main(int argc, char** argv, const std::string& name, const std::string&
   }
   std::unique_ptr<dist::Session> session;  // ends MPI on return, after any error is printed
   try {
+    if (!f.print_config) {
+      // The thread count and the wait policy before the config is read: the
+      // policy may re-start the process, which then reads it (a config from
+      // a pipe, too) only once. dist::Session does not repeat them.
+      apply_thread_budget();
+      choose_wait_policy(argv, dist::launched_by_mpi());
+    }
     Config cfg = load(f.config_path, f.sets, f.quick);
     if (f.adjust) {
       f.adjust(cfg);
