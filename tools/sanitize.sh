@@ -38,7 +38,8 @@ build() {  # targets...
 }
 
 # The build targets the selected tests run: names from ctest's listing (labels),
-# executables from the CTestTestfile.cmake scripts, which name them before they
+# executables (the command, or an argument: a script handed the executable it
+# runs) from the CTestTestfile.cmake scripts, which name them before they
 # are built (ctest's own JSON leaves out commands whose files do not exist yet).
 # Compared by file name against the build's targets, never by directory: cmake
 # records the logical path (through symlinks), python the physical one.
@@ -53,12 +54,13 @@ exe = {}
 for root, _, files in os.walk(dir):
     if "CTestTestfile.cmake" in files:
         text = open(os.path.join(root, "CTestTestfile.cmake")).read()
-        for name, cmd in re.findall(r"add_test\(\[=\[(.*?)\]=\]\s+\"([^\"]+)\"", text):
-            exe[name] = os.path.basename(cmd)
+        # The command and its arguments: a script may be handed the executable it runs.
+        for name, args in re.findall(r"add_test\(\[=\[(.*?)\]=\]\s+((?:\"[^\"]*\"\s*)+)\)", text):
+            exe[name] = [os.path.basename(a) for a in re.findall(r"\"([^\"]*)\"", args)]
 missing = sorted(n for n in names if n not in exe)
 if missing:
     sys.exit("tools/sanitize.sh: no command found for the tests " + " ".join(missing))
-out = {exe[n] for n in names if exe[n] in known}
+out = {a for n in names for a in exe[n] if a in known}
 if not out:
     sys.exit("tools/sanitize.sh: the selected tests name no target of " + dir)
 print(" ".join(sorted(out)))' "$dir" "$all"
