@@ -4,11 +4,13 @@
 // forward-over-reverse H·v, for comparing two runs of the same case (CUDA
 // against the CPU, oneDNN against im2col).
 #include <algorithm>
+#include <cstdio>
 #include <vector>
 
 #include "engine/autograd.h"
 #include "engine/check/gradcheck.h"
 #include "engine/check/op_table.h"
+#include "kernels/cpu/conv_onednn.h"
 
 namespace bissl::testops {
 
@@ -62,6 +64,23 @@ inline double max_rel(const std::vector<Tensor>& a, const std::vector<Tensor>& b
     worst = std::max(worst, check::rel_error(a[i].to_vector(), b[i].to_vector()));
   }
   return worst;
+}
+
+// The tensors in dtype dt (undefined ones stay undefined).
+inline std::vector<Tensor> as(const std::vector<Tensor>& xs, DType dt) {
+  std::vector<Tensor> r;
+  for (auto& x : xs) r.push_back(x.defined() ? x.to(dt) : Tensor());
+  return r;
+}
+
+// Whether this build has oneDNN; says once, loudly, that `what` skips without it.
+inline bool have_onednn(const char* what) {
+  static bool once = [what] {
+    if (!cpu::onednn_available())
+      std::printf("SKIPPED: %s (this build has no oneDNN: apt install libdnnl-dev)\n", what);
+    return cpu::onednn_available();
+  }();
+  return once;
 }
 
 }  // namespace bissl::testops

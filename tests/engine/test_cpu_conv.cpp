@@ -20,17 +20,10 @@ using namespace bissl;
 using testops::max_rel;
 using testops::Run;
 using testops::run_case;
+using testops::as;
+using testops::have_onednn;
 
 namespace {
-
-bool have_onednn() {
-  static bool once = [] {
-    if (!cpu::onednn_available())
-      std::printf("SKIPPED: oneDNN checks (this build has no oneDNN: apt install libdnnl-dev)\n");
-    return cpu::onednn_available();
-  }();
-  return once;
-}
 
 // Restores the CPU convolution path and numerics however a case ends.
 struct PathGuard {
@@ -88,12 +81,6 @@ std::vector<check::OpCase> cases_of(const Shp& c, Generator& g, DType dt) {
   return r;
 }
 
-std::vector<Tensor> as(const std::vector<Tensor>& xs, DType dt) {
-  std::vector<Tensor> r;
-  for (auto& x : xs) r.push_back(x.defined() ? x.to(dt) : Tensor());
-  return r;
-}
-
 check::OpCase in_dtype(const check::OpCase& c, DType dt) {
   check::OpCase r = c;
   r.inputs = as(c.inputs, dt);
@@ -138,7 +125,7 @@ void compare(const std::vector<check::OpCase>& cases, Generator& g, double tol) 
 
 TEST_SUITE("cpu conv") {
   TEST_CASE("oneDNN f32 convolutions equal im2col's and the f64 reference: op table's shapes") {
-    if (!have_onednn()) return;
+    if (!have_onednn("oneDNN checks")) return;
     PathGuard restore;
     Generator g(41);
     for (const auto& e : check::op_table()) {
@@ -148,7 +135,7 @@ TEST_SUITE("cpu conv") {
   }
 
   TEST_CASE("oneDNN f32 convolutions equal im2col's and the f64 reference: the models' shapes, all taken by oneDNN") {
-    if (!have_onednn()) return;
+    if (!have_onednn("oneDNN checks")) return;
     PathGuard restore;
     Generator g(42);
     cpu::onednn_conv_forget();  // the choices below: these shapes' only
@@ -185,7 +172,7 @@ TEST_SUITE("cpu conv") {
     cpu::set_conv_path(cpu::ConvPath::Im2col);
     auto im = conv2d(x, w, p).to_vector();
     cpu::set_conv_path(cpu::ConvPath::Auto);
-    if (!have_onednn()) return;
+    if (!have_onednn("oneDNN checks")) return;
     auto dn = conv2d(x, w, p).to_vector();  // auto, default numerics: oneDNN
     CHECK(check::rel_error(dn, im) <= 1e-5);
     const std::string same = dn == im ? " (the same bits)" : " (another summation order)";

@@ -21,17 +21,10 @@ using namespace bissl;
 using testops::max_rel;
 using testops::Run;
 using testops::run_case;
+using testops::as;
+using testops::have_onednn;
 
 namespace {
-
-bool have_onednn() {
-  static bool once = [] {
-    if (!cpu::onednn_available())
-      std::printf("SKIPPED: oneDNN batch norm checks (this build has no oneDNN: apt install libdnnl-dev)\n");
-    return cpu::onednn_available();
-  }();
-  return once;
-}
 
 struct PathGuard {
   ~PathGuard() {
@@ -39,12 +32,6 @@ struct PathGuard {
     cpu::portable_numerics.store(false);
   }
 };
-
-std::vector<Tensor> as(const std::vector<Tensor>& xs, DType dt) {
-  std::vector<Tensor> r;
-  for (auto& x : xs) r.push_back(x.defined() ? x.to(dt) : Tensor());
-  return r;
-}
 
 // The main job's batch-norm inputs (ResNet-18 at width 0.25 on 28×28 images,
 // small batches), the projection head's [N, C], and no affine parameters.
@@ -89,7 +76,7 @@ std::vector<check::OpCase> cases_of(const Shp& c, Generator& g) {
 
 TEST_SUITE("cpu norm") {
   TEST_CASE("oneDNN f32 batch norm equals ours and the f64 reference within f32 rounding") {
-    if (!have_onednn()) return;
+    if (!have_onednn("oneDNN batch norm checks")) return;
     PathGuard guard;
     Generator g(31);
     for (const auto& s : shapes())
@@ -130,7 +117,7 @@ TEST_SUITE("cpu norm") {
   }
 
   TEST_CASE("oneDNN batch norm: the running update's replay gives the forward's bits; gamma does not move the stats") {
-    if (!have_onednn()) return;
+    if (!have_onednn("oneDNN batch norm checks")) return;
     PathGuard guard;
     cpu::set_bn_path(cpu::BnPath::OneDNN);
     Generator g(32);
@@ -174,7 +161,7 @@ TEST_SUITE("cpu norm") {
     CHECK(cpu::onednn_batch_norm_calls() == before);
     cpu::portable_numerics.store(false);
     const auto dn = run();
-    if (have_onednn()) {
+    if (have_onednn("oneDNN batch norm checks")) {
       CHECK(dn != own);  // oneDNN's sums: other bits (so the cases above are not no-ops)
       CHECK(cpu::onednn_batch_norm_calls() == before + 2);
     }
